@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's second command: set this machine up and run the test suite.
+# Extra arguments go to pytest, e.g. ./dev/test.sh -k ingest -x
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$repo/dev/setup.sh" --profile local --profile test
+cd "$repo"
+export PYTHONPATH="$repo/lib${PYTHONPATH:+:$PYTHONPATH}"
+exec "$repo/.venv/bin/python" -m pytest "$@"

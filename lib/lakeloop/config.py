@@ -1,0 +1,347 @@
+"""Typed, frozen configuration: profile file -> command-line overrides -> config object.
+
+A profile is a YAML file in ``conf/`` (``conf/local.yaml`` ...). It may start with
+``extends: <other profile>``; its mappings are merged over the other's, key by key.
+Command-line overrides are ``--set dotted.key=value`` (the value is parsed as YAML)
+and ``--conf spark.key=value`` (a Spark setting). The merged mapping is then turned
+into :class:`Profile`, rejecting unknown keys and wrong types with the key's full name.
+
+Two placeholders are expanded in string values, and nothing else is read from the
+environment: ``{repo}`` (the folder above the one holding the profile file: the checkout
+for profiles in ``conf/``), ``{python}`` (the Python
+running the driver, for local masters whose workers share its interpreter) and ``~`` at
+the start of a local cache path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from lakeloop.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONF_DIR = REPO_ROOT / "conf"
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def require_uri(value: str, setting: str) -> str:
+    """Return ``value`` if it carries a URI scheme, else raise a ConfigError saying what to write."""
+    if not isinstance(value, str) or not _SCHEME.match(value) or re.match(r"^[a-zA-Z]:[\\/]", value):
+        raise ConfigError(
+            f"{setting} = {value!r} has no URI scheme. Write 'file:/absolute/path' for a local "
+            f"folder, 'hdfs://namenode:8020/path' for HDFS or 's3a://bucket/path' for S3."
+        )
+    return value.rstrip("/") if value not in ("file:/",) else value
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How to reach Spark: the master URL and Spark/Hadoop settings (``spark.*`` keys)."""
+
+    master: str | None = "local[*]"
+    app_name: str = "lakeloop"
+    # A null value removes a setting inherited from the profile this one extends.
+    conf: dict[str, str | None] = field(default_factory=dict)
+    log_level: str = "WARN"
+
+
+@dataclass(frozen=True)
+class JvmSettings:
+    """Maven coordinates Spark needs beyond its own jars, and where they are cached.
+
+    ``packages`` are resolved by ``python -m lakeloop.jars resolve`` (run by the setup)
+    into ``cache_dir`` and handed to Spark as ``spark.jars``; nothing is fetched when a
+    job runs. Leave ``packages`` empty where the platform provides them (Databricks).
+    """
+
+    packages: tuple[str, ...] = ()
+    cache_dir: str = "~/.cache/lakeloop/jars"
+
+
+@dataclass(frozen=True)
+class ImageIngestConfig:
+    """Settings of ``jobs/ingest_images.py``; see README "ingest_images"."""
+
+    source: str | None = None
+    extensions: tuple[str, ...] = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")
+    max_pixels: int = 25_000_000
+    label_from: Literal["parent_folder", "labels_table", "none"] = "parent_folder"
+    labels_table: str | None = None
+    labels_path_column: str = "path"
+    labels_label_column: str = "label"
+    quarantine_content_max_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """One table of ``jobs/ingest_tables.py``: where it is, its schema and its key."""
+
+    source: str
+    format: Literal["csv", "json", "parquet"]
+    keys: tuple[str, ...]
+    schema: str | None = None
+    infer_schema: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    evolve_schema: bool = False
+    on_type_error: Literal["quarantine", "fail"] = "quarantine"
+    raw_max_chars: int = 10_000
+
+
+@dataclass(frozen=True)
+class TableIngestConfig:
+    """Settings of ``jobs/ingest_tables.py``: the tables it knows, by name."""
+
+    tables: dict[str, TableSource] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Where ``lakeloop.demo`` writes the demo raw zone."""
+
+    raw_root: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a job needs, from one profile file plus command-line overrides."""
+
+    name: str
+    lake_root: str
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    jvm: JvmSettings = field(default_factory=JvmSettings)
+    ingest_images: ImageIngestConfig = field(default_factory=ImageIngestConfig)
+    ingest_tables: TableIngestConfig = field(default_factory=TableIngestConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+    def table_uri(self, layer: str, name: str) -> str:
+        """URI of a lake table, e.g. ``table_uri("bronze", "images")``."""
+        return f"{self.lake_root}/{layer}/{name}"
+
+    def report_dir(self, job: str) -> str:
+        """Folder of a job's run reports (JSON), next to the tables it writes."""
+        return f"{self.lake_root}/_reports/{job}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def find_profile(name_or_path: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
+    """Locate a profile by name (``local`` -> ``conf/local.yaml``) or by file path."""
+    candidates = [Path(name_or_path)]
+    if not name_or_path.endswith((".yaml", ".yml")):
+        candidates.append(conf_dir / f"{name_or_path}.yaml")
+    else:
+        # On a cluster, spark-submit --files puts the profile in the working directory.
+        candidates.append(Path(Path(name_or_path).name))
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted(p.stem for p in conf_dir.glob("*.yaml")) if conf_dir.is_dir() else []
+    raise ConfigError(
+        f"profile {name_or_path!r} not found (looked for {', '.join(str(c) for c in candidates)}). "
+        f"Known profiles: {', '.join(known) or 'none'}; pass --profile NAME or a path to a YAML file."
+    )
+
+
+def _read_profile_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path.resolve() in seen:
+        raise ConfigError(f"profile {path} extends itself through {' -> '.join(map(str, seen))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {path} must be a mapping of settings, found {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent:
+        base = _read_profile_mapping(find_profile(str(parent), path.parent), seen + (path.resolve(),))
+        data = _deep_merge(base, data)
+    return data
+
+
+def parse_override(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """Split ``dotted.key=value``; the value is parsed as YAML (``3`` -> 3, ``[a, b]`` -> list)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE, e.g. {flag} ingest_images.max_pixels=1000000")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _expand(value: Any, repo: Path) -> Any:
+    if isinstance(value, str):
+        return value.replace("{repo}", str(repo)).replace("{python}", sys.executable)
+    if isinstance(value, dict):
+        return {k: _expand(v, repo) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, repo) for v in value]
+    return value
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _convert(non_none[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, found {value!r}")
+        return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, found {value!r}")
+        return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, found {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be a whole number, found {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, found {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, bool):  # Spark settings written as YAML true/false
+            return "true" if value else "false"
+        raise ConfigError(f"{key} must be text, found {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'profile'} must be a mapping of settings, found {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown setting {where}{unknown[0]}; the settings of {prefix or 'a profile'} are: "
+            f"{', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, fld in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], key)
+        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"setting {key} is required but missing")
+    return cls(**kwargs)
+
+
+def load_profile(
+    name_or_path: str = "local",
+    overrides: typing.Iterable[str | tuple[str, Any]] = (),
+    spark_conf: typing.Iterable[str] = (),
+    conf_dir: Path = DEFAULT_CONF_DIR,
+    repo_root: Path | None = None,
+) -> Profile:
+    """Load a profile, apply ``--set`` overrides and ``--conf`` Spark settings, validate it.
+
+    Parameters
+    ----------
+    name_or_path : profile name in ``conf_dir`` or a path to a YAML file.
+    overrides : ``dotted.key=value`` strings (value parsed as YAML) or ``(key, value)``
+        pairs (value taken as is), applied in order.
+    spark_conf : ``spark.key=value`` strings, added to ``spark.conf``.
+
+    Raises
+    ------
+    ConfigError
+        unknown profile, unknown key, wrong type, or a location without a URI scheme.
+    """
+    path = find_profile(name_or_path, conf_dir)
+    data = _read_profile_mapping(path)
+    for item in overrides:
+        # A (key, value) pair is taken as it is; a "key=value" string has its value parsed as YAML.
+        key, value = item if isinstance(item, tuple) else parse_override(item)
+        _set_dotted(data, key, value)
+    for item in spark_conf:
+        key, value = parse_override(item, "--conf")
+        data.setdefault("spark", {}).setdefault("conf", {})[key] = "" if value is None else value
+    data.setdefault("name", path.stem)
+    data = _expand(data, repo_root or path.resolve().parent.parent)
+    profile: Profile = _build(Profile, data, "")
+    require_uri(profile.lake_root, "lake_root")
+    for setting, value in (
+        ("ingest_images.source", profile.ingest_images.source),
+        ("ingest_images.labels_table", profile.ingest_images.labels_table),
+        ("demo.raw_root", profile.demo.raw_root),
+    ):
+        if value is not None:
+            require_uri(value, setting)
+    for name, table in profile.ingest_tables.tables.items():
+        require_uri(table.source, f"ingest_tables.tables.{name}.source")
+        if not table.keys:
+            raise ConfigError(f"ingest_tables.tables.{name}.keys is empty; name the column(s) that identify a row")
+        if table.schema is None and not table.infer_schema:
+            raise ConfigError(
+                f"ingest_tables.tables.{name} has no schema; declare one as DDL "
+                f"(schema: \"id INT, name STRING\") or set infer_schema: true"
+            )
+    return dataclasses.replace(profile, lake_root=require_uri(profile.lake_root, "lake_root"))
+
+
+def profile_as_dict(profile: Profile) -> dict[str, Any]:
+    """Plain mapping of a profile, for run reports (Spark settings that look secret are masked)."""
+    data = dataclasses.asdict(profile)
+    conf = data.get("spark", {}).get("conf", {})
+    for key in conf:
+        if any(word in key.lower() for word in ("secret", "password", "token", "credential", "access.key")):
+            conf[key] = "***"
+    return data

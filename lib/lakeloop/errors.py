@@ -1,0 +1,27 @@
+"""The exceptions lakeloop raises; each message names the input, the setting and the fix."""
+
+from __future__ import annotations
+
+
+class LakeloopError(Exception):
+    """Base class of every error lakeloop raises on purpose."""
+
+
+class ConfigError(LakeloopError):
+    """Thrown when a profile or command-line override is missing, unknown or malformed."""
+
+
+class SetupError(LakeloopError):
+    """Thrown when the machine lacks something the project setup provides (venv, JVM jars, mvn)."""
+
+
+class SourceError(LakeloopError):
+    """Thrown when an input location cannot be read or holds nothing of the expected kind."""
+
+
+class SchemaMismatchError(LakeloopError):
+    """Thrown when input columns do not match the declared schema and the config says to fail."""
+
+
+class JobFailed(LakeloopError):
+    """Thrown when a job ends with an outcome the run report marks as a failure."""

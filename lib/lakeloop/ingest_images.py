@@ -1,0 +1,435 @@
+"""Image ingestion: a folder tree at any Hadoop URI -> Delta ``bronze.images`` + ``quarantine.images``.
+
+Steps (each a function tests and notebooks can call):
+
+1. :func:`list_source_files` lists image files (no bytes read) with Spark's binaryFile source.
+2. :func:`select_unseen` keeps files whose (path, length, modification time) is not in the
+   ingestion ledger, so a rerun over an unchanged folder reads no bytes at all.
+3. :func:`read_files` reads just those files' bytes, again through binaryFile.
+4. :func:`inspect_files` decodes each file with Pillow inside Spark (a pandas UDF) and
+   adds ``image_id`` = sha256 of the bytes.
+5. :func:`ingest_images` writes: new images MERGEd into bronze on ``image_id`` (duplicate
+   content stored once), refused files MERGEd into quarantine, then every file into the
+   ledger with its outcome (``ingested``, ``duplicate`` or ``quarantined``). All writes are
+   MERGEs on keys, so a run killed anywhere and started again ends as one clean run.
+
+Every listed file ends in exactly one outcome; the run checks
+``inputs == ingested + duplicate + quarantined`` and fails loudly if not.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Iterator
+
+# pandas at module level: pandas UDF type hints are resolved in this module's globals.
+import pandas as pd
+
+from lakeloop import delta_io
+from lakeloop.config import ImageIngestConfig, Profile
+from lakeloop.errors import ConfigError, JobFailed, SourceError
+from lakeloop.report import RunReport, new_run_id
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+LEDGER_KEYS = ("path", "length", "modification_time")
+
+OUTCOME_INGESTED = "ingested"
+OUTCOME_DUPLICATE = "duplicate"
+OUTCOME_QUARANTINED = "quarantined"
+
+CHECK_SCHEMA = "ok boolean, format string, width int, height int, mode string, error string"
+
+
+def bronze_images_uri(profile: Profile) -> str:
+    return profile.table_uri("bronze", "images")
+
+
+def quarantine_images_uri(profile: Profile) -> str:
+    return profile.table_uri("quarantine", "images")
+
+
+def ledger_uri(profile: Profile) -> str:
+    """Every file ingestion has seen, with its outcome: the memory that makes reruns incremental."""
+    return profile.table_uri("_ledger", "images")
+
+
+def _extension_glob(extensions: tuple[str, ...]) -> str:
+    """``("png", "jpg")`` -> ``*.{[pP][nN][gG],[jJ][pP][gG]}``: Hadoop globs are case-sensitive."""
+    if not extensions:
+        raise ConfigError("ingest_images.extensions is empty; list the file endings to ingest, e.g. [png, jpg]")
+    parts = []
+    for ext in extensions:
+        ext = ext.lower().lstrip(".")
+        if not re.fullmatch(r"[a-z0-9]+", ext):
+            raise ConfigError(f"ingest_images.extensions entry {ext!r} must be letters and digits only, e.g. png")
+        parts.append("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in ext))
+    return "*.{" + ",".join(parts) + "}"
+
+
+def _escape_glob(path: str) -> str:
+    # binaryFile.load() treats its paths as globs; a file named "a[1].png" must be read literally.
+    return re.sub(r"([\[\]{}*?\\])", r"\\\1", path)
+
+
+def qualify(spark: "SparkSession", uri: str) -> str:
+    """The fully qualified form Spark reports paths in (``file:///x`` -> ``file:/x``)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return str(fs.makeQualified(path).toString()).rstrip("/")
+
+
+def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str, ...]) -> "DataFrame":
+    """All files under ``source`` (recursively) whose ending is in ``extensions``, any case.
+
+    Columns: ``path``, ``length``, ``modification_time``. No file content is read.
+
+    Raises
+    ------
+    SourceError
+        if ``source`` does not exist.
+    """
+    from pyspark.sql import functions as F
+
+    from lakeloop import storage
+
+    if not storage.exists(spark, source):
+        raise SourceError(
+            f"image source {source} does not exist; check ingest_images.source "
+            f"(or pass --source URI) and that the folder is reachable from Spark"
+        )
+    listing = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", _extension_glob(extensions))
+        .load(source)
+    )
+    scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"))
+    # Spark's file scans skip zero-length files, but an empty upload is an input like any
+    # other and must reach quarantine: find them in the file index and add them back.
+    indexed = listing.inputFiles()
+    if len(indexed) == scanned.count():
+        return scanned
+    shown = {r.path for r in scanned.select("path").collect()}
+    missing = [uri for uri in indexed if _scan_path_form(uri) not in shown]
+    empty = _empty_files(spark, missing)
+    return scanned.unionByName(spark.createDataFrame(empty, scanned.schema)) if empty else scanned
+
+
+def _scan_path_form(uri: str) -> str:
+    """``file:///a%20b/x.png`` (file index form) -> ``file:/a b/x.png`` (binaryFile's ``path`` form)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}"
+    return f"{parts.scheme}:{unquote(parts.path)}"
+
+
+def _empty_files(spark: "SparkSession", uris: list[str]) -> list[tuple]:
+    """(path, 0, mtime) of those ``uris`` that are zero-length files."""
+    from datetime import datetime, timezone
+
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    rows = []
+    for uri in uris:
+        path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri))
+        fs = path.getFileSystem(conf)
+        status = fs.getFileStatus(path)
+        if status.getLen() == 0:
+            mtime = datetime.fromtimestamp(status.getModificationTime() / 1000, tz=timezone.utc)
+            rows.append((str(fs.makeQualified(path).toString()), 0, mtime.replace(tzinfo=None)))
+    return rows
+
+
+def select_unseen(listing: "DataFrame", ledger: "DataFrame") -> "DataFrame":
+    """Files of ``listing`` whose (path, length, modification_time) the ledger does not hold."""
+    return listing.join(ledger.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_anti")
+
+
+def read_files(spark: "SparkSession", files: "DataFrame") -> "DataFrame":
+    """Bytes of the listed ``files`` via binaryFile: ``path, length, modification_time, content``.
+
+    Only (path, length, modification_time) seen at listing time are kept: a file rewritten
+    since is left for the next run. Empty files are not read (Spark's scan skips them);
+    they get empty ``content``.
+    """
+    from pyspark.sql import functions as F
+
+    empty = files.where("length = 0").select(*LEDGER_KEYS, F.lit(bytearray()).alias("content"))
+    paths = [row.path for row in files.where("length > 0").select("path").collect()]
+    if not paths:
+        return empty
+    read = (
+        spark.read.format("binaryFile")
+        .load([_escape_glob(p) for p in paths])
+        .select("path", "length", F.col("modificationTime").alias("modification_time"), "content")
+        .join(files.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_semi")
+    )
+    return read.unionByName(empty)
+
+
+def _inspect_udf(max_pixels: int):
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(CHECK_SCHEMA)
+    def inspect(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from lakeloop.images import inspect_image
+
+        for contents in batches:
+            checks = [inspect_image(c, max_pixels) for c in contents]
+            yield pd.DataFrame(
+                {
+                    "ok": [c.ok for c in checks],
+                    "format": [c.format for c in checks],
+                    "width": pd.array([c.width for c in checks], dtype="Int32"),
+                    "height": pd.array([c.height for c in checks], dtype="Int32"),
+                    "mode": [c.mode for c in checks],
+                    "error": [c.error for c in checks],
+                }
+            )
+
+    return inspect
+
+
+def relative_path(path: "Column", source_root: str) -> "Column":
+    """``path`` relative to the qualified source root (the key a labels table joins on)."""
+    from pyspark.sql import functions as F
+
+    prefix = source_root.rstrip("/") + "/"
+    return F.when(path.startswith(prefix), F.substring(path, len(prefix) + 1, 1 << 30)).otherwise(path)
+
+
+def inspect_files(files: "DataFrame", source_root: str, max_pixels: int) -> "DataFrame":
+    """Add ``image_id`` (sha256 hex of the bytes), ``relative_path`` and Pillow's ``check`` struct."""
+    from pyspark.sql import functions as F
+
+    return files.withColumn("image_id", F.sha2(F.col("content"), 256)).withColumn(
+        "relative_path", relative_path(F.col("path"), source_root)
+    ).withColumn("check", _inspect_udf(max_pixels)(F.col("content")))
+
+
+def label_from_parent_folder(relative: "Column") -> "Column":
+    """Name of the folder holding the file; null for files directly in the source root."""
+    from pyspark.sql import functions as F
+
+    parts = F.split(relative, "/")
+    return F.when(F.size(parts) >= 2, F.element_at(parts, -2)).otherwise(F.lit(None).cast("string"))
+
+
+def attach_labels(
+    inspected: "DataFrame", cfg: ImageIngestConfig, labels: "DataFrame | None" = None
+) -> "DataFrame":
+    """Add ``label`` by the configured rule (parent folder, a labels table keyed by relative path, or none)."""
+    from pyspark.sql import functions as F
+
+    if cfg.label_from == "parent_folder":
+        return inspected.withColumn("label", label_from_parent_folder(F.col("relative_path")))
+    if cfg.label_from == "none":
+        return inspected.withColumn("label", F.lit(None).cast("string"))
+    if labels is None:
+        raise ConfigError("ingest_images.label_from = labels_table needs ingest_images.labels_table (a Delta table URI)")
+    for column in (cfg.labels_path_column, cfg.labels_label_column):
+        if column not in labels.columns:
+            raise ConfigError(
+                f"labels table {cfg.labels_table} has no column {column!r} (it has {', '.join(labels.columns)}); "
+                f"set ingest_images.labels_path_column / labels_label_column"
+            )
+    table = labels.select(
+        F.col(cfg.labels_path_column).cast("string").alias("_label_path"),
+        F.col(cfg.labels_label_column).cast("string").alias("label"),
+    ).dropDuplicates(["_label_path"])
+    return inspected.join(table, inspected["relative_path"] == table["_label_path"], "left").drop("_label_path")
+
+
+def bronze_rows(checked: "DataFrame", run_id: str) -> "DataFrame":
+    """One row per new image content: the accepted files, first path (by name) per ``image_id``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first_path = Window.partitionBy("image_id").orderBy("path")
+    return (
+        checked.where(F.col("check.ok"))
+        .withColumn("_n", F.row_number().over(first_path))
+        .where("_n = 1")
+        .select(
+            "image_id",
+            "path",
+            "relative_path",
+            "label",
+            F.col("check.format").alias("format"),
+            F.col("check.width").alias("width"),
+            F.col("check.height").alias("height"),
+            F.col("check.mode").alias("mode"),
+            "content",
+            F.col("length").alias("size_bytes"),
+            F.col("modification_time").alias("source_mtime"),
+            F.current_timestamp().alias("ingested_at"),
+            F.lit(run_id).alias("run_id"),
+        )
+    )
+
+
+def quarantine_rows(checked: "DataFrame", run_id: str, content_max_bytes: int) -> "DataFrame":
+    """The refused files with their reason; bytes kept when at most ``content_max_bytes``."""
+    from pyspark.sql import functions as F
+
+    return checked.where(~F.col("check.ok")).select(
+        "path",
+        "length",
+        "modification_time",
+        F.when(F.col("length") <= content_max_bytes, F.col("content")).alias("content"),
+        F.col("check.error").alias("error"),
+        F.current_timestamp().alias("quarantined_at"),
+        F.lit(run_id).alias("run_id"),
+    )
+
+
+def ledger_rows(checked: "DataFrame", bronze: "DataFrame", run_id: str) -> "DataFrame":
+    """Each file's outcome. A file is ``ingested`` when it is the one bronze holds for its content
+    (same path and mtime), so a rerun after a crash names the same files as a clean run would."""
+    from pyspark.sql import functions as F
+
+    canonical = bronze.select(
+        "image_id", F.col("path").alias("_b_path"), F.col("source_mtime").alias("_b_mtime")
+    )
+    joined = checked.join(canonical, "image_id", "left")
+    outcome = (
+        F.when(~F.col("check.ok"), F.lit(OUTCOME_QUARANTINED))
+        .when((F.col("_b_path") == F.col("path")) & (F.col("_b_mtime") == F.col("modification_time")),
+              F.lit(OUTCOME_INGESTED))
+        .otherwise(F.lit(OUTCOME_DUPLICATE))
+    )
+    return joined.select(
+        "path",
+        "length",
+        "modification_time",
+        "relative_path",
+        outcome.alias("outcome"),
+        F.when(F.col("check.ok"), F.col("image_id")).alias("image_id"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("seen_at"),
+    )
+
+
+def _ledger_schema():
+    from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+    return StructType(
+        [
+            StructField("path", StringType()),
+            StructField("length", LongType()),
+            StructField("modification_time", TimestampType()),
+            StructField("relative_path", StringType()),
+            StructField("outcome", StringType()),
+            StructField("image_id", StringType()),
+            StructField("run_id", StringType()),
+            StructField("seen_at", TimestampType()),
+        ]
+    )
+
+
+def ingest_images(
+    spark: "SparkSession", profile: Profile, run_id: str | None = None, report: RunReport | None = None
+) -> RunReport:
+    """Ingest ``profile.ingest_images.source`` into bronze/quarantine; return the run report.
+
+    Reads settings ``ingest_images.*`` and ``lake_root``. Idempotent: files already in
+    the ledger are skipped without reading their bytes.
+
+    Raises
+    ------
+    ConfigError
+        no source configured, or a bad extension list / labels table setting.
+    SourceError
+        the source folder does not exist.
+    JobFailed
+        the per-file accounting does not add up (a bug; nothing is hidden).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    cfg = profile.ingest_images
+    if not cfg.source:
+        raise ConfigError("ingest_images.source is not set; set it in the profile or pass --source URI")
+    run_id = run_id or new_run_id("ingest_images")
+    report = report or RunReport(job="ingest_images", run_id=run_id)
+    report.details["source"] = cfg.source
+    bronze_uri, quarantine_uri, ledger = bronze_images_uri(profile), quarantine_images_uri(profile), ledger_uri(profile)
+    started = time.perf_counter()
+
+    with report.timed("list"):
+        source_root = qualify(spark, cfg.source)
+        listing = list_source_files(spark, source_root, cfg.extensions).persist(StorageLevel.MEMORY_AND_DISK)
+        seen = delta_io.read_table_or_empty(spark, ledger, _ledger_schema())
+        unseen = select_unseen(listing, seen).persist(StorageLevel.MEMORY_AND_DISK)
+        n_listed = listing.count()
+        n_unseen = unseen.count()
+    report.counts.update(files_listed=n_listed, files_already_seen=n_listed - n_unseen, inputs=n_unseen)
+    report.outputs.update(bronze=bronze_uri, quarantine=quarantine_uri, ledger=ledger)
+
+    n_ingested = n_duplicate = n_quarantined = 0
+    if n_unseen:
+        labels = None
+        if cfg.label_from == "labels_table":
+            if not cfg.labels_table:
+                raise ConfigError("ingest_images.label_from = labels_table but ingest_images.labels_table is not set")
+            labels = delta_io.read_table(spark, cfg.labels_table)
+        files = read_files(spark, unseen)
+        checked = attach_labels(inspect_files(files, source_root, cfg.max_pixels), cfg, labels)
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        with report.timed("decode"):
+            n_read = checked.count()
+        if n_read != n_unseen:
+            report.warnings.append(
+                f"{n_unseen - n_read} listed file(s) changed or vanished before they were read; "
+                f"they are not in the ledger and the next run will take them"
+            )
+        with report.timed("write_bronze"):
+            bronze_metrics = delta_io.merge_insert_new(spark, bronze_rows(checked, run_id), bronze_uri, ["image_id"])
+        with report.timed("write_quarantine"):
+            delta_io.merge_insert_new(
+                spark,
+                quarantine_rows(checked, run_id, cfg.quarantine_content_max_bytes),
+                quarantine_uri,
+                list(LEDGER_KEYS),
+            )
+        with report.timed("write_ledger"):
+            bronze_now = delta_io.read_table(spark, bronze_uri)
+            outcomes = ledger_rows(checked, bronze_now, run_id).persist(StorageLevel.MEMORY_AND_DISK)
+            delta_io.merge_insert_new(spark, outcomes, ledger, list(LEDGER_KEYS))
+            by_outcome = {r["outcome"]: r["count"] for r in outcomes.groupBy("outcome").count().collect()}
+            unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
+        n_ingested = by_outcome.get(OUTCOME_INGESTED, 0)
+        n_duplicate = by_outcome.get(OUTCOME_DUPLICATE, 0)
+        n_quarantined = by_outcome.get(OUTCOME_QUARANTINED, 0)
+        report.details["bronze_merge"] = bronze_metrics
+        if unlabeled:
+            report.warnings.append(f"{unlabeled} accepted image(s) have no label (file directly in the source root, "
+                                   f"or missing from the labels table)")
+        for reason_row in (
+            checked.where(~F.col("check.ok"))
+            .groupBy(F.regexp_extract("check.error", r"^([^:(]+)", 1).alias("reason"))
+            .count()
+            .collect()
+        ):
+            report.details.setdefault("quarantine_reasons", {})[reason_row["reason"].strip()] = reason_row["count"]
+        outcomes.unpersist()
+        checked.unpersist()
+        if n_ingested + n_duplicate + n_quarantined != n_read:
+            raise JobFailed(
+                f"accounting mismatch in run {run_id}: read {n_read} files but ingested {n_ingested} + "
+                f"duplicate {n_duplicate} + quarantined {n_quarantined}; see ledger {ledger}"
+            )
+    unseen.unpersist()
+    listing.unpersist()
+
+    elapsed = time.perf_counter() - started
+    report.counts.update(ingested=n_ingested, duplicates=n_duplicate, quarantined=n_quarantined)
+    report.durations_s["total"] = round(elapsed, 3)
+    report.throughput["files_per_s"] = round(n_unseen / elapsed, 1) if elapsed > 0 else 0.0
+    return report

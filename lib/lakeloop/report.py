@@ -1,0 +1,84 @@
+"""Run reports: one JSON per run next to the job's output, plus a short printed summary."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterator
+
+from lakeloop import storage
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def new_run_id(job: str) -> str:
+    """``<job>-<UTC time>-<8 hex>``: sortable, and a leftover artefact traces back to its run."""
+    return f"{job}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunReport:
+    """Counts, timings and warnings of one job run; written as JSON by :func:`write_report`."""
+
+    job: str
+    run_id: str
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    status: str = "running"
+    counts: dict[str, int] = field(default_factory=dict)
+    durations_s: dict[str, float] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    finished_at: str | None = None
+    error: str | None = None
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Add the wall time of the block to ``durations_s[step]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations_s[step] = round(self.durations_s.get(step, 0.0) + time.perf_counter() - start, 3)
+
+    def finish(self, status: str = "succeeded", error: str | None = None) -> "RunReport":
+        self.status = status
+        self.error = error
+        self.finished_at = datetime.now(timezone.utc).isoformat()
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=False, default=str)
+
+    def summary(self) -> str:
+        """A few lines a person reads at the end of a run."""
+        lines = [f"{self.job} {self.status} (run {self.run_id})"]
+        if self.counts:
+            lines.append("  counts: " + ", ".join(f"{k}={v}" for k, v in self.counts.items()))
+        if self.throughput:
+            lines.append("  throughput: " + ", ".join(f"{k}={v:,.1f}" for k, v in self.throughput.items()))
+        if self.durations_s:
+            lines.append("  seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in self.durations_s.items()))
+        for name, uri in self.outputs.items():
+            lines.append(f"  {name}: {uri}")
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+def write_report(spark: "SparkSession", report: RunReport, report_dir: str) -> str:
+    """Write ``<report_dir>/<run_id>.json`` and ``latest.json``; return the run's URI."""
+    uri = f"{report_dir}/{report.run_id}.json"
+    text = report.to_json()
+    storage.write_text(spark, uri, text)
+    storage.write_text(spark, f"{report_dir}/latest.json", text)
+    report.outputs.setdefault("report", uri)
+    return uri

@@ -31,14 +31,22 @@ def ensure_table(spark: "SparkSession", uri: str, schema: "StructType", comment:
     builder.execute()
 
 
-def read_table(spark: "SparkSession", uri: str) -> "DataFrame":
-    return spark.read.format("delta").load(uri)
+def read_table(spark: "SparkSession", uri: str, version: int | None = None) -> "DataFrame":
+    """The Delta table at ``uri``, at ``version`` if given.
+
+    Pin a version whenever a DataFrame is used again after the same table is written:
+    a recomputed plan must not see the job's own later commits.
+    """
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(uri)
 
 
-def read_table_or_empty(spark: "SparkSession", uri: str, schema: "StructType") -> "DataFrame":
-    """The table at ``uri``, or an empty DataFrame of ``schema`` if there is none yet."""
+def read_pinned_or_empty(spark: "SparkSession", uri: str, schema: "StructType") -> "DataFrame":
+    """The table at ``uri`` pinned to its current version, or an empty DataFrame of ``schema``."""
     if is_delta_table(spark, uri):
-        return read_table(spark, uri)
+        return read_table(spark, uri, table_version(spark, uri))
     return spark.createDataFrame([], schema)
 
 

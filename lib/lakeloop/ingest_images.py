@@ -365,7 +365,7 @@ def ingest_images(
     with report.timed("list"):
         source_root = qualify(spark, cfg.source)
         listing = list_source_files(spark, source_root, cfg.extensions).persist(StorageLevel.MEMORY_AND_DISK)
-        seen = delta_io.read_table_or_empty(spark, ledger, _ledger_schema())
+        seen = delta_io.read_pinned_or_empty(spark, ledger, _ledger_schema())
         unseen = select_unseen(listing, seen).persist(StorageLevel.MEMORY_AND_DISK)
         n_listed = listing.count()
         n_unseen = unseen.count()
@@ -399,11 +399,11 @@ def ingest_images(
                 list(LEDGER_KEYS),
             )
         with report.timed("write_ledger"):
-            bronze_now = delta_io.read_table(spark, bronze_uri)
+            bronze_now = delta_io.read_table(spark, bronze_uri, delta_io.table_version(spark, bronze_uri))
             outcomes = ledger_rows(checked, bronze_now, run_id).persist(StorageLevel.MEMORY_AND_DISK)
-            delta_io.merge_insert_new(spark, outcomes, ledger, list(LEDGER_KEYS))
             by_outcome = {r["outcome"]: r["count"] for r in outcomes.groupBy("outcome").count().collect()}
-            unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
+            delta_io.merge_insert_new(spark, outcomes, ledger, list(LEDGER_KEYS))
+        unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
         n_ingested = by_outcome.get(OUTCOME_INGESTED, 0)
         n_duplicate = by_outcome.get(OUTCOME_DUPLICATE, 0)
         n_quarantined = by_outcome.get(OUTCOME_QUARANTINED, 0)

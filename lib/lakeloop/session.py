@@ -6,6 +6,7 @@ so a job run through spark-submit, a test and a notebook get the same Spark sett
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from lakeloop.config import Profile
@@ -48,10 +49,16 @@ def build_session(profile: Profile, app_name: str | None = None) -> "SparkSessio
     """
     from pyspark.sql import SparkSession
 
+    settings = spark_settings(profile)
+    worker_python = settings.get("spark.pyspark.python")
+    if worker_python and SparkSession.getActiveSession() is None:
+        # spark-submit turns spark.pyspark.python into the workers' interpreter; a session made
+        # in-process (tests, notebooks) reads only PYSPARK_PYTHON, so hand the setting over.
+        os.environ["PYSPARK_PYTHON"] = worker_python
     builder = SparkSession.builder.appName(app_name or profile.spark.app_name)
     if profile.spark.master:
         builder = builder.master(profile.spark.master)
-    for key, value in spark_settings(profile).items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(profile.spark.log_level)

@@ -1,0 +1,96 @@
+"""Profiles -> overrides -> typed config, and the errors a user sees when one is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakeloop.config import load_profile
+from lakeloop.errors import ConfigError
+
+
+def test_local_profile_loads_with_repo_placeholders_expanded():
+    profile = load_profile("local")
+    repo = Path(__file__).resolve().parents[1]
+    assert profile.lake_root == f"file:{repo}/lake"
+    assert profile.ingest_images.source == f"file:{repo}/demo-data/raw/images"
+    assert profile.ingest_tables.tables["digits_meta"].keys == ("sample_id",)
+    assert "{repo}" not in str(profile) and "{python}" not in str(profile)
+
+
+@pytest.mark.parametrize("name", ["local", "test", "yarn", "databricks"])
+def test_every_shipped_profile_is_valid(name):
+    assert load_profile(name).name == name
+
+
+def test_extends_merges_key_by_key():
+    test = load_profile("test")
+    assert test.spark.master == "local[2]"
+    assert test.spark.conf["spark.sql.shuffle.partitions"] == "2"  # overridden
+    assert test.spark.conf["spark.sql.session.timeZone"] == "UTC"  # inherited from local
+
+
+def test_databricks_profile_removes_local_only_settings():
+    profile = load_profile("databricks")
+    assert profile.spark.master is None
+    assert profile.spark.conf.get("spark.pyspark.python") is None
+    assert profile.jvm.packages == ()
+
+
+def test_overrides_parse_yaml_values_and_spark_conf():
+    profile = load_profile(
+        "local",
+        ["ingest_images.max_pixels=1000", "ingest_images.extensions=[png]"],
+        ["spark.sql.shuffle.partitions=3"],
+    )
+    assert profile.ingest_images.max_pixels == 1000
+    assert profile.ingest_images.extensions == ("png",)
+    assert profile.spark.conf["spark.sql.shuffle.partitions"] == "3"
+
+
+def test_pair_overrides_are_taken_verbatim():
+    profile = load_profile("local", [("ingest_images.source", "file:/data/a: b")])
+    assert profile.ingest_images.source == "file:/data/a: b"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["ingest_images.max_pixel=5"], r"unknown setting ingest_images\.max_pixel; the settings of ingest_images are: .*max_pixels"),
+        (["ingest_images.max_pixels=lots"], r"ingest_images\.max_pixels must be a whole number, found 'lots'"),
+        (["ingest_images.label_from=folder"], r"ingest_images\.label_from = 'folder' is not one of 'parent_folder'"),
+        (["lake_root=/tmp/lake"], r"lake_root = '/tmp/lake' has no URI scheme\. Write 'file:/absolute/path'"),
+        (["ingest_images.source=data/images"], r"ingest_images\.source = 'data/images' has no URI scheme"),
+        (["bogus=1"], r"unknown setting bogus"),
+        (["noequals"], r"expected KEY=VALUE"),
+        (["ingest_tables.tables.t={source: 'file:/x', format: csv, keys: []}"], r"tables\.t\.keys is empty"),
+        (["ingest_tables.tables.t={source: 'file:/x', format: csv, keys: [id]}"], r"tables\.t has no schema"),
+        (["ingest_tables.tables.t={source: 'file:/x', format: xml, keys: [id], schema: 'id INT'}"], r"format = 'xml' is not one of"),
+    ],
+)
+def test_bad_settings_name_the_key_and_the_fix(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile("local", overrides)
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"profile 'prod' not found.*Known profiles: .*local.*test"):
+        load_profile("prod")
+
+
+def test_profile_file_outside_conf(tmp_path):
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "mine.yaml"
+    path.write_text("extends: local\nlake_root: 'file:{repo}/elsewhere'\n")
+    with pytest.raises(ConfigError, match="profile 'local' not found"):
+        load_profile(str(path))  # 'extends' is looked up beside the file
+    (tmp_path / "conf" / "local.yaml").write_text("lake_root: 'file:/base'\n")
+    assert load_profile(str(path)).lake_root == f"file:{tmp_path}/elsewhere"
+
+
+def test_invalid_yaml_is_named(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("lake_root: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_profile(str(path))

@@ -1,0 +1,212 @@
+"""Image ingestion end to end on real local Spark + Delta, with good, odd, broken and duplicate files."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from imagefiles import ZOO_MAX_PIXELS, rgb_png, write_image_zoo_records
+
+from conftest import make_profile
+from lakeloop import delta_io
+from lakeloop.errors import ConfigError, SourceError
+from lakeloop.ingest_images import (
+    bronze_images_uri,
+    bronze_rows,
+    ingest_images,
+    inspect_files,
+    attach_labels,
+    ledger_uri,
+    list_source_files,
+    quarantine_images_uri,
+    read_files,
+)
+
+
+def _profile(lake: str, source: Path, *overrides):
+    return make_profile(
+        lake, ("ingest_images.source", f"file:{source}"), ("ingest_images.max_pixels", ZOO_MAX_PIXELS), *overrides
+    )
+
+
+def _lake_state(spark, profile) -> dict[str, set]:
+    """The lake's content without run ids and times: what must be equal between two clean runs."""
+    bronze = delta_io.read_table(spark, bronze_images_uri(profile))
+    quarantine = delta_io.read_table(spark, quarantine_images_uri(profile))
+    ledger = delta_io.read_table(spark, ledger_uri(profile))
+    return {
+        "bronze": {
+            (r.image_id, r.relative_path, r.label, r.format, r.width, r.height, r.mode)
+            for r in bronze.collect()
+        },
+        "quarantine": {(r.path.split("/raw/", 1)[1], r.error) for r in quarantine.collect()},
+        "ledger": {(r.relative_path, r.outcome, r.image_id) for r in ledger.collect()},
+    }
+
+
+@pytest.fixture
+def zoo(tmp_path: Path):
+    root = tmp_path / "raw"
+    return root, write_image_zoo_records(root)
+
+
+def test_every_zoo_file_is_accounted_for(spark, lake, zoo):
+    root, records = zoo
+    profile = _profile(lake, root)
+    report = ingest_images(spark, profile)
+
+    expected_ingested = {p for p, r in records.items() if r.ledger_outcome == "ingested"}
+    expected_dupes = {p for p, r in records.items() if r.ledger_outcome == "duplicate"}
+    expected_bad = {p for p, r in records.items() if r.ledger_outcome == "quarantined"}
+    assert report.counts["inputs"] == len(records)  # notes.txt and labels.csv are not inputs
+    assert report.counts["ingested"] == len(expected_ingested)
+    assert report.counts["duplicates"] == len(expected_dupes)
+    assert report.counts["quarantined"] == len(expected_bad)
+    assert report.counts["inputs"] == (
+        report.counts["ingested"] + report.counts["duplicates"] + report.counts["quarantined"]
+    )
+
+    bronze = {r.relative_path: r for r in delta_io.read_table(spark, bronze_images_uri(profile)).collect()}
+    assert set(bronze) == expected_ingested
+    for rel, row in bronze.items():
+        rec = records[rel]
+        assert (row.format, row.width, row.height, row.mode, row.label) == (
+            rec.format, rec.width, rec.height, rec.mode, rec.label
+        ), rel
+        assert row.image_id == hashlib.sha256(row.content).hexdigest() == rec.image_id
+        assert row.content == (root / rel).read_bytes()
+        assert row.size_bytes == len(row.content)
+
+    quarantine = delta_io.read_table(spark, quarantine_images_uri(profile)).collect()
+    by_rel = {r.path.split("/raw/", 1)[1]: r for r in quarantine}
+    assert set(by_rel) == expected_bad
+    for rel, row in by_rel.items():
+        assert records[rel].reason in row.error, (rel, row.error)
+        assert row.content == (root / rel).read_bytes()  # small enough to keep
+
+    ledger = {r.relative_path: r for r in delta_io.read_table(spark, ledger_uri(profile)).collect()}
+    assert {rel: r.outcome for rel, r in ledger.items()} == {p: r.ledger_outcome for p, r in records.items()}
+    for rel, rec in records.items():
+        if rec.outcome == "ok":
+            assert ledger[rel].image_id == rec.image_id
+
+
+def test_rerun_writes_nothing_and_reads_no_bytes(spark, lake, zoo):
+    root, records = zoo
+    profile = _profile(lake, root)
+    ingest_images(spark, profile)
+    versions = {u: delta_io.table_version(spark, u) for u in
+                (bronze_images_uri(profile), quarantine_images_uri(profile), ledger_uri(profile))}
+    state = _lake_state(spark, profile)
+
+    again = ingest_images(spark, profile)
+
+    assert again.counts["inputs"] == 0
+    assert again.counts["files_already_seen"] == len(records)
+    assert "decode" not in again.durations_s  # nothing was read
+    assert {u: delta_io.table_version(spark, u) for u in versions} == versions
+    assert _lake_state(spark, profile) == state
+
+
+def test_added_files_only_they_arrive(spark, lake, zoo):
+    root, records = zoo
+    profile = _profile(lake, root)
+    ingest_images(spark, profile)
+    bronze_before = delta_io.read_table(spark, bronze_images_uri(profile)).count()
+
+    (root / "cat" / "new one.png").write_bytes(rgb_png(seed=99))
+    shutil.copyfile(root / "cat" / "tabby.png", root / "dog" / "tabby again.png")
+    (root / "dog" / "cut.png").write_bytes(rgb_png(seed=98)[:50])
+    report = ingest_images(spark, profile)
+
+    assert report.counts["inputs"] == 3
+    assert (report.counts["ingested"], report.counts["duplicates"], report.counts["quarantined"]) == (1, 1, 1)
+    assert delta_io.read_table(spark, bronze_images_uri(profile)).count() == bronze_before + 1
+    ledger = delta_io.read_table(spark, ledger_uri(profile))
+    assert ledger.count() == len(records) + 3
+    assert ledger.where("relative_path = 'dog/tabby again.png'").first().outcome == "duplicate"
+
+
+def test_rewritten_file_is_taken_again(spark, lake, zoo):
+    root, _ = zoo
+    profile = _profile(lake, root)
+    ingest_images(spark, profile)
+    target = root / "cat" / "tabby.png"
+    target.write_bytes(rgb_png(seed=1234))  # same path, new content, new length/mtime
+
+    report = ingest_images(spark, profile)
+
+    assert report.counts["inputs"] == 1 and report.counts["ingested"] == 1
+    bronze = delta_io.read_table(spark, bronze_images_uri(profile))
+    assert bronze.where(f"image_id = '{hashlib.sha256(target.read_bytes()).hexdigest()}'").count() == 1
+
+
+def test_crash_after_bronze_write_then_rerun_equals_a_clean_run(spark, tmp_path, zoo):
+    """A run killed after its bronze MERGE (before quarantine and ledger) and started again
+    leaves the lake exactly as one clean run does."""
+    root, _ = zoo
+    clean = _profile(f"file:{tmp_path / 'clean-lake'}", root)
+    ingest_images(spark, clean)
+
+    crashed = _profile(f"file:{tmp_path / 'crashed-lake'}", root)
+    cfg = crashed.ingest_images
+    # The first step of a run, exactly as ingest_images does it, and then the "crash".
+    files = read_files(spark, list_source_files(spark, f"file:{root}", cfg.extensions))
+    checked = attach_labels(inspect_files(files, f"file:{root}", cfg.max_pixels), cfg)
+    delta_io.merge_insert_new(spark, bronze_rows(checked, "killed-run"), bronze_images_uri(crashed), ["image_id"])
+
+    report = ingest_images(spark, crashed)
+
+    assert report.counts["inputs"] == report.counts["ingested"] + report.counts["duplicates"] + report.counts["quarantined"]
+    assert _lake_state(spark, crashed) == _lake_state(spark, clean)
+
+
+def test_labels_from_a_labels_table(spark, lake, tmp_path, zoo):
+    root, records = zoo
+    labels_uri = f"{lake}/bronze/my_labels"
+    spark.createDataFrame([("cat/tabby.png", "striped"), ("dog/Rex.PNG", "good boy")], "file STRING, tag STRING") \
+        .write.format("delta").save(labels_uri)
+    profile = _profile(
+        lake, root,
+        ("ingest_images.label_from", "labels_table"),
+        ("ingest_images.labels_table", labels_uri),
+        ("ingest_images.labels_path_column", "file"),
+        ("ingest_images.labels_label_column", "tag"),
+    )
+    report = ingest_images(spark, profile)
+
+    labels = {r.relative_path: r.label for r in delta_io.read_table(spark, bronze_images_uri(profile)).collect()}
+    assert labels["cat/tabby.png"] == "striped" and labels["dog/Rex.PNG"] == "good boy"
+    assert labels["cat/a[1].png"] is None
+    assert any("no label" in w for w in report.warnings)
+
+
+def test_labels_table_with_wrong_column_is_a_clear_error(spark, lake, zoo):
+    root, _ = zoo
+    labels_uri = f"{lake}/bronze/my_labels"
+    spark.createDataFrame([("cat/tabby.png", "x")], "path STRING, tag STRING").write.format("delta").save(labels_uri)
+    profile = _profile(lake, root, ("ingest_images.label_from", "labels_table"),
+                       ("ingest_images.labels_table", labels_uri))
+    with pytest.raises(ConfigError, match="has no column 'label'.*labels_label_column"):
+        ingest_images(spark, profile)
+
+
+def test_missing_source_is_a_clear_error(spark, lake, tmp_path):
+    profile = _profile(lake, tmp_path / "nowhere")
+    with pytest.raises(SourceError, match=r"nowhere does not exist.*ingest_images.source"):
+        ingest_images(spark, profile)
+
+
+def test_tables_are_plain_delta_for_another_reader(spark, lake, zoo):
+    """delta-rs (the ``deltalake`` package), not Spark, reads the same rows."""
+    from deltalake import DeltaTable
+
+    root, records = zoo
+    profile = _profile(lake, root)
+    ingest_images(spark, profile)
+    for uri in (bronze_images_uri(profile), quarantine_images_uri(profile), ledger_uri(profile)):
+        theirs = DeltaTable(uri.removeprefix("file:")).to_pyarrow_table(columns=["path"]).column("path").to_pylist()
+        ours = [r.path for r in delta_io.read_table(spark, uri).select("path").collect()]
+        assert sorted(theirs) == sorted(ours)

@@ -1,0 +1,68 @@
+"""./spark-submit.sh: the command it builds, and its errors (no cluster needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lakeloop.errors import ConfigError
+from lakeloop.submit import build_command, package_library, parse_wrapper_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_command_carries_profile_jars_and_library():
+    cmd = build_command(parse_wrapper_args(
+        ["--profile", "local", "--conf", "spark.executor.memory=1g", "--set", "ingest_images.max_pixels=9",
+         "ingest_images", "--source", "file:/x"]
+    ))
+    joined = " ".join(cmd)
+    assert cmd[0].endswith("bin/spark-submit")
+    assert cmd[cmd.index("--master") + 1] == "local[*]"
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in cmd
+    assert any(c.startswith("spark.jars=") and "delta-spark_2.13-4.0.0.jar" in c for c in cmd)
+    assert "spark.executor.memory=1g" in cmd
+    assert cmd[cmd.index("--py-files") + 1].endswith("build/lakeloop.zip")
+    job_at = cmd.index(str(REPO / "jobs" / "ingest_images.py"))
+    assert cmd[job_at + 1:] == [
+        "--profile", str(REPO / "conf" / "local.yaml"), "--set", "ingest_images.max_pixels=9",
+        "--conf", "spark.executor.memory=1g", "--source", "file:/x",
+    ]
+    assert "{repo}" not in joined
+
+
+def test_library_zip_holds_the_package(tmp_path):
+    names = zipfile.ZipFile(package_library(tmp_path)).namelist()
+    assert "lakeloop/__init__.py" in names and "lakeloop/ingest_images.py" in names
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no job named"),
+        (["--profile"], "--profile needs a value"),
+        (["--bogus", "x", "ingest_images"], "unknown option --bogus"),
+        (["no_such_job"], "unknown job 'no_such_job'; the jobs are: .*ingest_images"),
+        (["--profile", "nope", "ingest_images"], "profile 'nope' not found"),
+    ],
+)
+def test_wrapper_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        build_command(parse_wrapper_args(argv))
+
+
+def test_script_dry_run_prints_the_command():
+    out = subprocess.run(
+        [str(REPO / "spark-submit.sh"), "--dry-run", "--profile", "yarn", "ingest_images"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "--master yarn" in out and "spark.submit.deployMode=client" in out
+    assert "jobs/ingest_images.py --profile" in out
+
+
+def test_script_unknown_job_exits_2():
+    proc = subprocess.run([str(REPO / "spark-submit.sh"), "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown job 'nope'" in proc.stderr

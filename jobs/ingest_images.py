@@ -26,7 +26,7 @@ def main(argv=None) -> int:
             out.append(("ingest_images.label_from", args.label_from))
         return out
 
-    def run(spark, profile, report):
+    def run(spark, profile, report, args):
         ingest_images(spark, profile, run_id=report.run_id, report=report)
 
     return run_job("ingest_images", parser, run, overrides, argv)

@@ -108,6 +108,59 @@ class TableIngestConfig:
 
 
 @dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes a model input; recorded with features and models so training
+    and scoring use exactly the same transformation (see lakeloop.preprocess)."""
+
+    height: int = 32
+    width: int = 32
+    channels: Literal[1, 3] = 1
+    resize: Literal["pad", "stretch"] = "pad"
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Settings of ``jobs/build_features.py``; see README "build_features"."""
+
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    split_seed: str = "lakeloop"
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    join_table: str | None = None
+    join_key: str = "path"
+    join_columns: tuple[str, ...] = ()
+    training_set_files: int = 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of ``jobs/train.py``; see README "train"."""
+
+    model_name: str = "digits_lenet"
+    architecture: Literal["lenet5", "small_resnet", "resnet18"] = "lenet5"
+    pretrained_weights: str | None = None
+    num_processes: int = 2
+    use_gpu: bool = False
+    local_mode: bool = False
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    learning_rate: float = 0.003
+    weight_decay: float = 0.0001
+    momentum: float = 0.9
+    lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
+    augment: bool = True
+    seed: int = 7
+    reader_pool: Literal["dummy", "thread"] = "dummy"
+    reader_workers: int = 2
+    amp: bool = True
+    torch_threads: int = 1
+    stop_after_epochs: int = 0
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """Where ``lakeloop.demo`` writes the demo raw zone."""
 
@@ -124,6 +177,8 @@ class Profile:
     jvm: JvmSettings = field(default_factory=JvmSettings)
     ingest_images: ImageIngestConfig = field(default_factory=ImageIngestConfig)
     ingest_tables: TableIngestConfig = field(default_factory=TableIngestConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def table_uri(self, layer: str, name: str) -> str:
@@ -321,6 +376,7 @@ def load_profile(
     for setting, value in (
         ("ingest_images.source", profile.ingest_images.source),
         ("ingest_images.labels_table", profile.ingest_images.labels_table),
+        ("train.pretrained_weights", profile.train.pretrained_weights),
         ("demo.raw_root", profile.demo.raw_root),
     ):
         if value is not None:
@@ -334,7 +390,28 @@ def load_profile(
                 f"ingest_tables.tables.{name} has no schema; declare one as DDL "
                 f"(schema: \"id INT, name STRING\") or set infer_schema: true"
             )
+    join = profile.features.join_table
+    if join is not None and not re.fullmatch(r"[A-Za-z_]\w*\.[A-Za-z_]\w*", join):
+        require_uri(join, "features.join_table (a lake table such as bronze.digits_meta, or a URI)")
+    _check_features(profile.features)
     return dataclasses.replace(profile, lake_root=require_uri(profile.lake_root, "lake_root"))
+
+
+def _check_features(cfg: FeaturesConfig) -> None:
+    pre = cfg.preprocess
+    if pre.height < 8 or pre.width < 8:
+        raise ConfigError(f"features.preprocess height/width must be at least 8, found {pre.height}x{pre.width}")
+    if len(pre.mean) != pre.channels or len(pre.std) != pre.channels or min(pre.std) <= 0:
+        raise ConfigError(
+            f"features.preprocess.mean and .std need one value per channel ({pre.channels}) and std > 0; "
+            f"found mean={list(pre.mean)} std={list(pre.std)}"
+        )
+    fractions = cfg.split_fractions
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"features.split_fractions = {list(fractions)} must be three non-negative numbers "
+            f"(train, validation, test) adding up to 1, e.g. [0.8, 0.1, 0.1]"
+        )
 
 
 def profile_as_dict(profile: Profile) -> dict[str, Any]:

@@ -69,14 +69,29 @@ def _metrics(result: "DataFrame | None") -> dict[str, int]:
     return {k: int(v) for k, v in row.asDict().items()} if row else {}
 
 
+def _pending_rows(spark: "SparkSession", df: "DataFrame", uri: str, columns: Sequence[str]) -> "DataFrame":
+    """Rows of ``df`` with no row in the table equal on all ``columns`` (null-safe)."""
+    from pyspark.sql import functions as F
+
+    target = read_table(spark, uri, table_version(spark, uri)).select(*columns)
+    condition = F.expr(" AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns))
+    return df.alias("s").join(target.alias("t"), on=condition, how="left_anti")
+
+
+_NOTHING = {"num_affected_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0, "num_inserted_rows": 0}
+
+
 def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str]) -> dict[str, int]:
     """Insert the rows of ``df`` whose key is not in the table yet; create the table if needed.
 
-    ``df`` must hold at most one row per key. Returns Delta's MERGE metrics.
+    ``df`` must hold at most one row per key. Returns Delta's MERGE metrics. When no row
+    is new, nothing is committed (Delta would otherwise record an empty MERGE).
     """
     from delta.tables import DeltaTable
 
     ensure_table(spark, uri, df.schema)
+    if _pending_rows(spark, df, uri, keys).isEmpty():
+        return dict(_NOTHING)
     merge = (
         DeltaTable.forPath(spark, uri)
         .alias("t")
@@ -96,14 +111,21 @@ def merge_upsert(
 ) -> dict[str, int]:
     """Update rows whose key exists and whose values changed; insert the rest.
 
-    Unchanged rows are left alone, so a rerun on the same input rewrites nothing.
+    Unchanged rows are left alone, and when no row is new or changed nothing is committed,
+    so a rerun on the same input leaves the table's version as it was.
     With ``evolve_schema`` new source columns are added to the table (Delta's
     ``withSchemaEvolution``).
     """
     from delta.tables import DeltaTable
 
     ensure_table(spark, uri, df.schema)
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare_columns) or "false"
+    table_columns = set(read_table(spark, uri).columns)
+    known = [c for c in compare_columns if c in table_columns]
+    new_columns = evolve_schema and bool(set(df.columns) - table_columns)
+    if not new_columns and _pending_rows(spark, df, uri, [*keys, *known]).isEmpty():
+        return dict(_NOTHING)
+    # Columns the table gains in this MERGE count as changed for every matched row.
+    changed = "true" if new_columns else (" OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in known) or "false")
     merge = DeltaTable.forPath(spark, uri).alias("t").merge(df.alias("s"), _key_condition(keys))
     if evolve_schema:
         merge = merge.withSchemaEvolution()

@@ -25,3 +25,7 @@ class SchemaMismatchError(LakeloopError):
 
 class JobFailed(LakeloopError):
     """Thrown when a job ends with an outcome the run report marks as a failure."""
+
+
+class ModelNotFound(LakeloopError):
+    """Thrown when a model name, version or alias is not committed in the model registry."""

@@ -1,7 +1,7 @@
 """What every ``jobs/<name>.py`` shares: arguments, profile, session, report, exit code.
 
 A job module defines its own arguments (mapped onto profile settings) and one function
-``run(spark, profile, report) -> None`` that calls the library; :func:`run_job` does the rest.
+``run(spark, profile, report, args) -> None`` that calls the library; :func:`run_job` does the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lakeloop.report import RunReport, new_run_id, write_report
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-JobFn = Callable[["SparkSession", Profile, RunReport], None]
+JobFn = Callable[["SparkSession", Profile, RunReport, argparse.Namespace], None]
 
 
 def base_parser(job: str, description: str) -> argparse.ArgumentParser:
@@ -61,7 +61,7 @@ def run_job(
         return 2
     exit_code = 0
     try:
-        fn(spark, profile, report)
+        fn(spark, profile, report, args)
         report.finish("succeeded")
     except LakeloopError as exc:
         report.finish("failed", f"{type(exc).__name__}: {exc}")

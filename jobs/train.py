@@ -1,0 +1,47 @@
+"""Train a model on silver.features with TorchDistributor and publish it to the lake's registry.
+
+    ./spark-submit.sh [--profile P] train [--model-name N] [--epochs E] [--num-processes K] [--use-gpu]
+                                          [--plan-only FILE]
+"""
+
+import sys
+
+from lakeloop.runner import base_parser, run_job
+
+
+def main(argv=None) -> int:
+    parser = base_parser("train", __doc__.splitlines()[0])
+    parser.add_argument("--model-name", help="registry name (train.model_name)")
+    parser.add_argument("--architecture", choices=["lenet5", "small_resnet", "resnet18"], help="train.architecture")
+    parser.add_argument("--epochs", type=int, help="train.epochs")
+    parser.add_argument("--num-processes", type=int, help="train.num_processes")
+    parser.add_argument("--use-gpu", action="store_true", default=None, help="train.use_gpu = true")
+    parser.add_argument("--plan-only", metavar="FILE",
+                        help="materialize the training set and write the per-process TrainPlan JSON to FILE "
+                             "instead of training (run it with python -m lakeloop.train_rank --plan FILE)")
+
+    def overrides(args):
+        pairs = [("train.model_name", args.model_name), ("train.architecture", args.architecture),
+                 ("train.epochs", args.epochs), ("train.num_processes", args.num_processes),
+                 ("train.use_gpu", args.use_gpu)]
+        return [(k, v) for k, v in pairs if v is not None]
+
+    def run(spark, profile, report, args):
+        from lakeloop import training
+
+        if args.plan_only:
+            from lakeloop.features import materialize_training_set
+
+            ts = materialize_training_set(spark, profile)
+            plan = training.make_plan(profile, ts, report.run_id, training.training_key(profile.train, ts))
+            with open(args.plan_only, "w", encoding="utf-8") as handle:
+                handle.write(plan.to_json())
+            report.outputs["plan"] = args.plan_only
+            return
+        training.train(spark, profile, run_id=report.run_id, report=report)
+
+    return run_job("train", parser, run, overrides, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

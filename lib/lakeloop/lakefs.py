@@ -1,0 +1,398 @@
+"""File access to lake URIs without Spark, through ``pyarrow.fs``.
+
+:mod:`lakeloop.storage` goes through Spark's JVM; this module is for the processes that
+have no SparkSession: training processes launched by TorchDistributor, pandas-UDF
+workers, a GPU box without a JVM. It understands the URIs the profiles use:
+
+* ``file:/a/b``, ``file:///a/b`` -> ``LocalFileSystem``, path ``/a/b``;
+* ``dbfs:/a/b`` -> ``LocalFileSystem`` on the Databricks FUSE mount, path ``/dbfs/a/b``;
+* ``s3a://bucket/key`` -> ``S3FileSystem`` set up from the ``fs.s3a.*`` keys, path ``bucket/key``;
+* ``hdfs://host:port/a`` -> ``HadoopFileSystem(host, port)``, path ``/a``.
+
+Settings come only from the ``hadoop_conf`` mapping a caller passes (Hadoop keys, with
+or without the ``spark.hadoop.`` prefix; :func:`hadoop_conf_from_spark_conf` turns a
+profile's ``spark.conf`` into one). Nothing is read from the environment here, except
+what pyarrow itself reads: the default AWS credential chain when no S3 keys are given,
+and ``JAVA_HOME``/``ARROW_LIBHDFS_DIR``/``HADOOP_HOME``/``CLASSPATH`` for HDFS.
+Secret values are never logged nor put in error messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import uuid
+import warnings
+from typing import TYPE_CHECKING, Mapping
+
+from lakeloop.errors import ConfigError, SetupError, SourceError
+
+if TYPE_CHECKING:
+    from pyarrow.fs import FileSystem
+
+SUPPORTED_SCHEMES = ("file", "dbfs", "s3a", "hdfs")
+SPARK_HADOOP_PREFIX = "spark.hadoop."
+S3A_PREFIX = "fs.s3a."
+# Hadoop keys handed to libhdfs as extra_conf; S3 keys (and their secrets) stay out of the JVM.
+_HDFS_KEY_PREFIXES = ("dfs.", "hadoop.", "ipc.", "fs.defaultFS", "fs.hdfs.")
+_SECRET_SUFFIXES = ("access.key", "secret.key", "session.token")
+_URI = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*):(?P<rest>.*)$", re.DOTALL)
+_AWS_ENDPOINT_REGION = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def hadoop_conf_from_spark_conf(conf: Mapping[str, str | None]) -> dict[str, str]:
+    """The ``spark.hadoop.*`` entries of Spark settings, with that prefix stripped.
+
+    Library code passes ``profile.spark.conf`` through this to get the ``hadoop_conf`` the
+    functions of this module take; no environment variable is consulted.
+
+    Parameters
+    ----------
+    conf : Spark settings, e.g. ``{"spark.hadoop.fs.s3a.endpoint": "http://minio:9000"}``.
+        Entries whose value is ``None`` (a setting removed by a profile) are skipped.
+
+    Returns
+    -------
+    dict
+        e.g. ``{"fs.s3a.endpoint": "http://minio:9000"}``.
+    """
+    return {
+        key[len(SPARK_HADOOP_PREFIX):]: str(value)
+        for key, value in conf.items()
+        if key.startswith(SPARK_HADOOP_PREFIX) and value is not None
+    }
+
+
+def _normalise_conf(hadoop_conf: Mapping[str, str] | None) -> dict[str, str]:
+    """Hadoop keys without the ``spark.hadoop.`` prefix; a plain key wins over a prefixed one."""
+    conf = hadoop_conf_from_spark_conf(hadoop_conf or {})
+    for key, value in (hadoop_conf or {}).items():
+        if not key.startswith(SPARK_HADOOP_PREFIX) and value is not None:
+            conf[key] = str(value)
+    return conf
+
+
+def _safe_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` part masked, for error messages."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri) if isinstance(uri, str) else repr(uri)
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+# --------------------------------------------------------------------------- filesystems
+
+
+def filesystem_for(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> tuple["FileSystem", str]:
+    """The pyarrow filesystem serving ``uri`` and the path of ``uri`` inside it.
+
+    Parameters
+    ----------
+    uri : a lake URI: ``file:/...``, ``file:///...``, ``dbfs:/...``, ``s3a://bucket/key``
+        or ``hdfs://host[:port]/path`` (``hdfs:///path`` uses ``fs.defaultFS``).
+    hadoop_conf : Hadoop settings, as ``fs.s3a.endpoint`` or ``spark.hadoop.fs.s3a.endpoint``.
+
+    Returns
+    -------
+    (pyarrow.fs.FileSystem, str)
+        e.g. ``(LocalFileSystem(), "/a/b")`` or ``(S3FileSystem(...), "bucket/key")``.
+
+    Raises
+    ------
+    ConfigError
+        no scheme, an unsupported scheme, a malformed URI, or inconsistent S3 settings.
+    SetupError
+        an ``hdfs:`` URI on a machine without a JVM or libhdfs.
+    SourceError
+        the HDFS client loaded but could not connect.
+
+    Notes
+    -----
+    S3 settings read (a per-bucket ``fs.s3a.bucket.<bucket>.X`` wins over ``fs.s3a.X``):
+    ``endpoint`` (``http://`` / ``https://`` prefix sets the scheme, else
+    ``connection.ssl.enabled``, default true), ``endpoint.region`` or ``region`` (else taken
+    from an AWS endpoint name ``s3.<region>.amazonaws.com``, else pyarrow's default chain),
+    ``access.key`` + ``secret.key`` [+ ``session.token``] (when absent, pyarrow's default AWS
+    credential chain: environment, ``~/.aws``, instance metadata), ``aws.credentials.provider``
+    (``AnonymousAWSCredentialsProvider`` -> anonymous access) and ``path.style.access``.
+    pyarrow addresses buckets by path whenever an endpoint is set and by virtual host
+    against AWS; ``path.style.access=false`` with an endpoint asks for virtual hosts,
+    which needs pyarrow >= 15 (a warning says so on older ones).
+    """
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(f"lake URI {uri!r} must be a non-empty string such as 'file:/data/lake'")
+    match = _URI.match(uri)
+    # "C:\x" parses as scheme "C"; treat one-letter schemes as the Windows paths they are.
+    if not match or len(match.group("scheme")) == 1:
+        raise ConfigError(
+            f"{_safe_uri(uri)!r} has no URI scheme. Write 'file:/absolute/path' for a local folder, "
+            f"'hdfs://namenode:8020/path' for HDFS or 's3a://bucket/path' for S3."
+        )
+    scheme, rest = match.group("scheme").lower(), match.group("rest")
+    conf = _normalise_conf(hadoop_conf)
+    if scheme == "file":
+        from pyarrow.fs import LocalFileSystem
+
+        return LocalFileSystem(), _local_path(uri, rest)
+    if scheme == "dbfs":
+        from pyarrow.fs import LocalFileSystem
+
+        # Databricks mounts DBFS at /dbfs on the driver and the workers.
+        inner = _local_path(uri, rest)
+        return LocalFileSystem(), "/dbfs" if inner == "/" else f"/dbfs{inner}"
+    if scheme == "s3a":
+        return _s3(uri, rest, conf)
+    if scheme == "hdfs":
+        return _hdfs(uri, rest, conf)
+    hint = " Write s3a://bucket/key for S3." if scheme in ("s3", "s3n") else ""
+    raise ConfigError(
+        f"{_safe_uri(uri)!r}: scheme {scheme + ':'!r} is not supported without Spark; "
+        f"supported schemes: {', '.join(s + ':' for s in SUPPORTED_SCHEMES)}.{hint}"
+    )
+
+
+def _strip_path(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def _local_path(uri: str, rest: str) -> str:
+    if rest.startswith("//"):
+        authority, slash, path = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise ConfigError(
+                f"{_safe_uri(uri)!r} names host {authority!r}; a local path has none. "
+                f"Write 'file:/absolute/path' or 'file:///absolute/path'."
+            )
+        rest = slash + path
+    if not rest.startswith("/"):
+        raise ConfigError(
+            f"{_safe_uri(uri)!r} is a relative path; write an absolute one, e.g. 'file:/data/lake'."
+        )
+    return _strip_path(rest)
+
+
+def _split_authority(rest: str) -> tuple[str, str]:
+    """``//authority/path`` -> (authority, /path); no ``//`` -> ("", rest)."""
+    if not rest.startswith("//"):
+        return "", rest
+    authority, slash, path = rest[2:].partition("/")
+    return authority, slash + path
+
+
+def _s3(uri: str, rest: str, conf: dict[str, str]) -> tuple["FileSystem", str]:
+    from pyarrow.fs import S3FileSystem
+
+    bucket, path = _split_authority(rest)
+    if "@" in bucket:
+        raise ConfigError(
+            f"{_safe_uri(uri)!r} carries credentials in the URI; remove them and set "
+            f"fs.s3a.access.key / fs.s3a.secret.key (spark.hadoop.fs.s3a.*) in the profile instead."
+        )
+    if not bucket:
+        raise ConfigError(f"{_safe_uri(uri)!r} names no bucket; write 's3a://bucket/key'.")
+    key = path.strip("/")
+
+    def get(name: str) -> str | None:
+        for full in (f"{S3A_PREFIX}bucket.{bucket}.{name}", f"{S3A_PREFIX}{name}"):
+            value = conf.get(full)
+            if value is not None and value.strip() != "":
+                return value.strip()
+        return None
+
+    secrets = [v for k, v in conf.items() if k.endswith(_SECRET_SUFFIXES)]
+    kwargs: dict[str, object] = {}
+    ssl = (get("connection.ssl.enabled") or "true").lower() != "false"
+    kwargs["scheme"] = "https" if ssl else "http"
+    endpoint = get("endpoint")
+    if endpoint:
+        found = re.match(r"^(https?)://(.*)$", endpoint, re.IGNORECASE)
+        if found:
+            kwargs["scheme"], endpoint = found.group(1).lower(), found.group(2)
+        endpoint = endpoint.rstrip("/")
+        kwargs["endpoint_override"] = endpoint
+    region = get("endpoint.region") or get("region")
+    if not region and endpoint:
+        aws = _AWS_ENDPOINT_REGION.match(endpoint)
+        region = aws.group("region") if aws else None
+    if region:
+        kwargs["region"] = region
+    access_key, secret_key, token = get("access.key"), get("secret.key"), get("session.token")
+    if bool(access_key) != bool(secret_key):
+        missing = "fs.s3a.secret.key" if access_key else "fs.s3a.access.key"
+        raise ConfigError(
+            f"S3 settings for {_safe_uri(uri)!r} give only one of fs.s3a.access.key and "
+            f"fs.s3a.secret.key; set {missing} too (spark.hadoop.{missing} in a profile), or "
+            f"neither to use the default AWS credential chain."
+        )
+    if access_key:
+        kwargs.update(access_key=access_key, secret_key=secret_key)
+        if token:
+            kwargs["session_token"] = token
+    elif "AnonymousAWSCredentialsProvider" in (get("aws.credentials.provider") or ""):
+        kwargs["anonymous"] = True
+    path_style = (get("path.style.access") or "").lower()
+    if path_style == "false" and endpoint:
+        kwargs["force_virtual_addressing"] = True
+    try:
+        try:
+            fs = S3FileSystem(**kwargs)
+        except TypeError as exc:
+            if "force_virtual_addressing" not in str(exc):
+                raise
+            # pyarrow < 15 has no such option and always uses path-style with an endpoint.
+            warnings.warn(
+                f"fs.s3a.path.style.access=false for bucket {bucket!r} is ignored: this pyarrow "
+                f"addresses buckets by path whenever fs.s3a.endpoint is set (pyarrow >= 15 can "
+                f"force virtual-host addressing).",
+                stacklevel=3,
+            )
+            kwargs.pop("force_virtual_addressing")
+            fs = S3FileSystem(**kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"could not set up S3 access for {_safe_uri(uri)!r} from the fs.s3a.* settings "
+            f"({type(exc).__name__}: {_redact(str(exc), secrets)}); check fs.s3a.endpoint and "
+            f"fs.s3a.endpoint.region."
+        ) from None
+    return fs, f"{bucket}/{key}" if key else bucket
+
+
+def _hdfs(uri: str, rest: str, conf: dict[str, str]) -> tuple["FileSystem", str]:
+    authority, path = _split_authority(rest)
+    if "@" in authority:
+        raise ConfigError(f"{_safe_uri(uri)!r}: put no user or password in an hdfs: URI.")
+    host, colon, port_text = authority.partition(":")
+    if colon and not port_text.isdigit():
+        raise ConfigError(f"{_safe_uri(uri)!r} has a malformed port; write 'hdfs://namenode:8020/path'.")
+    # Port 0 lets Hadoop pick the default port, and keeps HA nameservice names working.
+    port = int(port_text) if colon else 0
+    extra = tuple(sorted((k, v) for k, v in conf.items() if k.startswith(_HDFS_KEY_PREFIXES)))
+    try:
+        fs = _connect_hdfs(os.getpid(), host or "default", port, extra)
+    except OSError as exc:
+        text = str(exc)
+        if "libjvm" in text or "libhdfs" in text:
+            raise SetupError(
+                f"cannot open {_safe_uri(uri)}: pyarrow's HDFS client needs a JVM, Hadoop's native "
+                f"libhdfs and the Hadoop jars, and this machine lacks one ({text}). Set JAVA_HOME to a "
+                f"JDK, ARROW_LIBHDFS_DIR to the folder holding libhdfs.so (or HADOOP_HOME to a Hadoop "
+                f"distribution with lib/native/libhdfs.so), and CLASSPATH=$(hadoop classpath --glob)."
+            ) from exc
+        raise SourceError(
+            f"cannot connect to HDFS for {_safe_uri(uri)} ({text}). Check that the namenode "
+            f"{host or '(fs.defaultFS)'} is reachable and that CLASSPATH holds the Hadoop jars and "
+            f"configuration (CLASSPATH=$(hadoop classpath --glob))."
+        ) from exc
+    return fs, _strip_path(path if path.startswith("/") else "/" + path)
+
+
+# Connecting starts a JVM inside this process: reuse the connection. The process id is part
+# of the key because a JVM does not survive fork (pandas-UDF workers are forked).
+@functools.lru_cache(maxsize=8)
+def _connect_hdfs(pid: int, host: str, port: int, extra: tuple[tuple[str, str], ...]) -> "FileSystem":
+    from pyarrow.fs import HadoopFileSystem
+
+    return HadoopFileSystem(host, port, extra_conf=dict(extra) or None)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def read_bytes(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> bytes:
+    """The whole content of the file at ``uri``.
+
+    Raises
+    ------
+    FileNotFoundError
+        nothing at ``uri`` (the message names the URI).
+    """
+    fs, path = filesystem_for(uri, hadoop_conf)
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"no file at {_safe_uri(uri)}") from exc
+
+
+def write_bytes_atomic(uri: str, data: bytes, hadoop_conf: Mapping[str, str] | None = None) -> None:
+    """Write ``data`` to ``uri`` so that a reader sees the old content or the new, never a part.
+
+    Local and HDFS: the bytes go to a hidden sibling ``.<name>.tmp-<uuid>`` (hidden names
+    are skipped by Spark and Hadoop listings), which is then moved over ``uri``; the temp
+    file is removed if anything fails. On local disks the move is one ``rename``. On HDFS
+    pyarrow replaces an existing file by delete + rename, so for a few milliseconds the
+    name is absent (never half-written). S3: one upload, which S3 publishes only once
+    complete. Missing parent folders are created.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"write_bytes_atomic({_safe_uri(uri)!r}): data must be bytes, got {type(data).__name__}")
+    fs, path = filesystem_for(uri, hadoop_conf)
+    if fs.type_name == "s3":
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return
+    parent, _, base = path.rpartition("/")
+    parent = parent or "/"
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent.rstrip('/')}/.{base}.tmp-{uuid.uuid4().hex}"
+    try:
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:
+            pass  # never created, or already moved
+        raise
+
+
+def exists(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> bool:
+    """Whether a file or folder exists at ``uri``."""
+    from pyarrow.fs import FileType
+
+    fs, path = filesystem_for(uri, hadoop_conf)
+    return fs.get_file_info(path).type != FileType.NotFound
+
+
+def list_dir(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> list[str]:
+    """Base names of the children of folder ``uri``, sorted; ``[]`` if the folder does not exist."""
+    from pyarrow.fs import FileSelector
+
+    fs, path = filesystem_for(uri, hadoop_conf)
+    infos = fs.get_file_info(FileSelector(path, allow_not_found=True, recursive=False))
+    return sorted(info.base_name for info in infos)
+
+
+def makedirs(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> None:
+    """Create folder ``uri`` and its parents; nothing happens if it exists."""
+    fs, path = filesystem_for(uri, hadoop_conf)
+    fs.create_dir(path, recursive=True)
+
+
+def delete_dir(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> bool:
+    """Delete folder ``uri`` and everything in it; returns whether there was one.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``uri`` is a file.
+    """
+    from pyarrow.fs import FileType
+
+    fs, path = filesystem_for(uri, hadoop_conf)
+    kind = fs.get_file_info(path).type
+    if kind == FileType.NotFound:
+        return False
+    if kind != FileType.Directory:
+        raise NotADirectoryError(f"{_safe_uri(uri)} is a file, not a folder; delete_dir removes folders only")
+    fs.delete_dir(path)
+    return True

@@ -1,0 +1,142 @@
+"""One image preprocessing, shared by features, training and scoring.
+
+Two stages, kept apart on purpose:
+
+* :func:`image_to_pixels` (at feature-build time, and when scoring raw images): decode
+  with Pillow, apply the EXIF orientation, convert to the spec's channels, resize to the
+  spec's fixed size (``pad`` keeps the aspect ratio and pads with black, ``stretch`` does
+  not), and return ``uint8`` bytes laid out H x W x C. That is what ``silver.features``
+  stores: compact, and exactly reproducible.
+* :func:`pixels_to_tensor` (in the Petastorm reader's transform, and in the scoring
+  UDF): uint8 bytes -> float32 ``N x C x H x W``, scaled to [0, 1] and normalised with
+  the spec's mean/std.
+
+The spec travels as JSON (:meth:`PreprocessSpec.to_json`) in the features table's
+properties and in every model's ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lakeloop.config import PreprocessConfig
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Fixed input shape and normalisation of a model."""
+
+    height: int
+    width: int
+    channels: int
+    resize: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_config(cls, cfg: "PreprocessConfig") -> "PreprocessSpec":
+        return cls(cfg.height, cfg.width, cfg.channels, cfg.resize, tuple(cfg.mean), tuple(cfg.std))
+
+    @classmethod
+    def from_json(cls, text: str | dict) -> "PreprocessSpec":
+        data = json.loads(text) if isinstance(text, str) else dict(text)
+        data["mean"], data["std"] = tuple(data["mean"]), tuple(data["std"])
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        """Short hash naming this spec (part of a training set's cache key)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.height * self.width * self.channels
+
+
+def image_to_pixels(content: bytes, spec: PreprocessSpec) -> bytes:
+    """Decode ``content`` and return ``spec.height x spec.width x spec.channels`` uint8 bytes.
+
+    Raises whatever Pillow raises for undecodable bytes (callers quarantine those).
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(content)) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit grey: keep the top 8 bits instead of Pillow's clipping conversion.
+            arr = np.asarray(img, dtype=np.uint32)
+            img = Image.fromarray((arr >> 8).clip(0, 255).astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "P", "PA"):
+            # Transparent pixels become black, like the padding.
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(background, rgba)
+        img = img.convert("L" if spec.channels == 1 else "RGB")
+        size = (spec.width, spec.height)
+        if spec.resize == "pad":
+            img = ImageOps.pad(img, size, method=Image.Resampling.BILINEAR, color=0)
+        else:
+            img = img.resize(size, Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8).tobytes()
+
+
+def pixels_to_array(pixels: Sequence[bytes], spec: PreprocessSpec) -> "np.ndarray":
+    """uint8 H x W x C byte strings -> uint8 array ``N x C x H x W`` (no copy of the bytes' order)."""
+    import numpy as np
+
+    flat = np.frombuffer(b"".join(pixels), dtype=np.uint8)
+    expected = spec.pixel_bytes
+    if flat.size != expected * len(pixels):
+        bad = next((len(p) for p in pixels if len(p) != expected), None)
+        raise ValueError(
+            f"pixel buffer of {bad} bytes does not match the preprocessing spec "
+            f"{spec.height}x{spec.width}x{spec.channels} = {expected} bytes"
+        )
+    return flat.reshape(len(pixels), spec.height, spec.width, spec.channels).transpose(0, 3, 1, 2)
+
+
+def normalize(batch: "np.ndarray", spec: PreprocessSpec) -> "np.ndarray":
+    """uint8 ``N x C x H x W`` -> float32 scaled to [0, 1] and normalised with the spec's mean/std."""
+    import numpy as np
+
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return ((batch.astype(np.float32) * np.float32(1 / 255.0) - mean) / std).astype(np.float32, copy=False)
+
+
+def pixels_to_tensor(pixels: Sequence[bytes], spec: PreprocessSpec) -> "np.ndarray":
+    """uint8 H x W x C byte strings -> normalised float32 array ``N x C x H x W``."""
+    return normalize(pixels_to_array(pixels, spec), spec)
+
+
+def random_shift(batch: "np.ndarray", max_shift: int, rng: "np.random.Generator") -> "np.ndarray":
+    """Augmentation on uint8 ``N x C x H x W``: shift each image by up to ``max_shift`` pixels,
+    filling with black (0, like the padding), before :func:`normalize`.
+
+    Deterministic for a given ``rng`` state, so an epoch's inputs are a function of the seed.
+    """
+    import numpy as np
+
+    if max_shift <= 0:
+        return batch
+    out = np.zeros_like(batch)
+    n, _, h, w = batch.shape
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
+    for i, (dy, dx) in enumerate(shifts):
+        src_y = slice(max(0, -dy), h - max(0, dy))
+        dst_y = slice(max(0, dy), h - max(0, -dy))
+        src_x = slice(max(0, -dx), w - max(0, dx))
+        dst_x = slice(max(0, dx), w - max(0, -dx))
+        out[i, :, dst_y, dst_x] = batch[i, :, src_y, src_x]
+    return out

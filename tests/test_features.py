@@ -1,0 +1,177 @@
+"""silver.features: preprocessing exactly as specified, stable splits, idempotent reruns,
+and the Petastorm training set: disjoint equal shards, reproducible order."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import copy_lake
+from lakeloop import delta_io
+from lakeloop.features import (
+    SPLITS,
+    build_features,
+    features_uri,
+    join_table_columns,
+    materialize_training_set,
+)
+from lakeloop.errors import ConfigError
+from lakeloop.ingest_images import bronze_images_uri
+from lakeloop.loader import epoch_batches, plan_shards, shard_batches
+from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixels_to_tensor, random_shift
+
+SPEC = PreprocessSpec(height=32, width=32, channels=1, resize="pad", mean=(0.5,), std=(0.5,))
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pad_keeps_aspect_and_pads_black():
+    white_16x8 = np.full((8, 16), 255, dtype=np.uint8)  # 16 wide, 8 high -> 32x16 band in the middle
+    out = np.frombuffer(image_to_pixels(_png(white_16x8), SPEC), dtype=np.uint8).reshape(32, 32)
+    assert (out[8:24] == 255).all()
+    assert (out[:8] == 0).all() and (out[24:] == 0).all()
+
+
+def test_stretch_fills_the_frame():
+    spec = PreprocessSpec(32, 32, 1, "stretch", (0.5,), (0.5,))
+    out = np.frombuffer(image_to_pixels(_png(np.full((8, 16), 200, np.uint8)), spec), np.uint8)
+    assert (out == 200).all()
+
+
+def test_colour_spec_and_modes():
+    spec = PreprocessSpec(16, 16, 3, "pad", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = 255
+    rgba[:8, :, 3] = 0  # transparent top half becomes black
+    out = np.frombuffer(image_to_pixels(_png(rgba), spec), np.uint8).reshape(16, 16, 3)
+    assert (out[8:, :, 0] == 255).all() and (out[8:, :, 1:] == 0).all()
+    assert (out[:8] == 0).all()
+    gray16 = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 256)
+    out16 = np.frombuffer(image_to_pixels(_png(gray16), SPEC), np.uint8).reshape(32, 32)
+    assert out16.max() == 255 and out16.min() == 0  # top 8 bits kept, not clipped to white
+
+
+def test_normalisation_matches_the_spec():
+    pixels = bytes([0, 255, 51, 102])
+    spec = PreprocessSpec(2, 2, 1, "pad", (0.5,), (0.5,))
+    tensor = pixels_to_tensor([pixels], spec)
+    assert tensor.shape == (1, 1, 2, 2) and tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor.ravel(), [-1.0, 1.0, -0.6, -0.2], atol=1e-6)
+    with pytest.raises(ValueError, match="does not match the preprocessing spec 2x2x1 = 4 bytes"):
+        pixels_to_tensor([b"\x00" * 3], spec)
+
+
+def test_random_shift_is_seeded_and_fills_black():
+    batch = np.full((4, 1, 8, 8), 9, np.uint8)
+    a = random_shift(batch, 2, np.random.default_rng([1, 2, 3]))
+    b = random_shift(batch, 2, np.random.default_rng([1, 2, 3]))
+    assert (a == b).all() and set(np.unique(a)) <= {0, 9}
+
+
+def test_features_hold_the_spec_pixels_of_each_bronze_image(spark, digits_lake):
+    features = delta_io.read_table(spark, features_uri(digits_lake))
+    bronze = delta_io.read_table(spark, bronze_images_uri(digits_lake))
+    sample = features.join(bronze.select("image_id", "content"), "image_id").limit(20).collect()
+    for row in sample:
+        assert row.pixels == image_to_pixels(row.content, SPEC)
+        assert (row.height, row.width, row.channels) == (32, 32, 1)
+        assert row.label_index == int(row.label)  # classes "0".."9" sort to their own index
+    assert features.count() == bronze.count() == 1797
+
+
+def test_split_is_stable_fractions_hold_and_rerun_commits_nothing(spark, digits_lake, tmp_path):
+    profile = copy_lake(digits_lake, tmp_path / "lake")
+    uri = features_uri(profile)
+    before = {r.image_id: r.split for r in delta_io.read_table(spark, uri).collect()}
+    version = delta_io.table_version(spark, uri)
+
+    report = build_features(spark, profile)
+
+    assert report.counts["inserted"] == report.counts["updated"] == 0
+    assert report.counts["unchanged"] == 1797
+    assert delta_io.table_version(spark, uri) == version
+    assert {r.image_id: r.split for r in delta_io.read_table(spark, uri).collect()} == before
+    counts = {s: list(before.values()).count(s) for s in SPLITS}
+    assert abs(counts["train"] / 1797 - 0.8) < 0.04 and abs(counts["test"] / 1797 - 0.1) < 0.03
+
+
+def test_changed_spec_rewrites_rows_and_makes_a_new_training_set(spark, digits_lake, tmp_path):
+    profile = copy_lake(digits_lake, tmp_path / "lake", ("features.preprocess.height", 28),
+                        ("features.preprocess.width", 28))
+    first = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "other"))
+    report = build_features(spark, profile)
+    assert report.counts["updated"] == 1797
+    ts = materialize_training_set(spark, profile)
+    assert ts.spec.height == 28 and ts.root != first.root
+
+
+def test_training_set_is_reused_while_version_and_spec_match(spark, digits_lake, tmp_path):
+    profile = copy_lake(digits_lake, tmp_path / "lake")
+    first = materialize_training_set(spark, profile)
+    again = materialize_training_set(spark, profile)
+    assert not first.reused and again.reused and again.root == first.root
+    assert sum(first.rows.values()) == 1797
+
+
+def test_shards_are_disjoint_equal_and_cover_the_training_set(spark, digits_lake, tmp_path):
+    ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
+    url = ts.split_uri("train")
+    plan = plan_shards(url, world_size=2, batch_size=50)
+    seen, steps = [], []
+    for rank in range(2):
+        batches = list(epoch_batches(url, plan, ts.spec, rank=rank, epoch=0, seed=3))
+        steps.append(len(batches))
+        assert all(len(y) == 50 for _, y, _ in batches)
+        seen.append({i for _, _, ids in batches for i in ids})
+    assert steps[0] == steps[1] == plan.steps_per_epoch
+    assert not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == ts.rows["train"] == plan.total_rows
+
+
+def test_epoch_order_is_a_function_of_seed_epoch_rank(spark, digits_lake, tmp_path):
+    ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
+    url = ts.split_uri("train")
+    plan = plan_shards(url, world_size=2, batch_size=32)
+
+    def order(epoch, seed=5, rank=0):
+        return [tuple(ids) for _, _, ids in epoch_batches(url, plan, ts.spec, rank=rank, epoch=epoch, seed=seed,
+                                                          max_shift=2)]
+
+    def pixels(epoch):
+        return np.concatenate([x for x, _, _ in epoch_batches(url, plan, ts.spec, rank=1, epoch=epoch, seed=5,
+                                                              max_shift=2)])
+
+    assert order(0) == order(0)
+    assert order(1) != order(0)
+    assert order(0, seed=6) != order(0)
+    assert (pixels(2) == pixels(2)).all()
+
+
+def test_too_many_processes_for_the_row_groups_is_a_clear_error(spark, digits_lake, tmp_path):
+    ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
+    with pytest.raises(ConfigError, match="has 8 row groups but 9 training processes"):
+        plan_shards(ts.split_uri("train"), world_size=9, batch_size=32)
+
+
+def test_evaluation_pass_reads_every_row_once(spark, digits_lake, tmp_path):
+    ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
+    ids = [i for rank in range(2) for _, _, batch in
+           shard_batches(ts.split_uri("validation"), ts.spec, rank=rank, world=2, batch_size=64) for i in batch]
+    assert len(ids) == len(set(ids)) == ts.rows["validation"]
+
+
+def test_join_table_wrong_column_is_a_clear_error(spark):
+    features = spark.createDataFrame([("a", "x/1.png")], "image_id STRING, relative_path STRING")
+    table = spark.createDataFrame([("x/1.png", 1.0)], "file STRING, ink DOUBLE")
+    with pytest.raises(ConfigError, match=r"has no column\(s\) \['path'\].*features.join_key"):
+        join_table_columns(features, table, "path", ("ink",))
+    joined = join_table_columns(features, table, "file", ("ink",))
+    assert joined.first().ink == 1.0

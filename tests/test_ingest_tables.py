@@ -1,0 +1,321 @@
+"""Table ingestion against the real local Spark + Delta session: quarantine, MERGE upserts, reruns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_profile
+
+from lakeloop import delta_io
+from lakeloop.errors import ConfigError, SchemaMismatchError, SourceError
+from lakeloop.ingest_tables import (
+    bronze_table_uri,
+    declared_schema,
+    ingest_table,
+    ingest_tables,
+    quarantine_table_uri,
+    read_source,
+    record_columns,
+    table_config,
+    validate_records,
+)
+
+SCHEMA = "sample_id INT, path STRING, label INT, ink_fraction DOUBLE, scan_batch STRING"
+HEADER = "sample_id,path,label,ink_fraction,scan_batch"
+GOOD_LINES = ["1,a.png,3,0.5,b1", "2,b.png,4,0.25,b1", "3,c.png,5,0.125,b2"]
+
+
+def write_file(tmp_path: Path, name: str, lines: list[str]) -> str:
+    path = tmp_path / "raw" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return f"file:{path}"
+
+
+def csv_table(source: str, **settings) -> dict:
+    table = {"source": source, "format": "csv", "keys": ["sample_id"], "schema": SCHEMA,
+             "options": {"header": "true"}}
+    table.update(settings)
+    return table
+
+
+def profile_with(lake: str, **tables: dict):
+    return make_profile(lake, ("ingest_tables.tables", tables))
+
+
+def validate(spark, profile, name: str):
+    """read_source + validate_records, collected: (good rows, bad rows, number of records read)."""
+    from pyspark.sql.types import StructType
+
+    table = table_config(profile, name)
+    raw = read_source(spark, table, name).cache()
+    inferred = StructType([f for f in raw.schema.fields if f.name in record_columns(raw)])
+    good, bad = validate_records(raw, declared_schema(table, name) or inferred, table, table.format, name)
+    result = good.collect(), bad.collect(), raw.count()
+    raw.unpersist()
+    return result
+
+
+def assert_accounting(report) -> None:
+    c = report.counts
+    assert c["inputs"] == c["inserted"] + c["updated"] + c["unchanged"] + c["quarantined"], c
+
+
+def rows_by_key(spark, uri: str) -> dict:
+    return {r["sample_id"]: r.asDict() for r in delta_io.read_table(spark, uri).collect()}
+
+
+# --------------------------------------------------------------------------- CSV records
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("4,d.png,6", "malformed CSV record (expected 5 columns"),  # too few fields
+        ("4,d.png,6,0.2,b2,surplus", "malformed CSV record (expected 5 columns"),  # too many fields
+        ("abc,d.png,6,0.2,b2", "column 'sample_id': 'abc' is not a valid INT"),
+        ("4,d.png,6,x0.2,b2", "column 'ink_fraction': 'x0.2' is not a valid DOUBLE"),
+        ("4,d.png,1.5,0.2,b2", "column 'label': '1.5' is not a valid INT"),
+    ],
+    ids=["too-few-fields", "too-many-fields", "non-numeric-int", "bad-double", "fraction-for-int"],
+)
+def test_malformed_csv_record_is_quarantined_with_its_raw_line(spark, lake, tmp_path, line, reason):
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, line])
+    profile = profile_with(lake, meta=csv_table(source))
+
+    good, bad, n_read = validate(spark, profile, "meta")
+
+    assert n_read == len(good) + len(bad) == 4
+    assert sorted(r["sample_id"] for r in good) == [1, 2, 3]
+    assert isinstance(good[0]["ink_fraction"], float)
+    assert len(bad) == 1
+    assert bad[0]["raw"] == line
+    assert bad[0]["error"].startswith(reason), bad[0]["error"]
+    assert bad[0]["source"].endswith("/raw/meta.csv")
+
+
+def test_null_and_duplicate_keys_are_quarantined_and_the_first_record_is_kept(spark, lake, tmp_path):
+    lines = [HEADER, "1,first.png,3,0.5,b1", ",nokey.png,4,0.5,b1", "2,b.png,4,0.5,b1",
+             "1,second.png,3,0.5,b1", "1,third.png,3,0.5,b1"]
+    profile = profile_with(lake, meta=csv_table(write_file(tmp_path, "meta.csv", lines)))
+
+    good, bad, n_read = validate(spark, profile, "meta")
+
+    assert n_read == len(good) + len(bad) == 5
+    assert {r["sample_id"]: r["path"] for r in good} == {1: "first.png", 2: "b.png"}
+    errors = {r["raw"]: r["error"] for r in bad}
+    assert errors[",nokey.png,4,0.5,b1"] == "key column 'sample_id' is null; every row needs a key"
+    for raw in ("1,second.png,3,0.5,b1", "1,third.png,3,0.5,b1"):
+        assert errors[raw].startswith("duplicate key sample_id=1"), errors[raw]
+
+
+def test_infer_schema_types_columns_and_still_quarantines_malformed_lines(spark, lake, tmp_path):
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, "4,d.png"])
+    profile = profile_with(lake, meta=csv_table(source, schema=None, infer_schema=True))
+
+    good, bad, n_read = validate(spark, profile, "meta")
+
+    assert n_read == 4 and len(good) == 3
+    assert {type(r["sample_id"]) for r in good} == {int} and {type(r["ink_fraction"]) for r in good} == {float}
+    assert [r["raw"] for r in bad] == ["4,d.png"]
+    assert bad[0]["error"].startswith("malformed CSV record")
+
+
+# --------------------------------------------------------------------------- MERGE upserts and reruns
+
+
+def test_rerun_changes_nothing_and_a_changed_input_updates_one_and_inserts_one(spark, lake, tmp_path):
+    bad_lines = ["4,d.png,6", "abc,e.png,6,0.2,b2", ",f.png,1,0.1,b1", "1,dup.png,3,0.5,b1"]
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, *bad_lines])
+    profile = profile_with(lake, meta=csv_table(source))
+    bronze, quarantine = bronze_table_uri(profile, "meta"), quarantine_table_uri(profile, "meta")
+
+    first = ingest_table(spark, profile, "meta", run_id="run-1")
+    assert first.counts == dict(inputs=7, inserted=3, updated=0, unchanged=0, quarantined=4)
+    assert_accounting(first)
+    assert delta_io.read_table(spark, quarantine).count() == 4
+    assert set(delta_io.read_table(spark, bronze).columns) == {
+        "sample_id", "path", "label", "ink_fraction", "scan_batch", "_run_id", "_ingested_at"}
+    before = rows_by_key(spark, bronze)
+
+    again = ingest_table(spark, profile, "meta", run_id="run-2")
+    assert again.counts == dict(inputs=7, inserted=0, updated=0, unchanged=3, quarantined=4)
+    assert delta_io.read_table(spark, quarantine).count() == 4
+    assert rows_by_key(spark, bronze) == before
+
+    # Row 2 changes, row 9 is new, rows 1 and 3 are as before.
+    lines = [HEADER, GOOD_LINES[0], "2,b.png,4,0.75,b1", GOOD_LINES[2], "9,z.png,1,0.5,b3", *bad_lines]
+    write_file(tmp_path, "meta.csv", lines)
+    changed = ingest_table(spark, profile, "meta", run_id="run-3")
+    assert changed.counts == dict(inputs=8, inserted=1, updated=1, unchanged=2, quarantined=4)
+    assert_accounting(changed)
+    after = rows_by_key(spark, bronze)
+    assert after[2]["ink_fraction"] == 0.75 and after[2]["_run_id"] == "run-3"
+    assert after[9]["_run_id"] == "run-3"
+    for key in (1, 3):  # not rewritten: same run id and ingestion time as the first run
+        assert after[key] == before[key]
+    assert delta_io.read_table(spark, quarantine).count() == 4
+
+
+# --------------------------------------------------------------------------- JSON and Parquet
+
+
+def test_json_lines_with_a_broken_line(spark, lake, tmp_path):
+    broken = '{"sample_id": 2, "path": "b.png", "label": '
+    lines = [
+        '{"sample_id": 1, "path": "a.png", "label": 3, "ink_fraction": 0.5, "scan_batch": "b1"}',
+        broken,
+        '{"sample_id": "x", "path": "c.png", "label": 5}',
+        '{"sample_id": 4, "path": "d.png", "label": 6, "ink_fraction": 1}',
+    ]
+    source = write_file(tmp_path, "meta.jsonl", lines)
+    profile = profile_with(lake, meta={"source": source, "format": "json", "keys": ["sample_id"], "schema": SCHEMA})
+
+    report = ingest_table(spark, profile, "meta", run_id="run-json")
+
+    assert report.counts == dict(inputs=4, inserted=2, updated=0, unchanged=0, quarantined=2)
+    assert_accounting(report)
+    assert {r["sample_id"]: r["ink_fraction"] for r in delta_io.read_table(spark, bronze_table_uri(profile, "meta"))
+            .collect()} == {1: 0.5, 4: 1.0}
+    errors = {r["raw"]: r["error"] for r in delta_io.read_table(spark, quarantine_table_uri(profile, "meta")).collect()}
+    assert errors[broken].startswith("malformed JSON record")
+    [type_error] = [e for raw, e in errors.items() if raw != broken]
+    assert type_error == "column 'sample_id': 'x' is not a valid INT"
+
+
+def _write_parquet(spark, tmp_path: Path) -> str:
+    # label is STRING and sample_id BIGINT in the files, INT in the declared schema.
+    rows = [(1, "a.png", "3", 0.5, "b1"), (2, "b.png", "x", 0.5, "b1"), (3, "c.png", "5", 0.5, "b1"),
+            (2**40, "d.png", "6", 0.5, "b1")]
+    path = tmp_path / "raw" / "meta.parquet"
+    spark.createDataFrame(rows, "sample_id BIGINT, path STRING, label STRING, ink_fraction DOUBLE, scan_batch STRING") \
+        .coalesce(1).write.parquet(str(path))
+    return f"file:{path}"
+
+
+def test_parquet_wrong_typed_values_are_quarantined(spark, lake, tmp_path):
+    source = _write_parquet(spark, tmp_path)
+    profile = profile_with(lake, meta={"source": source, "format": "parquet", "keys": ["sample_id"],
+                                       "schema": SCHEMA, "on_type_error": "quarantine"})
+
+    report = ingest_table(spark, profile, "meta")
+
+    assert report.counts == dict(inputs=4, inserted=2, updated=0, unchanged=0, quarantined=2)
+    assert_accounting(report)
+    errors = sorted(r["error"] for r in delta_io.read_table(spark, quarantine_table_uri(profile, "meta")).collect())
+    assert errors == ["column 'label': STRING value 'x' is not a valid INT",
+                      f"column 'sample_id': BIGINT value {2**40} is not a valid INT"]
+
+
+def test_parquet_wrong_typed_value_fails_when_on_type_error_is_fail(spark, lake, tmp_path):
+    source = _write_parquet(spark, tmp_path)
+    profile = profile_with(lake, meta={"source": source, "format": "parquet", "keys": ["sample_id"],
+                                       "schema": SCHEMA, "on_type_error": "fail"})
+
+    with pytest.raises(SchemaMismatchError) as info:
+        ingest_table(spark, profile, "meta")
+
+    message = str(info.value)
+    assert "is not a valid INT" in message and ("'label'" in message or "'sample_id'" in message)
+    assert "ingest_tables.tables.meta.on_type_error" in message
+    assert not delta_io.is_delta_table(spark, bronze_table_uri(profile, "meta"))
+
+
+# --------------------------------------------------------------------------- schema evolution and errors
+
+
+def test_extra_csv_column_is_refused_unless_evolve_schema_then_added(spark, lake, tmp_path):
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES])
+    profile = profile_with(lake, meta=csv_table(source))
+    ingest_table(spark, profile, "meta", run_id="run-1")
+    write_file(tmp_path, "meta.csv", [HEADER + ",operator", *(line + ",ann" for line in GOOD_LINES)])
+
+    with pytest.raises(SchemaMismatchError) as info:
+        ingest_table(spark, profile, "meta")
+    assert "operator" in str(info.value)
+    assert "ingest_tables.tables.meta.evolve_schema: true" in str(info.value)
+
+    evolving = profile_with(lake, meta=csv_table(source, evolve_schema=True))
+    report = ingest_table(spark, evolving, "meta", run_id="run-2")
+    assert report.counts == dict(inputs=3, inserted=0, updated=3, unchanged=0, quarantined=0)
+    assert_accounting(report)
+    assert report.details["tables"]["meta"]["added_columns"] == ["operator"]
+    rows = rows_by_key(spark, bronze_table_uri(profile, "meta"))
+    assert {k: r["operator"] for k, r in rows.items()} == {1: "ann", 2: "ann", 3: "ann"}
+
+
+def test_csv_header_missing_a_declared_column_names_it(spark, lake, tmp_path):
+    renamed = HEADER.replace("label", "digit")
+    profile = profile_with(lake, meta=csv_table(write_file(tmp_path, "meta.csv", [renamed, *GOOD_LINES])))
+
+    with pytest.raises(SchemaMismatchError) as info:
+        ingest_table(spark, profile, "meta")
+    message = str(info.value)
+    assert "declared column(s) label missing from the CSV header" in message
+    assert "found instead: digit" in message and "ingest_tables.tables.meta.schema" in message
+
+
+def test_csv_files_with_different_headers_are_a_schema_mismatch(spark, lake, tmp_path):
+    write_file(tmp_path, "in/a.csv", [HEADER, *GOOD_LINES])
+    swapped = "path,sample_id,label,ink_fraction,scan_batch"
+    write_file(tmp_path, "in/b.csv", [swapped, "d.png,4,6,0.2,b2"])
+    profile = profile_with(lake, meta=csv_table(f"file:{tmp_path}/raw/in"))
+
+    with pytest.raises(SchemaMismatchError, match="differs from the first file's"):
+        ingest_table(spark, profile, "meta")
+    assert not delta_io.is_delta_table(spark, bronze_table_uri(profile, "meta"))
+
+
+def test_json_keys_spelled_two_ways_are_a_schema_mismatch(spark, lake, tmp_path):
+    source = write_file(tmp_path, "meta.jsonl", ['{"sample_id": 1, "path": "a"}', '{"Sample_ID": 2, "path": "b"}'])
+    profile = profile_with(lake, meta={"source": source, "format": "json", "keys": ["sample_id"], "schema": SCHEMA})
+
+    with pytest.raises(SchemaMismatchError, match="more than one way"):
+        read_source(spark, table_config(profile, "meta"), "meta")
+
+
+def test_unknown_table_and_missing_source_are_named(spark, lake, tmp_path):
+    profile = profile_with(lake, meta=csv_table(f"file:{tmp_path}/nowhere/meta.csv"),
+                           other=csv_table(f"file:{tmp_path}/nowhere/other.csv"))
+
+    with pytest.raises(ConfigError, match=r"unknown table 'nope'.*meta, other"):
+        ingest_tables(spark, profile, ["nope"])
+    with pytest.raises(SourceError) as info:
+        ingest_table(spark, profile, "meta")
+    assert f"{tmp_path}/nowhere/meta.csv" in str(info.value)
+    assert "ingest_tables.tables.meta.source" in str(info.value)
+
+
+def _load_job(name: str):
+    """A ``jobs/<name>.py`` module (jobs/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    from lakeloop.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(f"job_{name}", REPO_ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_job_ingests_every_configured_table_and_writes_its_report(spark, lake, tmp_path):
+    main = _load_job("ingest_tables").main
+
+    csv_source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, "4,bad"])
+    json_source = write_file(tmp_path, "extra.jsonl", ['{"sample_id": 7, "path": "g.png"}', "{"])
+    tables = {
+        "meta": csv_table(csv_source),
+        "extra": {"source": json_source, "format": "json", "keys": ["sample_id"],
+                  "schema": "sample_id INT, path STRING"},
+    }
+    # --set values are YAML, and JSON is YAML.
+    code = main(["--profile", "test", "--set", f"lake_root={lake}",
+                 "--set", f"ingest_tables.tables={json.dumps(tables)}"])
+
+    assert code == 0
+    report = json.loads((Path(lake.removeprefix("file:")) / "_reports" / "ingest_tables" / "latest.json").read_text())
+    assert report["status"] == "succeeded"
+    assert report["counts"] == dict(inputs=6, inserted=4, updated=0, unchanged=0, quarantined=2)
+    assert set(report["details"]["tables"]) == {"meta", "extra"}

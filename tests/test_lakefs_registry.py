@@ -1,0 +1,381 @@
+"""lakeloop.lakefs and lakeloop.registry on real local folders: no Spark, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow
+import pytest
+
+from lakeloop import lakefs, registry
+from lakeloop.errors import ConfigError, LakeloopError, ModelNotFound, SetupError, SourceError
+from lakeloop.registry import ModelVersion
+
+SECRET = "wJalrXUtnFEMI-K7MDENG-SUPERSECRET"
+ACCESS = "AKIAEXAMPLEACCESS1"
+
+
+def s3_options(fs) -> dict:
+    """The settings an S3FileSystem was built with (what pyarrow pickles it as)."""
+    return fs.__reduce__()[1][0]
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- filesystem_for
+
+
+@pytest.mark.parametrize(
+    "uri, path",
+    [
+        ("file:/a/b", "/a/b"),
+        ("file:///a/b", "/a/b"),
+        ("file://localhost/a/b", "/a/b"),
+        ("file:/a/b/", "/a/b"),
+        ("file:/", "/"),
+        ("dbfs:/x/y", "/dbfs/x/y"),
+        ("dbfs:///x", "/dbfs/x"),
+        ("dbfs:/", "/dbfs"),
+    ],
+)
+def test_local_uris(uri: str, path: str) -> None:
+    fs, inner = lakefs.filesystem_for(uri)
+    assert fs.type_name == "local"
+    assert inner == path
+
+
+@pytest.mark.parametrize(
+    "uri, words",
+    [
+        ("/tmp/lake", ["no URI scheme", "file:/absolute/path"]),
+        ("ftp://host/x", ["'ftp://host/x'", "file:", "dbfs:", "s3a:", "hdfs:"]),
+        ("s3://bucket/key", ["s3a://bucket/key"]),
+        ("file:relative/x", ["relative", "file:/data/lake"]),
+        ("file://otherhost/a", ["otherhost"]),
+        ("s3a:///key", ["no bucket"]),
+        ("hdfs://nn:port/x", ["malformed port"]),
+    ],
+)
+def test_bad_uris(uri: str, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        lakefs.filesystem_for(uri)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_hadoop_conf_from_spark_conf() -> None:
+    conf = {
+        "spark.hadoop.fs.s3a.endpoint": "http://minio:9000",
+        "spark.hadoop.dfs.replication": "1",
+        "spark.hadoop.fs.s3a.removed": None,
+        "spark.sql.shuffle.partitions": "4",
+        "fs.s3a.region": "x",
+    }
+    assert lakefs.hadoop_conf_from_spark_conf(conf) == {
+        "fs.s3a.endpoint": "http://minio:9000",
+        "dfs.replication": "1",
+    }
+
+
+def test_s3_from_hadoop_conf() -> None:
+    fs, path = lakefs.filesystem_for(
+        "s3a://bucket/models/x.pt",
+        {
+            "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9",
+            "spark.hadoop.fs.s3a.access.key": ACCESS,
+            "spark.hadoop.fs.s3a.secret.key": SECRET,
+            "fs.s3a.session.token": "tok",
+            "fs.s3a.path.style.access": "true",
+            "fs.s3a.endpoint.region": "eu-west-1",
+        },
+    )
+    assert fs.type_name == "s3" and path == "bucket/models/x.pt"
+    assert fs.region == "eu-west-1"
+    opts = s3_options(fs)
+    assert (opts["scheme"], opts["endpoint_override"]) == ("http", "127.0.0.1:9")
+    assert (opts["access_key"], opts["secret_key"], opts["session_token"]) == (ACCESS, SECRET, "tok")
+
+
+def test_s3_plain_key_wins_and_bucket_overrides() -> None:
+    conf = {
+        "spark.hadoop.fs.s3a.endpoint": "http://ignored:1",
+        "fs.s3a.endpoint": "127.0.0.1:9",
+        "fs.s3a.connection.ssl.enabled": "false",
+        "fs.s3a.region": "us-west-2",
+        "fs.s3a.bucket.special.endpoint.region": "ap-south-1",
+    }
+    fs, path = lakefs.filesystem_for("s3a://bucket", conf)
+    assert path == "bucket" and fs.region == "us-west-2"
+    assert (s3_options(fs)["scheme"], s3_options(fs)["endpoint_override"]) == ("http", "127.0.0.1:9")
+    special, _ = lakefs.filesystem_for("s3a://special/k", conf)
+    assert special.region == "ap-south-1"
+
+
+def test_s3_defaults_leave_credentials_to_aws_chain() -> None:
+    fs, path = lakefs.filesystem_for("s3a://b/k/", {"fs.s3a.endpoint": "s3.eu-central-1.amazonaws.com"})
+    opts = s3_options(fs)
+    assert path == "b/k" and opts["scheme"] == "https"
+    assert opts["access_key"] is None and opts["secret_key"] is None and not opts["anonymous"]
+    assert fs.region == "eu-central-1"  # taken from the AWS endpoint name
+    anon, _ = lakefs.filesystem_for(
+        "s3a://b/k",
+        {"fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider",
+         "fs.s3a.region": "us-east-1"},
+    )
+    assert s3_options(anon)["anonymous"]
+
+
+def test_s3_virtual_host_request() -> None:
+    conf = {"fs.s3a.endpoint": "http://127.0.0.1:9", "fs.s3a.path.style.access": "false", "fs.s3a.region": "r"}
+    if int(pyarrow.__version__.split(".")[0]) < 15:
+        with pytest.warns(UserWarning, match="path.style.access"):
+            fs, _ = lakefs.filesystem_for("s3a://b/k", conf)
+    else:
+        fs, _ = lakefs.filesystem_for("s3a://b/k", conf)
+    assert fs.type_name == "s3"
+
+
+@pytest.mark.parametrize(
+    "uri, conf, words",
+    [
+        ("s3a://b/k", {"fs.s3a.access.key": ACCESS}, ["fs.s3a.secret.key"]),
+        ("s3a://b/k", {"spark.hadoop.fs.s3a.secret.key": SECRET}, ["fs.s3a.access.key"]),
+        (f"s3a://{ACCESS}:{SECRET}@bucket/k", {}, ["credentials in the URI"]),
+        (f"gs://{ACCESS}:{SECRET}@bucket/k", {}, ["not supported"]),
+        (f"hdfs://{ACCESS}:{SECRET}@nn/k", {}, ["no user or password"]),
+    ],
+)
+def test_secrets_never_in_errors(uri: str, conf: dict, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        lakefs.filesystem_for(uri, conf)
+    text = str(err.value)
+    assert SECRET not in text and ACCESS not in text
+    for word in words:
+        assert word in text
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("ARROW_LIBHDFS_DIR") or os.environ.get("HADOOP_HOME")),
+    reason="this machine may have libhdfs; the HDFS tests cover it",
+)
+def test_hdfs_without_libhdfs_says_what_is_missing() -> None:
+    with pytest.raises(SetupError) as err:
+        lakefs.filesystem_for("hdfs://127.0.0.1:9/lake/x")
+    text = str(err.value)
+    for word in ("hdfs://127.0.0.1:9/lake/x", "ARROW_LIBHDFS_DIR", "HADOOP_HOME", "CLASSPATH", "JAVA_HOME"):
+        assert word in text
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def test_round_trip_and_atomic_write(tmp_path: Path) -> None:
+    uri = f"file:{tmp_path}/a/b/blob.bin"
+    lakefs.write_bytes_atomic(uri, b"one")
+    assert lakefs.read_bytes(uri) == b"one"
+    lakefs.write_bytes_atomic(f"file://{tmp_path}/a/b/blob.bin", b"two" * 1000)
+    assert lakefs.read_bytes(uri) == b"two" * 1000
+    assert all_files(tmp_path) == ["a/b/blob.bin"]  # no temp files left behind
+
+
+def test_failed_atomic_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "keep").write_bytes(b"x")
+    with pytest.raises(OSError):
+        lakefs.write_bytes_atomic(f"file:{tmp_path}/target", b"data")  # cannot replace a folder
+    assert sorted(os.listdir(tmp_path)) == ["target"]
+    with pytest.raises(TypeError):
+        lakefs.write_bytes_atomic(f"file:{tmp_path}/t", "text")  # type: ignore[arg-type]
+
+
+def test_exists_list_makedirs_delete(tmp_path: Path) -> None:
+    root = f"file:{tmp_path}/d"
+    assert not lakefs.exists(root) and lakefs.list_dir(root) == []
+    lakefs.makedirs(f"{root}/sub/deeper")
+    lakefs.makedirs(f"{root}/sub/deeper")  # twice is fine
+    lakefs.write_bytes_atomic(f"{root}/f.txt", b"x")
+    assert lakefs.exists(root) and lakefs.exists(f"{root}/f.txt")
+    assert lakefs.list_dir(root) == ["f.txt", "sub"]
+    with pytest.raises(NotADirectoryError):
+        lakefs.delete_dir(f"{root}/f.txt")
+    assert lakefs.delete_dir(root) is True
+    assert lakefs.delete_dir(root) is False
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(FileNotFoundError, match="f.txt"):
+        lakefs.read_bytes(f"{root}/f.txt")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> str:
+    return f"file:{tmp_path}/models"
+
+
+def test_publish_and_read_back(root: str, tmp_path: Path) -> None:
+    v1 = registry.publish(root, "digits_lenet", b"W1", {"classes": ["0", "1"], "name": "ignored"})
+    assert v1 == ModelVersion("digits_lenet", 1, f"{root}/digits_lenet/1")
+    assert all_files(tmp_path / "models") == [
+        "digits_lenet/1/_COMMITTED",
+        "digits_lenet/1/metadata.json",
+        "digits_lenet/1/weights.pt",
+        "digits_lenet/latest",
+    ]
+    meta = registry.read_metadata(v1)
+    assert meta["classes"] == ["0", "1"] and meta["name"] == "digits_lenet" and meta["version"] == 1
+    assert meta["idempotency_key"] is None and meta["published_at"].endswith("+00:00")
+    assert registry.read_weights(v1) == b"W1"
+    assert registry.read_torchscript(v1) is None
+
+    v2 = registry.publish(root, "digits_lenet", b"W2", {}, torchscript=b"TS2")
+    assert registry.read_torchscript(v2) == b"TS2" and registry.read_weights(v2) == b"W2"
+    assert registry.list_versions(root, "digits_lenet") == [1, 2]
+    assert registry.list_models(root) == ["digits_lenet"]
+
+
+def test_idempotency_key(root: str) -> None:
+    a = registry.publish(root, "m", b"W", {}, idempotency_key="run-1")
+    again = registry.publish(root, "m", b"other bytes", {}, idempotency_key="run-1")
+    assert again == a and registry.list_versions(root, "m") == [1]
+    assert registry.read_weights(a) == b"W"
+    b = registry.publish(root, "m", b"W", {}, idempotency_key="run-2")
+    assert (a.version, b.version) == (1, 2)
+    assert registry.publish(root, "m", b"W", {}).version == 3  # no key: always a new version
+    assert registry.publish(root, "m", b"W", {}, idempotency_key="run-1").version == 1
+    assert registry.resolve(root, "m").version == 3  # a rerun does not move latest back
+
+
+def test_find_by_idempotency_key(root: str, tmp_path: Path) -> None:
+    assert registry.find_by_idempotency_key(root, "m", "k1") is None
+    v1 = registry.publish(root, "m", b"W", {}, idempotency_key="k1")
+    registry.publish(root, "m", b"W", {}, idempotency_key="k2")
+    assert registry.find_by_idempotency_key(root, "m", "k1") == v1
+    assert registry.find_by_idempotency_key(root, "m", "k3") is None
+    # A crash between _COMMITTED and the latest pointer of version 2; the rerun's lookup repairs it.
+    (tmp_path / "models" / "m" / "latest").write_text(json.dumps({"version": 1}))
+    assert registry.find_by_idempotency_key(root, "m", "k2").version == 2
+    assert registry.resolve(root, "m").version == 2
+    with pytest.raises(ValueError):
+        registry.find_by_idempotency_key(root, "m", "")
+
+
+def test_rerun_repairs_latest_after_crash(root: str, tmp_path: Path) -> None:
+    registry.publish(root, "m", b"W", {}, idempotency_key="k1")
+    registry.publish(root, "m", b"W", {}, idempotency_key="k2")
+    # A crash between _COMMITTED and the latest pointer of version 2:
+    (tmp_path / "models" / "m" / "latest").write_text(json.dumps({"version": 1}))
+    assert registry.resolve(root, "m").version == 1
+    assert registry.publish(root, "m", b"W", {}, idempotency_key="k2").version == 2
+    assert registry.resolve(root, "m").version == 2
+    (tmp_path / "models" / "m" / "latest").unlink()
+    assert registry.resolve(root, "m", "latest").version == 2  # falls back to the highest committed
+
+
+def test_uncommitted_version_is_ignored_and_reused(root: str, tmp_path: Path) -> None:
+    registry.publish(root, "m", b"W1", {})
+    leftover = tmp_path / "models" / "m" / "2"
+    leftover.mkdir()
+    (leftover / "weights.pt").write_bytes(b"half")
+    (leftover / "stale.bin").write_bytes(b"junk")
+    assert registry.list_versions(root, "m") == [1]
+    assert registry.resolve(root, "m").version == 1
+    with pytest.raises(ModelNotFound, match="version 2"):
+        registry.resolve(root, "m", 2)
+    with pytest.raises(ModelNotFound, match="_COMMITTED"):
+        registry.read_weights(ModelVersion("m", 2, f"{root}/m/2"))
+    v2 = registry.publish(root, "m", b"W2", {"try": 2})
+    assert v2.version == 2 and registry.read_weights(v2) == b"W2"
+    assert sorted(os.listdir(leftover)) == ["_COMMITTED", "metadata.json", "weights.pt"]
+    assert registry.resolve(root, "m").version == 2
+
+
+def test_latest_and_production(root: str) -> None:
+    for n in (1, 2, 3):
+        assert registry.publish(root, "m", f"W{n}".encode(), {}).version == n
+        assert registry.resolve(root, "m").version == n
+    registry.set_alias(root, "m", "production", 2)
+    assert registry.resolve(root, "m", "production").version == 2
+    assert registry.resolve(root, "m", "3") == registry.resolve(root, "m", 3)
+    registry.publish(root, "m", b"W4", {})
+    assert registry.resolve(root, "m", "production").version == 2  # publish moves latest only
+    assert registry.list_aliases(root, "m") == {"latest": 4, "production": 2}
+    registry.set_alias(root, "m", "production", 4)
+    name, ref = registry.parse_model_ref("m@production")
+    assert registry.resolve(root, name, ref).version == 4
+    with pytest.raises(ConfigError, match="publish only"):
+        registry.set_alias(root, "m", "latest", 1)
+    with pytest.raises(ConfigError, match="not all digits"):
+        registry.set_alias(root, "m", "7", 1)
+    with pytest.raises(ModelNotFound, match="version 9"):
+        registry.set_alias(root, "m", "staging", 9)
+
+
+def test_resolve_errors_list_what_exists(root: str) -> None:
+    with pytest.raises(ModelNotFound, match="Models there: none"):
+        registry.resolve(root, "m")
+    registry.publish(root, "m", b"W", {})
+    registry.publish(root, "m", b"W", {})
+    registry.set_alias(root, "m", "production", 1)
+    with pytest.raises(ModelNotFound) as err:
+        registry.resolve(root, "m", 5)
+    text = str(err.value)
+    assert "version 5" in text and "Committed versions: 1, 2" in text
+    assert "latest -> 2" in text and "production -> 1" in text
+    with pytest.raises(ModelNotFound, match="alias 'staging'.*Committed versions: 1, 2"):
+        registry.resolve(root, "m", "staging")
+    with pytest.raises(ModelNotFound, match="Models there: m"):
+        registry.resolve(root, "other")
+
+
+def test_altered_version_is_detected(root: str, tmp_path: Path) -> None:
+    v = registry.publish(root, "m", b"W", {})
+    (tmp_path / "models" / "m" / "1" / "weights.pt").write_bytes(b"tampered")
+    with pytest.raises(SourceError, match="checksum"):
+        registry.read_weights(v)
+
+
+def test_publish_argument_checks(root: str) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        registry.publish(root, "m", b"W", {"x": object()})
+    with pytest.raises(ValueError, match="non-empty"):
+        registry.publish(root, "m", b"", {})
+    with pytest.raises(TypeError):
+        registry.publish(root, "m", b"W", {}, torchscript="ts")  # type: ignore[arg-type]
+    assert registry.list_versions(root, "m") == []
+
+
+@pytest.mark.parametrize("name", ["", "../x", ".hidden", "_x", "a/b", "a b", "é", "x" * 129])
+def test_bad_names_rejected(root: str, name: str) -> None:
+    with pytest.raises(ConfigError, match="letters, digits"):
+        registry.publish(root, name, b"W", {})
+    with pytest.raises(ConfigError):
+        registry.resolve(root, name)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("digits_lenet", ("digits_lenet", "latest")),
+        ("digits_lenet:3", ("digits_lenet", "3")),
+        ("digits_lenet@production", ("digits_lenet", "production")),
+        ("a.b-c_1@latest", ("a.b-c_1", "latest")),
+        (" m:12 ", ("m", "12")),
+    ],
+)
+def test_parse_model_ref(text: str, expected: tuple[str, str]) -> None:
+    assert registry.parse_model_ref(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "m:", "m:0", "m:x", "m@", "m@3", "m:1@p", "../m", ":3"])
+def test_parse_model_ref_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match="NAME:VERSION"):
+        registry.parse_model_ref(text)
+
+
+def test_errors_are_lakeloop_errors() -> None:
+    assert issubclass(ModelNotFound, LakeloopError)

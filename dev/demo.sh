@@ -19,5 +19,9 @@ step "ingest images -> bronze.images"
 "$repo/spark-submit.sh" --profile "$profile" ingest_images
 step "ingest tables -> bronze.digits_meta"
 "$repo/spark-submit.sh" --profile "$profile" ingest_tables
+step "build features -> silver.features"
+"$repo/spark-submit.sh" --profile "$profile" build_features
+step "train LeNet-5 with TorchDistributor (2 processes) -> models/digits_lenet"
+"$repo/spark-submit.sh" --profile "$profile" train
 step "the lake"
 "$py" -m lakeloop.demo show --profile "$profile" 2>/dev/null

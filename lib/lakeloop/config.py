@@ -161,6 +161,18 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ScoreConfig:
+    """Settings of ``jobs/score.py``; see :mod:`lakeloop.scoring`."""
+
+    model: str = "digits_lenet"
+    input: str = "features"
+    input_column: str | None = None
+    batch_size: int = 512
+    max_batch_bytes: int = 64 * 1024 * 1024
+    torch_threads_per_task: int = 1
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """Where ``lakeloop.demo`` writes the demo raw zone."""
 
@@ -179,6 +191,7 @@ class Profile:
     ingest_tables: TableIngestConfig = field(default_factory=TableIngestConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def table_uri(self, layer: str, name: str) -> str:

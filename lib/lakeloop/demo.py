@@ -132,28 +132,38 @@ def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
 
 
 def show_lake(spark, profile) -> str:
-    """A short account of the lake's tables: rows, and for quarantine the reasons."""
+    """A short account of the lake: each table's rows and version, quarantine reasons,
+    and the registered models with their test accuracy."""
     from pyspark.sql import functions as F
 
-    from lakeloop import delta_io
+    from lakeloop import delta_io, registry
+    from lakeloop.training import hadoop_conf, registry_root
 
+    tables = [("bronze", "images"), ("quarantine", "images")]
+    tables += [(layer, t) for t in profile.ingest_tables.tables for layer in ("bronze", "quarantine")]
+    tables += [("silver", "features"), ("quarantine", "features"), ("gold", "predictions"),
+               ("quarantine", "predictions")]
     lines = [f"lake: {profile.lake_root}"]
-    for layer, name in (
-        ("bronze", "images"),
-        ("quarantine", "images"),
-        *[(layer, t) for t in profile.ingest_tables.tables for layer in ("bronze", "quarantine")],
-    ):
+    for layer, name in tables:
         uri = profile.table_uri(layer, name)
         if not delta_io.is_delta_table(spark, uri):
-            lines.append(f"  {layer}.{name:<14} (not written yet)  {uri}")
+            if layer != "quarantine":
+                lines.append(f"  {layer + '.' + name:<24} (not written yet)")
             continue
         df = delta_io.read_table(spark, uri)
         version = delta_io.table_version(spark, uri)
-        lines.append(f"  {layer}.{name:<14} {df.count():>6} rows  Delta v{version}  {uri}")
-        if layer == "quarantine":
-            reason_col = F.substring_index(F.col("error"), ":", 1) if "error" in df.columns else F.lit("?")
-            for row in df.groupBy(reason_col.alias("reason")).count().orderBy("reason").collect():
-                lines.append(f"      {row['count']:>4} x {row['reason']}")
+        lines.append(f"  {layer + '.' + name:<24} {df.count():>6} rows  Delta v{version:<3} {uri}")
+        if layer == "quarantine" and "error" in df.columns:
+            reason = F.trim(F.regexp_extract("error", r"^([^:(;]+)", 1))
+            for row in df.groupBy(reason.alias("reason")).count().orderBy("reason").collect():
+                lines.append(f"  {'':<24} {row['count']:>6} x {row['reason']}")
+    root, conf = registry_root(profile), hadoop_conf(profile)
+    for model in registry.list_models(root, conf):
+        for number in registry.list_versions(root, model, conf):
+            metrics = registry.read_metadata(registry.resolve(root, model, number, conf), conf).get("metrics", {})
+            accuracy = metrics.get("test_accuracy")
+            shown = f"test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
+            lines.append(f"  model {model}:{number:<12} {shown}  {root}/{model}/{number}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ Three Petastorm pains, and what this module does about them:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
@@ -62,10 +63,14 @@ def row_group_sizes(url: str) -> list[int]:
     from petastorm.fs_utils import get_filesystem_and_path_or_paths
     from pyarrow import parquet as pq
 
-    fs, path = get_filesystem_and_path_or_paths(dataset_url(url))
-    dataset = pq.ParquetDataset(path, filesystem=fs, validate_schema=False, metadata_nthreads=4)
+    with warnings.catch_warnings():
+        # Petastorm's own calls into pyarrow 14's legacy dataset API (DESIGN.md): known, harmless.
+        warnings.simplefilter("ignore", FutureWarning)
+        fs, path = get_filesystem_and_path_or_paths(dataset_url(url))
+        dataset = pq.ParquetDataset(path, filesystem=fs, validate_schema=False, metadata_nthreads=4)
+        pieces = dataset_metadata.load_row_groups(dataset)
     sizes, footers = [], {}
-    for piece in dataset_metadata.load_row_groups(dataset):
+    for piece in pieces:
         if piece.path not in footers:
             with fs.open(piece.path, "rb") as handle:
                 footers[piece.path] = pq.ParquetFile(handle).metadata

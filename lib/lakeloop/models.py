@@ -122,15 +122,20 @@ def load_state_dict_bytes(data: bytes) -> dict:
 
 def torchscript_bytes(model: "torch.nn.Module", example: "torch.Tensor") -> bytes:
     """The model traced to TorchScript (CPU), for serving without lakeloop's code."""
+    import warnings
+
     import torch
 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch 2.14 marks TorchScript deprecated in favour of torch.export; it still loads
+            # everywhere without lakeloop's code, which is what this copy is for.
+            warnings.simplefilter("ignore", FutureWarning)
             traced = torch.jit.trace(model.cpu(), example.cpu())
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer)
         return buffer.getvalue()
     finally:
         model.train(was_training)

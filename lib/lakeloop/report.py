@@ -32,6 +32,7 @@ class RunReport:
     counts: dict[str, int] = field(default_factory=dict)
     durations_s: dict[str, float] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +62,8 @@ class RunReport:
         lines = [f"{self.job} {self.status} (run {self.run_id})"]
         if self.counts:
             lines.append("  counts: " + ", ".join(f"{k}={v}" for k, v in self.counts.items()))
+        if self.metrics:
+            lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()))
         if self.throughput:
             lines.append("  throughput: " + ", ".join(f"{k}={v:,.1f}" for k, v in self.throughput.items()))
         if self.durations_s:

@@ -127,6 +127,10 @@ def _evaluate(model, url: str, spec: PreprocessSpec, plan: TrainPlan, rank: int,
 
 def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     """Train one process's part of a distributed run; rank 0 returns weights and metrics."""
+    import warnings
+
+    # petastorm 0.12 uses pyarrow 14's legacy ParquetDataset API (DESIGN.md): known and harmless.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     import numpy as np
     import torch
     import torch.distributed as dist

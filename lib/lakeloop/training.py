@@ -217,6 +217,7 @@ def train(spark: "SparkSession", profile: Profile, run_id: str | None = None,
     report.counts["published"] = 1
     report.details["val_accuracy"] = result["val_accuracy"]
     report.details["test_accuracy"] = result["test_accuracy"]
+    report.metrics.update(val_accuracy=result["val_accuracy"], test_accuracy=result["test_accuracy"])
     report.outputs["model"] = version.uri
     return version
 

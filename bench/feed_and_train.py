@@ -1,0 +1,181 @@
+"""Benchmark: feeding (Petastorm reader -> torch vs bare pyarrow -> torch) and training
+throughput with 1 and 2 TorchDistributor processes, in one run.
+
+    ./.venv/bin/python bench/feed_and_train.py [--rows 100000] [--train-epochs 5]
+
+Feeding: ``--rows`` synthetic rows of 32x32x1 uint8 pixels (the silver.features /
+training-set layout) in 16 Parquet files; one pass, batch 256, float32 normalised
+tensors out, each through a ``torch.utils.data.DataLoader(batch_size=None)``:
+
+* lakeloop's loader (Petastorm ``make_batch_reader`` + TransformSpec), dummy pool
+  (reproducible order, the default) and thread pool (2 workers);
+* bare pyarrow: ``ParquetFile.iter_batches`` -> the binary column's data buffer ->
+  ``np.frombuffer`` -> normalise -> ``torch.from_numpy`` (single thread).
+
+Training: the demo digits (run ./dev/demo.sh first) through ``lakeloop.training`` with
+``num_processes`` 1 and 2 on local[2], LeNet-5, ``--train-epochs`` epochs; images/s is
+the mean over epochs after the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+BATCH = 256
+
+
+def write_synthetic_training_set(folder: Path, rows: int, files: int = 16) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    per_file = -(-rows // files)
+    for f in range(files):
+        n = min(per_file, rows - f * per_file)
+        pixels = rng.integers(0, 256, size=(n, 32 * 32), dtype=np.uint8)
+        table = pa.table({
+            "image_id": pa.array([f"{f:02d}-{i:07d}" for i in range(n)]),
+            "label_index": pa.array(rng.integers(0, 10, n), pa.int32()),
+            "pixels": pa.array([p.tobytes() for p in pixels], pa.binary()),
+        })
+        pq.write_table(table, folder / f"part-{f:05d}.parquet")
+
+
+def _drain(loader) -> tuple[int, float]:
+    import torch
+
+    start, rows, checksum = time.perf_counter(), 0, 0.0
+    for x, y in loader:
+        assert x.dtype == torch.float32
+        rows += len(y)
+        checksum += float(x[0, 0, 0, 0])  # touch the data
+    return rows, time.perf_counter() - start
+
+
+def feed_lakeloop(url: str, rows: int, pool: str, workers: int) -> tuple[int, float]:
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from lakeloop.loader import epoch_batches, plan_shards
+    from lakeloop.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(32, 32, 1, "pad", (0.5,), (0.5,))
+    plan = plan_shards(url, 1, BATCH)
+
+    class Feed(IterableDataset):
+        def __iter__(self):
+            for x, y, _ in epoch_batches(url, plan, spec, rank=0, epoch=0, seed=1, pool=pool, workers=workers):
+                yield torch.from_numpy(x), torch.from_numpy(y)
+
+    return _drain(DataLoader(Feed(), batch_size=None))
+
+
+def feed_bare_pyarrow(folder: Path) -> tuple[int, float]:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Feed(IterableDataset):
+        def __iter__(self):
+            for path in sorted(folder.glob("*.parquet")):
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=["label_index", "pixels"]):
+                    column = batch.column(1)
+                    # Binary array buffers: [validity, offsets, data]; fixed-size rows, so reshape the data.
+                    data = np.frombuffer(column.buffers()[2], dtype=np.uint8)
+                    start = column.offset * 1024
+                    images = data[start:start + len(column) * 1024].reshape(-1, 1, 32, 32)
+                    x = (images.astype(np.float32) / 255.0 - 0.5) / 0.5
+                    yield torch.from_numpy(x), torch.from_numpy(batch.column(0).to_numpy().astype(np.int64))
+
+    return _drain(DataLoader(Feed(), batch_size=None))
+
+
+def train_throughput(epochs: int) -> list[tuple[int, float, float]]:
+    from lakeloop.config import load_profile
+    from lakeloop.report import RunReport
+    from lakeloop.session import build_session
+    from lakeloop.training import registry_root, train
+
+    out = []
+    work = Path(tempfile.mkdtemp(prefix="lakeloop-bench-train-"))
+    base = load_profile("local")
+    source = Path(base.lake_root.removeprefix("file:"))
+    if not (source / "silver" / "features").exists():
+        print("no demo lake (run ./dev/demo.sh first): skipping the training benchmark")
+        return out
+    spark = None
+    try:
+        for processes in (1, 2):
+            lake = work / f"lake-{processes}"
+            shutil.copytree(source / "silver", lake / "silver")
+            shutil.copytree(source / "bronze", lake / "bronze")
+            profile = load_profile("local", [
+                ("lake_root", f"file:{lake}"), ("spark.master", "local[2]"),
+                ("train.num_processes", processes), ("train.epochs", epochs),
+                ("train.model_name", f"bench_{processes}"),
+            ])
+            spark = spark or build_session(profile, app_name="lakeloop-bench-train")
+            report = RunReport("train", f"bench-{processes}")
+            version = train(spark, profile, report=report)
+            from lakeloop import registry
+
+            history = registry.read_metadata(registry.resolve(registry_root(profile), version.name))["metrics"]
+            rates = [e["images_per_s"] for e in history["per_epoch"][1:]]
+            out.append((processes, sum(rates) / len(rates), report.durations_s["train"]))
+    finally:
+        if spark is not None:
+            spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--train-epochs", type=int, default=5)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="lakeloop-bench-feed-"))
+    try:
+        folder = work / "train"
+        write_synthetic_training_set(folder, args.rows)
+        url = f"file:{folder}"
+        feed_bare_pyarrow(folder)  # warm the page cache once for everyone
+        results = [
+            ("bare pyarrow iter_batches -> torch (1 thread)", *feed_bare_pyarrow(folder)),
+            ("lakeloop loader: Petastorm make_batch_reader, dummy pool (reproducible)",
+             *feed_lakeloop(url, args.rows, "dummy", 1)),
+            ("lakeloop loader: Petastorm make_batch_reader, thread pool x2",
+             *feed_lakeloop(url, args.rows, "thread", 2)),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    base_rate = results[0][1] / results[0][2]
+    print(f"\nFeeding {args.rows:,} rows of 32x32x1 (batch {BATCH}, one pass, float32 tensors out)\n")
+    print("| reader | rows | seconds | rows/s | vs bare pyarrow |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, rows, seconds in results:
+        print(f"| {name} | {rows:,} | {seconds:.2f} | {rows / seconds:,.0f} | {rows / seconds / base_rate:.2f}x |")
+
+    trained = train_throughput(args.train_epochs)
+    if trained:
+        print(f"\nTraining LeNet-5 on the demo digits (1,428 training rows, batch 64, {args.train_epochs} epochs, local[2])\n")
+        print("| processes | images/s (mean of epochs 2..) | train step wall time (s) |")
+        print("| ---: | ---: | ---: |")
+        for processes, rate, seconds in trained:
+            print(f"| {processes} | {rate:,.0f} | {seconds:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""Batch scoring on local[2]: predictions equal a direct forward pass for both input forms,
+reruns commit nothing, new rows and new model versions are scored incrementally, broken
+rows go to quarantine, and the model is loaded once per Python worker."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import copy_lake
+from lakeloop import delta_io, registry
+from lakeloop.errors import ConfigError, ModelNotFound, SourceError
+from lakeloop.features import CLASSES_PROPERTY, SPEC_PROPERTY, features_uri, table_properties
+from lakeloop.ingest_images import bronze_images_uri
+from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixels_to_tensor
+from lakeloop.report import RunReport
+from lakeloop.scoring import (
+    arrow_batch_settings,
+    predictions_uri,
+    quarantine_predictions_uri,
+    register_udf,
+    score,
+    score_batch,
+    score_table,
+    scoped_conf,
+)
+from lakeloop.training import registry_root
+
+MODEL = "digits_lenet"
+# Bytes that are no image, each a different way: text, nothing, a PNG cut short, no value.
+GARBAGE = {
+    "garbage-text": b"this is not an image",
+    "garbage-empty": b"",
+    "garbage-truncated": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x08",
+    "garbage-null": None,
+}
+
+
+def _job_main():
+    import importlib.util
+
+    from lakeloop.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("job_score", REPO_ROOT / "jobs" / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def publish_lenet(spark, profile, seed: int, train_steps: int) -> registry.ModelVersion:
+    """A LeNet-5 trained for a few steps on the driver (no TorchDistributor), published with the
+    metadata keys lakeloop.training writes."""
+    import torch
+
+    from lakeloop.models import build_model, state_dict_bytes
+
+    properties = table_properties(spark, features_uri(profile))
+    spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
+    classes = json.loads(properties[CLASSES_PROPERTY])
+    torch.manual_seed(seed)
+    model = build_model("lenet5", len(classes), spec.channels, spec.height, spec.width)
+    if train_steps:
+        rows = delta_io.read_table(spark, features_uri(profile)).where("split = 'train'") \
+            .select("pixels", "label_index").toPandas()
+        x = torch.from_numpy(pixels_to_tensor(rows["pixels"].tolist(), spec))
+        y = torch.tensor(rows["label_index"].to_numpy(), dtype=torch.long)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        generator = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(train_steps):
+            batch = torch.randint(0, len(y), (64,), generator=generator)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    model.eval()
+    metadata = {
+        "architecture": "lenet5",
+        "classes": classes,
+        "preprocess": json.loads(spec.to_json()),
+        "input_shape": [spec.channels, spec.height, spec.width],
+        "metrics": {},
+        "features": {"table": features_uri(profile)},
+        "training": {"seed": seed, "steps": train_steps, "run_id": f"test-{seed}"},
+        "code_version": "test",
+        "torch_version": torch.__version__,
+    }
+    return registry.publish(registry_root(profile), MODEL, state_dict_bytes(model), metadata)
+
+
+def append_garbage_images(spark, profile) -> None:
+    """Rows in bronze.images whose ``content`` cannot be decoded (bronze itself never holds
+    such rows; another writer's table might)."""
+    from pyspark.sql import functions as F
+
+    uri = bronze_images_uri(profile)
+    bronze = delta_io.read_table(spark, uri)
+    template = bronze.limit(1).drop("image_id", "path", "content")
+    garbage = spark.createDataFrame([(k, f"file:/garbage/{k}.png", v) for k, v in GARBAGE.items()],
+                                    "image_id string, path string, content binary")
+    rows = garbage.crossJoin(template).withColumn("label", F.lit("3")).select(*bronze.columns)
+    rows.write.format("delta").mode("append").save(uri)
+
+
+def expected_scores(version: registry.ModelVersion, inputs: list[bytes], kind: str) -> tuple[np.ndarray, dict]:
+    """Softmax of a direct forward pass, outside Spark, with the model's own preprocessing."""
+    import torch
+
+    from lakeloop.models import load_registered
+
+    model, metadata = load_registered(version)
+    spec = PreprocessSpec.from_json(metadata["preprocess"])
+    pixels = inputs if kind == "pixels" else [image_to_pixels(c, spec) for c in inputs]
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(pixels_to_tensor(pixels, spec)))
+    return torch.softmax(logits.double(), dim=1).numpy(), metadata
+
+
+def gold_rows(spark, profile, version: int | None = None):
+    return delta_io.read_table(spark, predictions_uri(profile)).where(
+        "true" if version is None else f"model_version = {version}").toPandas()
+
+
+def table_version_or_none(spark, uri: str) -> int | None:
+    return delta_io.table_version(spark, uri) if delta_io.is_delta_table(spark, uri) else None
+
+
+@pytest.fixture(scope="module")
+def model_lake(spark, digits_lake, tmp_path_factory):
+    """The digits lake plus a published LeNet (version 1) and four undecodable bronze rows."""
+    profile = copy_lake(digits_lake, tmp_path_factory.mktemp("scoring") / "lake")
+    publish_lenet(spark, profile, seed=0, train_steps=150)
+    append_garbage_images(spark, profile)
+    return profile
+
+
+@pytest.fixture(scope="module")
+def scored(spark, model_lake, tmp_path_factory):
+    """A copy of model_lake after one score run over silver.features."""
+    profile = copy_lake(model_lake, tmp_path_factory.mktemp("scored") / "lake")
+    report = score_table(spark, profile, run_id="score-1")
+    return profile, report
+
+
+def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
+    profile, report = scored
+    features = delta_io.read_table(spark, features_uri(profile)).select("image_id", "label", "pixels").toPandas()
+    gold = gold_rows(spark, profile).set_index("image_id").loc[features["image_id"]]
+    version = registry.resolve(registry_root(profile), MODEL)
+    expected, metadata = expected_scores(version, features["pixels"].tolist(), "pixels")
+
+    np.testing.assert_allclose(np.stack(gold["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
+    top = expected.argmax(axis=1)
+    assert gold["label_index"].tolist() == top.tolist()
+    assert gold["label"].tolist() == [metadata["classes"][i] for i in top]
+    np.testing.assert_allclose(gold["score"].to_numpy(), expected.max(axis=1), rtol=0, atol=1e-5)
+    assert gold["true_label"].tolist() == features["label"].tolist()
+    assert set(gold["model_name"]) == {MODEL} and set(gold["model_version"]) == {1}
+    assert set(gold["run_id"]) == {"score-1"}
+
+    n = len(features)
+    assert report.counts["inputs"] == report.counts["scored"] == n
+    assert report.counts["already_scored"] == report.counts["quarantined"] == 0
+    accuracy = float(np.mean(np.asarray(gold["label"]) == np.asarray(gold["true_label"])))
+    assert accuracy > 0.5  # a few steps of training: far above chance (0.1)
+    assert report.details["accuracy_this_run"] == report.details["accuracy_model_version"] == round(accuracy, 6)
+    assert report.details["python_worker_peak_rss_mb"] > 50  # a Python worker with torch loaded
+    assert report.throughput["rows_per_s"] > 0
+    assert report.details["python_worker_devices"] == ["cpu"]
+
+
+def test_rerun_commits_nothing(spark, scored):
+    profile, first = scored
+    gold_before = delta_io.table_version(spark, predictions_uri(profile))
+    quarantine_before = table_version_or_none(spark, quarantine_predictions_uri(profile))
+
+    report = score_table(spark, profile, run_id="score-rerun")
+
+    assert delta_io.table_version(spark, predictions_uri(profile)) == gold_before
+    assert table_version_or_none(spark, quarantine_predictions_uri(profile)) == quarantine_before
+    assert report.counts["scored"] == report.counts["quarantined"] == 0
+    assert report.counts["already_scored"] == report.counts["inputs"] == first.counts["inputs"]
+    assert report.details["accuracy_this_run"] is None
+    assert report.details["accuracy_model_version"] == first.details["accuracy_model_version"]
+
+
+def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, scored, tmp_path):
+    from pyspark.sql import functions as F
+
+    profile = copy_lake(scored[0], tmp_path / "lake")
+    uri = features_uri(profile)
+    before = gold_rows(spark, profile)
+    sample = delta_io.read_table(spark, uri).orderBy("image_id").limit(3)
+    new = sample.withColumn("image_id", F.concat(F.lit("new-"), "image_id"))
+    short = sample.limit(1).withColumn("image_id", F.lit("short-1")).withColumn("pixels", F.substring("pixels", 1, 100))
+    new.unionByName(short).write.format("delta").mode("append").save(uri)
+
+    report = score_table(spark, profile, run_id="score-2")
+
+    assert report.counts["scored"] == 3 and report.counts["quarantined"] == 1
+    assert report.counts["already_scored"] == len(before)
+    after = gold_rows(spark, profile).set_index("image_id")
+    assert len(after) == len(before) + 3
+    old = after.loc[before["image_id"]]
+    assert old["run_id"].tolist() == before["run_id"].tolist()
+    assert old["scored_at"].tolist() == before["scored_at"].tolist()
+    fresh = after[after.index.str.startswith("new-")]
+    assert set(fresh["run_id"]) == {"score-2"}
+    # Same pixels as the rows they were copied from, so the same scores.
+    twins = after.loc[[i.removeprefix("new-") for i in fresh.index]]
+    np.testing.assert_allclose(np.stack(fresh["scores"]), np.stack(twins["scores"]), rtol=0, atol=1e-5)
+    quarantine = delta_io.read_table(spark, quarantine_predictions_uri(profile)).toPandas()
+    assert quarantine["image_id"].tolist() == ["short-1"]
+    error = quarantine["error"][0]
+    assert "pixels hold 100 bytes" in error and "32x32x1 = 1024 bytes" in error and "--input images" in error
+
+    # The quarantined row is not retried: a third run commits nothing anywhere.
+    versions = (delta_io.table_version(spark, predictions_uri(profile)),
+                delta_io.table_version(spark, quarantine_predictions_uri(profile)))
+    again = score_table(spark, profile, run_id="score-3")
+    assert again.counts["scored"] == again.counts["quarantined"] == 0
+    assert again.counts["already_quarantined"] == 1
+    assert versions == (delta_io.table_version(spark, predictions_uri(profile)),
+                        delta_io.table_version(spark, quarantine_predictions_uri(profile)))
+
+
+def test_a_second_model_version_scores_alongside_the_first(spark, scored, tmp_path):
+    profile = copy_lake(scored[0], tmp_path / "lake")
+    v1_before = gold_rows(spark, profile, 1).sort_values("image_id").reset_index(drop=True)
+    v2 = publish_lenet(spark, profile, seed=1, train_steps=0)
+    assert v2.version == 2
+
+    report = score_table(spark, profile, run_id="score-v2")
+
+    assert report.details["model"]["version"] == 2
+    assert report.counts["scored"] == len(v1_before) and report.counts["already_scored"] == 0
+    v1_after = gold_rows(spark, profile, 1).sort_values("image_id").reset_index(drop=True)
+    assert v1_after.drop(columns="scores").equals(v1_before.drop(columns="scores"))
+    assert all(np.array_equal(a, b) for a, b in zip(v1_after["scores"], v1_before["scores"]))
+    v2_rows = gold_rows(spark, profile, 2).set_index("image_id").loc[v1_before["image_id"]]
+    features = delta_io.read_table(spark, features_uri(profile)).select("image_id", "pixels").toPandas() \
+        .set_index("image_id").loc[v1_before["image_id"]]
+    expected, _ = expected_scores(v2, features["pixels"].tolist(), "pixels")
+    np.testing.assert_allclose(np.stack(v2_rows["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
+
+
+def test_job_scores_raw_images_and_quarantines_undecodable_ones(spark, model_lake, tmp_path):
+    profile = copy_lake(model_lake, tmp_path / "lake")
+    lake = profile.lake_root
+
+    code = _job_main()(["--profile", "test", "--set", f"lake_root={lake}", "--set", "features.join_table=null",
+                        "--input", "images", "--model", f"{MODEL}@latest"])
+
+    assert code == 0
+    report = json.loads((Path(lake.removeprefix("file:")) / "_reports" / "score" / "latest.json").read_text())
+    assert report["status"] == "succeeded"
+    bronze = delta_io.read_table(spark, bronze_images_uri(profile)).select("image_id", "content").toPandas()
+    images = bronze[~bronze["image_id"].isin(list(GARBAGE))]
+    assert report["counts"]["inputs"] == len(bronze)
+    assert report["counts"]["scored"] == len(images) and report["counts"]["quarantined"] == len(GARBAGE)
+
+    quarantine = delta_io.read_table(spark, quarantine_predictions_uri(profile)).toPandas().set_index("image_id")
+    assert sorted(quarantine.index) == sorted(GARBAGE)
+    assert quarantine.loc["garbage-text", "error"].startswith("cannot decode image (UnidentifiedImageError")
+    assert "re-ingest the original file" in quarantine.loc["garbage-empty", "error"]
+    assert quarantine.loc["garbage-null", "error"].startswith("no image: the content value is null")
+    assert set(quarantine["model_version"]) == {1}
+
+    gold = gold_rows(spark, profile).set_index("image_id").loc[images["image_id"]]
+    version = registry.resolve(registry_root(profile), MODEL)
+    expected, _ = expected_scores(version, images["content"].tolist(), "content")
+    np.testing.assert_allclose(np.stack(gold["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
+    # Raw images preprocessed with the model's spec score as their silver.features pixels do.
+    features = delta_io.read_table(spark, features_uri(profile)).select("image_id", "pixels").toPandas() \
+        .set_index("image_id").loc[images["image_id"]]
+    from_pixels, _ = expected_scores(version, features["pixels"].tolist(), "pixels")
+    np.testing.assert_allclose(expected, from_pixels, rtol=0, atol=1e-9)
+
+
+def test_a_crash_between_the_two_merges_is_repaired_by_the_rerun(spark, model_lake, tmp_path):
+    """Each MERGE commits atomically, so the only half-done state is gold written and quarantine
+    not. Produce it with a real failure (a file where the quarantine table must go), then rerun."""
+    profile = copy_lake(model_lake, tmp_path / "lake", ("score.input", "images"))
+    blocker = Path(quarantine_predictions_uri(profile).removeprefix("file:"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a Delta table")
+
+    with pytest.raises(Exception) as info:
+        score_table(spark, profile, run_id="crashed")
+    assert "predictions" in str(info.value)
+    written = gold_rows(spark, profile)
+    assert len(written) > 0 and set(written["run_id"]) == {"crashed"}
+
+    blocker.unlink()
+    report = score_table(spark, profile, run_id="rerun")
+
+    assert report.counts["scored"] == 0 and report.counts["already_scored"] == len(written)
+    assert report.counts["quarantined"] == len(GARBAGE)
+    gold = gold_rows(spark, profile)
+    assert len(gold) == len(written) and not gold.duplicated(["image_id", "model_name", "model_version"]).any()
+    quarantine = delta_io.read_table(spark, quarantine_predictions_uri(profile)).toPandas()
+    assert sorted(quarantine["image_id"]) == sorted(GARBAGE) and set(quarantine["run_id"]) == {"rerun"}
+
+
+def test_score_adds_predictions_to_any_dataframe(spark, model_lake):
+    root = registry_root(model_lake)
+    bronze = delta_io.read_table(spark, bronze_images_uri(model_lake)).where("image_id NOT LIKE 'garbage-%'") \
+        .orderBy("image_id").limit(5).select("image_id", "content").toPandas()
+    contents = bronze["content"].tolist()
+    rows = [(f"r{i}", c) for i, c in enumerate(contents)] + [("bad", b"\x00junk"), ("none", None)]
+    df = spark.createDataFrame(rows, "name string, img binary")
+
+    out = score(df, MODEL, registry_root=root, input_col="img").orderBy("name").toPandas().set_index("name")
+
+    expected, metadata = expected_scores(registry.resolve(root, MODEL), contents, "content")
+    got = np.stack([out.loc[f"r{i}", "prediction"]["scores"] for i in range(len(contents))])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert out.loc["bad", "prediction"]["error"].startswith("cannot decode image")
+    assert out.loc["bad", "prediction"]["label"] is None
+    assert out.loc["none", "prediction"]["error"].startswith("no image")
+
+    # Pixels, flattened, with a prefix because the input already has a label column; one row the wrong size.
+    spec = PreprocessSpec.from_json(metadata["preprocess"])
+    pixels = [image_to_pixels(c, spec) for c in contents[:2]] + [b"\x00" * 10]
+    pdf = spark.createDataFrame([(str(i), "x", p) for i, p in enumerate(pixels)], "id string, label string, pixels binary")
+    with pytest.raises(ConfigError, match=r"\['label'\] already exist.*prefix='predicted_'"):
+        score(pdf, f"{MODEL}:1", registry_root=root, flatten=True)
+    flat = score(pdf, f"{MODEL}:1", registry_root=root, flatten=True, prefix="predicted_").orderBy("id").toPandas()
+    assert list(flat.columns) == ["id", "label", "pixels", "predicted_label", "predicted_label_index",
+                                  "predicted_score", "predicted_scores", "predicted_error"]
+    np.testing.assert_allclose(np.stack(flat["predicted_scores"][:2]), expected[:2], rtol=0, atol=1e-5)
+    assert "pixels hold 10 bytes" in flat["predicted_error"][2] and np.isnan(flat["predicted_score"][2])
+
+    with pytest.raises(ConfigError, match="no image column to score: the input has name;"):
+        score(df.select("name"), MODEL, registry_root=root)
+    with pytest.raises(ConfigError, match="'name' is string, not binary"):
+        score(df, MODEL, registry_root=root, input_col="name")
+    with pytest.raises(ModelNotFound, match="has no version 9"):
+        score(df, f"{MODEL}:9", registry_root=root, input_col="img")
+
+
+def test_registered_sql_function(spark, model_lake):
+    root = registry_root(model_lake)
+    version = register_udf(spark, "digit_model", f"{MODEL}@latest", root)
+    assert version.version == 1
+    spark.read.format("delta").load(bronze_images_uri(model_lake)).createOrReplaceTempView("scoring_images")
+
+    rows = spark.sql(
+        "SELECT image_id, p.label AS predicted, p.score, p.error FROM "
+        "(SELECT image_id, digit_model(content) AS p FROM scoring_images "
+        " WHERE image_id LIKE 'garbage-%' OR image_id < '1') ORDER BY image_id"
+    ).toPandas().set_index("image_id")
+
+    garbage = rows.loc[list(GARBAGE)]
+    assert garbage["predicted"].isna().all() and garbage["error"].notna().all()
+    good = rows.drop(index=list(GARBAGE))
+    assert len(good) > 0 and good["error"].isna().all()
+    contents = delta_io.read_table(spark, bronze_images_uri(model_lake)).where("image_id < '1'") \
+        .orderBy("image_id").select("content").toPandas()["content"].tolist()
+    expected, metadata = expected_scores(version, contents, "content")
+    assert good["predicted"].tolist() == [metadata["classes"][i] for i in expected.argmax(axis=1)]
+
+
+def test_model_is_loaded_once_per_python_worker(spark, model_lake, tmp_path):
+    """The cache's own load counter, reported by each worker with every batch it scored: many
+    batches per worker, one load, and a reused worker does not load it again in a second query.
+    (A private lake copy: its model URI is new to every worker, so the counts start at zero.)"""
+    from pyspark.sql import functions as F
+
+    assert spark.conf.get("spark.python.worker.reuse", "true") == "true"
+    profile = copy_lake(model_lake, tmp_path / "lake")
+    features = delta_io.read_table(spark, features_uri(profile)).select("pixels").repartition(4)
+
+    def run() -> dict[int, tuple[int, int]]:
+        out = score(features, MODEL, registry_root=registry_root(profile), batch_size=50, diagnostics=True)
+        with scoped_conf(spark, arrow_batch_settings(50, 64 << 20)):
+            rows = out.groupBy("prediction.worker_pid").agg(
+                F.max("prediction.worker_model_loads"), F.max("prediction.worker_batches")).collect()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    first, second = run(), run()
+    n_rows = features.count()
+    assert {loads for loads, _ in first.values()} == {1}
+    assert sum(batches for _, batches in first.values()) >= n_rows // 50 > len(first)
+    reused = set(first) & set(second)
+    assert reused, "no Python worker was reused between the two queries"
+    for pid in reused:
+        assert second[pid][0] == 1 and second[pid][1] > first[pid][1]
+    assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == "512"  # restored after the block
+
+
+def test_score_batch_runs_without_spark(spark, model_lake):
+    from lakeloop.models import load_registered
+
+    version = registry.resolve(registry_root(model_lake), MODEL)
+    model, metadata = load_registered(version)
+    empty = score_batch(model, metadata, [], "pixels", "cpu")
+    assert list(empty.columns) == ["label", "label_index", "score", "scores", "error"] and len(empty) == 0
+    out = score_batch(model, metadata, [bytes(1024), None, bytes(3)], "pixels", "cpu")
+    assert out["error"].isna().tolist() == [True, False, False]
+    assert abs(sum(out["scores"][0]) - 1.0) < 1e-9
+    with pytest.raises(ValueError, match="input_kind 'png' is not one of pixels, content"):
+        score_batch(model, metadata, [], "png")
+
+
+@pytest.mark.parametrize("override, error, message", [
+    (("score.batch_size", 0), ConfigError, r"score.batch_size = 0 must be a whole number >= 1"),
+    (("score.torch_threads_per_task", 0), ConfigError, r"score.torch_threads_per_task = 0"),
+    (("score.input", "/no/scheme"), ConfigError, r"score.input .* has no URI scheme"),
+    (("score.input", "silver.nothing_here"), SourceError, r"silver/nothing_here is not a Delta table; check score.input"),
+    (("score.model", "digits_lenet@nope"), ModelNotFound, r"has no alias 'nope'.*Committed versions: 1"),
+    (("score.model", "a:b:c"), ConfigError, r"model reference 'a:b:c'"),
+    (("score.input_column", "label"), ConfigError, r"score.input_column = 'label' is string, not binary"),
+])
+def test_bad_settings_fail_before_scoring_with_the_setting_named(spark, model_lake, override, error, message):
+    from lakeloop.config import load_profile
+
+    profile = load_profile("test", [("lake_root", model_lake.lake_root), ("features.join_table", None), override])
+    with pytest.raises(error, match=message):
+        score_table(spark, profile, report=RunReport("score", "bad-settings"))
+    assert not delta_io.is_delta_table(spark, predictions_uri(profile))

@@ -23,5 +23,7 @@ step "build features -> silver.features"
 "$repo/spark-submit.sh" --profile "$profile" build_features
 step "train LeNet-5 with TorchDistributor (2 processes) -> models/digits_lenet"
 "$repo/spark-submit.sh" --profile "$profile" train
+step "score the demo images with the latest model -> gold.predictions"
+"$repo/spark-submit.sh" --profile "$profile" score --input images
 step "the lake"
 "$py" -m lakeloop.demo show --profile "$profile" 2>/dev/null

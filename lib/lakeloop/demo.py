@@ -153,6 +153,15 @@ def show_lake(spark, profile) -> str:
         df = delta_io.read_table(spark, uri)
         version = delta_io.table_version(spark, uri)
         lines.append(f"  {layer + '.' + name:<24} {df.count():>6} rows  Delta v{version:<3} {uri}")
+        if (layer, name) == ("gold", "predictions"):
+            per_model = df.groupBy("model_name", "model_version").agg(
+                F.count("*").alias("rows"),
+                F.avg(F.when(F.col("true_label").isNotNull(), (F.col("label") == F.col("true_label")).cast("int")))
+                .alias("accuracy"),
+            ).orderBy("model_name", "model_version")
+            for row in per_model.collect():
+                accuracy = "" if row["accuracy"] is None else f", accuracy vs labels {row['accuracy']:.2%}"
+                lines.append(f"  {'':<24} {row['rows']:>6} by {row['model_name']}:{row['model_version']}{accuracy}")
         if layer == "quarantine" and "error" in df.columns:
             reason = F.trim(F.regexp_extract("error", r"^([^:(;]+)", 1))
             for row in df.groupBy(reason.alias("reason")).count().orderBy("reason").collect():

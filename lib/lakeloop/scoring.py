@@ -51,7 +51,7 @@ from lakeloop.report import RunReport, new_run_id
 
 if TYPE_CHECKING:
     import torch
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 INPUT_PIXELS = "pixels"
@@ -91,6 +91,44 @@ def model_spec(metadata: Mapping[str, Any]) -> PreprocessSpec:
 
 def _model_label(metadata: Mapping[str, Any]) -> str:
     return f"{metadata.get('name', '?')}:{metadata.get('version', '?')}"
+
+
+def _prepare(
+    inputs: Sequence[bytes | bytearray | memoryview | None], input_kind: str, spec: PreprocessSpec, model: str
+) -> tuple[list[bytes], list[int], list[str | None]]:
+    """Pixel bytes of the rows that can be scored, their positions, and a reason for each other row."""
+    n = len(inputs)
+    errors: list[str | None] = [None] * n
+    expected = spec.pixel_bytes
+    if input_kind == INPUT_PIXELS and all(v is not None and len(v) == expected for v in inputs):
+        # The common case for silver.features: nothing to refuse, so no per-row bookkeeping.
+        return list(inputs), list(range(n)), errors
+    pixels: list[bytes] = []
+    good: list[int] = []
+    for i, value in enumerate(inputs):
+        if value is None:
+            errors[i] = f"no image: the {input_kind} value is null; fix or remove the row in the input table"
+            continue
+        if input_kind == INPUT_PIXELS:
+            if len(value) != expected:
+                errors[i] = (
+                    f"pixels hold {len(value)} bytes but model {model} expects {spec.height}x{spec.width}x"
+                    f"{spec.channels} = {expected} bytes; rebuild silver.features with the model's preprocessing "
+                    f"(features.preprocess) or score the raw images instead (--input images)"
+                )
+                continue
+            pixels.append(bytes(value))
+        else:
+            try:
+                pixels.append(image_to_pixels(bytes(value), spec))
+            except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the row is refused with it
+                errors[i] = (
+                    f"cannot decode image ({type(exc).__name__}: {exc}); the stored bytes are not an image "
+                    f"Pillow can read: re-ingest the original file"
+                )
+                continue
+        good.append(i)
+    return pixels, good, errors
 
 
 def score_batch(
@@ -133,33 +171,7 @@ def score_batch(
     spec = model_spec(metadata)
     classes = list(metadata["classes"])
     n = len(inputs)
-    errors: list[str | None] = [None] * n
-    pixels: list[bytes] = []
-    good: list[int] = []
-    for i, value in enumerate(inputs):
-        if value is None:
-            errors[i] = (f"no image: the {input_kind} value is null; fix or remove the row in the input table")
-            continue
-        if input_kind == INPUT_PIXELS:
-            if len(value) != spec.pixel_bytes:
-                errors[i] = (
-                    f"pixels hold {len(value)} bytes but model {_model_label(metadata)} expects "
-                    f"{spec.height}x{spec.width}x{spec.channels} = {spec.pixel_bytes} bytes; rebuild "
-                    f"silver.features with the model's preprocessing (features.preprocess) or score the "
-                    f"raw images instead (--input images)"
-                )
-                continue
-            pixels.append(bytes(value) if not isinstance(value, bytes) else value)
-        else:
-            try:
-                pixels.append(image_to_pixels(bytes(value), spec))
-            except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the row is refused with it
-                errors[i] = (
-                    f"cannot decode image ({type(exc).__name__}: {exc}); the stored bytes are not an image "
-                    f"Pillow can read: re-ingest the original file"
-                )
-                continue
-        good.append(i)
+    pixels, good, errors = _prepare(inputs, input_kind, spec, _model_label(metadata))
 
     if pixels:
         batch = torch.from_numpy(pixels_to_tensor(pixels, spec)).to(device)
@@ -215,7 +227,7 @@ class CachedModel:
     batches: int = 0
 
 
-# The one piece of module-level state in lakeloop, on purpose: a Python worker is reused across
+# Module-level state, the one allowed exception to "no global state": a Python worker is reused across
 # tasks (spark.python.worker.reuse, on by default) and this dict outlives each task, so a model
 # is read from the registry and built once per worker instead of once per task or batch. It is
 # safe because a committed version's URI never changes content (the registry never overwrites
@@ -688,6 +700,9 @@ def score_table(
     gold_uri, quarantine_uri = predictions_uri(profile), quarantine_predictions_uri(profile)
     report.outputs.update(predictions=gold_uri, quarantine=quarantine_uri)
 
+    if spark.sparkContext.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
+        report.warnings.append("spark.python.worker.reuse is false: every task starts a Python worker and loads "
+                               "the model again; remove that setting from the profile")
     input_uri = input_table_uri(profile, cfg.input)
     if not delta_io.is_delta_table(spark, input_uri):
         hint = {"features": "run build_features first", "images": "run ingest_images first"}.get(
@@ -712,31 +727,35 @@ def score_table(
         if warning:
             report.warnings.append(warning)
 
-    n_inputs = source.count()
-    keyed = source.where(F.col("image_id").isNotNull())
-    n_null_ids = n_inputs - keyed.count()
-    if n_null_ids:
-        report.warnings.append(f"{n_null_ids} input row(s) have no image_id and were not scored (nothing to key "
-                               f"their prediction by); fix them in {input_uri}")
-    n_duplicates = 0
-    if cfg.input not in ("features", "images"):
-        # bronze.images and silver.features are unique by image_id (MERGEd on it); another table
-        # may not be, and MERGE needs one source row per key.
-        n_keyed = keyed.count()
-        keyed = keyed.dropDuplicates(["image_id"])
-        n_duplicates = n_keyed - keyed.count()
+    with report.timed("plan"):
+        # bronze.images and silver.features are unique by image_id (MERGEd on it); another table may
+        # not be, and MERGE needs one source row per key.
+        lake_input = cfg.input in ("features", "images")
+        sizes = source.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count("image_id").alias("ids"),
+            (F.count("image_id") if lake_input else F.countDistinct("image_id")).alias("distinct"),
+        ).first()
+        n_inputs = sizes["rows"]
+        n_null_ids, n_duplicates = sizes["rows"] - sizes["ids"], sizes["ids"] - sizes["distinct"]
+        keyed = source.where(F.col("image_id").isNotNull())
+        if n_null_ids:
+            report.warnings.append(f"{n_null_ids} input row(s) have no image_id and were not scored (nothing to key "
+                                   f"their prediction by); fix them in {input_uri}")
         if n_duplicates:
+            keyed = keyed.dropDuplicates(["image_id"])
             report.warnings.append(f"{n_duplicates} input row(s) repeat an image_id; one row per id was scored")
 
-    this_version = (F.col("model_name") == F.lit(version.name)) & (F.col("model_version") == F.lit(version.version))
-    # Pinned reads: the plan below may be recomputed after this run's own MERGEs, and must not
-    # see them (it would then find nothing to write, or count rows twice).
-    predicted_ids = delta_io.read_pinned_or_empty(spark, gold_uri, predictions_schema()) \
-        .where(this_version).select("image_id")
-    quarantined_ids = delta_io.read_pinned_or_empty(spark, quarantine_uri, quarantine_schema()) \
-        .where(this_version).select("image_id")
-    n_already = keyed.join(predicted_ids, "image_id", "left_semi").count()
-    pending = keyed.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
+        this_version = (F.col("model_name") == F.lit(version.name)) & \
+            (F.col("model_version") == F.lit(version.version))
+        # Pinned reads: the plan below may be recomputed after this run's own MERGEs, and must not
+        # see them (it would then find nothing to write, or count rows twice).
+        predicted_ids = delta_io.read_pinned_or_empty(spark, gold_uri, predictions_schema()) \
+            .where(this_version).select("image_id")
+        quarantined_ids = delta_io.read_pinned_or_empty(spark, quarantine_uri, quarantine_schema()) \
+            .where(this_version).select("image_id")
+        n_already = keyed.join(predicted_ids, "image_id", "left_semi").count()
+        pending = keyed.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
 
     udf = make_udf(UdfPlan(version, conf, kind, cfg.batch_size, cfg.torch_threads_per_task, diagnostics=True))
     true_label = F.col("label").cast("string") if "label" in source.columns else F.lit(None).cast("string")
@@ -775,8 +794,12 @@ def score_table(
         "image_id", *model_cols, F.col("p.error").alias("error"), F.lit(run_id).alias("run_id"),
         F.col("scored_at").alias("quarantined_at"))
     with report.timed("write_predictions"):
-        # Also when there is nothing to add: creates gold.predictions on a first run, commits nothing after.
-        report.details["predictions_merge"] = delta_io.merge_insert_new(spark, good, gold_uri, list(PREDICTION_KEYS))
+        if stats["good"]:
+            report.details["predictions_merge"] = delta_io.merge_insert_new(
+                spark, good, gold_uri, list(PREDICTION_KEYS))
+        else:
+            # Nothing to add: no commit, but a first run still leaves the table for readers to find.
+            delta_io.ensure_table(spark, gold_uri, good.schema)
     if stats["bad"]:
         with report.timed("write_quarantine"):
             delta_io.merge_insert_new(spark, bad, quarantine_uri, list(PREDICTION_KEYS))
@@ -814,6 +837,9 @@ def score_table(
     report.details["accuracy_model_version"] = round(overall["correct"] / overall["labelled"], 6) \
         if overall["labelled"] else None
     report.details["predictions_delta_version"] = gold_version
+    for name in ("accuracy_this_run", "accuracy_model_version"):
+        if report.details[name] is not None:
+            report.metrics[name] = report.details[name]
     elapsed = time.perf_counter() - started
     report.durations_s["total"] = round(elapsed, 3)
     return report

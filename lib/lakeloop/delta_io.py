@@ -78,6 +78,13 @@ def _pending_rows(spark: "SparkSession", df: "DataFrame", uri: str, columns: Seq
     return df.alias("s").join(target.alias("t"), on=condition, how="left_anti")
 
 
+def _last_commit_rows(spark: "SparkSession", uri: str) -> int:
+    from delta.tables import DeltaTable
+
+    metrics = DeltaTable.forPath(spark, uri).history(1).select("operationMetrics").first()[0] or {}
+    return int(metrics.get("numOutputRows", 0))
+
+
 _NOTHING = {"num_affected_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0, "num_inserted_rows": 0}
 
 
@@ -89,7 +96,11 @@ def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seq
     """
     from delta.tables import DeltaTable
 
-    ensure_table(spark, uri, df.schema)
+    if not is_delta_table(spark, uri):
+        # No table yet: the first commit creates it with all rows at once, atomically (a
+        # crash before it leaves no table; after it, a rerun MERGEs against it).
+        df.write.format("delta").mode("errorifexists").save(uri)
+        return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
     if _pending_rows(spark, df, uri, keys).isEmpty():
         return dict(_NOTHING)
     merge = (

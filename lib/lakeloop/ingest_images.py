@@ -85,13 +85,15 @@ def qualify(spark: "SparkSession", uri: str) -> str:
 def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str, ...]) -> "DataFrame":
     """All files under ``source`` (recursively) whose ending is in ``extensions``, any case.
 
-    Columns: ``path``, ``length``, ``modification_time``. No file content is read.
+    Columns: ``path``, ``length``, ``modification_time``. No file content is read. The
+    result is persisted; unpersist it when done.
 
     Raises
     ------
     SourceError
         if ``source`` does not exist.
     """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from lakeloop import storage
@@ -108,6 +110,8 @@ def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str,
         .load(source)
     )
     scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"))
+    # Cached: the caller counts and joins it again, and a listing of many files is not free.
+    scanned = scanned.persist(StorageLevel.MEMORY_AND_DISK)
     # Spark's file scans skip zero-length files, but an empty upload is an input like any
     # other and must reach quarantine: find them in the file index and add them back.
     indexed = listing.inputFiles()
@@ -151,25 +155,35 @@ def select_unseen(listing: "DataFrame", ledger: "DataFrame") -> "DataFrame":
     return listing.join(ledger.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_anti")
 
 
-def read_files(spark: "SparkSession", files: "DataFrame") -> "DataFrame":
+def read_files(
+    spark: "SparkSession", files: "DataFrame", source: str | None = None, extensions: tuple[str, ...] = ()
+) -> "DataFrame":
     """Bytes of the listed ``files`` via binaryFile: ``path, length, modification_time, content``.
 
     Only (path, length, modification_time) seen at listing time are kept: a file rewritten
     since is left for the next run. Empty files are not read (Spark's scan skips them);
-    they get empty ``content``.
+    they get empty ``content``. With ``source`` (and its ``extensions``) the whole folder
+    is scanned and filtered, which is much faster than handing Spark thousands of single
+    paths to index; without it, exactly the listed paths are read (an incremental run).
     """
     from pyspark.sql import functions as F
 
     empty = files.where("length = 0").select(*LEDGER_KEYS, F.lit(bytearray()).alias("content"))
-    paths = [row.path for row in files.where("length > 0").select("path").collect()]
-    if not paths:
-        return empty
-    read = (
-        spark.read.format("binaryFile")
-        .load([_escape_glob(p) for p in paths])
-        .select("path", "length", F.col("modificationTime").alias("modification_time"), "content")
-        .join(files.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_semi")
-    )
+    if source is not None:
+        reader = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", _extension_glob(extensions))
+            .load(source)
+        )
+    else:
+        paths = [row.path for row in files.where("length > 0").select("path").collect()]
+        if not paths:
+            return empty
+        reader = spark.read.format("binaryFile").load([_escape_glob(p) for p in paths])
+    read = reader.select(
+        "path", "length", F.col("modificationTime").alias("modification_time"), "content"
+    ).join(files.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_semi")
     return read.unionByName(empty)
 
 
@@ -248,14 +262,14 @@ def attach_labels(
 
 def bronze_rows(checked: "DataFrame", run_id: str) -> "DataFrame":
     """One row per new image content: the accepted files, first path (by name) per ``image_id``."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    first_path = Window.partitionBy("image_id").orderBy("path")
+    accepted = checked.where(F.col("check.ok"))
+    # Pick the first path per content on the narrow (image_id, path) columns, then keep those
+    # rows with a broadcast semi-join, so the image bytes are never shuffled.
+    first = accepted.groupBy("image_id").agg(F.min("path").alias("path"))
     return (
-        checked.where(F.col("check.ok"))
-        .withColumn("_n", F.row_number().over(first_path))
-        .where("_n = 1")
+        accepted.join(F.broadcast(first), ["image_id", "path"], "left_semi")
         .select(
             "image_id",
             "path",
@@ -364,7 +378,7 @@ def ingest_images(
 
     with report.timed("list"):
         source_root = qualify(spark, cfg.source)
-        listing = list_source_files(spark, source_root, cfg.extensions).persist(StorageLevel.MEMORY_AND_DISK)
+        listing = list_source_files(spark, source_root, cfg.extensions)
         seen = delta_io.read_pinned_or_empty(spark, ledger, _ledger_schema())
         unseen = select_unseen(listing, seen).persist(StorageLevel.MEMORY_AND_DISK)
         n_listed = listing.count()
@@ -379,10 +393,12 @@ def ingest_images(
             if not cfg.labels_table:
                 raise ConfigError("ingest_images.label_from = labels_table but ingest_images.labels_table is not set")
             labels = delta_io.read_table(spark, cfg.labels_table)
-        files = read_files(spark, unseen)
-        checked = attach_labels(inspect_files(files, source_root, cfg.max_pixels), cfg, labels)
-        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         with report.timed("decode"):
+            # Most of the folder is new (a first run): scan it whole rather than path by path.
+            whole = n_unseen * 2 >= n_listed
+            files = read_files(spark, unseen, source_root if whole else None, cfg.extensions)
+            checked = attach_labels(inspect_files(files, source_root, cfg.max_pixels), cfg, labels)
+            checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
             n_read = checked.count()
         if n_read != n_unseen:
             report.warnings.append(
@@ -403,20 +419,22 @@ def ingest_images(
             outcomes = ledger_rows(checked, bronze_now, run_id).persist(StorageLevel.MEMORY_AND_DISK)
             by_outcome = {r["outcome"]: r["count"] for r in outcomes.groupBy("outcome").count().collect()}
             delta_io.merge_insert_new(spark, outcomes, ledger, list(LEDGER_KEYS))
-        unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
         n_ingested = by_outcome.get(OUTCOME_INGESTED, 0)
         n_duplicate = by_outcome.get(OUTCOME_DUPLICATE, 0)
         n_quarantined = by_outcome.get(OUTCOME_QUARANTINED, 0)
+        with report.timed("summarize"):
+            unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
+            reasons = (
+                checked.where(~F.col("check.ok"))
+                .groupBy(F.regexp_extract("check.error", r"^([^:(]+)", 1).alias("reason"))
+                .count()
+                .collect()
+            )
         report.details["bronze_merge"] = bronze_metrics
         if unlabeled:
             report.warnings.append(f"{unlabeled} accepted image(s) have no label (file directly in the source root, "
                                    f"or missing from the labels table)")
-        for reason_row in (
-            checked.where(~F.col("check.ok"))
-            .groupBy(F.regexp_extract("check.error", r"^([^:(]+)", 1).alias("reason"))
-            .count()
-            .collect()
-        ):
+        for reason_row in reasons:
             report.details.setdefault("quarantine_reasons", {})[reason_row["reason"].strip()] = reason_row["count"]
         outcomes.unpersist()
         checked.unpersist()

@@ -227,6 +227,9 @@ def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
             "images_per_s": round(float(totals[1]) / elapsed, 1),
         })
         if rank == 0:
+            last = history[-1]
+            print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
+                  f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s", flush=True)
             buffer = io.BytesIO()
             torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history},

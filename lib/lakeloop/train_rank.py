@@ -114,7 +114,7 @@ def _evaluate(model, url: str, spec: PreprocessSpec, plan: TrainPlan, rank: int,
     correct = total = 0
     with torch.inference_mode():
         for x, y, _ in shard_batches(url, spec, rank=rank, world=world, batch_size=256,
-                                     pool=plan.reader_pool, workers=plan.reader_workers):
+                                     pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf):
             logits = model(torch.from_numpy(x).to(device))
             correct += int((logits.argmax(dim=1).cpu() == torch.from_numpy(y)).sum())
             total += len(y)
@@ -192,6 +192,7 @@ def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
         for x, y, ids in epoch_batches(
             plan.train_url, plan.shards, spec, rank=rank, epoch=epoch, seed=plan.seed,
             max_shift=AUGMENT_MAX_SHIFT if plan.augment else 0, pool=plan.reader_pool, workers=plan.reader_workers,
+            hadoop_conf=plan.hadoop_conf,
         ):
             inputs, targets = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             optimizer.zero_grad(set_to_none=True)

@@ -116,7 +116,7 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str) -> Train
         test_url=ts.split_uri("test"),
         spec_json=ts.spec.to_json(),
         classes=ts.classes,
-        shards=plan_shards(ts.split_uri("train"), cfg.num_processes, cfg.batch_size),
+        shards=plan_shards(ts.split_uri("train"), cfg.num_processes, cfg.batch_size, hadoop_conf(profile)),
         checkpoint_dir=f"{profile.lake_root}/_checkpoints/{cfg.model_name}/{key}",
         architecture=cfg.architecture,
         pretrained_weights=cfg.pretrained_weights,

@@ -141,7 +141,8 @@ def images_from_chunk(chunk, spec: PreprocessSpec) -> "np.ndarray":
     import numpy as np
 
     data = getattr(chunk, IMAGE_FIELD)
-    return np.frombuffer(b"".join(data), dtype=np.float32).reshape(len(data), spec.channels, spec.height,
+    # bytearray: a writable buffer, so torch.from_numpy gets memory it may own.
+    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), spec.channels, spec.height,
                                                                      spec.width)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pyspark.errors import AnalysisException
 
 from conftest import copy_lake
 from lakeloop import delta_io, registry
@@ -288,7 +287,8 @@ def test_a_crash_between_the_two_merges_is_repaired_by_the_rerun(spark, model_la
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a Delta table")
 
-    with pytest.raises(AnalysisException, match="DELTA_MISSING_DELTA_TABLE.*quarantine/predictions"):
+    # Py4JJavaError when the quarantine table is first created there, AnalysisException when merged into.
+    with pytest.raises(Exception, match="(DELTA_MISSING_DELTA_TABLE|DELTA_CANNOT_CREATE_LOG_PATH).*quarantine/predictions"):
         score_table(spark, profile, run_id="crashed")
     written = gold_rows(spark, profile)
     assert len(written) > 0 and set(written["run_id"]) == {"crashed"}

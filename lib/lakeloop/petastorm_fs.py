@@ -96,7 +96,7 @@ class LegacyArrowFileSystem(legacyfs.FileSystem):
         self.fs.create_dir(str(path), recursive=create_parents)
 
 
-def _register_path_rules(scheme: str) -> None:
+def register_path_rules(scheme: str) -> None:
     """Let ``fsspec.core.strip_protocol`` turn ``scheme://bucket/key`` into ``bucket/key``.
 
     When an fsspec implementation for the scheme is installed (s3fs), it is used as is;
@@ -142,6 +142,6 @@ def petastorm_filesystem(url: str, hadoop_conf: Mapping[str, str] | None = None)
     scheme = url.partition(":")[0].lower()
     if scheme not in OBJECT_STORE_SCHEMES:
         return None
-    _register_path_rules(scheme)
+    register_path_rules(scheme)
     fs, _ = lakefs.filesystem_for(url, hadoop_conf)
     return LegacyArrowFileSystem(fs)

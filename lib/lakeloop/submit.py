@@ -108,7 +108,11 @@ def build_command(wrapper: WrapperArgs, repo_root: Path = REPO_ROOT) -> list[str
     if profile.spark.master:
         cmd += ["--master", profile.spark.master]
     cmd += ["--name", f"lakeloop-{wrapper.job}"]
-    for key, value in spark_settings(profile).items():
+    settings = spark_settings(profile)
+    # --py-files reaches the Python workers' sys.path but not PYTHONPATH: processes they start
+    # (TorchDistributor's torchrun) import lakeloop from the zip in the executor's working folder.
+    settings.setdefault("spark.executorEnv.PYTHONPATH", library_zip.name)
+    for key, value in settings.items():
         cmd += ["--conf", f"{key}={value}"]
     cmd += ["--py-files", str(library_zip), "--files", str(profile_path), str(job_file)]
     cmd += ["--profile", str(profile_path)]

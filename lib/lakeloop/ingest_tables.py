@@ -271,9 +271,24 @@ def _empty_source(spark: "SparkSession", fields: Sequence[tuple[str, "DataType"]
     return spark.createDataFrame([], schema)
 
 
+def _permissive_reader(spark: "SparkSession", options: dict[str, str], fields: Sequence[tuple[str, str, "DataType"]]):
+    """A reader that keeps malformed records whole in ``_corrupt_record`` instead of padding them."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    read_schema = StructType(
+        [StructField(src, dtype) for src, _, dtype in fields] + [StructField(CORRUPT_COL, StringType())]
+    )
+    return (
+        spark.read.options(**options)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_COL)
+        .schema(read_schema)
+    )
+
+
 def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
     from pyspark.errors import AnalysisException
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import StringType
 
     options = _user_options(table, name)
     header = (_option(options, "header", "false") or "false").strip().lower() == "true"
@@ -308,16 +323,10 @@ def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | N
         raise
     if not fields:
         return _empty_source(spark, [], corrupt=True)
-    read_schema = StructType(
-        [StructField(src, dtype) for src, _, dtype in fields] + [StructField(CORRUPT_COL, StringType())]
-    )
     df = (
-        spark.read.options(**options)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT_COL)
+        _permissive_reader(spark, options, fields)
         # Check every file's header against the first one's (by position, case-insensitively).
         .option("enforceSchema", "false" if header else "true")
-        .schema(read_schema)
         .csv(table.source)
     )
     return _with_helpers(df, [(src, out) for src, out, _ in fields], corrupt=True)
@@ -325,7 +334,7 @@ def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | N
 
 def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
     from pyspark.errors import AnalysisException
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import StringType, StructType
 
     options = _user_options(table, name)
     try:
@@ -365,14 +374,8 @@ def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | 
         fields = [(spelling.get(f.name, f.name), f.name, StringType()) for f in schema.fields] + [
             (c, c, inferred_types[c] if table.infer_schema else StringType()) for c in extra
         ]
-    read_schema = StructType(
-        [StructField(src, dtype) for src, _, dtype in fields] + [StructField(CORRUPT_COL, StringType())]
-    )
     df = (
-        spark.read.options(**options)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT_COL)
-        .schema(read_schema)
+        _permissive_reader(spark, options, fields)
         .json(table.source)
     )
     return _with_helpers(df, [(src, out) for src, out, _ in fields], corrupt=True)

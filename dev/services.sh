@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Loopback services for development and the integration tests (see lib/lakeloop/services.py):
-#   s3       S3Proxy on the port of conf/s3-test.yaml (objects kept as files, survive a restart)
+#   s3       S3Proxy on the port of conf/s3-test.yaml (objects in memory, gone when it stops)
 #   cluster  a Spark standalone master (conf/cluster-test.yaml) + 2 workers, 1 core / 1536 MB each
-# Usage: ./dev/services.sh start|stop|status [s3|cluster|all]     (default: all)
+#   hadoop   HDFS (NameNode + DataNode, ports in conf/hdfs-test.yaml) and YARN (ResourceManager +
+#            2 NodeManagers) from Hadoop 3.4.1's minicluster; prints the HADOOP_CONF_DIR to use
+# Usage: ./dev/services.sh start|stop|status [s3|cluster|hadoop|all]     (default: all)
 # State, pid files and logs: $LAKELOOP_SERVICES_DIR (default ~/.cache/lakeloop/services).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 # The settings every compared run uses: fewer epochs than the demo, to keep CI short; the
@@ -45,6 +47,26 @@ def run_job(profile: str, job: str, *args: str, sets: Sequence[str] = (), confs:
         raise AssertionError(f"{job} under profile {profile} exited {proc.returncode} after "
                              f"{time.perf_counter() - started:.0f} s; output ends:\n{mask(proc.stdout[-6000:], secrets)}")
     return proc
+
+
+PIPELINE_JOBS = ("ingest_images", "ingest_tables", "build_features", "train", "score")
+
+
+def run_pipeline(profile: str, sets: Sequence[str], logs: Path, lake: str, hadoop_conf: Mapping[str, str],
+                 secrets: Sequence[str] = ()) -> dict[str, Any]:
+    """Every job once, in order, as ``./spark-submit.sh`` subprocesses; their reports (read from
+    the lake with :mod:`lakeloop.lakefs` and ``hadoop_conf``), outputs and timings."""
+    from lakeloop import lakefs
+
+    timings, outputs = {}, {}
+    for job in PIPELINE_JOBS:
+        started = time.perf_counter()
+        proc = run_job(profile, job, sets=sets, log=logs / f"{job}.log", secrets=secrets)
+        timings[job] = round(time.perf_counter() - started, 1)
+        outputs[job] = proc.stdout
+    reports = {job: latest_report(lambda uri: lakefs.read_bytes(uri, hadoop_conf), lake, job) for job in timings}
+    print(f"\n{profile} pipeline seconds per job: {timings}")
+    return {"reports": reports, "outputs": outputs, "timings": timings, "conf": dict(hadoop_conf)}
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
@@ -120,3 +142,77 @@ def local_reference(spark, digits_lake, tmp_path_factory) -> dict[str, Any]:
         counts=lake_counts(profile.lake_root),
     )
     return _REFERENCE
+
+
+def event_log(path: Path) -> list[dict]:
+    """The events of a plain (uncompressed, single-file) Spark event log."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def barrier_task_executors(events: list[dict]) -> list[str]:
+    """Executor ids of the successful tasks of the application's barrier stages (TorchDistributor's)."""
+    barrier_stages = {e["Stage Info"]["Stage ID"] for e in events
+                      if e["Event"] == "SparkListenerStageSubmitted"
+                      and any(r.get("Barrier") for r in e["Stage Info"].get("RDD Info", []))}
+    return sorted(e["Task Info"]["Executor ID"] for e in events
+                  if e["Event"] == "SparkListenerTaskEnd" and e["Stage ID"] in barrier_stages
+                  and e["Task End Reason"]["Reason"] == "Success")
+
+
+# --------------------------------------------------------------------------- shared checks
+# What a pipeline run on another store (S3, HDFS) must show against the local reference;
+# ``copy(uri) -> file: URI`` gives a local copy of a table for delta-rs.
+
+
+def check_ingestion_matches_local(reports: Mapping[str, Any], lake: str, copy, local: Mapping[str, Any]) -> None:
+    images = reports["ingest_images"]
+    assert images["status"] == "succeeded"
+    assert (images["counts"]["ingested"], images["counts"]["duplicates"], images["counts"]["quarantined"]) == \
+        (DEMO_DIGITS, DEMO_DUPLICATES, DEMO_BROKEN_IMAGES)
+    tables = reports["ingest_tables"]
+    assert tables["counts"]["inserted"] == DEMO_DIGITS and tables["counts"]["quarantined"] == DEMO_BROKEN_ROWS
+    counts = {t: delta_table(copy(f"{lake}/{t}")).to_pyarrow_dataset().count_rows()
+              for t in ("bronze/images", "quarantine/images", "_ledger/images", "silver/features",
+                        "bronze/digits_meta", "quarantine/digits_meta")}
+    for table in ("bronze/images", "quarantine/images", "_ledger/images", "silver/features"):
+        assert counts[table] == local["counts"][table], (table, counts, local["counts"])
+    assert counts["bronze/digits_meta"] == DEMO_DIGITS and counts["quarantine/digits_meta"] == DEMO_BROKEN_ROWS
+    # The same images, byte for byte: bronze is keyed by the sha256 of the content.
+    ids = table_rows(copy(f"{lake}/bronze/images"), None, ["image_id"]).column(0)
+    local_ids = table_rows(f"{local['lake']}/bronze/images", None, ["image_id"]).column(0)
+    assert sorted(ids.to_pylist()) == sorted(local_ids.to_pylist())
+
+
+def check_features(report: Mapping[str, Any]) -> None:
+    counts = report["counts"]
+    assert counts["images"] == counts["inserted"] == DEMO_DIGITS and counts["quarantined"] == 0
+    assert {k: counts[f"split_{k}"] for k in SPLITS} == SPLITS
+
+
+def check_training_matches_local(report: Mapping[str, Any], lake: str, model_name: str,
+                                 hadoop_conf: Mapping[str, str], local: Mapping[str, Any]) -> None:
+    """Both training processes read the store, disjoint shards covering the training set; the
+    model published there has the local run's losses and accuracies (same data, seeds, world size)."""
+    from lakeloop import lakefs, registry
+
+    assert report["status"] == "succeeded" and report["counts"]["published"] == 1
+    assert report["details"]["training_set"]["root"].startswith(f"{lake}/_training_sets/")
+    audit = report["details"]["shard_audit"]
+    assert len(audit["rows_per_rank"]) == 2 and audit["overlap"] == 0
+    assert audit["covered"] == audit["train_rows"] == SPLITS["train"]
+    model = report["outputs"]["model"]
+    version = registry.resolve(f"{lake}/models", model_name, "latest", hadoop_conf)
+    assert model == f"{lake}/models/{model_name}/{version.version}"
+    assert lakefs.exists(f"{model}/_COMMITTED", hadoop_conf)
+    losses = [e["train_loss"] for e in registry.read_metadata(version, hadoop_conf)["metrics"]["per_epoch"]]
+    assert losses == pytest.approx(local["losses"], rel=1e-4), (losses, local["losses"])
+    assert report["details"]["test_accuracy"] == pytest.approx(local["test_accuracy"], abs=1e-9)
+    assert report["details"]["val_accuracy"] == pytest.approx(local["val_accuracy"], abs=1e-9)
+
+
+def check_scoring_matches_local(report: Mapping[str, Any], lake: str, copy, local: Mapping[str, Any]) -> None:
+    assert report["status"] == "succeeded"
+    assert report["counts"]["scored"] == DEMO_DIGITS and report["counts"]["quarantined"] == 0
+    rows = table_rows(copy(f"{lake}/gold/predictions"), None, ["image_id", "model_version"])
+    assert rows.num_rows == DEMO_DIGITS and set(rows.column("model_version").to_pylist()) == {1}
+    assert report["metrics"]["accuracy_model_version"] == pytest.approx(local["score_accuracy"], abs=1e-9)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_support import (COMPARED_SETTINGS, DEMO_BROKEN_IMAGES, DEMO_DIGITS, DEMO_DUPLICATES, SPLITS,
+                              barrier_task_executors, event_log,
                               lake_counts, local_reference, run_job, table_rows)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -78,7 +79,7 @@ def cluster_pipeline(standalone_cluster, tmp_path_factory):
 def _event_log(events: Path, app_id: str) -> list[dict]:
     matches = [p for p in events.iterdir() if p.name == app_id]
     assert matches, f"no event log for {app_id} in {events}: {sorted(p.name for p in events.iterdir())}"
-    return [json.loads(line) for line in matches[0].read_text().splitlines() if line.strip()]
+    return event_log(matches[0])
 
 
 def test_every_job_ran_on_two_executors_of_two_workers(cluster_pipeline, standalone_cluster):
@@ -113,14 +114,7 @@ def test_torchdistributor_trains_across_the_two_executors(cluster_pipeline, spar
     audit = report["details"]["shard_audit"]
     assert len(audit["rows_per_rank"]) == 2 and audit["overlap"] == 0 and audit["covered"] == SPLITS["train"]
     # The barrier stage TorchDistributor ran: its two tasks, one on each executor.
-    events = _event_log(cluster_pipeline["events"], cluster_pipeline["apps"]["train"])
-    barrier_stages = {e["Stage Info"]["Stage ID"] for e in events
-                      if e["Event"] == "SparkListenerStageSubmitted"
-                      and any(r.get("Barrier") for r in e["Stage Info"].get("RDD Info", []))}
-    assert barrier_stages, "no barrier stage in the training application's event log"
-    task_executors = sorted(e["Task Info"]["Executor ID"] for e in events
-                            if e["Event"] == "SparkListenerTaskEnd" and e["Stage ID"] in barrier_stages
-                            and e["Task End Reason"]["Reason"] == "Success")
+    task_executors = barrier_task_executors(_event_log(cluster_pipeline["events"], cluster_pipeline["apps"]["train"]))
     assert len(task_executors) == 2 and len(set(task_executors)) == 2, task_executors
     # Same data, seeds and world size as the local run: the same model.
     local = local_reference(spark, digits_lake, tmp_path_factory)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import (COMPARED_SETTINGS, DEMO_BROKEN_IMAGES, DEMO_BROKEN_ROWS, DEMO_DIGITS,
-                              DEMO_DUPLICATES, SPLITS, delta_table, latest_report, local_reference, run_job,
-                              table_rows)
+from pipeline_support import (COMPARED_SETTINGS, check_features, check_ingestion_matches_local,
+                              check_scoring_matches_local, check_training_matches_local, delta_table,
+                              local_reference, run_job, run_pipeline, table_rows)
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -96,87 +96,29 @@ def local_copy(s3_server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def s3_pipeline(s3_server, s3_lake, tmp_path_factory):
     """Every job once, in order, on the s3a:// lake; returns their reports, logs and timings."""
-    from lakeloop import lakefs
-
-    logs = tmp_path_factory.mktemp("s3-logs")
-    conf = s3_server.settings.hadoop_conf()
-    secrets = [s3_server.settings.secret_key]
-    timings, outputs = {}, {}
-    for job in ("ingest_images", "ingest_tables", "build_features", "train", "score"):
-        started = time.perf_counter()
-        proc = run_job(PROFILE, job, sets=_sets(s3_lake), log=logs / f"{job}.log", secrets=secrets)
-        timings[job] = round(time.perf_counter() - started, 1)
-        outputs[job] = proc.stdout
-    reports = {job: latest_report(lambda uri: lakefs.read_bytes(uri, conf), s3_lake["lake"], job)
-               for job in timings}
-    print(f"\ns3 pipeline seconds per job: {timings}")
-    return {"reports": reports, "outputs": outputs, "timings": timings, "conf": conf}
+    return run_pipeline(PROFILE, _sets(s3_lake), tmp_path_factory.mktemp("s3-logs"), s3_lake["lake"],
+                        s3_server.settings.hadoop_conf(), secrets=[s3_server.settings.secret_key])
 
 
 def test_ingestion_on_s3_matches_the_local_run(s3_pipeline, s3_lake, local_copy, spark, digits_lake,
                                                tmp_path_factory):
-    images = s3_pipeline["reports"]["ingest_images"]
-    assert images["status"] == "succeeded"
-    assert images["counts"]["ingested"] == DEMO_DIGITS
-    assert images["counts"]["duplicates"] == DEMO_DUPLICATES
-    assert images["counts"]["quarantined"] == DEMO_BROKEN_IMAGES
-    tables = s3_pipeline["reports"]["ingest_tables"]
-    assert tables["counts"]["inserted"] == DEMO_DIGITS and tables["counts"]["quarantined"] == DEMO_BROKEN_ROWS
-
-    counts = {t: delta_table(local_copy(f"{s3_lake['lake']}/{t}")).to_pyarrow_dataset().count_rows()
-              for t in ("bronze/images", "quarantine/images", "_ledger/images", "silver/features",
-                        "bronze/digits_meta", "quarantine/digits_meta")}
-    local = local_reference(spark, digits_lake, tmp_path_factory)["counts"]
-    for table in ("bronze/images", "quarantine/images", "_ledger/images", "silver/features"):
-        assert counts[table] == local[table], (table, counts, local)
-    assert counts["bronze/images"] == DEMO_DIGITS and counts["quarantine/images"] == DEMO_BROKEN_IMAGES
-    assert counts["bronze/digits_meta"] == DEMO_DIGITS and counts["quarantine/digits_meta"] == DEMO_BROKEN_ROWS
-    # The same images, byte for byte: bronze is keyed by the sha256 of the content.
-    s3_ids = table_rows(local_copy(f"{s3_lake['lake']}/bronze/images"), None, ["image_id"]).column(0)
-    local_ids = table_rows(f"{local_reference(spark, digits_lake, tmp_path_factory)['lake']}/bronze/images",
-                           None, ["image_id"]).column(0)
-    assert sorted(s3_ids.to_pylist()) == sorted(local_ids.to_pylist())
+    check_ingestion_matches_local(s3_pipeline["reports"], s3_lake["lake"], local_copy,
+                                  local_reference(spark, digits_lake, tmp_path_factory))
 
 
 def test_features_on_s3(s3_pipeline):
-    counts = s3_pipeline["reports"]["build_features"]["counts"]
-    assert counts["images"] == counts["inserted"] == DEMO_DIGITS and counts["quarantined"] == 0
-    assert {k: counts[f"split_{k}"] for k in SPLITS} == SPLITS
+    check_features(s3_pipeline["reports"]["build_features"])
 
 
 def test_training_reads_s3_and_publishes_there_like_the_local_run(s3_pipeline, s3_lake, spark, digits_lake,
                                                                    tmp_path_factory):
-    from lakeloop import lakefs, registry
-
-    report = s3_pipeline["reports"]["train"]
-    assert report["status"] == "succeeded" and report["counts"]["published"] == 1
-    # Petastorm read the training set from S3 in both training processes, disjoint shards covering it.
-    assert report["details"]["training_set"]["root"].startswith(f"{s3_lake['lake']}/_training_sets/")
-    audit = report["details"]["shard_audit"]
-    assert len(audit["rows_per_rank"]) == 2 and audit["overlap"] == 0
-    assert audit["covered"] == audit["train_rows"] == SPLITS["train"]
-    model = report["outputs"]["model"]
-    assert model == f"{s3_lake['lake']}/models/digits_lenet/1"
-    version = registry.resolve(f"{s3_lake['lake']}/models", "digits_lenet", "latest", s3_pipeline["conf"])
-    assert version.version == 1
-    assert lakefs.exists(f"{model}/_COMMITTED", s3_pipeline["conf"])
-    # Same data, same seeds, same world size: the same model as the local run.
-    local = local_reference(spark, digits_lake, tmp_path_factory)
-    metadata = registry.read_metadata(version, s3_pipeline["conf"])
-    losses = [e["train_loss"] for e in metadata["metrics"]["per_epoch"]]
-    assert losses == pytest.approx(local["losses"], rel=1e-4), (losses, local["losses"])
-    assert report["details"]["test_accuracy"] == pytest.approx(local["test_accuracy"], abs=1e-9)
-    assert report["details"]["val_accuracy"] == pytest.approx(local["val_accuracy"], abs=1e-9)
+    check_training_matches_local(s3_pipeline["reports"]["train"], s3_lake["lake"], "digits_lenet",
+                                 s3_pipeline["conf"], local_reference(spark, digits_lake, tmp_path_factory))
 
 
 def test_scoring_on_s3_like_the_local_run(s3_pipeline, s3_lake, local_copy, spark, digits_lake, tmp_path_factory):
-    report = s3_pipeline["reports"]["score"]
-    assert report["status"] == "succeeded"
-    assert report["counts"]["scored"] == DEMO_DIGITS and report["counts"]["quarantined"] == 0
-    rows = table_rows(local_copy(f"{s3_lake['lake']}/gold/predictions"), None, ["image_id", "model_version"])
-    assert rows.num_rows == DEMO_DIGITS and set(rows.column("model_version").to_pylist()) == {1}
-    local = local_reference(spark, digits_lake, tmp_path_factory)
-    assert report["metrics"]["accuracy_model_version"] == pytest.approx(local["score_accuracy"], abs=1e-9)
+    check_scoring_matches_local(s3_pipeline["reports"]["score"], s3_lake["lake"], local_copy,
+                                local_reference(spark, digits_lake, tmp_path_factory))
 
 
 def test_credentials_appear_in_no_output_or_report(s3_pipeline, s3_server, s3_lake):

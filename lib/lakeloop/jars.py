@@ -32,16 +32,17 @@ def _cache_root(jvm: JvmSettings) -> Path:
     return Path(os.path.expanduser(jvm.cache_dir))
 
 
-def cache_dir_for(jvm: JvmSettings) -> Path:
+def cache_dir_for(jvm: JvmSettings, keep: tuple[str, ...] = ()) -> Path:
     """Folder that holds (or will hold) the jars of exactly these coordinates."""
     for coord in jvm.packages:
         if not _COORD.match(coord):
             raise ConfigError(f"jvm.packages entry {coord!r} is not group:artifact:version")
-    key = hashlib.sha256("\n".join(sorted(jvm.packages)).encode()).hexdigest()[:16]
+    key_text = "\n".join(sorted(jvm.packages)) + ("\nkeep:" + ",".join(sorted(keep)) if keep else "")
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     return _cache_root(jvm) / key
 
 
-def resolved_jars(jvm: JvmSettings) -> list[str]:
+def resolved_jars(jvm: JvmSettings, keep: tuple[str, ...] = ()) -> list[str]:
     """Local paths of the resolved jars, in a stable order.
 
     Raises
@@ -51,7 +52,7 @@ def resolved_jars(jvm: JvmSettings) -> list[str]:
     """
     if not jvm.packages:
         return []
-    manifest = cache_dir_for(jvm) / MANIFEST
+    manifest = cache_dir_for(jvm, keep) / MANIFEST
     if not manifest.is_file():
         raise SetupError(
             f"the JVM packages {', '.join(jvm.packages)} are not resolved on this machine "
@@ -91,17 +92,21 @@ def _pom(packages: tuple[str, ...]) -> str:
     )
 
 
-def resolve(jvm: JvmSettings, mvn: str = "mvn") -> list[str]:
-    """Fetch the packages with Maven unless they are cached; return the jar paths."""
+def resolve(jvm: JvmSettings, mvn: str = "mvn", keep: tuple[str, ...] = ()) -> list[str]:
+    """Fetch the packages with Maven unless they are cached; return the jar paths.
+
+    ``keep`` names artifacts (``jaxb-runtime``) to keep even though Spark ships one of that
+    name: for a JVM that needs both (the Hadoop minicluster wants the javax-era version).
+    """
     if not jvm.packages:
         return []
     try:
-        return resolved_jars(jvm)
+        return resolved_jars(jvm, keep)
     except SetupError:
         pass
     if shutil.which(mvn) is None:
         raise SetupError(f"'{mvn}' is not on PATH; install Maven (apt-get install maven) to resolve {jvm.packages}")
-    target = cache_dir_for(jvm)
+    target = cache_dir_for(jvm, keep)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lakeloop-mvn-") as work:
         pom = Path(work) / "pom.xml"
@@ -119,7 +124,7 @@ def resolve(jvm: JvmSettings, mvn: str = "mvn") -> list[str]:
         provided = _spark_jar_names()
         kept = []
         for jar in sorted(out.glob("*.jar")):
-            if _artifact_name(jar.name) in provided:
+            if _artifact_name(jar.name) in provided and _artifact_name(jar.name) not in keep:
                 continue
             dest = target / jar.name
             shutil.copy2(jar, dest)

@@ -7,19 +7,23 @@ workers, a GPU box without a JVM. It understands the URIs the profiles use:
 * ``file:/a/b``, ``file:///a/b`` -> ``LocalFileSystem``, path ``/a/b``;
 * ``dbfs:/a/b`` -> ``LocalFileSystem`` on the Databricks FUSE mount, path ``/dbfs/a/b``;
 * ``s3a://bucket/key`` -> ``S3FileSystem`` set up from the ``fs.s3a.*`` keys, path ``bucket/key``;
-* ``hdfs://host:port/a`` -> ``HadoopFileSystem(host, port)``, path ``/a``.
+* ``hdfs://host:port/a`` -> ``HadoopFileSystem(host, port)``, path ``/a``; or, with
+  ``lakeloop.hdfs.client=webhdfs``, WebHDFS at ``dfs.namenode.http-address`` (no native
+  library needed; :mod:`lakeloop.webhdfs`).
 
 Settings come only from the ``hadoop_conf`` mapping a caller passes (Hadoop keys, with
 or without the ``spark.hadoop.`` prefix; :func:`hadoop_conf_from_spark_conf` turns a
 profile's ``spark.conf`` into one). Nothing is read from the environment here, except
 what pyarrow itself reads: the default AWS credential chain when no S3 keys are given,
-and ``JAVA_HOME``/``ARROW_LIBHDFS_DIR``/``HADOOP_HOME``/``CLASSPATH`` for HDFS.
+and ``JAVA_HOME``/``ARROW_LIBHDFS_DIR``/``HADOOP_HOME``/``CLASSPATH`` for libhdfs; WebHDFS acts
+as the login name unless ``lakeloop.hdfs.user`` says otherwise.
 Secret values are never logged nor put in error messages.
 """
 
 from __future__ import annotations
 
 import functools
+import getpass
 import os
 import re
 import uuid
@@ -36,6 +40,11 @@ SPARK_HADOOP_PREFIX = "spark.hadoop."
 S3A_PREFIX = "fs.s3a."
 # Hadoop keys handed to libhdfs as extra_conf; S3 keys (and their secrets) stay out of the JVM.
 _HDFS_KEY_PREFIXES = ("dfs.", "hadoop.", "ipc.", "fs.defaultFS", "fs.hdfs.")
+# Which HDFS client the processes without Spark use: "libhdfs" (pyarrow's HadoopFileSystem,
+# the default) or "webhdfs" (HTTP to dfs.namenode.http-address; lakeloop.webhdfs), and the
+# user name WebHDFS acts as (default: the login name, as libhdfs does).
+HDFS_CLIENT_KEY = "lakeloop.hdfs.client"
+HDFS_USER_KEY = "lakeloop.hdfs.user"
 _SECRET_SUFFIXES = ("access.key", "secret.key", "session.token")
 _URI = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*):(?P<rest>.*)$", re.DOTALL)
 _AWS_ENDPOINT_REGION = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com")
@@ -272,6 +281,15 @@ def _hdfs(uri: str, rest: str, conf: dict[str, str]) -> tuple["FileSystem", str]
     host, colon, port_text = authority.partition(":")
     if colon and not port_text.isdigit():
         raise ConfigError(f"{_safe_uri(uri)!r} has a malformed port; write 'hdfs://namenode:8020/path'.")
+    path = _strip_path(path if path.startswith("/") else "/" + path)
+    client = (conf.get(HDFS_CLIENT_KEY) or "libhdfs").strip().lower()
+    if client == "webhdfs":
+        return _webhdfs(uri, host, conf), path
+    if client != "libhdfs":
+        raise ConfigError(
+            f"{HDFS_CLIENT_KEY}={client!r} is not a known HDFS client; set spark.hadoop.{HDFS_CLIENT_KEY} "
+            f"to 'libhdfs' (Hadoop's native client, the default) or 'webhdfs' (HTTP, no native library)."
+        )
     # Port 0 lets Hadoop pick the default port, and keeps HA nameservice names working.
     port = int(port_text) if colon else 0
     extra = tuple(sorted((k, v) for k, v in conf.items() if k.startswith(_HDFS_KEY_PREFIXES)))
@@ -284,14 +302,44 @@ def _hdfs(uri: str, rest: str, conf: dict[str, str]) -> tuple["FileSystem", str]
                 f"cannot open {_safe_uri(uri)}: pyarrow's HDFS client needs a JVM, Hadoop's native "
                 f"libhdfs and the Hadoop jars, and this machine lacks one ({text}). Set JAVA_HOME to a "
                 f"JDK, ARROW_LIBHDFS_DIR to the folder holding libhdfs.so (or HADOOP_HOME to a Hadoop "
-                f"distribution with lib/native/libhdfs.so), and CLASSPATH=$(hadoop classpath --glob)."
+                f"distribution with lib/native/libhdfs.so), and CLASSPATH=$(hadoop classpath --glob); "
+                f"or use HTTP instead: spark.hadoop.{HDFS_CLIENT_KEY}: webhdfs."
             ) from exc
         raise SourceError(
             f"cannot connect to HDFS for {_safe_uri(uri)} ({text}). Check that the namenode "
             f"{host or '(fs.defaultFS)'} is reachable and that CLASSPATH holds the Hadoop jars and "
             f"configuration (CLASSPATH=$(hadoop classpath --glob))."
         ) from exc
-    return fs, _strip_path(path if path.startswith("/") else "/" + path)
+    return fs, path
+
+
+def _webhdfs(uri: str, host: str, conf: dict[str, str]) -> "FileSystem":
+    """WebHDFS at ``dfs.namenode.http-address`` (or ``https-address`` under ``dfs.http.policy=HTTPS_ONLY``);
+    a wildcard or missing host there means the URI's NameNode host."""
+    https = (conf.get("dfs.http.policy") or "").strip().upper() == "HTTPS_ONLY"
+    key = "dfs.namenode.https-address" if https else "dfs.namenode.http-address"
+    address = (conf.get(key) or "").strip()
+    web_host, colon, port_text = address.rpartition(":") if address else ("", "", "")
+    if address and (not colon or not port_text.isdigit()):
+        raise ConfigError(f"{key}={address!r} is not host:port; set spark.hadoop.{key}, e.g. 'namenode:9870'.")
+    if web_host in ("", "0.0.0.0"):
+        web_host = host
+    if not web_host:
+        raise ConfigError(
+            f"{_safe_uri(uri)!r} names no NameNode and {key} is unset: WebHDFS needs one of them. "
+            f"Write hdfs://namenode:8020/path or set spark.hadoop.{key}: namenode:9870."
+        )
+    port = int(port_text) if port_text else (9871 if https else 9870)
+    # Simple authentication: HDFS trusts the user name the client sends, as libhdfs sends the login name.
+    user = (conf.get(HDFS_USER_KEY) or "").strip() or getpass.getuser()
+    return _connect_webhdfs(os.getpid(), web_host, port, user, https)
+
+
+@functools.lru_cache(maxsize=8)
+def _connect_webhdfs(pid: int, host: str, port: int, user: str, https: bool) -> "FileSystem":
+    from lakeloop.webhdfs import webhdfs_filesystem
+
+    return webhdfs_filesystem(host, port, user, use_https=https)
 
 
 # Connecting starts a JVM inside this process: reuse the connection. The process id is part

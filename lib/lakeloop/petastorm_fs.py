@@ -11,6 +11,11 @@ builds from the profile's ``fs.s3a.*`` settings (endpoint, region, path style, c
 or the default AWS chain), the same one the model registry and checkpoints use. No new
 dependency: pyarrow's S3 client is already there.
 
+``hdfs://`` URLs get the same adapter over the filesystem lakefs builds for them (libhdfs,
+or WebHDFS when the profile says ``lakeloop.hdfs.client: webhdfs``): Petastorm's own HDFS
+resolver would load libhdfs in every reader process, which a pip-installed Spark lacks.
+Petastorm takes the path of an ``hdfs:`` URL as is (``/a/b``), which is lakefs's path too.
+
 ``file:`` URLs are left to Petastorm (``None``): it opens them itself, as before.
 """
 
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 
 # Schemes whose lakefs path ("bucket/key") is what fsspec's default strip_protocol gives.
 OBJECT_STORE_SCHEMES = ("s3a",)
+# Schemes with real folders whose lakefs path is the URL's path.
+FILE_STORE_SCHEMES = ("hdfs",)
 
 
 class LegacyArrowFileSystem(legacyfs.FileSystem):
@@ -32,8 +39,9 @@ class LegacyArrowFileSystem(legacyfs.FileSystem):
     ``ParquetDataset`` call, answered by a ``pyarrow.fs`` filesystem. Picklable when the
     wrapped filesystem is (``S3FileSystem`` is), so process pools work too."""
 
-    def __init__(self, fs: "FileSystem"):
+    def __init__(self, fs: "FileSystem", is_file_store: bool = False):
         self.fs = fs
+        self.is_file_store = is_file_store
 
     def _info(self, path: str):
         return self.fs.get_file_info(str(path).rstrip("/"))
@@ -54,7 +62,7 @@ class LegacyArrowFileSystem(legacyfs.FileSystem):
         return self._info(path).type != FileType.NotFound
 
     def _isfilestore(self) -> bool:
-        return False  # an object store: no real folders
+        return self.is_file_store  # False for object stores: no real folders
 
     def ls(self, path) -> list[str]:
         from pyarrow.fs import FileSelector
@@ -128,18 +136,21 @@ def petastorm_filesystem(url: str, hadoop_conf: Mapping[str, str] | None = None)
 
     Parameters
     ----------
-    url : a dataset URL (``s3a://bucket/key``, ``file:///path``, ...).
+    url : a dataset URL (``s3a://bucket/key``, ``hdfs://namenode:8020/path``, ``file:///path``, ...).
     hadoop_conf : Hadoop settings (``fs.s3a.*``, with or without ``spark.hadoop.``), as
         :func:`lakeloop.lakefs.filesystem_for` reads them.
 
     Raises
     ------
     ConfigError
-        bad S3 settings (from :func:`lakeloop.lakefs.filesystem_for`).
+        bad S3 or HDFS settings (from :func:`lakeloop.lakefs.filesystem_for`).
     """
     from lakeloop import lakefs
 
     scheme = url.partition(":")[0].lower()
+    if scheme in FILE_STORE_SCHEMES:
+        fs, _ = lakefs.filesystem_for(url, hadoop_conf)
+        return LegacyArrowFileSystem(fs, is_file_store=True)
     if scheme not in OBJECT_STORE_SCHEMES:
         return None
     register_path_rules(scheme)

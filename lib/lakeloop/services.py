@@ -1,7 +1,7 @@
-"""Loopback services for development and the integration tests: an S3 server and a Spark
-standalone cluster, started from jars, on 127.0.0.1.
+"""Loopback services for development and the integration tests: an S3 server, a Spark
+standalone cluster and Hadoop (HDFS + YARN), started from jars, on 127.0.0.1.
 
-    ./dev/services.sh start|stop|status [s3|cluster|all]      (python -m lakeloop.services ...)
+    ./dev/services.sh start|stop|status [s3|cluster|hadoop|all]      (python -m lakeloop.services ...)
 
 * **S3**: S3Proxy (``org.gaul:s3proxy``, one self-contained jar from Maven Central) with
   jclouds' in-memory ``transient`` store, the one of its backends whose semantics Hadoop's s3a
@@ -12,6 +12,7 @@ standalone cluster, started from jars, on 127.0.0.1.
 * **cluster**: a Spark standalone master and two workers (1 core, 1536 MB each) run by
   ``spark-class`` from pyspark's own jars; the master URL is ``spark.master`` of
   ``conf/cluster-test.yaml``. Its executors run ``build/executor-venv`` (:func:`executor_python`).
+* **hadoop**: HDFS and YARN from Hadoop's minicluster; see :mod:`lakeloop.minihadoop`.
 
 State (pid files, logs, the workers' folders) lives in ``$LAKELOOP_SERVICES_DIR``
 (default ``~/.cache/lakeloop/services``). ``start`` reuses a service that is already up
@@ -342,6 +343,12 @@ class S3Server:
         if fs.get_file_info(self.settings.bucket).type == FileType.NotFound:
             fs.create_dir(self.settings.bucket)
 
+    def up_line(self) -> str:
+        return f"up at {self.settings.endpoint}, bucket {self.settings.bucket}, log {self.log}"
+
+    def status_line(self) -> str:
+        return f"{'up' if self.healthy() else 'down'} at {self.settings.endpoint} (pid {self.pid() or '-'}, state {self.root})"
+
     def stop(self) -> bool:
         """Stop the server if its pid file names a live S3Proxy; returns whether one was stopped."""
         pid = self.pid()
@@ -512,6 +519,14 @@ class StandaloneCluster:
         raise SetupError(f"the Spark standalone cluster did not get {what} up within {timeout_s:.0f} s "
                          f"(state in {self.root}):\n{tails}")
 
+    def up_line(self) -> str:
+        return (f"up at {self.master_url} with {self.alive_workers()} workers, UI http://127.0.0.1:{self.ui_port}, "
+                f"logs in {self.root}")
+
+    def status_line(self) -> str:
+        return (f"{self.alive_workers()} alive worker(s) at {self.master_url} "
+                f"(UI http://127.0.0.1:{self.ui_port}, state {self.root})")
+
     def stop(self) -> bool:
         """Stop the workers (and their executors), then the master; returns whether any was running."""
         stopped = False
@@ -544,39 +559,33 @@ def default_cluster() -> StandaloneCluster:
 # --------------------------------------------------------------------------- command line
 
 
+def _service(name: str):
+    """The service object behind a command-line name (each has start/stop/up_line/status_line/owned)."""
+    if name == "s3":
+        return default_s3_server()
+    if name == "cluster":
+        return default_cluster()
+    from lakeloop.minihadoop import default_minihadoop
+
+    return default_minihadoop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev/services.sh", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
-    parser.add_argument("service", nargs="?", default="all", choices=["s3", "cluster", "all"])
+    parser.add_argument("service", nargs="?", default="all", choices=["s3", "cluster", "hadoop", "all"])
     args = parser.parse_args(argv)
-    names = ["s3", "cluster"] if args.service == "all" else [args.service]
+    names = ["s3", "cluster", "hadoop"] if args.service == "all" else [args.service]
     try:
         for name in names:
-            if name == "s3":
-                server = default_s3_server()
-                if args.action == "start":
-                    server.start()
-                    print(f"s3: up at {server.settings.endpoint}, bucket {server.settings.bucket}, "
-                          f"log {server.log}"
-                          f"{'' if server.owned else ' (already running)'}")
-                elif args.action == "stop":
-                    print("s3: stopped" if server.stop() else "s3: not running (no live pid file)")
-                else:
-                    up = server.healthy()
-                    print(f"s3: {'up' if up else 'down'} at {server.settings.endpoint} "
-                          f"(pid {server.pid() or '-'}, state {server.root})")
+            service = _service(name)
+            if args.action == "start":
+                service.start()
+                print(f"{name}: {service.up_line()}{'' if service.owned else ' (already running)'}")
+            elif args.action == "stop":
+                print(f"{name}: stopped" if service.stop() else f"{name}: not running (no live pid file)")
             else:
-                cluster = default_cluster()
-                if args.action == "start":
-                    cluster.start()
-                    print(f"cluster: up at {cluster.master_url} with {cluster.alive_workers()} workers, "
-                          f"UI http://127.0.0.1:{cluster.ui_port}, logs in {cluster.root}"
-                          f"{'' if cluster.owned else ' (already running)'}")
-                elif args.action == "stop":
-                    print("cluster: stopped" if cluster.stop() else "cluster: not running (no live pid files)")
-                else:
-                    print(f"cluster: {cluster.alive_workers()} alive worker(s) at {cluster.master_url} "
-                          f"(UI http://127.0.0.1:{cluster.ui_port}, state {cluster.root})")
+                print(f"{name}: {service.status_line()}")
     except SetupError as exc:
         print(f"services: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,235 @@
+"""The whole pipeline on hdfs:// against a real HDFS on loopback (a NameNode and a DataNode
+from Hadoop 3.4.1's minicluster, lakeloop.minihadoop), each job a ./spark-submit.sh
+subprocess under conf/hdfs-test.yaml: ingest_images -> ingest_tables -> build_features ->
+train (TorchDistributor, 2 processes, Petastorm reading the training set from hdfs://) ->
+score. Spark uses Hadoop's own HDFS client; the processes without Spark (training, registry,
+Petastorm, scoring workers) use WebHDFS. The lake it leaves must match the local run.
+
+Then training and scoring again, submitted to the minicluster's YARN (conf/yarn-test.yaml,
+HADOOP_CONF_DIR from the minicluster): TorchDistributor's two processes in two YARN
+containers, on the same HDFS lake, must give the local run's model.
+
+One minicluster per test session: reused if one is up (./dev/services.sh start hadoop),
+otherwise started here and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from pipeline_support import (COMPARED_SETTINGS, DEMO_DIGITS, barrier_task_executors, check_features,
+                              check_ingestion_matches_local, check_scoring_matches_local, check_training_matches_local,
+                              delta_table, event_log, latest_report, local_reference, run_job, run_pipeline)
+
+pytestmark = [pytest.mark.hdfs, pytest.mark.slow]
+
+PROFILE = "hdfs-test"
+# HDFS clients wait 400 ms before asking again whether a closed file's last block has been
+# reported; with 1,805 small files that is minutes (conf/hdfs-test.yaml sets the same).
+FAST_CLOSE = "dfs.client.block.write.locateFollowingBlock.initial.delay.ms"
+
+
+@pytest.fixture(scope="session")
+def hadoop():
+    from lakeloop.minihadoop import default_minihadoop
+
+    cluster = default_minihadoop().start()
+    yield cluster
+    if cluster.owned:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def hdfs_lake(hadoop, spark, tmp_path_factory):
+    """A fresh folder in HDFS holding the demo raw zone (put with Hadoop's client); removed afterwards."""
+    from lakeloop import storage
+    from lakeloop.demo import write_demo_raw_zone
+
+    local = tmp_path_factory.mktemp("hdfs-raw") / "raw"
+    write_demo_raw_zone(local)
+    root = f"{hadoop.settings.uri}/it-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    storage.copy_from_local(spark, str(local), f"{root}/raw", {FAST_CLOSE: "20"})
+    files = sum(1 for p in local.rglob("*") if p.is_file())
+    yield {"root": root, "raw": f"{root}/raw", "lake": f"{root}/lake", "files": files}
+    storage.delete(spark, root)
+
+
+@pytest.fixture
+def local_copy(hadoop, tmp_path_factory):
+    """``local_copy(hdfs_uri) -> file: URI`` of a fresh copy of a table's files, fetched over
+    WebHDFS (delta-rs, the independent reader the checks use, has no HDFS client here)."""
+    from pyarrow.fs import FileSelector, FileType
+
+    from lakeloop import lakefs
+
+    def copy(uri: str) -> str:
+        fs, root = lakefs.filesystem_for(uri, hadoop.settings.hadoop_conf())
+        dest = tmp_path_factory.mktemp("hdfs-table")
+        for info in fs.get_file_info(FileSelector(root, recursive=True)):
+            if info.type == FileType.File:
+                target = dest / info.path[len(root) + 1:]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with fs.open_input_stream(info.path) as src:
+                    target.write_bytes(src.read())
+        return f"file:{dest}"
+
+    return copy
+
+
+def _sets(hdfs_lake: dict) -> list[str]:
+    return [f"lake_root={hdfs_lake['lake']}",
+            f"ingest_images.source={hdfs_lake['raw']}/images",
+            f"ingest_tables.tables.digits_meta.source={hdfs_lake['raw']}/tables/digits_meta.csv",
+            *COMPARED_SETTINGS]
+
+
+@pytest.fixture(scope="module")
+def hdfs_pipeline(hadoop, hdfs_lake, tmp_path_factory):
+    """Every job once, in order, on the hdfs:// lake; returns their reports, logs and timings."""
+    return run_pipeline(PROFILE, _sets(hdfs_lake), tmp_path_factory.mktemp("hdfs-logs"), hdfs_lake["lake"],
+                        hadoop.settings.hadoop_conf())
+
+
+def test_ingestion_on_hdfs_matches_the_local_run(hdfs_pipeline, hdfs_lake, local_copy, spark, digits_lake,
+                                                 tmp_path_factory):
+    check_ingestion_matches_local(hdfs_pipeline["reports"], hdfs_lake["lake"], local_copy,
+                                  local_reference(spark, digits_lake, tmp_path_factory))
+
+
+def test_features_on_hdfs(hdfs_pipeline):
+    check_features(hdfs_pipeline["reports"]["build_features"])
+
+
+def test_training_reads_hdfs_and_publishes_there_like_the_local_run(hdfs_pipeline, hdfs_lake, spark, digits_lake,
+                                                                     tmp_path_factory):
+    check_training_matches_local(hdfs_pipeline["reports"]["train"], hdfs_lake["lake"], "digits_lenet",
+                                 hdfs_pipeline["conf"], local_reference(spark, digits_lake, tmp_path_factory))
+
+
+def test_scoring_on_hdfs_like_the_local_run(hdfs_pipeline, hdfs_lake, local_copy, spark, digits_lake,
+                                            tmp_path_factory):
+    check_scoring_matches_local(hdfs_pipeline["reports"]["score"], hdfs_lake["lake"], local_copy,
+                                local_reference(spark, digits_lake, tmp_path_factory))
+
+
+def test_rerun_on_hdfs_adds_nothing(hdfs_pipeline, hdfs_lake, local_copy, tmp_path):
+    """A second ingest over the unchanged HDFS folder reads no bytes and commits nothing."""
+    before = {t: delta_table(local_copy(f"{hdfs_lake['lake']}/{t}")).version()
+              for t in ("bronze/images", "quarantine/images", "_ledger/images")}
+    run_job(PROFILE, "ingest_images", sets=_sets(hdfs_lake), log=tmp_path / "rerun.log")
+    from lakeloop import lakefs
+
+    report = latest_report(lambda uri: lakefs.read_bytes(uri, hdfs_pipeline["conf"]), hdfs_lake["lake"],
+                           "ingest_images")
+    first = hdfs_pipeline["reports"]["ingest_images"]["counts"]["files_listed"]
+    assert report["counts"]["inputs"] == 0 and report["counts"]["files_already_seen"] == first
+    after = {t: delta_table(local_copy(f"{hdfs_lake['lake']}/{t}")).version() for t in before}
+    assert after == before
+
+
+# --------------------------------------------------------------------------- YARN
+
+YARN_PROFILE = "yarn-test"
+YARN_MODEL = "digits_lenet_yarn"
+
+
+@pytest.fixture(scope="module")
+def yarn_runs(hadoop, hdfs_pipeline, hdfs_lake, tmp_path_factory):
+    """train and score submitted to YARN on the HDFS lake, under a model name of their own (so
+    training really runs rather than finding the HDFS run's model); reports and event logs."""
+    from lakeloop import lakefs
+    from lakeloop.services import executor_python
+
+    executor_python()  # the containers' Python: sees the pinned packages, not the checkout
+    root = tmp_path_factory.mktemp("yarn")
+    events = root / "events"
+    events.mkdir()
+    sets = [*_sets(hdfs_lake), f"train.model_name={YARN_MODEL}", f"score.model={YARN_MODEL}"]
+    confs = ["spark.eventLog.enabled=true", f"spark.eventLog.dir=file:{events}", "spark.eventLog.compress=false",
+             "spark.eventLog.rolling.enabled=false"]
+    logs, timings = {}, {}
+    for job in ("train", "score"):
+        before = set(events.iterdir())
+        started = time.perf_counter()
+        run_job(YARN_PROFILE, job, sets=sets, confs=confs, log=root / f"{job}.log",
+                env={"HADOOP_CONF_DIR": str(hadoop.conf_dir)})
+        timings[job] = round(time.perf_counter() - started, 1)
+        new = sorted(set(events.iterdir()) - before)
+        assert len(new) == 1, f"{job}: expected one new event log, found {new}"
+        logs[job] = new[0]
+    conf = hadoop.settings.hadoop_conf()
+    reports = {job: latest_report(lambda uri: lakefs.read_bytes(uri, conf), hdfs_lake["lake"], job) for job in logs}
+    print(f"\nyarn seconds per job: {timings}")
+    return {"reports": reports, "event_logs": logs, "conf": conf, "lake": hdfs_lake["lake"]}
+
+
+def test_torchdistributor_trains_in_two_yarn_containers(yarn_runs, spark, digits_lake, tmp_path_factory):
+    report = yarn_runs["reports"]["train"]
+    assert report["details"]["capacity"]["master"] == "yarn"
+    events = event_log(yarn_runs["event_logs"]["train"])
+    assert events[0]["Event"] == "SparkListenerLogStart"
+    app = next(e for e in events if e["Event"] == "SparkListenerApplicationStart")
+    assert app["App ID"].startswith("application_"), app["App ID"]  # a YARN application
+    task_executors = barrier_task_executors(events)
+    assert len(task_executors) == 2 and len(set(task_executors)) == 2, task_executors
+    hosts = {e["Executor ID"]: e["Executor Info"]["Log Urls"] for e in events
+             if e["Event"] == "SparkListenerExecutorAdded"}
+    assert set(task_executors) <= set(hosts), (task_executors, hosts)
+    containers = {urls.get("stderr", "").split("/containerlogs/")[-1].split("/")[0] for urls in hosts.values()}
+    assert len(containers) == 2 and all(c.startswith("container_") for c in containers), hosts
+    check_training_matches_local(report, yarn_runs["lake"], YARN_MODEL, yarn_runs["conf"],
+                                 local_reference(spark, digits_lake, tmp_path_factory))
+
+
+def test_scoring_on_yarn_like_the_local_run(yarn_runs, spark, digits_lake, tmp_path_factory):
+    report = yarn_runs["reports"]["score"]
+    assert report["status"] == "succeeded" and report["counts"]["scored"] == DEMO_DIGITS
+    assert report["counts"]["python_workers"] == 2  # one per executor container
+    local = local_reference(spark, digits_lake, tmp_path_factory)
+    assert report["metrics"]["accuracy_model_version"] == pytest.approx(local["score_accuracy"], abs=1e-9)
+
+
+# --------------------------------------------------------------------------- WebHDFS client
+
+
+def test_webhdfs_atomic_write_replaces_and_lists(hadoop):
+    from lakeloop import lakefs
+
+    conf = hadoop.settings.hadoop_conf()
+    base = f"{hadoop.settings.uri}/webhdfs-{uuid.uuid4().hex[:8]}"
+    lakefs.write_bytes_atomic(f"{base}/a/x.json", b"one", conf)
+    lakefs.write_bytes_atomic(f"{base}/a/x.json", b"two", conf)  # over an existing file
+    assert lakefs.read_bytes(f"{base}/a/x.json", conf) == b"two"
+    assert lakefs.list_dir(f"{base}/a", conf) == ["x.json"], "no temporary file is left behind"
+    assert lakefs.exists(f"{base}/a", conf) and not lakefs.exists(f"{base}/b", conf)
+    assert lakefs.list_dir(f"{base}/b", conf) == []
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        lakefs.read_bytes(f"{base}/a/missing", conf)
+    assert lakefs.delete_dir(base, conf) and not lakefs.exists(base, conf)
+
+
+def test_webhdfs_refused_rename_raises(hadoop):
+    from lakeloop import lakefs
+
+    fs, path = lakefs.filesystem_for(f"{hadoop.settings.uri}/webhdfs-missing-{uuid.uuid4().hex[:8]}",
+                                     hadoop.settings.hadoop_conf())
+    with pytest.raises(OSError):
+        fs.move(f"{path}/does-not-exist", f"{path}/target")
+
+
+def test_webhdfs_errors_name_the_setting(hadoop):
+    from lakeloop import lakefs
+    from lakeloop.errors import ConfigError
+    from lakeloop.services import free_port
+
+    with pytest.raises(ConfigError, match="lakeloop.hdfs.client"):
+        lakefs.filesystem_for("hdfs://127.0.0.1:1/x", {"lakeloop.hdfs.client": "ftp"})
+    with pytest.raises(ConfigError, match="dfs.namenode.http-address"):
+        lakefs.filesystem_for("hdfs://127.0.0.1:1/x", {"lakeloop.hdfs.client": "webhdfs",
+                                                       "dfs.namenode.http-address": "nohostport"})
+    down = {"lakeloop.hdfs.client": "webhdfs", "dfs.namenode.http-address": f"127.0.0.1:{free_port()}"}
+    with pytest.raises(ConnectionError, match="dfs.namenode.http-address"):
+        lakefs.exists("hdfs://127.0.0.1:1/x", down)

@@ -130,6 +130,51 @@ def test_rerun_on_hdfs_adds_nothing(hdfs_pipeline, hdfs_lake, local_copy, tmp_pa
     assert after == before
 
 
+def test_driver_killed_mid_ingest_on_hdfs_then_rerun_equals_the_clean_run(hdfs_pipeline, hdfs_lake, local_copy,
+                                                                           tmp_path):
+    """ingest_images on a fresh HDFS lake; the moment bronze's first commit appears, the whole
+    job (spark-submit, its JVM and Python driver) is SIGKILLed: no cleanup runs, HDFS keeps the
+    dead client's half-written files and leases. The ledger is not committed yet, so the rerun
+    redoes the folder; afterwards the three tables hold exactly the clean run's rows."""
+    import os
+    import signal
+    import subprocess
+
+    from lakeloop import lakefs
+    from pipeline_support import REPO, table_rows
+
+    conf = hdfs_pipeline["conf"]
+    lake = f"{hdfs_lake['root']}/killed-lake"
+    sets = [*_sets(hdfs_lake), f"lake_root={lake}"]
+    cmd = [str(REPO / "spark-submit.sh"), "--profile", PROFILE]
+    for item in sets:
+        cmd += ["--set", item]
+    first_commit = f"{lake}/bronze/images/_delta_log/{0:020d}.json"
+    with open(tmp_path / "killed.log", "wb") as out:
+        job = subprocess.Popen([*cmd, "ingest_images"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not lakefs.exists(first_commit, conf):
+                assert job.poll() is None, f"the job ended (exit {job.returncode}) before bronze was committed"
+                assert time.monotonic() < deadline, "bronze was never committed"
+                time.sleep(0.1)
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(timeout=60)
+    assert not lakefs.exists(f"{lake}/_ledger/images/_delta_log/{0:020d}.json", conf), \
+        "the ledger was committed before the kill: the fault came too late to test anything"
+
+    run_job(PROFILE, "ingest_images", sets=sets, log=tmp_path / "rerun.log")
+    columns = {"bronze/images": ["image_id", "label", "path", "width", "height"],
+               "quarantine/images": ["path", "error"], "_ledger/images": ["path", "length", "outcome"]}
+    for table, cols in columns.items():
+        clean = table_rows(local_copy(f"{hdfs_lake['lake']}/{table}"), None, cols).to_pylist()
+        after = table_rows(local_copy(f"{lake}/{table}"), None, cols).to_pylist()
+        assert len(after) == len({tuple(r.values()) for r in after}), f"{table}: duplicated rows after the rerun"
+        assert sorted(map(str, after)) == sorted(map(str, clean)), f"{table} differs from the clean run"
+
+
 # --------------------------------------------------------------------------- YARN
 
 YARN_PROFILE = "yarn-test"

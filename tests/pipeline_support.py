@@ -26,6 +26,26 @@ DEMO_DIGITS, DEMO_DUPLICATES, DEMO_BROKEN_IMAGES, DEMO_BROKEN_ROWS = 1797, 2, 4,
 SPLITS = {"train": 1428, "validation": 189, "test": 180}
 
 
+def submit_command(profile: str, job: str, *args: str, sets: Sequence[str] = (),
+                   confs: Sequence[str] = ()) -> list[str]:
+    """``./spark-submit.sh --profile P [--set ...] [--conf ...] JOB ARGS`` as an argument list."""
+    cmd = [str(REPO / "spark-submit.sh"), "--profile", profile]
+    for item in sets:
+        cmd += ["--set", item]
+    for item in confs:
+        cmd += ["--conf", item]
+    return [*cmd, job, *args]
+
+
+def service_for_session(service):
+    """Fixture body for a loopback service: start it (or reuse a running one), yield it, and
+    stop it afterwards only if this test session started it."""
+    service.start()
+    yield service
+    if service.owned:
+        service.stop()
+
+
 def run_job(profile: str, job: str, *args: str, sets: Sequence[str] = (), confs: Sequence[str] = (),
             log: Path, timeout_s: float = 600, env: Mapping[str, str] | None = None,
             secrets: Sequence[str] = (), check: bool = True) -> subprocess.CompletedProcess:
@@ -33,12 +53,7 @@ def run_job(profile: str, job: str, *args: str, sets: Sequence[str] = (), confs:
 
     With ``check`` a non-zero exit fails the test with the end of the output (secrets masked).
     """
-    cmd = [str(REPO / "spark-submit.sh"), "--profile", profile]
-    for item in sets:
-        cmd += ["--set", item]
-    for item in confs:
-        cmd += ["--conf", item]
-    cmd += [job, *args]
+    cmd = submit_command(profile, job, *args, sets=sets, confs=confs)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout_s)

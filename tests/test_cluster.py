@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_support import (COMPARED_SETTINGS, DEMO_BROKEN_IMAGES, DEMO_DIGITS, DEMO_DUPLICATES, SPLITS,
-                              barrier_task_executors, event_log,
+                              barrier_task_executors, event_log, service_for_session,
                               lake_counts, local_reference, run_job, table_rows)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -32,10 +32,7 @@ JOBS = ("ingest_images", "build_features", "train", "score")
 def standalone_cluster():
     from lakeloop.services import default_cluster
 
-    cluster = default_cluster().start()
-    yield cluster
-    if cluster.owned:
-        cluster.stop()
+    yield from service_for_session(default_cluster())
 
 
 def _apps(cluster) -> set[str]:

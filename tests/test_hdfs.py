@@ -22,7 +22,8 @@ import pytest
 
 from pipeline_support import (COMPARED_SETTINGS, DEMO_DIGITS, barrier_task_executors, check_features,
                               check_ingestion_matches_local, check_scoring_matches_local, check_training_matches_local,
-                              delta_table, event_log, latest_report, local_reference, run_job, run_pipeline)
+                              delta_table, event_log, latest_report, local_reference, run_job, run_pipeline,
+                              service_for_session, submit_command)
 
 pytestmark = [pytest.mark.hdfs, pytest.mark.slow]
 
@@ -36,10 +37,7 @@ FAST_CLOSE = "dfs.client.block.write.locateFollowingBlock.initial.delay.ms"
 def hadoop():
     from lakeloop.minihadoop import default_minihadoop
 
-    cluster = default_minihadoop().start()
-    yield cluster
-    if cluster.owned:
-        cluster.stop()
+    yield from service_for_session(default_minihadoop())
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +144,9 @@ def test_driver_killed_mid_ingest_on_hdfs_then_rerun_equals_the_clean_run(hdfs_p
     conf = hdfs_pipeline["conf"]
     lake = f"{hdfs_lake['root']}/killed-lake"
     sets = [*_sets(hdfs_lake), f"lake_root={lake}"]
-    cmd = [str(REPO / "spark-submit.sh"), "--profile", PROFILE]
-    for item in sets:
-        cmd += ["--set", item]
     first_commit = f"{lake}/bronze/images/_delta_log/{0:020d}.json"
     with open(tmp_path / "killed.log", "wb") as out:
-        job = subprocess.Popen([*cmd, "ingest_images"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        job = subprocess.Popen(submit_command(PROFILE, "ingest_images", sets=sets), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
         try:
             deadline = time.monotonic() + 300

@@ -20,7 +20,7 @@ import pytest
 
 from pipeline_support import (COMPARED_SETTINGS, check_features, check_ingestion_matches_local,
                               check_scoring_matches_local, check_training_matches_local, delta_table,
-                              local_reference, run_job, run_pipeline, table_rows)
+                              local_reference, run_job, run_pipeline, service_for_session, table_rows)
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -31,10 +31,7 @@ PROFILE = "s3-test"
 def s3_server():
     from lakeloop.services import default_s3_server
 
-    server = default_s3_server().start()
-    yield server
-    if server.owned:
-        server.stop()
+    yield from service_for_session(default_s3_server())
 
 
 @pytest.fixture(scope="module")

@@ -9,4 +9,4 @@ if [ ! -x "$repo/.venv/bin/python" ]; then
   exit 2
 fi
 export PYTHONPATH="$repo/lib${PYTHONPATH:+:$PYTHONPATH}"
-exec "$repo/.venv/bin/python" -m lakeloop.submit "$@"
+exec "$repo/.venv/bin/python" -m lakeloop.deploy.submit "$@"

@@ -12,7 +12,7 @@ tensors out, each through a ``torch.utils.data.DataLoader(batch_size=None)``:
 * bare pyarrow: ``ParquetFile.iter_batches`` -> the binary column's data buffer ->
   ``np.frombuffer`` -> normalise -> ``torch.from_numpy`` (single thread).
 
-Training: the demo digits (run ./dev/demo.sh first) through ``lakeloop.training`` with
+Training: the demo digits (run ./dev/demo.sh first) through ``lakeloop.training.driver`` with
 ``num_processes`` 1 and 2 on local[2], LeNet-5, ``--train-epochs`` epochs; images/s is
 the mean over epochs after the first.
 """
@@ -65,7 +65,7 @@ def feed_lakeloop(url: str, rows: int, pool: str, workers: int) -> tuple[int, fl
     import torch
     from torch.utils.data import DataLoader, IterableDataset
 
-    from lakeloop.loader import epoch_batches, plan_shards
+    from lakeloop.training.loader import epoch_batches, plan_shards
     from lakeloop.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(32, 32, 1, "pad", (0.5,), (0.5,))
@@ -103,8 +103,9 @@ def feed_bare_pyarrow(folder: Path) -> tuple[int, float]:
 def train_throughput(epochs: int) -> list[tuple[int, float, float]]:
     from lakeloop.config import load_profile
     from lakeloop.report import RunReport
-    from lakeloop.session import build_session
-    from lakeloop.training import registry_root, train
+    from lakeloop.registry import Registry
+    from lakeloop.runtime.session import build_session
+    from lakeloop.training.driver import train
 
     out = []
     work = Path(tempfile.mkdtemp(prefix="lakeloop-bench-train-"))
@@ -127,9 +128,8 @@ def train_throughput(epochs: int) -> list[tuple[int, float, float]]:
             spark = spark or build_session(profile, app_name="lakeloop-bench-train")
             report = RunReport("train", f"bench-{processes}")
             version = train(spark, profile, report=report)
-            from lakeloop import registry
-
-            history = registry.read_metadata(registry.resolve(registry_root(profile), version.name))["metrics"]
+            registry = Registry.for_profile(profile)
+            history = registry.read_metadata(registry.resolve(version.name))["metrics"]
             rates = [e["images_per_s"] for e in history["per_epoch"][1:]]
             out.append((processes, sum(rates) / len(rates), report.durations_s["train"]))
     finally:

@@ -41,8 +41,8 @@ def bare_copy(spark, source: str, out: str) -> tuple[int, float]:
 
 def main() -> None:
     from lakeloop.config import load_profile
-    from lakeloop.ingest_images import ingest_images
-    from lakeloop.session import build_session
+    from lakeloop.ingest.images import ingest_images
+    from lakeloop.runtime.session import build_session
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=20000, help="number of synthetic PNGs (0: skip)")

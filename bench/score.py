@@ -5,11 +5,11 @@
 For each model (LeNet-5 on 1x32x32, torchvision ResNet-18 with random weights on 3x64x64)
 the same synthetic, pre-decoded rows are scored by:
 
-(a) ``lakeloop.scoring.score`` over a Parquet DataFrame of uint8 pixel bytes: the iterator
+(a) ``lakeloop.scoring.udf.score`` over a Parquet DataFrame of uint8 pixel bytes: the iterator
     pandas UDF, model cached per worker, one torch thread per task, local[2];
 (b) a bare loop in this process over the same rows already turned into one float32 tensor,
     ``torch.set_num_threads(2)``: forward, softmax, argmax per batch, nothing else;
-(b2) the same loop calling ``lakeloop.scoring.score_batch`` on the pixel bytes (what each
+(b2) the same loop calling ``lakeloop.scoring.batch.score_batch`` on the pixel bytes (what each
     UDF batch runs: normalisation + forward + result frame), for where the time goes;
 (c) Spark's ``pyspark.ml.functions.predict_batch_udf`` with the same model and batch size.
     It takes numeric tensors only (no binary), so its Parquet holds the same rows as
@@ -83,16 +83,16 @@ def publish(case: Case, root: str):
 
     import torch
 
-    from lakeloop import registry
     from lakeloop.models import build_model, state_dict_bytes
     from lakeloop.preprocess import PreprocessSpec
+    from lakeloop.registry import Registry
 
     spec = PreprocessSpec(case.size, case.size, case.channels, "pad", (0.5,) * case.channels, (0.5,) * case.channels)
     torch.manual_seed(0)
     model = build_model(case.architecture, 10, case.channels, case.size, case.size)
     metadata = {"architecture": case.architecture, "classes": [str(i) for i in range(10)],
                 "preprocess": json.loads(spec.to_json()), "input_shape": [case.channels, case.size, case.size]}
-    return registry.publish(root, f"bench_{case.architecture}", state_dict_bytes(model), metadata), spec
+    return Registry(root).publish(f"bench_{case.architecture}", state_dict_bytes(model), metadata), spec
 
 
 def bare_loop(model, tensor: np.ndarray, batch_size: int) -> float:
@@ -109,7 +109,7 @@ def bare_loop(model, tensor: np.ndarray, batch_size: int) -> float:
 
 
 def score_batch_loop(model, metadata, pixels: list[bytes], batch_size: int) -> float:
-    from lakeloop.scoring import score_batch
+    from lakeloop.scoring.batch import score_batch
 
     score_batch(model, metadata, pixels[:batch_size], "pixels", "cpu")
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def timed_pass(spark, df, column: str, rows: int, batch_size: int) -> float:
     """Rows/s of one full evaluation of the UDF (a sum over its output, so nothing is pruned)."""
     from pyspark.sql import functions as F
 
-    from lakeloop.scoring import arrow_batch_settings, scoped_conf
+    from lakeloop.scoring.udf import arrow_batch_settings, scoped_conf
 
     with scoped_conf(spark, arrow_batch_settings(batch_size, 256 << 20)):
         start = time.perf_counter()
@@ -132,17 +132,17 @@ def timed_pass(spark, df, column: str, rows: int, batch_size: int) -> float:
     return rows / elapsed
 
 
-def predict_batch_udf_for(version, case: Case):
+def predict_batch_udf_for(registry, version, case: Case):
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
     def make_predict_fn():
         import torch
 
-        from lakeloop.models import load_registered
+        from lakeloop.models import load_model
 
         torch.set_num_threads(1)
-        model, _ = load_registered(version)
+        model, _ = load_model(registry, version)
 
         def predict(inputs: np.ndarray):
             with torch.inference_mode():
@@ -170,16 +170,18 @@ def run_case(new_session, case: Case, work: Path, root: str) -> dict[str, float]
     fresh one (new Python workers, empty model caches)."""
     import torch
 
-    from lakeloop.models import load_registered
-    from lakeloop.scoring import score
+    from lakeloop.models import load_model
+    from lakeloop.registry import Registry
+    from lakeloop.scoring.udf import score
 
+    registry = Registry(root)
     version, spec = publish(case, root)
     t = time.perf_counter()
     pixels, tensor, binary_uri, floats_uri = synthetic_rows(case, work, spec)
     print(f"{case.label}: {case.rows:,} rows written in {time.perf_counter() - t:.1f}s", flush=True)
     out: dict[str, float] = {}
 
-    model, metadata = load_registered(version)
+    model, metadata = load_model(registry, version)
     torch.set_num_threads(2)
     out["b"] = bare_loop(model, tensor, case.batch_size)
     out["b2"] = score_batch_loop(model, metadata, pixels, case.batch_size)
@@ -188,14 +190,14 @@ def run_case(new_session, case: Case, work: Path, root: str) -> dict[str, float]
 
     warm_jvm(new_session(), binary_uri, floats_uri)
     spark = new_session()
-    scored = score(spark.read.parquet(binary_uri), version, registry_root=root, batch_size=case.batch_size,
+    scored = score(spark.read.parquet(binary_uri), version, registry=registry, batch_size=case.batch_size,
                    torch_threads=1)
     out["a_cold"] = timed_pass(spark, scored, "prediction.score", case.rows, case.batch_size)
     out["a_warm"] = timed_pass(spark, scored, "prediction.score", case.rows, case.batch_size)
     print(f"  (a) lakeloop UDF cold {out['a_cold']:,.0f}, warm {out['a_warm']:,.0f} rows/s", flush=True)
 
     spark = new_session()
-    udf = predict_batch_udf_for(version, case)
+    udf = predict_batch_udf_for(registry, version, case)
     predicted = spark.read.parquet(floats_uri).select(udf("features").alias("prediction"))
     out["c_cold"] = timed_pass(spark, predicted, "prediction.score", case.rows, case.batch_size)
     out["c_warm"] = timed_pass(spark, predicted, "prediction.score", case.rows, case.batch_size)
@@ -205,7 +207,7 @@ def run_case(new_session, case: Case, work: Path, root: str) -> dict[str, float]
 
 def main() -> None:
     from lakeloop.config import load_profile
-    from lakeloop.session import build_session
+    from lakeloop.runtime.session import build_session
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lenet-rows", type=int, default=100_000)

@@ -9,12 +9,12 @@ if [ "${1:-}" = "--profile" ]; then profile="$2"; shift 2; fi
 [ $# -eq 0 ] || { echo "usage: ./dev/demo.sh [--profile P]" >&2; exit 2; }
 
 "$repo/dev/setup.sh" --profile "$profile"
-export PYTHONPATH="$repo/lib${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$repo/lib:$repo/dev${PYTHONPATH:+:$PYTHONPATH}"
 py="$repo/.venv/bin/python"
 step() { printf '\n== %s ==\n' "$*"; }
 
 step "demo raw zone"
-"$py" -m lakeloop.demo write --profile "$profile"
+"$py" -m lakeloop_dev.demo_data --profile "$profile"
 step "ingest images -> bronze.images"
 "$repo/spark-submit.sh" --profile "$profile" ingest_images
 step "ingest tables -> bronze.digits_meta"
@@ -26,4 +26,4 @@ step "train LeNet-5 with TorchDistributor (2 processes) -> models/digits_lenet"
 step "score the demo images with the latest model -> gold.predictions"
 "$repo/spark-submit.sh" --profile "$profile" score --input images
 step "the lake"
-"$py" -m lakeloop.demo show --profile "$profile" 2>/dev/null
+"$py" -m lakeloop.cli show --profile "$profile" 2>/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Loopback services for development and the integration tests (see lib/lakeloop/services.py):
+# Loopback services for development and the integration tests (see dev/lakeloop_dev/services.py):
 #   s3       S3Proxy on the port of conf/s3-test.yaml (objects in memory, gone when it stops)
 #   cluster  a Spark standalone master (conf/cluster-test.yaml) + 2 workers, 1 core / 1536 MB each
 #   hadoop   HDFS (NameNode + DataNode, ports in conf/hdfs-test.yaml) and YARN (ResourceManager +
@@ -12,5 +12,5 @@ if [ ! -x "$repo/.venv/bin/python" ]; then
   echo "services.sh: no environment yet; run ./dev/setup.sh first" >&2
   exit 2
 fi
-export PYTHONPATH="$repo/lib${PYTHONPATH:+:$PYTHONPATH}"
-exec "$repo/.venv/bin/python" -m lakeloop.services "$@"
+export PYTHONPATH="$repo/lib:$repo/dev${PYTHONPATH:+:$PYTHONPATH}"
+exec "$repo/.venv/bin/python" -m lakeloop_dev.services "$@"

@@ -6,7 +6,7 @@
 #     requirements, so torch is installed once per machine, not per checkout; .venv
 #     in the checkout points at it.
 #  3. The JVM packages of the profiles (Delta, ...) resolved from Maven Central into
-#     the jar cache (python -m lakeloop.jars resolve).
+#     the jar cache (python -m lakeloop.runtime.jars resolve).
 # Usage: ./dev/setup.sh [--profile NAME ...]   (default: the local and test profiles)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,6 +56,6 @@ ln -sfn "$venv" "$repo/.venv"
 
 # --- 3. JVM packages ------------------------------------------------------------------
 for p in "${profiles[@]}"; do
-  PYTHONPATH="$repo/lib" "$venv/bin/python" -m lakeloop.jars resolve --profile "$p" >/dev/null
+  PYTHONPATH="$repo/lib" "$venv/bin/python" -m lakeloop.runtime.jars resolve --profile "$p" >/dev/null
 done
 say "ready: $(readlink -f "$repo/.venv")/bin/python, jars for profiles: ${profiles[*]}"

@@ -5,5 +5,5 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/dev/setup.sh" --profile local --profile test --profile s3-test --profile cluster-test --profile hdfs-test --profile yarn-test
 cd "$repo"
-export PYTHONPATH="$repo/lib${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$repo/lib:$repo/dev${PYTHONPATH:+:$PYTHONPATH}"
 exec "$repo/.venv/bin/python" -m pytest "$@"

@@ -6,14 +6,14 @@
 import sys
 
 from lakeloop.features import build_features
-from lakeloop.runner import base_parser, run_job
+from lakeloop.runtime.runner import base_parser, run_job
 
 
 def main(argv=None) -> int:
     parser = base_parser("build_features", __doc__.splitlines()[0])
 
     def run(spark, profile, report, args):
-        build_features(spark, profile, run_id=report.run_id, report=report)
+        build_features(spark, profile, report=report)
 
     return run_job("build_features", parser, run, argv=argv)
 

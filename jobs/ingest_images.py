@@ -5,8 +5,8 @@
 
 import sys
 
-from lakeloop.ingest_images import ingest_images
-from lakeloop.runner import base_parser, run_job
+from lakeloop.ingest.images import ingest_images
+from lakeloop.runtime.runner import base_parser, run_job
 
 
 def main(argv=None) -> int:
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
         return out
 
     def run(spark, profile, report, args):
-        ingest_images(spark, profile, run_id=report.run_id, report=report)
+        ingest_images(spark, profile, report=report)
 
     return run_job("ingest_images", parser, run, overrides, argv)
 

@@ -6,7 +6,7 @@
 
 import sys
 
-from lakeloop.runner import base_parser, run_job
+from lakeloop.runtime.runner import base_parser, run_job
 
 
 def main(argv=None) -> int:
@@ -20,9 +20,9 @@ def main(argv=None) -> int:
         return [(k, v) for k, v in pairs if v is not None]
 
     def run(spark, profile, report, args):
-        from lakeloop.scoring import score_table
+        from lakeloop.scoring.job import score_table
 
-        score_table(spark, profile, run_id=report.run_id, report=report)
+        score_table(spark, profile, report=report)
 
     return run_job("score", parser, run, overrides, argv)
 

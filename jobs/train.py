@@ -6,7 +6,7 @@
 
 import sys
 
-from lakeloop.runner import base_parser, run_job
+from lakeloop.runtime.runner import base_parser, run_job
 
 
 def main(argv=None) -> int:
@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     parser.add_argument("--use-gpu", action="store_true", default=None, help="train.use_gpu = true")
     parser.add_argument("--plan-only", metavar="FILE",
                         help="materialize the training set and write the per-process TrainPlan JSON to FILE "
-                             "instead of training (run it with python -m lakeloop.train_rank --plan FILE)")
+                             "instead of training (run it with lakeloop train-rank --plan FILE)")
 
     def overrides(args):
         pairs = [("train.model_name", args.model_name), ("train.architecture", args.architecture),
@@ -27,18 +27,12 @@ def main(argv=None) -> int:
         return [(k, v) for k, v in pairs if v is not None]
 
     def run(spark, profile, report, args):
-        from lakeloop import training
+        from lakeloop.training import driver
 
         if args.plan_only:
-            from lakeloop.features import materialize_training_set
-
-            ts = materialize_training_set(spark, profile)
-            plan = training.make_plan(profile, ts, report.run_id, training.training_key(profile.train, ts))
-            with open(args.plan_only, "w", encoding="utf-8") as handle:
-                handle.write(plan.to_json())
-            report.outputs["plan"] = args.plan_only
+            driver.write_plan(spark, profile, args.plan_only, report=report)
             return
-        training.train(spark, profile, run_id=report.run_id, report=report)
+        driver.train(spark, profile, report=report)
 
     return run_job("train", parser, run, overrides, argv)
 

@@ -1,4 +1,5 @@
-"""One local SparkSession (Delta on) for the whole test session; a fresh lake per test."""
+"""Fixtures: one local SparkSession (Delta on) for the whole test session, a fresh lake per
+test, and the shared demo lake. Helpers live in ``tests/support/``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lakeloop.config import Profile, load_profile
+from support.lakes import fingerprint, make_read_only
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +18,7 @@ def base_profile() -> Profile:
 
 @pytest.fixture(scope="session")
 def spark(base_profile: Profile):
-    from lakeloop.session import build_session
+    from lakeloop.runtime.session import build_session
 
     session = build_session(base_profile, app_name="lakeloop-tests")
     yield session
@@ -31,18 +33,17 @@ def lake(tmp_path: Path) -> str:
     return f"file:{root}"
 
 
-def make_profile(lake: str, *overrides: str | tuple, name: str = "test") -> Profile:
-    """The test profile with its lake at ``lake`` plus overrides (``key=value`` or pairs)."""
-    return load_profile(name, [("lake_root", lake), *overrides])
-
-
 @pytest.fixture(scope="session")
 def digits_lake(spark, tmp_path_factory) -> Profile:
-    """A lake with the demo digits ingested and features built (shared, treat as read-only:
-    copy it with :func:`copy_lake` before changing it)."""
-    from lakeloop.demo import write_demo_raw_zone
+    """A lake with the demo digits ingested and features built, shared by the whole session.
+
+    Read-only: its files lose their write permission, and the session fails at the end if
+    anything in it changed. A test that writes copies it first with
+    :func:`support.lakes.copy_lake`.
+    """
     from lakeloop.features import build_features
-    from lakeloop.ingest_images import ingest_images
+    from lakeloop.ingest.images import ingest_images
+    from lakeloop_dev.demo_data import write_demo_raw_zone
 
     root = tmp_path_factory.mktemp("digits")
     write_demo_raw_zone(root / "raw")
@@ -54,19 +55,8 @@ def digits_lake(spark, tmp_path_factory) -> Profile:
     ])
     ingest_images(spark, profile)
     build_features(spark, profile)
-    return profile
-
-
-def copy_lake(profile: Profile, target: Path, *overrides) -> Profile:
-    """A private copy of a test lake, with its profile pointing at it."""
-    import shutil
-
-    source = Path(profile.lake_root.removeprefix("file:"))
-    shutil.copytree(source, target)
-    return load_profile("test", [
-        ("lake_root", f"file:{target}"),
-        ("ingest_images.source", profile.ingest_images.source),
-        ("features.join_table", None),
-        ("features.training_set_files", profile.features.training_set_files),
-        *overrides,
-    ])
+    make_read_only(root)
+    before = fingerprint(root)
+    yield profile
+    assert fingerprint(root) == before, (
+        f"a test wrote into the shared demo lake {root}; copy it with support.lakes.copy_lake first")

@@ -1,5 +1,5 @@
 """The pipeline submitted to a real Spark standalone cluster (master + 2 workers of 1 core,
-from pyspark's own jars: lakeloop.services) through ./spark-submit.sh --profile cluster-test:
+from pyspark's own jars: lakeloop_dev.cluster) through ./spark-submit.sh --profile cluster-test:
 ingest_images -> build_features -> train (TorchDistributor, 2 barrier tasks on the 2
 executors, local_mode=False) -> score, against a local file: lake (one machine, so every
 process sees it). Executors are separate JVMs with their own Python workers, and that Python
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import (COMPARED_SETTINGS, DEMO_BROKEN_IMAGES, DEMO_DIGITS, DEMO_DUPLICATES, SPLITS,
+from support.pipeline import (COMPARED_SETTINGS, DEMO_BROKEN_IMAGES, DEMO_DIGITS, DEMO_DUPLICATES, SPLITS,
                               barrier_task_executors, event_log, service_for_session,
                               lake_counts, local_reference, run_job, table_rows)
 
@@ -30,7 +30,7 @@ JOBS = ("ingest_images", "build_features", "train", "score")
 
 @pytest.fixture(scope="session")
 def standalone_cluster():
-    from lakeloop.services import default_cluster
+    from lakeloop_dev.cluster import default_cluster
 
     yield from service_for_session(default_cluster())
 
@@ -42,7 +42,7 @@ def _apps(cluster) -> set[str]:
 @pytest.fixture(scope="module")
 def cluster_pipeline(standalone_cluster, tmp_path_factory):
     """Every job once on the cluster; returns reports, each job's application id and event log."""
-    from lakeloop.demo import write_demo_raw_zone
+    from lakeloop_dev.demo_data import write_demo_raw_zone
 
     root = tmp_path_factory.mktemp("cluster")
     write_demo_raw_zone(root / "raw")
@@ -115,9 +115,10 @@ def test_torchdistributor_trains_across_the_two_executors(cluster_pipeline, spar
     assert len(task_executors) == 2 and len(set(task_executors)) == 2, task_executors
     # Same data, seeds and world size as the local run: the same model.
     local = local_reference(spark, digits_lake, tmp_path_factory)
-    from lakeloop import registry
+    from lakeloop.registry import Registry
 
-    version = registry.resolve(f"{cluster_pipeline['lake']}/models", "digits_lenet", "latest")
+    registry = Registry(f"{cluster_pipeline['lake']}/models")
+    version = registry.resolve("digits_lenet", "latest")
     losses = [e["train_loss"] for e in registry.read_metadata(version)["metrics"]["per_epoch"]]
     assert losses == pytest.approx(local["losses"], rel=1e-4), (losses, local["losses"])
     assert report["details"]["test_accuracy"] == pytest.approx(local["test_accuracy"], abs=1e-9)

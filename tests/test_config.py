@@ -8,6 +8,7 @@ import pytest
 
 from lakeloop.config import load_profile
 from lakeloop.errors import ConfigError
+from lakeloop.layout import LakeLayout
 
 
 def test_local_profile_loads_with_repo_placeholders_expanded():
@@ -19,9 +20,38 @@ def test_local_profile_loads_with_repo_placeholders_expanded():
     assert "{repo}" not in str(profile) and "{python}" not in str(profile)
 
 
-@pytest.mark.parametrize("name", ["local", "test", "yarn", "databricks"])
-def test_every_shipped_profile_is_valid(name):
-    assert load_profile(name).name == name
+PROFILES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf").glob("*.yaml"))
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_the_shipped_profiles_are_the_documented_ones():
+    assert PROFILES == ["cluster-test", "databricks", "hdfs-test", "local", "s3-test", "test", "yarn", "yarn-test"]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_shipped_profile_loads_with_every_location_a_uri_and_no_placeholder_left(name):
+    import dataclasses
+
+    profile = load_profile(name)
+    values = list(_strings(dataclasses.asdict(profile)))
+    assert not [v for v in values if "{repo}" in v or "{python}" in v]
+    locations = [profile.lake_root, profile.ingest_images.source, profile.demo.raw_root,
+                 *(t.source for t in profile.ingest_tables.tables.values())]
+    schemes = {loc.partition(":")[0] for loc in locations if loc is not None}
+    assert schemes <= {"file", "hdfs", "s3a", "dbfs"}, schemes
+    # The lake's layout and its storage settings come from the profile alone.
+    assert LakeLayout(profile.lake_root).features == f"{profile.lake_root}/silver/features"
+    assert all(not key.startswith("spark.") for key in profile.hadoop_conf())
 
 
 def test_extends_merges_key_by_key():
@@ -67,6 +97,17 @@ def test_pair_overrides_are_taken_verbatim():
         (["ingest_tables.tables.t={source: 'file:/x', format: csv, keys: []}"], r"tables\.t\.keys is empty"),
         (["ingest_tables.tables.t={source: 'file:/x', format: csv, keys: [id]}"], r"tables\.t has no schema"),
         (["ingest_tables.tables.t={source: 'file:/x', format: xml, keys: [id], schema: 'id INT'}"], r"format = 'xml' is not one of"),
+        (["ingest_tables.tables.t={source: 'file:/x', format: csv, keys: [id], schema: 'id INT', options: {mode: FAILFAST}}"],
+         r"ingest_tables\.tables\.t\.options\.mode cannot be set: lakeloop reads in PERMISSIVE mode"),
+        (["ingest_images.extensions=[]"], r"ingest_images\.extensions is empty"),
+        (["ingest_images.extensions=[png, 'j*g']"], r"extensions entry 'j\*g' must be letters and digits"),
+        (["ingest_images.label_from=labels_table"], r"label_from = labels_table but ingest_images\.labels_table is not set"),
+        (["train.num_processes=0"], r"train\.num_processes = 0 must be at least 1"),
+        (["train.model_name=../x"], r"model name '\.\./x' is not valid"),
+        (["train.alias=latest"], r"train\.alias = 'latest'"),
+        (["train.stop_after_epochs=3"], r"unknown setting train\.stop_after_epochs"),
+        (["features.training_set_files=0"], r"features\.training_set_files = 0 must be at least 1"),
+        (["score.input=features.x.y"], r"score\.input .* has no URI scheme"),
     ],
 )
 def test_bad_settings_name_the_key_and_the_fix(overrides, message):

@@ -9,19 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import copy_lake
-from lakeloop import delta_io
-from lakeloop.features import (
-    SPLITS,
-    build_features,
-    features_uri,
-    join_table_columns,
-    materialize_training_set,
-)
 from lakeloop.errors import ConfigError
-from lakeloop.ingest_images import bronze_images_uri
-from lakeloop.loader import epoch_batches, plan_shards, shard_batches
-from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixels_to_tensor, random_shift
+from lakeloop.features import build_features
+from lakeloop.features.silver import join_table_columns
+from lakeloop.io import delta
+from lakeloop.preprocess import SPLITS, PreprocessSpec, image_to_pixels, pixels_to_tensor, random_shift
+from lakeloop.training.dataset import materialize_training_set
+from lakeloop.training.loader import epoch_batches, plan_shards, shard_batches
+from support.lakes import copy_lake, layout
 
 SPEC = PreprocessSpec(height=32, width=32, channels=1, resize="pad", mean=(0.5,), std=(0.5,))
 
@@ -77,8 +72,8 @@ def test_random_shift_is_seeded_and_fills_black():
 
 
 def test_features_hold_the_spec_pixels_of_each_bronze_image(spark, digits_lake):
-    features = delta_io.read_table(spark, features_uri(digits_lake))
-    bronze = delta_io.read_table(spark, bronze_images_uri(digits_lake))
+    features = delta.read_table(spark, layout(digits_lake).features)
+    bronze = delta.read_table(spark, layout(digits_lake).bronze_images)
     sample = features.join(bronze.select("image_id", "content"), "image_id").limit(20).collect()
     for row in sample:
         assert row.pixels == image_to_pixels(row.content, SPEC)
@@ -89,16 +84,16 @@ def test_features_hold_the_spec_pixels_of_each_bronze_image(spark, digits_lake):
 
 def test_split_is_stable_fractions_hold_and_rerun_commits_nothing(spark, digits_lake, tmp_path):
     profile = copy_lake(digits_lake, tmp_path / "lake")
-    uri = features_uri(profile)
-    before = {r.image_id: r.split for r in delta_io.read_table(spark, uri).collect()}
-    version = delta_io.table_version(spark, uri)
+    uri = layout(profile).features
+    before = {r.image_id: r.split for r in delta.read_table(spark, uri).collect()}
+    version = delta.table_version(spark, uri)
 
     report = build_features(spark, profile)
 
     assert report.counts["inserted"] == report.counts["updated"] == 0
     assert report.counts["unchanged"] == 1797
-    assert delta_io.table_version(spark, uri) == version
-    assert {r.image_id: r.split for r in delta_io.read_table(spark, uri).collect()} == before
+    assert delta.table_version(spark, uri) == version
+    assert {r.image_id: r.split for r in delta.read_table(spark, uri).collect()} == before
     counts = {s: list(before.values()).count(s) for s in SPLITS}
     assert abs(counts["train"] / 1797 - 0.8) < 0.04 and abs(counts["test"] / 1797 - 0.1) < 0.03
 

@@ -1,5 +1,5 @@
 """The whole pipeline on hdfs:// against a real HDFS on loopback (a NameNode and a DataNode
-from Hadoop 3.4.1's minicluster, lakeloop.minihadoop), each job a ./spark-submit.sh
+from Hadoop 3.4.1's minicluster, lakeloop_dev.hadoop), each job a ./spark-submit.sh
 subprocess under conf/hdfs-test.yaml: ingest_images -> ingest_tables -> build_features ->
 train (TorchDistributor, 2 processes, Petastorm reading the training set from hdfs://) ->
 score. Spark uses Hadoop's own HDFS client; the processes without Spark (training, registry,
@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from pipeline_support import (COMPARED_SETTINGS, DEMO_DIGITS, barrier_task_executors, check_features,
+from support.pipeline import (COMPARED_SETTINGS, DEMO_DIGITS, barrier_task_executors, check_features,
                               check_ingestion_matches_local, check_scoring_matches_local, check_training_matches_local,
                               delta_table, event_log, latest_report, local_reference, run_job, run_pipeline,
                               service_for_session, submit_command)
@@ -35,7 +35,7 @@ FAST_CLOSE = "dfs.client.block.write.locateFollowingBlock.initial.delay.ms"
 
 @pytest.fixture(scope="session")
 def hadoop():
-    from lakeloop.minihadoop import default_minihadoop
+    from lakeloop_dev.hadoop import default_minihadoop
 
     yield from service_for_session(default_minihadoop())
 
@@ -43,16 +43,16 @@ def hadoop():
 @pytest.fixture(scope="module")
 def hdfs_lake(hadoop, spark, tmp_path_factory):
     """A fresh folder in HDFS holding the demo raw zone (put with Hadoop's client); removed afterwards."""
-    from lakeloop import storage
-    from lakeloop.demo import write_demo_raw_zone
+    from lakeloop.io import hadoop as spark_files
+    from lakeloop_dev.demo_data import write_demo_raw_zone
 
     local = tmp_path_factory.mktemp("hdfs-raw") / "raw"
     write_demo_raw_zone(local)
     root = f"{hadoop.settings.uri}/it-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    storage.copy_from_local(spark, str(local), f"{root}/raw", {FAST_CLOSE: "20"})
+    spark_files.copy_from_local(spark, str(local), f"{root}/raw", {FAST_CLOSE: "20"})
     files = sum(1 for p in local.rglob("*") if p.is_file())
     yield {"root": root, "raw": f"{root}/raw", "lake": f"{root}/lake", "files": files}
-    storage.delete(spark, root)
+    spark_files.delete(spark, root)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def local_copy(hadoop, tmp_path_factory):
     WebHDFS (delta-rs, the independent reader the checks use, has no HDFS client here)."""
     from pyarrow.fs import FileSelector, FileType
 
-    from lakeloop import lakefs
+    from lakeloop.io import lakefs
 
     def copy(uri: str) -> str:
         fs, root = lakefs.filesystem_for(uri, hadoop.settings.hadoop_conf())
@@ -118,9 +118,9 @@ def test_rerun_on_hdfs_adds_nothing(hdfs_pipeline, hdfs_lake, local_copy, tmp_pa
     before = {t: delta_table(local_copy(f"{hdfs_lake['lake']}/{t}")).version()
               for t in ("bronze/images", "quarantine/images", "_ledger/images")}
     run_job(PROFILE, "ingest_images", sets=_sets(hdfs_lake), log=tmp_path / "rerun.log")
-    from lakeloop import lakefs
+    from lakeloop.io import lakefs
 
-    report = latest_report(lambda uri: lakefs.read_bytes(uri, hdfs_pipeline["conf"]), hdfs_lake["lake"],
+    report = latest_report(lakefs.LakeFiles(hdfs_pipeline["conf"]).read_bytes, hdfs_lake["lake"],
                            "ingest_images")
     first = hdfs_pipeline["reports"]["ingest_images"]["counts"]["files_listed"]
     assert report["counts"]["inputs"] == 0 and report["counts"]["files_already_seen"] == first
@@ -138,8 +138,8 @@ def test_driver_killed_mid_ingest_on_hdfs_then_rerun_equals_the_clean_run(hdfs_p
     import signal
     import subprocess
 
-    from lakeloop import lakefs
-    from pipeline_support import REPO, table_rows
+    from lakeloop.io import lakefs
+    from support.pipeline import REPO, table_rows
 
     conf = hdfs_pipeline["conf"]
     lake = f"{hdfs_lake['root']}/killed-lake"
@@ -150,14 +150,14 @@ def test_driver_killed_mid_ingest_on_hdfs_then_rerun_equals_the_clean_run(hdfs_p
                                start_new_session=True)
         try:
             deadline = time.monotonic() + 300
-            while not lakefs.exists(first_commit, conf):
+            while not lakefs.LakeFiles(conf).exists(first_commit):
                 assert job.poll() is None, f"the job ended (exit {job.returncode}) before bronze was committed"
                 assert time.monotonic() < deadline, "bronze was never committed"
                 time.sleep(0.1)
         finally:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait(timeout=60)
-    assert not lakefs.exists(f"{lake}/_ledger/images/_delta_log/{0:020d}.json", conf), \
+    assert not lakefs.LakeFiles(conf).exists(f"{lake}/_ledger/images/_delta_log/{0:020d}.json"), \
         "the ledger was committed before the kill: the fault came too late to test anything"
 
     run_job(PROFILE, "ingest_images", sets=sets, log=tmp_path / "rerun.log")
@@ -180,8 +180,8 @@ YARN_MODEL = "digits_lenet_yarn"
 def yarn_runs(hadoop, hdfs_pipeline, hdfs_lake, tmp_path_factory):
     """train and score submitted to YARN on the HDFS lake, under a model name of their own (so
     training really runs rather than finding the HDFS run's model); reports and event logs."""
-    from lakeloop import lakefs
-    from lakeloop.services import executor_python
+    from lakeloop.io import lakefs
+    from lakeloop_dev.cluster import executor_python
 
     executor_python()  # the containers' Python: sees the pinned packages, not the checkout
     root = tmp_path_factory.mktemp("yarn")
@@ -201,7 +201,7 @@ def yarn_runs(hadoop, hdfs_pipeline, hdfs_lake, tmp_path_factory):
         assert len(new) == 1, f"{job}: expected one new event log, found {new}"
         logs[job] = new[0]
     conf = hadoop.settings.hadoop_conf()
-    reports = {job: latest_report(lambda uri: lakefs.read_bytes(uri, conf), hdfs_lake["lake"], job) for job in logs}
+    reports = {job: latest_report(lakefs.LakeFiles(conf).read_bytes, hdfs_lake["lake"], job) for job in logs}
     print(f"\nyarn seconds per job: {timings}")
     return {"reports": reports, "event_logs": logs, "conf": conf, "lake": hdfs_lake["lake"]}
 
@@ -236,23 +236,23 @@ def test_scoring_on_yarn_like_the_local_run(yarn_runs, spark, digits_lake, tmp_p
 
 
 def test_webhdfs_atomic_write_replaces_and_lists(hadoop):
-    from lakeloop import lakefs
+    from lakeloop.io import lakefs
 
-    conf = hadoop.settings.hadoop_conf()
+    files = lakefs.LakeFiles(hadoop.settings.hadoop_conf())
     base = f"{hadoop.settings.uri}/webhdfs-{uuid.uuid4().hex[:8]}"
-    lakefs.write_bytes_atomic(f"{base}/a/x.json", b"one", conf)
-    lakefs.write_bytes_atomic(f"{base}/a/x.json", b"two", conf)  # over an existing file
-    assert lakefs.read_bytes(f"{base}/a/x.json", conf) == b"two"
-    assert lakefs.list_dir(f"{base}/a", conf) == ["x.json"], "no temporary file is left behind"
-    assert lakefs.exists(f"{base}/a", conf) and not lakefs.exists(f"{base}/b", conf)
-    assert lakefs.list_dir(f"{base}/b", conf) == []
+    files.write_bytes_atomic(f"{base}/a/x.json", b"one")
+    files.write_bytes_atomic(f"{base}/a/x.json", b"two")  # over an existing file
+    assert files.read_bytes(f"{base}/a/x.json") == b"two"
+    assert files.list_dir(f"{base}/a") == ["x.json"], "no temporary file is left behind"
+    assert files.exists(f"{base}/a") and not files.exists(f"{base}/b")
+    assert files.list_dir(f"{base}/b") == []
     with pytest.raises(FileNotFoundError, match="no file at"):
-        lakefs.read_bytes(f"{base}/a/missing", conf)
-    assert lakefs.delete_dir(base, conf) and not lakefs.exists(base, conf)
+        files.read_bytes(f"{base}/a/missing")
+    assert files.delete_dir(base) and not files.exists(base)
 
 
 def test_webhdfs_refused_rename_raises(hadoop):
-    from lakeloop import lakefs
+    from lakeloop.io import lakefs
 
     fs, path = lakefs.filesystem_for(f"{hadoop.settings.uri}/webhdfs-missing-{uuid.uuid4().hex[:8]}",
                                      hadoop.settings.hadoop_conf())
@@ -261,9 +261,9 @@ def test_webhdfs_refused_rename_raises(hadoop):
 
 
 def test_webhdfs_errors_name_the_setting(hadoop):
-    from lakeloop import lakefs
+    from lakeloop.io import lakefs
     from lakeloop.errors import ConfigError
-    from lakeloop.services import free_port
+    from lakeloop_dev.processes import free_port
 
     with pytest.raises(ConfigError, match="lakeloop.hdfs.client"):
         lakefs.filesystem_for("hdfs://127.0.0.1:1/x", {"lakeloop.hdfs.client": "ftp"})
@@ -272,4 +272,4 @@ def test_webhdfs_errors_name_the_setting(hadoop):
                                                        "dfs.namenode.http-address": "nohostport"})
     down = {"lakeloop.hdfs.client": "webhdfs", "dfs.namenode.http-address": f"127.0.0.1:{free_port()}"}
     with pytest.raises(ConnectionError, match="dfs.namenode.http-address"):
-        lakefs.exists("hdfs://127.0.0.1:1/x", down)
+        lakefs.LakeFiles(down).exists("hdfs://127.0.0.1:1/x")

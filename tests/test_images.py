@@ -14,9 +14,9 @@ from typing import Callable
 import pytest
 from PIL import Image
 
-import imagefiles as files
+from support import imagefiles as files
 from lakeloop.config import ImageIngestConfig
-from lakeloop.images import ImageCheck, inspect_image
+from lakeloop.ingest.image_checks import ImageCheck, inspect_image
 
 LIMIT = files.ZOO_MAX_PIXELS
 

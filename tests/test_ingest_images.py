@@ -7,22 +7,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from imagefiles import ZOO_MAX_PIXELS, rgb_png, write_image_zoo_records
 
-from conftest import make_profile
-from lakeloop import delta_io
 from lakeloop.errors import ConfigError, SourceError
-from lakeloop.ingest_images import (
-    bronze_images_uri,
+from lakeloop.ingest.images import (
     bronze_rows,
     ingest_images,
     inspect_files,
     attach_labels,
-    ledger_uri,
     list_source_files,
-    quarantine_images_uri,
     read_files,
 )
+from lakeloop.io import delta
+from support.imagefiles import ZOO_MAX_PIXELS, rgb_png, write_image_zoo_records
+from support.lakes import layout, make_profile
 
 
 def _profile(lake: str, source: Path, *overrides):
@@ -33,9 +30,9 @@ def _profile(lake: str, source: Path, *overrides):
 
 def _lake_state(spark, profile) -> dict[str, set]:
     """The lake's content without run ids and times: what must be equal between two clean runs."""
-    bronze = delta_io.read_table(spark, bronze_images_uri(profile))
-    quarantine = delta_io.read_table(spark, quarantine_images_uri(profile))
-    ledger = delta_io.read_table(spark, ledger_uri(profile))
+    bronze = delta.read_table(spark, layout(profile).bronze_images)
+    quarantine = delta.read_table(spark, layout(profile).quarantine_images)
+    ledger = delta.read_table(spark, layout(profile).images_ledger)
     return {
         "bronze": {
             (r.image_id, r.relative_path, r.label, r.format, r.width, r.height, r.mode)
@@ -68,7 +65,7 @@ def test_every_zoo_file_is_accounted_for(spark, lake, zoo):
         report.counts["ingested"] + report.counts["duplicates"] + report.counts["quarantined"]
     )
 
-    bronze = {r.relative_path: r for r in delta_io.read_table(spark, bronze_images_uri(profile)).collect()}
+    bronze = {r.relative_path: r for r in delta.read_table(spark, layout(profile).bronze_images).collect()}
     assert set(bronze) == expected_ingested
     for rel, row in bronze.items():
         rec = records[rel]
@@ -79,14 +76,14 @@ def test_every_zoo_file_is_accounted_for(spark, lake, zoo):
         assert row.content == (root / rel).read_bytes()
         assert row.size_bytes == len(row.content)
 
-    quarantine = delta_io.read_table(spark, quarantine_images_uri(profile)).collect()
+    quarantine = delta.read_table(spark, layout(profile).quarantine_images).collect()
     by_rel = {r.path.split("/raw/", 1)[1]: r for r in quarantine}
     assert set(by_rel) == expected_bad
     for rel, row in by_rel.items():
         assert records[rel].reason in row.error, (rel, row.error)
         assert row.content == (root / rel).read_bytes()  # small enough to keep
 
-    ledger = {r.relative_path: r for r in delta_io.read_table(spark, ledger_uri(profile)).collect()}
+    ledger = {r.relative_path: r for r in delta.read_table(spark, layout(profile).images_ledger).collect()}
     assert {rel: r.outcome for rel, r in ledger.items()} == {p: r.ledger_outcome for p, r in records.items()}
     for rel, rec in records.items():
         if rec.outcome == "ok":
@@ -97,8 +94,8 @@ def test_rerun_writes_nothing_and_reads_no_bytes(spark, lake, zoo):
     root, records = zoo
     profile = _profile(lake, root)
     ingest_images(spark, profile)
-    versions = {u: delta_io.table_version(spark, u) for u in
-                (bronze_images_uri(profile), quarantine_images_uri(profile), ledger_uri(profile))}
+    versions = {u: delta.table_version(spark, u) for u in
+                (layout(profile).bronze_images, layout(profile).quarantine_images, layout(profile).images_ledger)}
     state = _lake_state(spark, profile)
 
     again = ingest_images(spark, profile)
@@ -106,7 +103,7 @@ def test_rerun_writes_nothing_and_reads_no_bytes(spark, lake, zoo):
     assert again.counts["inputs"] == 0
     assert again.counts["files_already_seen"] == len(records)
     assert "decode" not in again.durations_s  # nothing was read
-    assert {u: delta_io.table_version(spark, u) for u in versions} == versions
+    assert {u: delta.table_version(spark, u) for u in versions} == versions
     assert _lake_state(spark, profile) == state
 
 
@@ -114,7 +111,7 @@ def test_added_files_only_they_arrive(spark, lake, zoo):
     root, records = zoo
     profile = _profile(lake, root)
     ingest_images(spark, profile)
-    bronze_before = delta_io.read_table(spark, bronze_images_uri(profile)).count()
+    bronze_before = delta.read_table(spark, layout(profile).bronze_images).count()
 
     (root / "cat" / "new one.png").write_bytes(rgb_png(seed=99))
     shutil.copyfile(root / "cat" / "tabby.png", root / "dog" / "tabby again.png")
@@ -123,8 +120,8 @@ def test_added_files_only_they_arrive(spark, lake, zoo):
 
     assert report.counts["inputs"] == 3
     assert (report.counts["ingested"], report.counts["duplicates"], report.counts["quarantined"]) == (1, 1, 1)
-    assert delta_io.read_table(spark, bronze_images_uri(profile)).count() == bronze_before + 1
-    ledger = delta_io.read_table(spark, ledger_uri(profile))
+    assert delta.read_table(spark, layout(profile).bronze_images).count() == bronze_before + 1
+    ledger = delta.read_table(spark, layout(profile).images_ledger)
     assert ledger.count() == len(records) + 3
     assert ledger.where("relative_path = 'dog/tabby again.png'").first().outcome == "duplicate"
 
@@ -139,7 +136,7 @@ def test_rewritten_file_is_taken_again(spark, lake, zoo):
     report = ingest_images(spark, profile)
 
     assert report.counts["inputs"] == 1 and report.counts["ingested"] == 1
-    bronze = delta_io.read_table(spark, bronze_images_uri(profile))
+    bronze = delta.read_table(spark, layout(profile).bronze_images)
     assert bronze.where(f"image_id = '{hashlib.sha256(target.read_bytes()).hexdigest()}'").count() == 1
 
 
@@ -155,7 +152,7 @@ def test_crash_after_bronze_write_then_rerun_equals_a_clean_run(spark, tmp_path,
     # The first step of a run, exactly as ingest_images does it, and then the "crash".
     files = read_files(spark, list_source_files(spark, f"file:{root}", cfg.extensions))
     checked = attach_labels(inspect_files(files, f"file:{root}", cfg.max_pixels), cfg)
-    delta_io.merge_insert_new(spark, bronze_rows(checked, "killed-run"), bronze_images_uri(crashed), ["image_id"])
+    delta.merge_insert_new(spark, bronze_rows(checked, "killed-run"), layout(crashed).bronze_images, ["image_id"])
 
     report = ingest_images(spark, crashed)
 
@@ -177,7 +174,7 @@ def test_labels_from_a_labels_table(spark, lake, tmp_path, zoo):
     )
     report = ingest_images(spark, profile)
 
-    labels = {r.relative_path: r.label for r in delta_io.read_table(spark, bronze_images_uri(profile)).collect()}
+    labels = {r.relative_path: r.label for r in delta.read_table(spark, layout(profile).bronze_images).collect()}
     assert labels["cat/tabby.png"] == "striped" and labels["dog/Rex.PNG"] == "good boy"
     assert labels["cat/a[1].png"] is None
     assert any("no label" in w for w in report.warnings)
@@ -206,7 +203,7 @@ def test_tables_are_plain_delta_for_another_reader(spark, lake, zoo):
     root, records = zoo
     profile = _profile(lake, root)
     ingest_images(spark, profile)
-    for uri in (bronze_images_uri(profile), quarantine_images_uri(profile), ledger_uri(profile)):
+    for uri in (layout(profile).bronze_images, layout(profile).quarantine_images, layout(profile).images_ledger):
         theirs = DeltaTable(uri.removeprefix("file:")).to_pyarrow_table(columns=["path"]).column("path").to_pylist()
-        ours = [r.path for r in delta_io.read_table(spark, uri).select("path").collect()]
+        ours = [r.path for r in delta.read_table(spark, uri).select("path").collect()]
         assert sorted(theirs) == sorted(ours)

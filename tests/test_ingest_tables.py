@@ -6,21 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_profile
 
-from lakeloop import delta_io
 from lakeloop.errors import ConfigError, SchemaMismatchError, SourceError
-from lakeloop.ingest_tables import (
-    bronze_table_uri,
-    declared_schema,
-    ingest_table,
-    ingest_tables,
-    quarantine_table_uri,
-    read_source,
-    record_columns,
-    table_config,
-    validate_records,
-)
+from lakeloop.ingest.table_checks import validate_records
+from lakeloop.ingest.table_read import declared_schema, read_source, record_columns
+from lakeloop.ingest.tables import ingest_table, ingest_tables, table_config
+from lakeloop.io import delta
+from lakeloop.report import RunReport
+from support.lakes import layout, make_profile
 
 SCHEMA = "sample_id INT, path STRING, label INT, ink_fraction DOUBLE, scan_batch STRING"
 HEADER = "sample_id,path,label,ink_fraction,scan_batch"
@@ -64,7 +57,7 @@ def assert_accounting(report) -> None:
 
 
 def rows_by_key(spark, uri: str) -> dict:
-    return {r["sample_id"]: r.asDict() for r in delta_io.read_table(spark, uri).collect()}
+    return {r["sample_id"]: r.asDict() for r in delta.read_table(spark, uri).collect()}
 
 
 # --------------------------------------------------------------------------- CSV records
@@ -130,25 +123,25 @@ def test_rerun_changes_nothing_and_a_changed_input_updates_one_and_inserts_one(s
     bad_lines = ["4,d.png,6", "abc,e.png,6,0.2,b2", ",f.png,1,0.1,b1", "1,dup.png,3,0.5,b1"]
     source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, *bad_lines])
     profile = profile_with(lake, meta=csv_table(source))
-    bronze, quarantine = bronze_table_uri(profile, "meta"), quarantine_table_uri(profile, "meta")
+    bronze, quarantine = layout(profile).bronze_table("meta"), layout(profile).quarantine_table("meta")
 
-    first = ingest_table(spark, profile, "meta", run_id="run-1")
+    first = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-1"))
     assert first.counts == dict(inputs=7, inserted=3, updated=0, unchanged=0, quarantined=4)
     assert_accounting(first)
-    assert delta_io.read_table(spark, quarantine).count() == 4
-    assert set(delta_io.read_table(spark, bronze).columns) == {
+    assert delta.read_table(spark, quarantine).count() == 4
+    assert set(delta.read_table(spark, bronze).columns) == {
         "sample_id", "path", "label", "ink_fraction", "scan_batch", "_run_id", "_ingested_at"}
     before = rows_by_key(spark, bronze)
 
-    again = ingest_table(spark, profile, "meta", run_id="run-2")
+    again = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-2"))
     assert again.counts == dict(inputs=7, inserted=0, updated=0, unchanged=3, quarantined=4)
-    assert delta_io.read_table(spark, quarantine).count() == 4
+    assert delta.read_table(spark, quarantine).count() == 4
     assert rows_by_key(spark, bronze) == before
 
     # Row 2 changes, row 9 is new, rows 1 and 3 are as before.
     lines = [HEADER, GOOD_LINES[0], "2,b.png,4,0.75,b1", GOOD_LINES[2], "9,z.png,1,0.5,b3", *bad_lines]
     write_file(tmp_path, "meta.csv", lines)
-    changed = ingest_table(spark, profile, "meta", run_id="run-3")
+    changed = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-3"))
     assert changed.counts == dict(inputs=8, inserted=1, updated=1, unchanged=2, quarantined=4)
     assert_accounting(changed)
     after = rows_by_key(spark, bronze)
@@ -156,7 +149,7 @@ def test_rerun_changes_nothing_and_a_changed_input_updates_one_and_inserts_one(s
     assert after[9]["_run_id"] == "run-3"
     for key in (1, 3):  # not rewritten: same run id and ingestion time as the first run
         assert after[key] == before[key]
-    assert delta_io.read_table(spark, quarantine).count() == 4
+    assert delta.read_table(spark, quarantine).count() == 4
 
 
 # --------------------------------------------------------------------------- JSON and Parquet
@@ -173,13 +166,13 @@ def test_json_lines_with_a_broken_line(spark, lake, tmp_path):
     source = write_file(tmp_path, "meta.jsonl", lines)
     profile = profile_with(lake, meta={"source": source, "format": "json", "keys": ["sample_id"], "schema": SCHEMA})
 
-    report = ingest_table(spark, profile, "meta", run_id="run-json")
+    report = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-json"))
 
     assert report.counts == dict(inputs=4, inserted=2, updated=0, unchanged=0, quarantined=2)
     assert_accounting(report)
-    assert {r["sample_id"]: r["ink_fraction"] for r in delta_io.read_table(spark, bronze_table_uri(profile, "meta"))
+    assert {r["sample_id"]: r["ink_fraction"] for r in delta.read_table(spark, layout(profile).bronze_table("meta"))
             .collect()} == {1: 0.5, 4: 1.0}
-    errors = {r["raw"]: r["error"] for r in delta_io.read_table(spark, quarantine_table_uri(profile, "meta")).collect()}
+    errors = {r["raw"]: r["error"] for r in delta.read_table(spark, layout(profile).quarantine_table("meta")).collect()}
     assert errors[broken].startswith("malformed JSON record")
     [type_error] = [e for raw, e in errors.items() if raw != broken]
     assert type_error == "column 'sample_id': 'x' is not a valid INT"
@@ -204,7 +197,7 @@ def test_parquet_wrong_typed_values_are_quarantined(spark, lake, tmp_path):
 
     assert report.counts == dict(inputs=4, inserted=2, updated=0, unchanged=0, quarantined=2)
     assert_accounting(report)
-    errors = sorted(r["error"] for r in delta_io.read_table(spark, quarantine_table_uri(profile, "meta")).collect())
+    errors = sorted(r["error"] for r in delta.read_table(spark, layout(profile).quarantine_table("meta")).collect())
     assert errors == ["column 'label': STRING value 'x' is not a valid INT",
                       f"column 'sample_id': BIGINT value {2**40} is not a valid INT"]
 
@@ -220,7 +213,7 @@ def test_parquet_wrong_typed_value_fails_when_on_type_error_is_fail(spark, lake,
     message = str(info.value)
     assert "is not a valid INT" in message and ("'label'" in message or "'sample_id'" in message)
     assert "ingest_tables.tables.meta.on_type_error" in message
-    assert not delta_io.is_delta_table(spark, bronze_table_uri(profile, "meta"))
+    assert not delta.is_delta_table(spark, layout(profile).bronze_table("meta"))
 
 
 # --------------------------------------------------------------------------- schema evolution and errors
@@ -229,7 +222,7 @@ def test_parquet_wrong_typed_value_fails_when_on_type_error_is_fail(spark, lake,
 def test_extra_csv_column_is_refused_unless_evolve_schema_then_added(spark, lake, tmp_path):
     source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES])
     profile = profile_with(lake, meta=csv_table(source))
-    ingest_table(spark, profile, "meta", run_id="run-1")
+    ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-1"))
     write_file(tmp_path, "meta.csv", [HEADER + ",operator", *(line + ",ann" for line in GOOD_LINES)])
 
     with pytest.raises(SchemaMismatchError) as info:
@@ -238,11 +231,11 @@ def test_extra_csv_column_is_refused_unless_evolve_schema_then_added(spark, lake
     assert "ingest_tables.tables.meta.evolve_schema: true" in str(info.value)
 
     evolving = profile_with(lake, meta=csv_table(source, evolve_schema=True))
-    report = ingest_table(spark, evolving, "meta", run_id="run-2")
+    report = ingest_table(spark, evolving, "meta", report=RunReport("ingest_tables", "run-2"))
     assert report.counts == dict(inputs=3, inserted=0, updated=3, unchanged=0, quarantined=0)
     assert_accounting(report)
     assert report.details["tables"]["meta"]["added_columns"] == ["operator"]
-    rows = rows_by_key(spark, bronze_table_uri(profile, "meta"))
+    rows = rows_by_key(spark, layout(profile).bronze_table("meta"))
     assert {k: r["operator"] for k, r in rows.items()} == {1: "ann", 2: "ann", 3: "ann"}
 
 
@@ -265,7 +258,7 @@ def test_csv_files_with_different_headers_are_a_schema_mismatch(spark, lake, tmp
 
     with pytest.raises(SchemaMismatchError, match="differs from the first file's"):
         ingest_table(spark, profile, "meta")
-    assert not delta_io.is_delta_table(spark, bronze_table_uri(profile, "meta"))
+    assert not delta.is_delta_table(spark, layout(profile).bronze_table("meta"))
 
 
 def test_json_keys_spelled_two_ways_are_a_schema_mismatch(spark, lake, tmp_path):

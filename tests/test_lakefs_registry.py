@@ -1,4 +1,4 @@
-"""lakeloop.lakefs and lakeloop.registry on real local folders: no Spark, no network."""
+"""lakeloop.io.lakefs and lakeloop.registry on real local folders: no Spark, no network."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 import pyarrow
 import pytest
 
-from lakeloop import lakefs, registry
+from lakeloop.config import load_profile
 from lakeloop.errors import ConfigError, LakeloopError, ModelNotFound, SetupError, SourceError
-from lakeloop.registry import ModelVersion
+from lakeloop.io import lakefs
+from lakeloop.io.lakefs import LakeFiles
+from lakeloop.layout import parse_model_ref
+from lakeloop.registry import ModelVersion, Registry
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-SUPERSECRET"
 ACCESS = "AKIAEXAMPLEACCESS1"
@@ -20,6 +23,9 @@ ACCESS = "AKIAEXAMPLEACCESS1"
 def s3_options(fs) -> dict:
     """The settings an S3FileSystem was built with (what pyarrow pickles it as)."""
     return fs.__reduce__()[1][0]
+
+
+FILES = LakeFiles()
 
 
 def all_files(root: Path) -> list[str]:
@@ -67,18 +73,12 @@ def test_bad_uris(uri: str, words: list[str]) -> None:
         assert word in str(err.value)
 
 
-def test_hadoop_conf_from_spark_conf() -> None:
-    conf = {
-        "spark.hadoop.fs.s3a.endpoint": "http://minio:9000",
-        "spark.hadoop.dfs.replication": "1",
-        "spark.hadoop.fs.s3a.removed": None,
-        "spark.sql.shuffle.partitions": "4",
-        "fs.s3a.region": "x",
-    }
-    assert lakefs.hadoop_conf_from_spark_conf(conf) == {
-        "fs.s3a.endpoint": "http://minio:9000",
-        "dfs.replication": "1",
-    }
+def test_a_profiles_hadoop_settings_are_its_spark_hadoop_settings_without_the_prefix() -> None:
+    profile = load_profile("local", spark_conf=["spark.hadoop.fs.s3a.endpoint=http://minio:9000",
+                                                "spark.hadoop.dfs.replication=1", "spark.sql.shuffle.partitions=4"])
+    removed = load_profile("local", [("spark.conf", {"spark.hadoop.fs.s3a.removed": None})])
+    assert profile.hadoop_conf() == {"fs.s3a.endpoint": "http://minio:9000", "dfs.replication": "1"}
+    assert removed.hadoop_conf() == {}
 
 
 def test_s3_from_hadoop_conf() -> None:
@@ -175,10 +175,10 @@ def test_hdfs_without_libhdfs_says_what_is_missing() -> None:
 
 def test_round_trip_and_atomic_write(tmp_path: Path) -> None:
     uri = f"file:{tmp_path}/a/b/blob.bin"
-    lakefs.write_bytes_atomic(uri, b"one")
-    assert lakefs.read_bytes(uri) == b"one"
-    lakefs.write_bytes_atomic(f"file://{tmp_path}/a/b/blob.bin", b"two" * 1000)
-    assert lakefs.read_bytes(uri) == b"two" * 1000
+    FILES.write_bytes_atomic(uri, b"one")
+    assert FILES.read_bytes(uri) == b"one"
+    FILES.write_bytes_atomic(f"file://{tmp_path}/a/b/blob.bin", b"two" * 1000)
+    assert FILES.read_bytes(uri) == b"two" * 1000
     assert all_files(tmp_path) == ["a/b/blob.bin"]  # no temp files left behind
 
 
@@ -186,40 +186,40 @@ def test_failed_atomic_write_leaves_no_temp_file(tmp_path: Path) -> None:
     (tmp_path / "target").mkdir()
     (tmp_path / "target" / "keep").write_bytes(b"x")
     with pytest.raises(OSError):
-        lakefs.write_bytes_atomic(f"file:{tmp_path}/target", b"data")  # cannot replace a folder
+        FILES.write_bytes_atomic(f"file:{tmp_path}/target", b"data")  # cannot replace a folder
     assert sorted(os.listdir(tmp_path)) == ["target"]
     with pytest.raises(TypeError):
-        lakefs.write_bytes_atomic(f"file:{tmp_path}/t", "text")  # type: ignore[arg-type]
+        FILES.write_bytes_atomic(f"file:{tmp_path}/t", "text")  # type: ignore[arg-type]
 
 
 def test_exists_list_makedirs_delete(tmp_path: Path) -> None:
     root = f"file:{tmp_path}/d"
-    assert not lakefs.exists(root) and lakefs.list_dir(root) == []
-    lakefs.makedirs(f"{root}/sub/deeper")
-    lakefs.makedirs(f"{root}/sub/deeper")  # twice is fine
-    lakefs.write_bytes_atomic(f"{root}/f.txt", b"x")
-    assert lakefs.exists(root) and lakefs.exists(f"{root}/f.txt")
-    assert lakefs.list_dir(root) == ["f.txt", "sub"]
+    assert not FILES.exists(root) and FILES.list_dir(root) == []
+    FILES.makedirs(f"{root}/sub/deeper")
+    FILES.makedirs(f"{root}/sub/deeper")  # twice is fine
+    FILES.write_bytes_atomic(f"{root}/f.txt", b"x")
+    assert FILES.exists(root) and FILES.exists(f"{root}/f.txt")
+    assert FILES.list_dir(root) == ["f.txt", "sub"]
     with pytest.raises(NotADirectoryError):
-        lakefs.delete_dir(f"{root}/f.txt")
-    assert lakefs.delete_dir(root) is True
-    assert lakefs.delete_dir(root) is False
+        FILES.delete_dir(f"{root}/f.txt")
+    assert FILES.delete_dir(root) is True
+    assert FILES.delete_dir(root) is False
     assert not (tmp_path / "d").exists()
     with pytest.raises(FileNotFoundError, match="f.txt"):
-        lakefs.read_bytes(f"{root}/f.txt")
+        FILES.read_bytes(f"{root}/f.txt")
 
 
 # --------------------------------------------------------------------------- registry
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> str:
-    return f"file:{tmp_path}/models"
+def registry(tmp_path: Path) -> Registry:
+    return Registry(f"file:{tmp_path}/models")
 
 
-def test_publish_and_read_back(root: str, tmp_path: Path) -> None:
-    v1 = registry.publish(root, "digits_lenet", b"W1", {"classes": ["0", "1"], "name": "ignored"})
-    assert v1 == ModelVersion("digits_lenet", 1, f"{root}/digits_lenet/1")
+def test_publish_and_read_back(registry: Registry, tmp_path: Path) -> None:
+    v1 = registry.publish("digits_lenet", b"W1", {"classes": ["0", "1"], "name": "ignored"})
+    assert v1 == ModelVersion("digits_lenet", 1, f"{registry.root}/digits_lenet/1")
     assert all_files(tmp_path / "models") == [
         "digits_lenet/1/_COMMITTED",
         "digits_lenet/1/metadata.json",
@@ -232,129 +232,129 @@ def test_publish_and_read_back(root: str, tmp_path: Path) -> None:
     assert registry.read_weights(v1) == b"W1"
     assert registry.read_torchscript(v1) is None
 
-    v2 = registry.publish(root, "digits_lenet", b"W2", {}, torchscript=b"TS2")
+    v2 = registry.publish("digits_lenet", b"W2", {}, torchscript=b"TS2")
     assert registry.read_torchscript(v2) == b"TS2" and registry.read_weights(v2) == b"W2"
-    assert registry.list_versions(root, "digits_lenet") == [1, 2]
-    assert registry.list_models(root) == ["digits_lenet"]
+    assert registry.list_versions("digits_lenet") == [1, 2]
+    assert registry.list_models() == ["digits_lenet"]
 
 
-def test_idempotency_key(root: str) -> None:
-    a = registry.publish(root, "m", b"W", {}, idempotency_key="run-1")
-    again = registry.publish(root, "m", b"other bytes", {}, idempotency_key="run-1")
-    assert again == a and registry.list_versions(root, "m") == [1]
+def test_idempotency_key(registry: Registry) -> None:
+    a = registry.publish("m", b"W", {}, idempotency_key="run-1")
+    again = registry.publish("m", b"other bytes", {}, idempotency_key="run-1")
+    assert again == a and registry.list_versions("m") == [1]
     assert registry.read_weights(a) == b"W"
-    b = registry.publish(root, "m", b"W", {}, idempotency_key="run-2")
+    b = registry.publish("m", b"W", {}, idempotency_key="run-2")
     assert (a.version, b.version) == (1, 2)
-    assert registry.publish(root, "m", b"W", {}).version == 3  # no key: always a new version
-    assert registry.publish(root, "m", b"W", {}, idempotency_key="run-1").version == 1
-    assert registry.resolve(root, "m").version == 3  # a rerun does not move latest back
+    assert registry.publish("m", b"W", {}).version == 3  # no key: always a new version
+    assert registry.publish("m", b"W", {}, idempotency_key="run-1").version == 1
+    assert registry.resolve("m").version == 3  # a rerun does not move latest back
 
 
-def test_find_by_idempotency_key(root: str, tmp_path: Path) -> None:
-    assert registry.find_by_idempotency_key(root, "m", "k1") is None
-    v1 = registry.publish(root, "m", b"W", {}, idempotency_key="k1")
-    registry.publish(root, "m", b"W", {}, idempotency_key="k2")
-    assert registry.find_by_idempotency_key(root, "m", "k1") == v1
-    assert registry.find_by_idempotency_key(root, "m", "k3") is None
+def test_find_by_idempotency_key(registry: Registry, tmp_path: Path) -> None:
+    assert registry.find_by_idempotency_key("m", "k1") is None
+    v1 = registry.publish("m", b"W", {}, idempotency_key="k1")
+    registry.publish("m", b"W", {}, idempotency_key="k2")
+    assert registry.find_by_idempotency_key("m", "k1") == v1
+    assert registry.find_by_idempotency_key("m", "k3") is None
     # A crash between _COMMITTED and the latest pointer of version 2; the rerun's lookup repairs it.
     (tmp_path / "models" / "m" / "latest").write_text(json.dumps({"version": 1}))
-    assert registry.find_by_idempotency_key(root, "m", "k2").version == 2
-    assert registry.resolve(root, "m").version == 2
+    assert registry.find_by_idempotency_key("m", "k2").version == 2
+    assert registry.resolve("m").version == 2
     with pytest.raises(ValueError):
-        registry.find_by_idempotency_key(root, "m", "")
+        registry.find_by_idempotency_key("m", "")
 
 
-def test_rerun_repairs_latest_after_crash(root: str, tmp_path: Path) -> None:
-    registry.publish(root, "m", b"W", {}, idempotency_key="k1")
-    registry.publish(root, "m", b"W", {}, idempotency_key="k2")
+def test_rerun_repairs_latest_after_crash(registry: Registry, tmp_path: Path) -> None:
+    registry.publish("m", b"W", {}, idempotency_key="k1")
+    registry.publish("m", b"W", {}, idempotency_key="k2")
     # A crash between _COMMITTED and the latest pointer of version 2:
     (tmp_path / "models" / "m" / "latest").write_text(json.dumps({"version": 1}))
-    assert registry.resolve(root, "m").version == 1
-    assert registry.publish(root, "m", b"W", {}, idempotency_key="k2").version == 2
-    assert registry.resolve(root, "m").version == 2
+    assert registry.resolve("m").version == 1
+    assert registry.publish("m", b"W", {}, idempotency_key="k2").version == 2
+    assert registry.resolve("m").version == 2
     (tmp_path / "models" / "m" / "latest").unlink()
-    assert registry.resolve(root, "m", "latest").version == 2  # falls back to the highest committed
+    assert registry.resolve("m", "latest").version == 2  # falls back to the highest committed
 
 
-def test_uncommitted_version_is_ignored_and_reused(root: str, tmp_path: Path) -> None:
-    registry.publish(root, "m", b"W1", {})
+def test_uncommitted_version_is_ignored_and_reused(registry: Registry, tmp_path: Path) -> None:
+    registry.publish("m", b"W1", {})
     leftover = tmp_path / "models" / "m" / "2"
     leftover.mkdir()
     (leftover / "weights.pt").write_bytes(b"half")
     (leftover / "stale.bin").write_bytes(b"junk")
-    assert registry.list_versions(root, "m") == [1]
-    assert registry.resolve(root, "m").version == 1
+    assert registry.list_versions("m") == [1]
+    assert registry.resolve("m").version == 1
     with pytest.raises(ModelNotFound, match="version 2"):
-        registry.resolve(root, "m", 2)
+        registry.resolve("m", 2)
     with pytest.raises(ModelNotFound, match="_COMMITTED"):
-        registry.read_weights(ModelVersion("m", 2, f"{root}/m/2"))
-    v2 = registry.publish(root, "m", b"W2", {"try": 2})
+        registry.read_weights(ModelVersion("m", 2, f"{registry.root}/m/2"))
+    v2 = registry.publish("m", b"W2", {"try": 2})
     assert v2.version == 2 and registry.read_weights(v2) == b"W2"
     assert sorted(os.listdir(leftover)) == ["_COMMITTED", "metadata.json", "weights.pt"]
-    assert registry.resolve(root, "m").version == 2
+    assert registry.resolve("m").version == 2
 
 
-def test_latest_and_production(root: str) -> None:
+def test_latest_and_production(registry: Registry) -> None:
     for n in (1, 2, 3):
-        assert registry.publish(root, "m", f"W{n}".encode(), {}).version == n
-        assert registry.resolve(root, "m").version == n
-    registry.set_alias(root, "m", "production", 2)
-    assert registry.resolve(root, "m", "production").version == 2
-    assert registry.resolve(root, "m", "3") == registry.resolve(root, "m", 3)
-    registry.publish(root, "m", b"W4", {})
-    assert registry.resolve(root, "m", "production").version == 2  # publish moves latest only
-    assert registry.list_aliases(root, "m") == {"latest": 4, "production": 2}
-    registry.set_alias(root, "m", "production", 4)
-    name, ref = registry.parse_model_ref("m@production")
-    assert registry.resolve(root, name, ref).version == 4
+        assert registry.publish("m", f"W{n}".encode(), {}).version == n
+        assert registry.resolve("m").version == n
+    registry.set_alias("m", "production", 2)
+    assert registry.resolve("m", "production").version == 2
+    assert registry.resolve("m", "3") == registry.resolve("m", 3)
+    registry.publish("m", b"W4", {})
+    assert registry.resolve("m", "production").version == 2  # publish moves latest only
+    assert registry.list_aliases("m") == {"latest": 4, "production": 2}
+    registry.set_alias("m", "production", 4)
+    name, ref = parse_model_ref("m@production")
+    assert registry.resolve(name, ref).version == 4
     with pytest.raises(ConfigError, match="publish only"):
-        registry.set_alias(root, "m", "latest", 1)
+        registry.set_alias("m", "latest", 1)
     with pytest.raises(ConfigError, match="not all digits"):
-        registry.set_alias(root, "m", "7", 1)
+        registry.set_alias("m", "7", 1)
     with pytest.raises(ModelNotFound, match="version 9"):
-        registry.set_alias(root, "m", "staging", 9)
+        registry.set_alias("m", "staging", 9)
 
 
-def test_resolve_errors_list_what_exists(root: str) -> None:
+def test_resolve_errors_list_what_exists(registry: Registry) -> None:
     with pytest.raises(ModelNotFound, match="Models there: none"):
-        registry.resolve(root, "m")
-    registry.publish(root, "m", b"W", {})
-    registry.publish(root, "m", b"W", {})
-    registry.set_alias(root, "m", "production", 1)
+        registry.resolve("m")
+    registry.publish("m", b"W", {})
+    registry.publish("m", b"W", {})
+    registry.set_alias("m", "production", 1)
     with pytest.raises(ModelNotFound) as err:
-        registry.resolve(root, "m", 5)
+        registry.resolve("m", 5)
     text = str(err.value)
     assert "version 5" in text and "Committed versions: 1, 2" in text
     assert "latest -> 2" in text and "production -> 1" in text
     with pytest.raises(ModelNotFound, match="alias 'staging'.*Committed versions: 1, 2"):
-        registry.resolve(root, "m", "staging")
+        registry.resolve("m", "staging")
     with pytest.raises(ModelNotFound, match="Models there: m"):
-        registry.resolve(root, "other")
+        registry.resolve("other")
 
 
-def test_altered_version_is_detected(root: str, tmp_path: Path) -> None:
-    v = registry.publish(root, "m", b"W", {})
+def test_altered_version_is_detected(registry: Registry, tmp_path: Path) -> None:
+    v = registry.publish("m", b"W", {})
     (tmp_path / "models" / "m" / "1" / "weights.pt").write_bytes(b"tampered")
     with pytest.raises(SourceError, match="checksum"):
         registry.read_weights(v)
 
 
-def test_publish_argument_checks(root: str) -> None:
+def test_publish_argument_checks(registry: Registry) -> None:
     with pytest.raises(ValueError, match="JSON"):
-        registry.publish(root, "m", b"W", {"x": object()})
+        registry.publish("m", b"W", {"x": object()})
     with pytest.raises(ValueError, match="non-empty"):
-        registry.publish(root, "m", b"", {})
+        registry.publish("m", b"", {})
     with pytest.raises(TypeError):
-        registry.publish(root, "m", b"W", {}, torchscript="ts")  # type: ignore[arg-type]
-    assert registry.list_versions(root, "m") == []
+        registry.publish("m", b"W", {}, torchscript="ts")  # type: ignore[arg-type]
+    assert registry.list_versions("m") == []
 
 
 @pytest.mark.parametrize("name", ["", "../x", ".hidden", "_x", "a/b", "a b", "é", "x" * 129])
-def test_bad_names_rejected(root: str, name: str) -> None:
+def test_bad_names_rejected(registry: Registry, name: str) -> None:
     with pytest.raises(ConfigError, match="letters, digits"):
-        registry.publish(root, name, b"W", {})
+        registry.publish(name, b"W", {})
     with pytest.raises(ConfigError):
-        registry.resolve(root, name)
+        registry.resolve(name)
 
 
 @pytest.mark.parametrize(
@@ -368,13 +368,13 @@ def test_bad_names_rejected(root: str, name: str) -> None:
     ],
 )
 def test_parse_model_ref(text: str, expected: tuple[str, str]) -> None:
-    assert registry.parse_model_ref(text) == expected
+    assert parse_model_ref(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "m:", "m:0", "m:x", "m@", "m@3", "m:1@p", "../m", ":3"])
 def test_parse_model_ref_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="NAME:VERSION"):
-        registry.parse_model_ref(text)
+        parse_model_ref(text)
 
 
 def test_errors_are_lakeloop_errors() -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import copy_lake
 from lakeloop.errors import ConfigError
-from lakeloop.features import materialize_training_set
 from lakeloop.models import build_model, load_state_dict_bytes, state_dict_bytes
-from lakeloop.training import make_plan, training_key
+from lakeloop.training.dataset import materialize_training_set
+from lakeloop.training.driver import make_plan, training_key
+from support.lakes import copy_lake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,6 +52,11 @@ def test_bad_model_settings_are_clear_errors(args, message):
         build_model(*args)
 
 
+# Runs a lakeloop entry point in a fresh interpreter where importing pyspark fails: proof that
+# it needs no Spark (what runs on a GPU box without a JVM).
+WITHOUT_SPARK = "import sys; sys.modules['pyspark'] = None; from {module} import main; sys.exit(main(sys.argv[1:]))"
+
+
 def test_train_rank_runs_without_spark_from_a_plan(spark, digits_lake, tmp_path):
     """What runs on a GPU box: the per-process function alone, fed by a plan file."""
     profile = copy_lake(digits_lake, tmp_path / "lake", ("train.num_processes", 1), ("train.epochs", 2))
@@ -60,7 +65,8 @@ def test_train_rank_runs_without_spark_from_a_plan(spark, digits_lake, tmp_path)
     plan_file, out = tmp_path / "plan.json", tmp_path / "result.pt"
     plan_file.write_text(plan.to_json())
     env = {"PYTHONPATH": str(REPO / "lib"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "lakeloop.train_rank", "--plan", str(plan_file), "--out", str(out)],
+    code = WITHOUT_SPARK.format(module="lakeloop.training.rank")
+    proc = subprocess.run([sys.executable, "-c", code, "--plan", str(plan_file), "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])

@@ -1,4 +1,4 @@
-"""lakeloop.petastorm_fs without a server: Petastorm 0.12 / pyarrow 14 reading an s3a:// URL
+"""lakeloop.io.petastorm_fs without a server: Petastorm 0.12 / pyarrow 14 reading an s3a:// URL
 through the legacy-filesystem adapter, here over a local folder standing in for the bucket."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakeloop.petastorm_fs import LegacyArrowFileSystem, petastorm_filesystem, register_path_rules
+from lakeloop.io.petastorm_fs import LegacyArrowFileSystem, petastorm_filesystem, register_path_rules
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_adapter_answers_the_legacy_api(bucket_fs):
 def test_petastorm_reads_an_s3a_url_through_it_sharded(bucket_fs):
     from petastorm import make_batch_reader
 
-    from lakeloop.loader import row_group_sizes
+    from lakeloop.training.loader import row_group_sizes
 
     register_path_rules("s3a")  # what petastorm_filesystem does for an s3a:// URL
     fs = LegacyArrowFileSystem(bucket_fs)

@@ -1,5 +1,5 @@
 """The whole pipeline on s3a:// against a real S3-protocol server on loopback (S3Proxy,
-lakeloop.services), each job a ./spark-submit.sh subprocess under conf/s3-test.yaml:
+lakeloop_dev.s3), each job a ./spark-submit.sh subprocess under conf/s3-test.yaml:
 ingest_images -> ingest_tables -> build_features -> train (TorchDistributor, 2 processes,
 Petastorm reading the training set from s3a://) -> score. The lake it leaves must match the
 local run on the same data; a fault test breaks the S3 endpoint in the middle of an ingest.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import (COMPARED_SETTINGS, check_features, check_ingestion_matches_local,
+from support.pipeline import (COMPARED_SETTINGS, check_features, check_ingestion_matches_local,
                               check_scoring_matches_local, check_training_matches_local, delta_table,
                               local_reference, run_job, run_pipeline, service_for_session, table_rows)
 
@@ -29,7 +29,7 @@ PROFILE = "s3-test"
 
 @pytest.fixture(scope="session")
 def s3_server():
-    from lakeloop.services import default_s3_server
+    from lakeloop_dev.s3 import default_s3_server
 
     yield from service_for_session(default_s3_server())
 
@@ -37,7 +37,7 @@ def s3_server():
 @pytest.fixture(scope="module")
 def s3_lake(s3_server, tmp_path_factory):
     """A fresh prefix in the test bucket holding the demo raw zone; removed afterwards."""
-    from lakeloop.demo import write_demo_raw_zone
+    from lakeloop_dev.demo_data import write_demo_raw_zone
 
     bucket = s3_server.settings.bucket
     prefix = f"it-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -147,8 +147,8 @@ def test_s3_endpoint_dying_mid_ingest_leaves_no_partial_table(s3_pipeline, s3_se
     never loses what it stored; to the job it is the same outage (see tests/tcp_front.py)."""
     from pyarrow.fs import FileSelector, FileType
 
-    from lakeloop.services import free_port
-    from tcp_front import TcpFront
+    from lakeloop_dev.processes import free_port
+    from support.tcp_front import TcpFront
 
     settings = s3_server.settings
     fs = s3_server.filesystem()  # straight to the server, past the front

@@ -10,24 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_lake
-from lakeloop import delta_io, registry
 from lakeloop.errors import ConfigError, ModelNotFound, SourceError
-from lakeloop.features import CLASSES_PROPERTY, SPEC_PROPERTY, features_uri, table_properties
-from lakeloop.ingest_images import bronze_images_uri
-from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixels_to_tensor
+from lakeloop.io import delta
+from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, image_to_pixels, pixels_to_tensor
+from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.scoring import (
-    arrow_batch_settings,
-    predictions_uri,
-    quarantine_predictions_uri,
-    register_udf,
-    score,
-    score_batch,
-    score_table,
-    scoped_conf,
-)
-from lakeloop.training import registry_root
+from lakeloop.scoring.job import score_table
+from lakeloop.scoring.udf import arrow_batch_settings, register_udf, score, scoped_conf
+from support.lakes import copy_lake, layout
 
 MODEL = "digits_lenet"
 # Bytes that are no image, each a different way: text, nothing, a PNG cut short, no value.
@@ -50,20 +40,20 @@ def _job_main():
     return module.main
 
 
-def publish_lenet(spark, profile, seed: int, train_steps: int) -> registry.ModelVersion:
+def publish_lenet(spark, profile, seed: int, train_steps: int) -> ModelVersion:
     """A LeNet-5 trained for a few steps on the driver (no TorchDistributor), published with the
     metadata keys lakeloop.training writes."""
     import torch
 
     from lakeloop.models import build_model, state_dict_bytes
 
-    properties = table_properties(spark, features_uri(profile))
+    properties = delta.table_properties(spark, layout(profile).features)
     spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
     classes = json.loads(properties[CLASSES_PROPERTY])
     torch.manual_seed(seed)
     model = build_model("lenet5", len(classes), spec.channels, spec.height, spec.width)
     if train_steps:
-        rows = delta_io.read_table(spark, features_uri(profile)).where("split = 'train'") \
+        rows = delta.read_table(spark, layout(profile).features).where("split = 'train'") \
             .select("pixels", "label_index").toPandas()
         x = torch.from_numpy(pixels_to_tensor(rows["pixels"].tolist(), spec))
         y = torch.tensor(rows["label_index"].to_numpy(), dtype=torch.long)
@@ -82,12 +72,12 @@ def publish_lenet(spark, profile, seed: int, train_steps: int) -> registry.Model
         "preprocess": json.loads(spec.to_json()),
         "input_shape": [spec.channels, spec.height, spec.width],
         "metrics": {},
-        "features": {"table": features_uri(profile)},
+        "features": {"table": layout(profile).features},
         "training": {"seed": seed, "steps": train_steps, "run_id": f"test-{seed}"},
         "code_version": "test",
         "torch_version": torch.__version__,
     }
-    return registry.publish(registry_root(profile), MODEL, state_dict_bytes(model), metadata)
+    return Registry.for_profile(profile).publish(MODEL, state_dict_bytes(model), metadata)
 
 
 def append_garbage_images(spark, profile) -> None:
@@ -95,8 +85,8 @@ def append_garbage_images(spark, profile) -> None:
     such rows; another writer's table might)."""
     from pyspark.sql import functions as F
 
-    uri = bronze_images_uri(profile)
-    bronze = delta_io.read_table(spark, uri)
+    uri = layout(profile).bronze_images
+    bronze = delta.read_table(spark, uri)
     template = bronze.limit(1).drop("image_id", "path", "content")
     garbage = spark.createDataFrame([(k, f"file:/garbage/{k}.png", v) for k, v in GARBAGE.items()],
                                     "image_id string, path string, content binary")
@@ -104,13 +94,14 @@ def append_garbage_images(spark, profile) -> None:
     rows.write.format("delta").mode("append").save(uri)
 
 
-def expected_scores(version: registry.ModelVersion, inputs: list[bytes], kind: str) -> tuple[np.ndarray, dict]:
+def expected_scores(version: ModelVersion, inputs: list[bytes], kind: str) -> tuple[np.ndarray, dict]:
     """Softmax of a direct forward pass, outside Spark, with the model's own preprocessing."""
     import torch
 
-    from lakeloop.models import load_registered
+    from lakeloop.models import load_model
 
-    model, metadata = load_registered(version)
+    # Test lakes are local: the registry is the version folder's grandparent.
+    model, metadata = load_model(Registry(version.uri.rsplit("/", 2)[0]), version)
     spec = PreprocessSpec.from_json(metadata["preprocess"])
     pixels = inputs if kind == "pixels" else [image_to_pixels(c, spec) for c in inputs]
     with torch.inference_mode():
@@ -119,12 +110,12 @@ def expected_scores(version: registry.ModelVersion, inputs: list[bytes], kind: s
 
 
 def gold_rows(spark, profile, version: int | None = None):
-    return delta_io.read_table(spark, predictions_uri(profile)).where(
+    return delta.read_table(spark, layout(profile).predictions).where(
         "true" if version is None else f"model_version = {version}").toPandas()
 
 
 def table_version_or_none(spark, uri: str) -> int | None:
-    return delta_io.table_version(spark, uri) if delta_io.is_delta_table(spark, uri) else None
+    return delta.table_version(spark, uri) if delta.is_delta_table(spark, uri) else None
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +131,15 @@ def model_lake(spark, digits_lake, tmp_path_factory):
 def scored(spark, model_lake, tmp_path_factory):
     """A copy of model_lake after one score run over silver.features."""
     profile = copy_lake(model_lake, tmp_path_factory.mktemp("scored") / "lake")
-    report = score_table(spark, profile, run_id="score-1")
+    report = score_table(spark, profile, report=RunReport("score", "score-1"))
     return profile, report
 
 
 def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
     profile, report = scored
-    features = delta_io.read_table(spark, features_uri(profile)).select("image_id", "label", "pixels").toPandas()
+    features = delta.read_table(spark, layout(profile).features).select("image_id", "label", "pixels").toPandas()
     gold = gold_rows(spark, profile).set_index("image_id").loc[features["image_id"]]
-    version = registry.resolve(registry_root(profile), MODEL)
+    version = Registry.for_profile(profile).resolve(MODEL)
     expected, metadata = expected_scores(version, features["pixels"].tolist(), "pixels")
 
     np.testing.assert_allclose(np.stack(gold["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
@@ -173,13 +164,13 @@ def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
 
 def test_rerun_commits_nothing(spark, scored):
     profile, first = scored
-    gold_before = delta_io.table_version(spark, predictions_uri(profile))
-    quarantine_before = table_version_or_none(spark, quarantine_predictions_uri(profile))
+    gold_before = delta.table_version(spark, layout(profile).predictions)
+    quarantine_before = table_version_or_none(spark, layout(profile).quarantine_predictions)
 
-    report = score_table(spark, profile, run_id="score-rerun")
+    report = score_table(spark, profile, report=RunReport("score", "score-rerun"))
 
-    assert delta_io.table_version(spark, predictions_uri(profile)) == gold_before
-    assert table_version_or_none(spark, quarantine_predictions_uri(profile)) == quarantine_before
+    assert delta.table_version(spark, layout(profile).predictions) == gold_before
+    assert table_version_or_none(spark, layout(profile).quarantine_predictions) == quarantine_before
     assert report.counts["scored"] == report.counts["quarantined"] == 0
     assert report.counts["already_scored"] == report.counts["inputs"] == first.counts["inputs"]
     assert report.details["accuracy_this_run"] is None
@@ -190,14 +181,14 @@ def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, 
     from pyspark.sql import functions as F
 
     profile = copy_lake(scored[0], tmp_path / "lake")
-    uri = features_uri(profile)
+    uri = layout(profile).features
     before = gold_rows(spark, profile)
-    sample = delta_io.read_table(spark, uri).orderBy("image_id").limit(3)
+    sample = delta.read_table(spark, uri).orderBy("image_id").limit(3)
     new = sample.withColumn("image_id", F.concat(F.lit("new-"), "image_id"))
     short = sample.limit(1).withColumn("image_id", F.lit("short-1")).withColumn("pixels", F.substring("pixels", 1, 100))
     new.unionByName(short).write.format("delta").mode("append").save(uri)
 
-    report = score_table(spark, profile, run_id="score-2")
+    report = score_table(spark, profile, report=RunReport("score", "score-2"))
 
     assert report.counts["scored"] == 3 and report.counts["quarantined"] == 1
     assert report.counts["already_scored"] == len(before)
@@ -211,19 +202,19 @@ def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, 
     # Same pixels as the rows they were copied from, so the same scores.
     twins = after.loc[[i.removeprefix("new-") for i in fresh.index]]
     np.testing.assert_allclose(np.stack(fresh["scores"]), np.stack(twins["scores"]), rtol=0, atol=1e-5)
-    quarantine = delta_io.read_table(spark, quarantine_predictions_uri(profile)).toPandas()
+    quarantine = delta.read_table(spark, layout(profile).quarantine_predictions).toPandas()
     assert quarantine["image_id"].tolist() == ["short-1"]
     error = quarantine["error"][0]
     assert "pixels hold 100 bytes" in error and "32x32x1 = 1024 bytes" in error and "--input images" in error
 
     # The quarantined row is not retried: a third run commits nothing anywhere.
-    versions = (delta_io.table_version(spark, predictions_uri(profile)),
-                delta_io.table_version(spark, quarantine_predictions_uri(profile)))
-    again = score_table(spark, profile, run_id="score-3")
+    versions = (delta.table_version(spark, layout(profile).predictions),
+                delta.table_version(spark, layout(profile).quarantine_predictions))
+    again = score_table(spark, profile, report=RunReport("score", "score-3"))
     assert again.counts["scored"] == again.counts["quarantined"] == 0
     assert again.counts["already_quarantined"] == 1
-    assert versions == (delta_io.table_version(spark, predictions_uri(profile)),
-                        delta_io.table_version(spark, quarantine_predictions_uri(profile)))
+    assert versions == (delta.table_version(spark, layout(profile).predictions),
+                        delta.table_version(spark, layout(profile).quarantine_predictions))
 
 
 def test_a_second_model_version_scores_alongside_the_first(spark, scored, tmp_path):
@@ -232,7 +223,7 @@ def test_a_second_model_version_scores_alongside_the_first(spark, scored, tmp_pa
     v2 = publish_lenet(spark, profile, seed=1, train_steps=0)
     assert v2.version == 2
 
-    report = score_table(spark, profile, run_id="score-v2")
+    report = score_table(spark, profile, report=RunReport("score", "score-v2"))
 
     assert report.details["model"]["version"] == 2
     assert report.counts["scored"] == len(v1_before) and report.counts["already_scored"] == 0
@@ -240,7 +231,7 @@ def test_a_second_model_version_scores_alongside_the_first(spark, scored, tmp_pa
     assert v1_after.drop(columns="scores").equals(v1_before.drop(columns="scores"))
     assert all(np.array_equal(a, b) for a, b in zip(v1_after["scores"], v1_before["scores"]))
     v2_rows = gold_rows(spark, profile, 2).set_index("image_id").loc[v1_before["image_id"]]
-    features = delta_io.read_table(spark, features_uri(profile)).select("image_id", "pixels").toPandas() \
+    features = delta.read_table(spark, layout(profile).features).select("image_id", "pixels").toPandas() \
         .set_index("image_id").loc[v1_before["image_id"]]
     expected, _ = expected_scores(v2, features["pixels"].tolist(), "pixels")
     np.testing.assert_allclose(np.stack(v2_rows["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
@@ -256,12 +247,12 @@ def test_job_scores_raw_images_and_quarantines_undecodable_ones(spark, model_lak
     assert code == 0
     report = json.loads((Path(lake.removeprefix("file:")) / "_reports" / "score" / "latest.json").read_text())
     assert report["status"] == "succeeded"
-    bronze = delta_io.read_table(spark, bronze_images_uri(profile)).select("image_id", "content").toPandas()
+    bronze = delta.read_table(spark, layout(profile).bronze_images).select("image_id", "content").toPandas()
     images = bronze[~bronze["image_id"].isin(list(GARBAGE))]
     assert report["counts"]["inputs"] == len(bronze)
     assert report["counts"]["scored"] == len(images) and report["counts"]["quarantined"] == len(GARBAGE)
 
-    quarantine = delta_io.read_table(spark, quarantine_predictions_uri(profile)).toPandas().set_index("image_id")
+    quarantine = delta.read_table(spark, layout(profile).quarantine_predictions).toPandas().set_index("image_id")
     assert sorted(quarantine.index) == sorted(GARBAGE)
     assert quarantine.loc["garbage-text", "error"].startswith("cannot decode image (UnidentifiedImageError")
     assert "re-ingest the original file" in quarantine.loc["garbage-empty", "error"]
@@ -269,11 +260,11 @@ def test_job_scores_raw_images_and_quarantines_undecodable_ones(spark, model_lak
     assert set(quarantine["model_version"]) == {1}
 
     gold = gold_rows(spark, profile).set_index("image_id").loc[images["image_id"]]
-    version = registry.resolve(registry_root(profile), MODEL)
+    version = Registry.for_profile(profile).resolve(MODEL)
     expected, _ = expected_scores(version, images["content"].tolist(), "content")
     np.testing.assert_allclose(np.stack(gold["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
     # Raw images preprocessed with the model's spec score as their silver.features pixels do.
-    features = delta_io.read_table(spark, features_uri(profile)).select("image_id", "pixels").toPandas() \
+    features = delta.read_table(spark, layout(profile).features).select("image_id", "pixels").toPandas() \
         .set_index("image_id").loc[images["image_id"]]
     from_pixels, _ = expected_scores(version, features["pixels"].tolist(), "pixels")
     np.testing.assert_allclose(expected, from_pixels, rtol=0, atol=1e-9)
@@ -283,38 +274,38 @@ def test_a_crash_between_the_two_merges_is_repaired_by_the_rerun(spark, model_la
     """Each MERGE commits atomically, so the only half-done state is gold written and quarantine
     not. Produce it with a real failure (a file where the quarantine table must go), then rerun."""
     profile = copy_lake(model_lake, tmp_path / "lake", ("score.input", "images"))
-    blocker = Path(quarantine_predictions_uri(profile).removeprefix("file:"))
+    blocker = Path(layout(profile).quarantine_predictions.removeprefix("file:"))
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a Delta table")
 
     # Py4JJavaError when the quarantine table is first created there, AnalysisException when merged into.
     with pytest.raises(Exception, match="(DELTA_MISSING_DELTA_TABLE|DELTA_CANNOT_CREATE_LOG_PATH).*quarantine/predictions"):
-        score_table(spark, profile, run_id="crashed")
+        score_table(spark, profile, report=RunReport("score", "crashed"))
     written = gold_rows(spark, profile)
     assert len(written) > 0 and set(written["run_id"]) == {"crashed"}
 
     blocker.unlink()
-    report = score_table(spark, profile, run_id="rerun")
+    report = score_table(spark, profile, report=RunReport("score", "rerun"))
 
     assert report.counts["scored"] == 0 and report.counts["already_scored"] == len(written)
     assert report.counts["quarantined"] == len(GARBAGE)
     gold = gold_rows(spark, profile)
     assert len(gold) == len(written) and not gold.duplicated(["image_id", "model_name", "model_version"]).any()
-    quarantine = delta_io.read_table(spark, quarantine_predictions_uri(profile)).toPandas()
+    quarantine = delta.read_table(spark, layout(profile).quarantine_predictions).toPandas()
     assert sorted(quarantine["image_id"]) == sorted(GARBAGE) and set(quarantine["run_id"]) == {"rerun"}
 
 
 def test_score_adds_predictions_to_any_dataframe(spark, model_lake):
-    root = registry_root(model_lake)
-    bronze = delta_io.read_table(spark, bronze_images_uri(model_lake)).where("image_id NOT LIKE 'garbage-%'") \
+    registry = Registry.for_profile(model_lake)
+    bronze = delta.read_table(spark, layout(model_lake).bronze_images).where("image_id NOT LIKE 'garbage-%'") \
         .orderBy("image_id").limit(5).select("image_id", "content").toPandas()
     contents = bronze["content"].tolist()
     rows = [(f"r{i}", c) for i, c in enumerate(contents)] + [("bad", b"\x00junk"), ("none", None)]
     df = spark.createDataFrame(rows, "name string, img binary")
 
-    out = score(df, MODEL, registry_root=root, input_col="img").orderBy("name").toPandas().set_index("name")
+    out = score(df, MODEL, registry=registry, input_col="img").orderBy("name").toPandas().set_index("name")
 
-    expected, metadata = expected_scores(registry.resolve(root, MODEL), contents, "content")
+    expected, metadata = expected_scores(registry.resolve(MODEL), contents, "content")
     got = np.stack([out.loc[f"r{i}", "prediction"]["scores"] for i in range(len(contents))])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
     assert out.loc["bad", "prediction"]["error"].startswith("cannot decode image")
@@ -327,26 +318,26 @@ def test_score_adds_predictions_to_any_dataframe(spark, model_lake):
     pdf = spark.createDataFrame([(str(i), "x", p) for i, p in enumerate(pixels)],
                                 "id string, label string, pixels binary")
     with pytest.raises(ConfigError, match=r"\['label'\] already exist.*prefix='predicted_'"):
-        score(pdf, f"{MODEL}:1", registry_root=root, flatten=True)
-    flat = score(pdf, f"{MODEL}:1", registry_root=root, flatten=True, prefix="predicted_").orderBy("id").toPandas()
+        score(pdf, f"{MODEL}:1", registry=registry, flatten=True)
+    flat = score(pdf, f"{MODEL}:1", registry=registry, flatten=True, prefix="predicted_").orderBy("id").toPandas()
     assert list(flat.columns) == ["id", "label", "pixels", "predicted_label", "predicted_label_index",
                                   "predicted_score", "predicted_scores", "predicted_error"]
     np.testing.assert_allclose(np.stack(flat["predicted_scores"][:2]), expected[:2], rtol=0, atol=1e-5)
     assert "pixels hold 10 bytes" in flat["predicted_error"][2] and np.isnan(flat["predicted_score"][2])
 
     with pytest.raises(ConfigError, match="no image column to score: the input has name;"):
-        score(df.select("name"), MODEL, registry_root=root)
+        score(df.select("name"), MODEL, registry=registry)
     with pytest.raises(ConfigError, match="'name' is string, not binary"):
-        score(df, MODEL, registry_root=root, input_col="name")
+        score(df, MODEL, registry=registry, input_col="name")
     with pytest.raises(ModelNotFound, match="has no version 9"):
-        score(df, f"{MODEL}:9", registry_root=root, input_col="img")
+        score(df, f"{MODEL}:9", registry=registry, input_col="img")
 
 
 def test_registered_sql_function(spark, model_lake):
-    root = registry_root(model_lake)
-    version = register_udf(spark, "digit_model", f"{MODEL}@latest", root)
+    registry = Registry.for_profile(model_lake)
+    version = register_udf(spark, "digit_model", f"{MODEL}@latest", registry=registry)
     assert version.version == 1
-    spark.read.format("delta").load(bronze_images_uri(model_lake)).createOrReplaceTempView("scoring_images")
+    spark.read.format("delta").load(layout(model_lake).bronze_images).createOrReplaceTempView("scoring_images")
 
     rows = spark.sql(
         "SELECT image_id, p.label AS predicted, p.score, p.error FROM "
@@ -358,7 +349,7 @@ def test_registered_sql_function(spark, model_lake):
     assert garbage["predicted"].isna().all() and garbage["error"].notna().all()
     good = rows.drop(index=list(GARBAGE))
     assert len(good) > 0 and good["error"].isna().all()
-    contents = delta_io.read_table(spark, bronze_images_uri(model_lake)).where("image_id < '1'") \
+    contents = delta.read_table(spark, layout(model_lake).bronze_images).where("image_id < '1'") \
         .orderBy("image_id").select("content").toPandas()["content"].tolist()
     expected, metadata = expected_scores(version, contents, "content")
     assert good["predicted"].tolist() == [metadata["classes"][i] for i in expected.argmax(axis=1)]
@@ -372,10 +363,10 @@ def test_model_is_loaded_once_per_python_worker(spark, model_lake, tmp_path):
 
     assert spark.conf.get("spark.python.worker.reuse", "true") == "true"
     profile = copy_lake(model_lake, tmp_path / "lake")
-    features = delta_io.read_table(spark, features_uri(profile)).select("pixels").repartition(4)
+    features = delta.read_table(spark, layout(profile).features).select("pixels").repartition(4)
 
     def run() -> dict[int, tuple[int, int]]:
-        out = score(features, MODEL, registry_root=registry_root(profile), batch_size=50, diagnostics=True)
+        out = score(features, MODEL, registry=Registry.for_profile(profile), batch_size=50, diagnostics=True)
         with scoped_conf(spark, arrow_batch_settings(50, 64 << 20)):
             rows = out.groupBy("prediction.worker_pid").agg(
                 F.max("prediction.worker_model_loads"), F.max("prediction.worker_batches")).collect()
@@ -392,34 +383,67 @@ def test_model_is_loaded_once_per_python_worker(spark, model_lake, tmp_path):
     assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == "512"  # restored after the block
 
 
-def test_score_batch_runs_without_spark(spark, model_lake):
-    from lakeloop.models import load_registered
+SCORE_BATCH_WITHOUT_SPARK = """
+import sys
+sys.modules["pyspark"] = None  # importing pyspark now fails: the code below needs no Spark
+import numpy as np
+from lakeloop.models import build_model
+from lakeloop.scoring.batch import score_batch
 
-    version = registry.resolve(registry_root(model_lake), MODEL)
-    model, metadata = load_registered(version)
-    empty = score_batch(model, metadata, [], "pixels", "cpu")
-    assert list(empty.columns) == ["label", "label_index", "score", "scores", "error"] and len(empty) == 0
-    out = score_batch(model, metadata, [bytes(1024), None, bytes(3)], "pixels", "cpu")
-    assert out["error"].isna().tolist() == [True, False, False]
-    assert abs(sum(out["scores"][0]) - 1.0) < 1e-9
-    with pytest.raises(ValueError, match="input_kind 'png' is not one of pixels, content"):
-        score_batch(model, metadata, [], "png")
+model = build_model("lenet5", 10, 1, 32, 32).eval()
+metadata = {"name": "m", "version": 1, "classes": [str(i) for i in range(10)],
+            "preprocess": {"height": 32, "width": 32, "channels": 1, "resize": "pad", "mean": [0.5], "std": [0.5]}}
+empty = score_batch(model, metadata, [], "pixels", "cpu")
+assert list(empty.columns) == ["label", "label_index", "score", "scores", "error"] and len(empty) == 0
+out = score_batch(model, metadata, [bytes(1024), None, bytes(3)], "pixels", "cpu")
+assert out["error"].isna().tolist() == [True, False, False], out
+assert out["error"][1].startswith("no image") and "expects 32x32x1 = 1024 bytes" in out["error"][2]
+assert abs(sum(out["scores"][0]) - 1.0) < 1e-9 and out["label"][0] == str(int(np.argmax(out["scores"][0])))
+try:
+    score_batch(model, metadata, [], "png")
+except ValueError as exc:
+    assert "input_kind 'png' is not one of pixels, content" in str(exc)
+else:
+    raise AssertionError("an unknown input kind was accepted")
+print("scored without Spark")
+"""
+
+
+def test_score_batch_runs_without_spark():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", SCORE_BATCH_WITHOUT_SPARK], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(repo / "lib"), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 0 and "scored without Spark" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("override, message", [
+    (("score.batch_size", 0), r"score.batch_size = 0 must be at least 1"),
+    (("score.torch_threads_per_task", 0), r"score.torch_threads_per_task = 0 must be at least 1"),
+    (("score.max_batch_bytes", 1000), r"score.max_batch_bytes = 1000 must be between 1 MiB and 2 GiB"),
+    (("score.input", "/no/scheme"), r"score.input .* has no URI scheme"),
+    (("score.model", "a:b:c"), r"model reference 'a:b:c'"),
+])
+def test_bad_score_settings_are_refused_when_the_profile_loads(lake, override, message):
+    from lakeloop.config import load_profile
+
+    with pytest.raises(ConfigError, match=message):
+        load_profile("test", [("lake_root", lake), override])
 
 
 @pytest.mark.parametrize("override, error, message", [
-    (("score.batch_size", 0), ConfigError, r"score.batch_size = 0 must be a whole number >= 1"),
-    (("score.torch_threads_per_task", 0), ConfigError, r"score.torch_threads_per_task = 0"),
-    (("score.input", "/no/scheme"), ConfigError, r"score.input .* has no URI scheme"),
     (("score.input", "silver.nothing_here"), SourceError,
      r"silver/nothing_here is not a Delta table; check score.input"),
     (("score.model", "digits_lenet@nope"), ModelNotFound, r"has no alias 'nope'.*Committed versions: 1"),
-    (("score.model", "a:b:c"), ConfigError, r"model reference 'a:b:c'"),
     (("score.input_column", "label"), ConfigError, r"score.input_column = 'label' is string, not binary"),
 ])
-def test_bad_settings_fail_before_scoring_with_the_setting_named(spark, model_lake, override, error, message):
+def test_settings_that_do_not_fit_the_lake_fail_before_scoring_with_the_setting_named(
+        spark, model_lake, override, error, message):
     from lakeloop.config import load_profile
 
     profile = load_profile("test", [("lake_root", model_lake.lake_root), ("features.join_table", None), override])
     with pytest.raises(error, match=message):
         score_table(spark, profile, report=RunReport("score", "bad-settings"))
-    assert not delta_io.is_delta_table(spark, predictions_uri(profile))
+    assert not delta.is_delta_table(spark, layout(profile).predictions)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lakeloop.errors import ConfigError
-from lakeloop.submit import build_command, package_library, parse_wrapper_args
+from lakeloop.deploy.submit import build_command, package_library, parse_wrapper_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,9 +34,31 @@ def test_command_carries_profile_jars_and_library():
     assert "{repo}" not in joined
 
 
-def test_library_zip_holds_the_package(tmp_path):
+def test_library_zip_holds_the_package_and_no_dev_tooling(tmp_path):
     names = zipfile.ZipFile(package_library(tmp_path)).namelist()
-    assert "lakeloop/__init__.py" in names and "lakeloop/ingest_images.py" in names
+    assert "lakeloop/__init__.py" in names and "lakeloop/ingest/images.py" in names
+    assert all(n.startswith("lakeloop/") for n in names)
+    assert not [n for n in names if "services" in n or "demo" in n or "lakeloop_dev" in n]
+
+
+def test_the_zip_stamps_the_commit_that_training_records_as_the_code_version(tmp_path):
+    import json
+    import re
+    import sys
+
+    zipped = package_library(tmp_path)
+    stamp = json.loads(zipfile.ZipFile(zipped).read("lakeloop/_build.json"))
+    if (REPO / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", stamp["commit"]), stamp
+    else:
+        assert stamp["commit"] is None
+    # What a driver or executor that imports lakeloop from the shipped zip reports.
+    code = (f"import sys; sys.path.insert(0, {str(zipped)!r}); import lakeloop; "
+            "assert lakeloop.__file__.startswith(sys.path[0]), lakeloop.__file__; "
+            "from lakeloop.training.driver import code_version; print(code_version())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin"}).stdout.strip()
+    assert out == (stamp["commit"] or "lakeloop-0.1.0")
 
 
 @pytest.mark.parametrize(

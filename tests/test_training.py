@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_lake
-from lakeloop import registry
 from lakeloop.errors import ConfigError
+from lakeloop.io import delta
+from lakeloop.registry import Registry
 from lakeloop.report import RunReport
-from lakeloop.training import check_capacity, registry_root, train
+from lakeloop.training.driver import check_capacity, code_version, train
+from support.lakes import copy_lake, layout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,29 +45,39 @@ def test_lenet_reaches_98_percent_on_the_demo_digits(trained):
     assert report.details["test_accuracy"] >= 0.98, report.details
 
 
-def test_registry_metadata_round_trips(trained, spark):
+def test_registry_metadata_traces_the_model_to_its_data_settings_and_code(trained, spark):
+    from datetime import datetime, timedelta, timezone
+
     profile, version, report = trained
+    registry = Registry.for_profile(profile)
     metadata = registry.read_metadata(version)
     assert version.version == 1
     assert metadata["classes"] == [str(i) for i in range(10)]
     assert metadata["preprocess"] == {"channels": 1, "height": 32, "width": 32, "resize": "pad",
                                       "mean": [0.5], "std": [0.5]}
-    assert metadata["features"]["delta_version"] >= 0
-    assert len(metadata["metrics"]["per_epoch"]) == 30
+    assert metadata["features"]["table"] == layout(profile).features
+    assert metadata["features"]["delta_version"] == delta.table_version(spark, layout(profile).features)
+    assert metadata["features"]["training_set"] == report.details["training_set"]["root"]
+    assert [e["epoch"] for e in metadata["metrics"]["per_epoch"]] == list(range(1, 31))
     assert metadata["metrics"]["test_accuracy"] == report.details["test_accuracy"]
-    assert metadata["code_version"] and metadata["trained_at"]
-    assert registry.resolve(registry_root(profile), "digits_lenet", "latest") == version
+    assert metadata["training"]["run_id"] == report.run_id and metadata["training"]["epochs"] == 30
+    # Trained in this process from the checkout: the installed distribution's version.
+    assert metadata["code_version"] == code_version() == "lakeloop-0.1.0"
+    trained_at = datetime.fromisoformat(metadata["trained_at"])
+    assert timedelta(0) <= datetime.now(timezone.utc) - trained_at < timedelta(hours=2)
+    assert registry.resolve("digits_lenet", "latest") == version
 
 
 def test_loading_by_name_latest_and_torchscript_gives_identical_outputs(trained):
     import torch
 
-    from lakeloop.models import load_registered
+    from lakeloop.models import load_model
 
     profile, version, _ = trained
+    registry = Registry.for_profile(profile)
     inputs = torch.randn(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    by_latest, _ = load_registered(registry.resolve(registry_root(profile), "digits_lenet"))
-    by_number, _ = load_registered(registry.resolve(registry_root(profile), "digits_lenet", 1))
+    by_latest, _ = load_model(registry, registry.resolve("digits_lenet"))
+    by_number, _ = load_model(registry, registry.resolve("digits_lenet", 1))
     scripted = torch.jit.load(io.BytesIO(registry.read_torchscript(version)))
     with torch.inference_mode():
         expected = by_latest(inputs)
@@ -80,7 +91,7 @@ def test_rerun_publishes_nothing(trained, spark):
     again = train(spark, profile, report=report)
     assert again == version
     assert report.counts["published"] == 0
-    assert registry.list_versions(registry_root(profile), "digits_lenet") == [1]
+    assert Registry.for_profile(profile).list_versions("digits_lenet") == [1]
 
 
 def test_too_many_processes_fail_before_launch(spark, base_profile):
@@ -117,16 +128,16 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_the_clean_run(traine
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert list(checkpoints.glob("*/epoch-0001.pt")), "the job never wrote its second checkpoint"
-    assert registry.list_versions(registry_root(profile), "digits_lenet") == []
+    assert Registry.for_profile(profile).list_versions("digits_lenet") == []
 
     report = RunReport("train", "resumed")
     version = train(spark, profile, report=report)
 
     assert report.counts["resumed_from_epoch"] >= 2
-    assert registry.list_versions(registry_root(profile), "digits_lenet") == [1]
+    assert Registry.for_profile(profile).list_versions("digits_lenet") == [1]
     assert not any(checkpoints.glob("*/epoch-*.pt"))  # cleaned up after publishing
-    resumed = registry.read_metadata(version)["metrics"]
-    clean = registry.read_metadata(clean_version)["metrics"]
+    resumed = Registry.for_profile(profile).read_metadata(version)["metrics"]
+    clean = Registry.for_profile(clean_profile).read_metadata(clean_version)["metrics"]
     assert len(resumed["per_epoch"]) == 30
     assert resumed["test_accuracy"] == clean["test_accuracy"]
     assert [e["train_loss"] for e in resumed["per_epoch"]] == pytest.approx(

@@ -6,7 +6,7 @@
 // Run as a single-file source program (no build step):
 //   java -cp "<pyspark jars>/*:<minicluster jars>/*" MiniHadoop.java --base DIR --conf-dir DIR \
 //        --nn-port 19000 --nn-http-port 19870 [--datanodes 1] [--yarn --nodemanagers 2 --nm-memory-mb 6144]
-// lakeloop.services drives it (./dev/services.sh start hdfs|yarn).
+// lakeloop_dev.hadoop drives it (./dev/services.sh start hadoop).
 import java.io.File;
 import java.io.FileOutputStream;
 import java.io.OutputStream;

@@ -1,28 +1,51 @@
 """The ``lakeloop`` command of the installed wheel: one entry point for the library's tools.
 
-    lakeloop databricks bundle ...   job definitions for Databricks (lakeloop.databricks)
-    lakeloop demo write|show ...     the demo raw zone, what the lake holds (lakeloop.demo)
-    lakeloop jars resolve|list ...   the profiles' JVM packages (lakeloop.jars)
-    lakeloop train-rank --plan FILE  one training process without Spark (lakeloop.train_rank)
+    lakeloop show [--profile P] [--set k=v ...]    what the lake holds (tables, quarantine reasons, models)
+    lakeloop databricks bundle ...                 job definitions for Databricks (lakeloop.deploy.databricks)
+    lakeloop jars resolve|list ...                 the profiles' JVM packages (lakeloop.runtime.jars)
+    lakeloop train-rank --plan FILE                one training process without Spark (lakeloop.training.rank)
 
-Each is the same as ``python -m lakeloop.<module>``. The Spark jobs themselves are files in
-the checkout's ``jobs/`` (not in the wheel) and run through ``./spark-submit.sh`` or as
+``lakeloop COMMAND --help`` describes each. The Spark jobs themselves are files in the
+checkout's ``jobs/`` (not in the wheel) and run through ``./spark-submit.sh`` or as
 Databricks tasks.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from typing import Sequence
 
 # Command -> module with a main(argv) -> int; imported only when run, so the command starts light.
-COMMANDS: dict[str, str] = {
-    "databricks": "lakeloop.databricks",
-    "demo": "lakeloop.demo",
-    "jars": "lakeloop.jars",
-    "train-rank": "lakeloop.train_rank",
+MODULE_COMMANDS: dict[str, str] = {
+    "databricks": "lakeloop.deploy.databricks",
+    "jars": "lakeloop.runtime.jars",
+    "train-rank": "lakeloop.training.rank",
 }
+COMMANDS = ("show", *MODULE_COMMANDS)
+
+
+def show(argv: Sequence[str]) -> int:
+    """``lakeloop show``: print :func:`lakeloop.summary.show_lake` for a profile; exit 2 for a bad profile."""
+    from lakeloop.config import load_profile
+    from lakeloop.errors import LakeloopError
+    from lakeloop.runtime.session import build_session
+    from lakeloop.summary import show_lake
+
+    parser = argparse.ArgumentParser(prog="lakeloop show", description="Print what the lake's tables hold.")
+    parser.add_argument("--profile", default="local", help="profile name in conf/ or a YAML path (default: local)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile setting (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        profile = load_profile(args.profile, args.overrides)
+        spark = build_session(profile, app_name="lakeloop-show")
+    except LakeloopError as exc:
+        print(f"lakeloop show: {exc}", file=sys.stderr)
+        return 2
+    print(show_lake(spark, profile))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,10 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__.strip())
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command not in COMMANDS:
+    if command == "show":
+        return show(rest)
+    if command not in MODULE_COMMANDS:
         print(f"lakeloop: unknown command {command!r}; the commands are: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command])
+    module = importlib.import_module(MODULE_COMMANDS[command])
     return int(module.main(rest) or 0)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from lakeloop.errors import ConfigError
+from lakeloop.layout import LATEST, check_alias, check_model_name, parse_model_ref, table_ref
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONF_DIR = REPO_ROOT / "conf"
@@ -156,7 +157,6 @@ class TrainConfig:
     reader_workers: int = 2
     amp: bool = True
     torch_threads: int = 1
-    stop_after_epochs: int = 0
     alias: str | None = None
 
 
@@ -174,7 +174,7 @@ class ScoreConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Where ``lakeloop.demo`` writes the demo raw zone."""
+    """Where the demo writer (``dev/lakeloop_dev/demo_data.py``, run by ``./dev/demo.sh``) writes the demo raw zone."""
 
     raw_root: str | None = None
 
@@ -194,13 +194,11 @@ class Profile:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
-    def table_uri(self, layer: str, name: str) -> str:
-        """URI of a lake table, e.g. ``table_uri("bronze", "images")``."""
-        return f"{self.lake_root}/{layer}/{name}"
-
-    def report_dir(self, job: str) -> str:
-        """Folder of a job's run reports (JSON), next to the tables it writes."""
-        return f"{self.lake_root}/_reports/{job}"
+    def hadoop_conf(self) -> dict[str, str]:
+        """The ``spark.hadoop.*`` settings without that prefix: how the processes that have no
+        SparkSession (training ranks, scoring workers, the registry) reach the lake's storage."""
+        prefix = "spark.hadoop."
+        return {k[len(prefix):]: str(v) for k, v in self.spark.conf.items() if k.startswith(prefix) and v is not None}
 
 
 # --------------------------------------------------------------------------- loading
@@ -298,7 +296,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return build_settings(tp, value, key)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, found {value!r}")
@@ -330,7 +328,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def build_settings(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or 'profile'} must be a mapping of settings, found {data!r}")
     hints = typing.get_type_hints(cls)
@@ -384,7 +382,18 @@ def load_profile(
         data.setdefault("spark", {}).setdefault("conf", {})[key] = "" if value is None else value
     data.setdefault("name", path.stem)
     data = _expand(data, repo_root or path.resolve().parent.parent)
-    profile: Profile = _build(Profile, data, "")
+    profile: Profile = build_settings(Profile, data, "")
+    check_profile(profile)
+    return dataclasses.replace(profile, lake_root=require_uri(profile.lake_root, "lake_root"))
+
+
+# --------------------------------------------------------------------------- validation
+# Everything a job would otherwise find out halfway: checked when the profile loads, each
+# error naming the setting.
+
+
+def check_profile(profile: Profile) -> None:
+    """Check the settings no type annotation can express; raise a ConfigError naming the first bad one."""
     require_uri(profile.lake_root, "lake_root")
     for setting, value in (
         ("ingest_images.source", profile.ingest_images.source),
@@ -394,20 +403,62 @@ def load_profile(
     ):
         if value is not None:
             require_uri(value, setting)
+    _check_image_ingest(profile.ingest_images)
     for name, table in profile.ingest_tables.tables.items():
-        require_uri(table.source, f"ingest_tables.tables.{name}.source")
-        if not table.keys:
-            raise ConfigError(f"ingest_tables.tables.{name}.keys is empty; name the column(s) that identify a row")
-        if table.schema is None and not table.infer_schema:
-            raise ConfigError(
-                f"ingest_tables.tables.{name} has no schema; declare one as DDL "
-                f"(schema: \"id INT, name STRING\") or set infer_schema: true"
-            )
+        check_table_source(name, table)
     join = profile.features.join_table
-    if join is not None and not re.fullmatch(r"[A-Za-z_]\w*\.[A-Za-z_]\w*", join):
+    if join is not None and table_ref(join) is None:
         require_uri(join, "features.join_table (a lake table such as bronze.digits_meta, or a URI)")
     _check_features(profile.features)
-    return dataclasses.replace(profile, lake_root=require_uri(profile.lake_root, "lake_root"))
+    _check_train(profile.train)
+    _check_score(profile.score)
+
+
+def _at_least(value: int, minimum: int, setting: str, example: str) -> None:
+    if value < minimum:
+        raise ConfigError(f"{setting} = {value!r} must be at least {minimum}, e.g. {example}")
+
+
+def _check_image_ingest(cfg: ImageIngestConfig) -> None:
+    if not cfg.extensions:
+        raise ConfigError("ingest_images.extensions is empty; list the file endings to ingest, e.g. [png, jpg]")
+    for ext in cfg.extensions:
+        if not re.fullmatch(r"\.?[A-Za-z0-9]+", ext):
+            raise ConfigError(f"ingest_images.extensions entry {ext!r} must be letters and digits only, e.g. png")
+    _at_least(cfg.max_pixels, 1, "ingest_images.max_pixels", "25000000")
+    _at_least(cfg.quarantine_content_max_bytes, 0, "ingest_images.quarantine_content_max_bytes", "1048576")
+    if cfg.label_from == "labels_table" and not cfg.labels_table:
+        raise ConfigError(
+            "ingest_images.label_from = labels_table but ingest_images.labels_table is not set; name the Delta "
+            "table of labels (a URI), or set ingest_images.label_from to parent_folder or none"
+        )
+
+
+# Reader options lakeloop sets itself: a user value would hide malformed records
+# (mode=DROPMALFORMED), crash on them (FAILFAST) or bypass the declared schema.
+RESERVED_READER_OPTIONS = {
+    "mode": "lakeloop reads in PERMISSIVE mode so that malformed records reach quarantine",
+    "columnnameofcorruptrecord": "lakeloop names the corrupt-record column itself",
+    "enforceschema": "lakeloop checks CSV headers against the schema itself",
+    "inferschema": "use ingest_tables.tables.<name>.infer_schema instead",
+}
+
+
+def check_table_source(name: str, table: TableSource) -> None:
+    """Check one table of ingest_tables.tables (also called by the reader, for a TableSource built by hand)."""
+    prefix = f"ingest_tables.tables.{name}"
+    require_uri(table.source, f"{prefix}.source")
+    if not table.keys:
+        raise ConfigError(f"{prefix}.keys is empty; name the column(s) that identify a row")
+    if table.schema is None and not table.infer_schema:
+        raise ConfigError(
+            f"{prefix} has no schema; declare one as DDL (schema: \"id INT, name STRING\") or set infer_schema: true"
+        )
+    for key in table.options:
+        reason = RESERVED_READER_OPTIONS.get(key.lower())
+        if reason:
+            raise ConfigError(f"{prefix}.options.{key} cannot be set: {reason}; remove it")
+    _at_least(table.raw_max_chars, 1, f"{prefix}.raw_max_chars", "10000")
 
 
 def _check_features(cfg: FeaturesConfig) -> None:
@@ -425,13 +476,36 @@ def _check_features(cfg: FeaturesConfig) -> None:
             f"features.split_fractions = {list(fractions)} must be three non-negative numbers "
             f"(train, validation, test) adding up to 1, e.g. [0.8, 0.1, 0.1]"
         )
+    _at_least(cfg.training_set_files, 1, "features.training_set_files", "16")
 
 
-def profile_as_dict(profile: Profile) -> dict[str, Any]:
-    """Plain mapping of a profile, for run reports (Spark settings that look secret are masked)."""
-    data = dataclasses.asdict(profile)
-    conf = data.get("spark", {}).get("conf", {})
-    for key in conf:
-        if any(word in key.lower() for word in ("secret", "password", "token", "credential", "access.key")):
-            conf[key] = "***"
-    return data
+def _check_train(cfg: TrainConfig) -> None:
+    check_model_name(cfg.model_name)
+    for setting, value, example in (("num_processes", cfg.num_processes, "2"), ("epochs", cfg.epochs, "30"),
+                                    ("batch_size", cfg.batch_size, "64"), ("reader_workers", cfg.reader_workers, "2"),
+                                    ("torch_threads", cfg.torch_threads, "1")):
+        _at_least(value, 1, f"train.{setting}", example)
+    if cfg.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate = {cfg.learning_rate!r} must be greater than 0, e.g. 0.003")
+    if cfg.alias is not None:
+        check_alias(cfg.alias)
+        if cfg.alias == LATEST:
+            raise ConfigError(f"train.alias = {LATEST!r}: publishing moves that alias itself; pick another name "
+                              f"(e.g. production) or leave train.alias unset")
+
+
+SCORE_INPUT_FORMS = "features, images, a lake table such as silver.features, or a Delta table URI"
+
+
+def _check_score(cfg: ScoreConfig) -> None:
+    parse_model_ref(cfg.model)
+    if cfg.input not in ("features", "images") and table_ref(cfg.input) is None:
+        require_uri(cfg.input, f"score.input ({SCORE_INPUT_FORMS})")
+    _at_least(cfg.batch_size, 1, "score.batch_size", "512")
+    _at_least(cfg.torch_threads_per_task, 1, "score.torch_threads_per_task",
+              "1 (one thread per task when Spark runs one task per core)")
+    if cfg.max_batch_bytes < 1 << 20 or cfg.max_batch_bytes >= 1 << 31:
+        raise ConfigError(
+            f"score.max_batch_bytes = {cfg.max_batch_bytes} must be between 1 MiB and 2 GiB (Spark's Arrow "
+            f"limit), e.g. 67108864"
+        )

@@ -19,6 +19,8 @@ from lakeloop.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
+    from lakeloop.registry import ModelVersion, Registry
+
 ARCHITECTURES = ("lenet5", "small_resnet", "resnet18")
 
 
@@ -141,14 +143,18 @@ def torchscript_bytes(model: "torch.nn.Module", example: "torch.Tensor") -> byte
         model.train(was_training)
 
 
-def load_registered(version, hadoop_conf=None) -> tuple["torch.nn.Module", dict]:
+def load_model(registry: "Registry", version: "ModelVersion") -> tuple["torch.nn.Module", dict]:
     """Rebuild a registered model (architecture from its metadata, weights from the registry),
-    in eval mode on the CPU; returns ``(model, metadata)``. Works without Spark."""
-    from lakeloop import registry
+    in eval mode on the CPU; returns ``(model, metadata)``. Works without Spark.
 
-    metadata = registry.read_metadata(version, hadoop_conf)
+    Raises
+    ------
+    ModelNotFound, SourceError
+        ``version`` is not committed, or its files are missing or altered.
+    """
+    metadata = registry.read_metadata(version)
     channels, height, width = metadata["input_shape"]
     model = build_model(metadata["architecture"], len(metadata["classes"]), channels, height, width)
-    model.load_state_dict(load_state_dict_bytes(registry.read_weights(version, hadoop_conf)))
+    model.load_state_dict(load_state_dict_bytes(registry.read_weights(version)))
     model.eval()
     return model, metadata

@@ -12,7 +12,9 @@ Two stages, kept apart on purpose:
   the spec's mean/std.
 
 The spec travels as JSON (:meth:`PreprocessSpec.to_json`) in the features table's
-properties and in every model's ``metadata.json``.
+properties (:data:`SPEC_PROPERTY`, with the class list in :data:`CLASSES_PROPERTY`) and in
+every model's ``metadata.json``. This module is the contract between the three steps,
+which is why it sits beside them rather than inside one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
     import numpy as np
 
     from lakeloop.config import PreprocessConfig
+
+# silver.features' contract with training and scoring: the table properties holding the spec its
+# pixels were made with and the class list, and the values of its split column.
+SPEC_PROPERTY = "lakeloop.preprocess"
+CLASSES_PROPERTY = "lakeloop.classes"
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
-from lakeloop import storage
+from lakeloop.io import hadoop
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -23,7 +23,11 @@ def new_run_id(job: str) -> str:
 
 @dataclass
 class RunReport:
-    """Counts, timings and warnings of one job run; written as JSON by :func:`write_report`."""
+    """Counts, timings and warnings of one job run; written as JSON by :func:`write_report`.
+
+    It owns the run's id: library functions take a report and stamp what they write with
+    ``report.run_id``, so the id in the lake and the id of the report cannot disagree.
+    """
 
     job: str
     run_id: str
@@ -38,6 +42,11 @@ class RunReport:
     details: dict[str, Any] = field(default_factory=dict)
     finished_at: str | None = None
     error: str | None = None
+
+    @classmethod
+    def start(cls, job: str) -> "RunReport":
+        """A new report for a run of ``job``, with a fresh run id (:func:`new_run_id`)."""
+        return cls(job=job, run_id=new_run_id(job))
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
@@ -81,7 +90,7 @@ def write_report(spark: "SparkSession", report: RunReport, report_dir: str) -> s
     """Write ``<report_dir>/<run_id>.json`` and ``latest.json``; return the run's URI."""
     uri = f"{report_dir}/{report.run_id}.json"
     text = report.to_json()
-    storage.write_text(spark, uri, text)
-    storage.write_text(spark, f"{report_dir}/latest.json", text)
+    hadoop.write_text(spark, uri, text)
+    hadoop.write_text(spark, f"{report_dir}/latest.json", text)
     report.outputs.setdefault("report", uri)
     return uri

@@ -1,0 +1,157 @@
+"""The demo raw zone: scikit-learn's bundled handwritten digits as PNG files, a CSV
+describing them, and a few deliberately broken files and rows so quarantine shows.
+
+    python -m lakeloop_dev.demo_data [--profile P] [--out file:/path]     # writes demo.raw_root
+
+(``lakeloop show`` then prints what the lake's tables hold.) scikit-learn is a development
+dependency (requirements-dev.txt), not one of the wheel's.
+
+Nothing is downloaded: ``sklearn.datasets.load_digits`` ships its 1,797 scans (8x8,
+16 grey levels, labels 0-9) inside the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import shutil
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lakeloop.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DemoManifest:
+    """What :func:`write_demo_raw_zone` wrote, so the demo can say what to expect."""
+
+    images_dir: Path
+    table_path: Path
+    digits: int
+    broken_images: int
+    duplicate_images: int
+    ignored_files: int
+    table_rows: int
+    broken_rows: int
+
+
+def _local_dir(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise ConfigError(
+            f"demo.raw_root = {uri!r}: the demo writes to a local folder (file:/...); "
+            f"copy it to HDFS/S3 afterwards (hdfs dfs -put, aws s3 cp)"
+        )
+    return Path(parsed.path)
+
+
+def _png_with_huge_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height``: a decompression bomb to refuse."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
+    """Write ``raw_root/images/<label>/*.png`` and ``raw_root/tables/digits_meta.csv`` afresh."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images_dir = raw_root / "images"
+    tables_dir = raw_root / "tables"
+    for folder in (images_dir, tables_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+
+    rows = []
+    for i, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        # 16 grey levels (0-16) -> 0-255, the scan as it is: 8x8 pixels.
+        img = Image.fromarray(np.clip(pixels * 16, 0, 255).astype(np.uint8))  # 2-D uint8: mode L
+        folder = images_dir / str(int(label))
+        folder.mkdir(exist_ok=True)
+        # A few upper-case endings, as cameras and Windows tools write them.
+        name = f"digit_{i:04d}.PNG" if i % 250 == 7 else f"digit_{i:04d}.png"
+        img.save(folder / name, format="PNG")
+        rows.append(
+            {
+                "sample_id": i,
+                "path": f"{int(label)}/{name}",
+                "label": int(label),
+                "ink_fraction": round(float((pixels > 0).mean()), 4),
+                "scan_batch": f"batch-{i // 200:02d}",
+            }
+        )
+
+    # Byte-identical copies: stored once in bronze, counted as duplicates.
+    shutil.copyfile(images_dir / "0" / "digit_0000.png", images_dir / "0" / "digit_0000 (copy).png")
+    shutil.copyfile(images_dir / "1" / "digit_0001.png", images_dir / "1" / "digit_0001 - Kopie.png")
+
+    # Broken inputs: each must land in quarantine with its reason.
+    good = (images_dir / "3" / "digit_0003.png").read_bytes()
+    (images_dir / "3" / "scan_truncated.png").write_bytes(good[: len(good) // 2])
+    (images_dir / "5" / "empty.png").write_bytes(b"")
+    (images_dir / "7" / "download_error.jpg").write_bytes(
+        b"<html><body><h1>503 Service Unavailable</h1></body></html>\n"
+    )
+    (images_dir / "9" / "bomb.png").write_bytes(_png_with_huge_header(60_000, 60_000))
+    # Not an image ending: not an input at all (listing skips it).
+    (images_dir / "README.txt").write_text("digits from scikit-learn's bundled copy of the UCI data set\n")
+
+    table_path = tables_dir / "digits_meta.csv"
+    fields = ["sample_id", "path", "label", "ink_fraction", "scan_batch"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    broken_rows = [
+        "x17,3/digit_9999.png,3,0.4,batch-99",  # key is not a number
+        "1800,4/digit_1800.png,4",  # two fields missing
+        ",5/digit_1801.png,5,0.3,batch-99",  # no key
+        "0,0/digit_0000.png,0,0.9999,batch-00",  # second row for key 0
+    ]
+    table_path.write_text(buffer.getvalue() + "\n".join(broken_rows) + "\n", encoding="utf-8")
+
+    return DemoManifest(
+        images_dir=images_dir,
+        table_path=table_path,
+        digits=len(rows),
+        broken_images=4,
+        duplicate_images=2,
+        ignored_files=1,
+        table_rows=len(rows) + len(broken_rows),
+        broken_rows=len(broken_rows),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lakeloop.config import load_profile
+
+    parser = argparse.ArgumentParser(prog="python -m lakeloop_dev.demo_data", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="local")
+    parser.add_argument("--out", help="file: URI to write to (default: the profile's demo.raw_root)")
+    args = parser.parse_args(argv)
+    profile = load_profile(args.profile)
+    uri = args.out or profile.demo.raw_root
+    if not uri:
+        raise SystemExit("demo.raw_root is not set in the profile; pass --out file:/path")
+    manifest = write_demo_raw_zone(_local_dir(uri))
+    print(
+        f"demo raw zone in {uri}: {manifest.digits} digit scans + {manifest.duplicate_images} duplicates + "
+        f"{manifest.broken_images} broken images (+{manifest.ignored_files} non-image file), "
+        f"table of {manifest.table_rows} rows ({manifest.broken_rows} broken)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

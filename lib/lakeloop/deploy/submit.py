@@ -1,0 +1,168 @@
+"""Build and run the ``spark-submit`` command for a job; what ``./spark-submit.sh`` calls.
+
+    ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--dry-run] JOB [JOB ARGS ...]
+
+It packages ``lib/lakeloop`` as a zip for the executors (``--py-files``), ships the
+profile (``--files``, so a driver in cluster mode finds it in its working directory),
+turns the profile's master and Spark settings (Delta, the resolved JVM jars, the
+profile's ``spark.conf``) into flags, and runs ``jobs/JOB.py`` with the same profile
+and overrides. The same jobs run unchanged on local, standalone, YARN and Databricks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from lakeloop.config import REPO_ROOT, find_profile, load_profile
+from lakeloop.errors import ConfigError, LakeloopError
+
+USAGE = "usage: ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--dry-run] JOB [ARGS ...]"
+
+
+BUILD_STAMP = "lakeloop/_build.json"
+
+
+def checkout_commit(repo_root: Path = REPO_ROOT) -> str | None:
+    """The checkout's git commit, with ``-dirty`` when ``lib/`` has local changes; None outside git."""
+    try:
+        commit = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo_root), "status", "--porcelain", "--", "lib"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def package_library(out_dir: Path, repo_root: Path = REPO_ROOT) -> Path:
+    """Zip ``lib/lakeloop`` (sources only) to ``out_dir/lakeloop.zip`` for ``--py-files``.
+
+    The zip carries ``lakeloop/_build.json`` with the checkout's commit: the code version
+    training records in every model's metadata (:func:`lakeloop.training.driver.code_version`).
+    """
+    src = repo_root / "lib" / "lakeloop"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "lakeloop.zip"
+    tmp = target.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(src.rglob("*.py")):
+            zf.write(path, path.relative_to(src.parent).as_posix())
+        zf.writestr(BUILD_STAMP, json.dumps({"commit": checkout_commit(repo_root)}))
+    tmp.replace(target)
+    return target
+
+
+def spark_home() -> Path:
+    """The Spark to submit with: $SPARK_HOME if the user's shell sets one, else pyspark's own."""
+    # The wrapper, not the library: here the user's shell decides which Spark to use.
+    home = os.environ.get("SPARK_HOME")
+    if home and (Path(home) / "bin" / "spark-submit").exists():
+        return Path(home)
+    import pyspark
+
+    home_path = Path(pyspark.__file__).parent
+    if not (home_path / "bin" / "spark-submit").exists():
+        raise ConfigError("spark-submit not found: run ./dev/setup.sh, or set SPARK_HOME to a Spark 4.0 install")
+    return home_path
+
+
+@dataclass(frozen=True)
+class WrapperArgs:
+    """The wrapper's own options, and the job with its arguments."""
+
+    profile: str
+    sets: tuple[str, ...]
+    confs: tuple[str, ...]
+    dry_run: bool
+    job: str
+    job_args: tuple[str, ...]
+
+
+def parse_wrapper_args(argv: Sequence[str]) -> WrapperArgs:
+    """Split ``[--profile P] [--conf k=v] [--set k=v] [--dry-run] JOB [ARGS]``; options end at JOB."""
+    profile, sets, confs, dry_run = "local", [], [], False
+    args = list(argv)
+    while args and args[0].startswith("-"):
+        flag = args.pop(0)
+        if flag == "--dry-run":
+            dry_run = True
+            continue
+        if flag in ("-h", "--help"):
+            raise ConfigError(USAGE)
+        if flag not in ("--profile", "--set", "--conf"):
+            raise ConfigError(f"unknown option {flag}\n{USAGE}")
+        if not args:
+            raise ConfigError(f"{flag} needs a value\n{USAGE}")
+        value = args.pop(0)
+        if flag == "--profile":
+            profile = value
+        else:
+            (sets if flag == "--set" else confs).append(value)
+    if not args:
+        raise ConfigError(f"no job named\n{USAGE}")
+    return WrapperArgs(profile, tuple(sets), tuple(confs), dry_run, args[0].removesuffix(".py"), tuple(args[1:]))
+
+
+def build_command(wrapper: WrapperArgs, repo_root: Path = REPO_ROOT) -> list[str]:
+    """The full spark-submit argv that runs ``wrapper.job`` under its profile."""
+    from lakeloop.runtime.session import spark_settings
+
+    job_file = repo_root / "jobs" / f"{wrapper.job}.py"
+    if not job_file.is_file():
+        known = sorted(p.stem for p in (repo_root / "jobs").glob("*.py") if not p.stem.startswith("_"))
+        raise ConfigError(f"unknown job {wrapper.job!r}; the jobs are: {', '.join(known)}")
+
+    profile_path = find_profile(wrapper.profile, repo_root / "conf").resolve()
+    profile = load_profile(
+        str(profile_path), wrapper.sets, wrapper.confs, conf_dir=repo_root / "conf", repo_root=repo_root
+    )
+    library_zip = package_library(repo_root / "build", repo_root)
+
+    cmd = [str(spark_home() / "bin" / "spark-submit")]
+    if profile.spark.master:
+        cmd += ["--master", profile.spark.master]
+    cmd += ["--name", f"lakeloop-{wrapper.job}"]
+    settings = spark_settings(profile)
+    # --py-files reaches the Python workers' sys.path but not PYTHONPATH: processes they start
+    # (TorchDistributor's torchrun) import lakeloop from the zip in the executor's working folder.
+    settings.setdefault("spark.executorEnv.PYTHONPATH", library_zip.name)
+    for key, value in settings.items():
+        cmd += ["--conf", f"{key}={value}"]
+    cmd += ["--py-files", str(library_zip), "--files", str(profile_path), str(job_file)]
+    cmd += ["--profile", str(profile_path)]
+    for item in wrapper.sets:
+        cmd += ["--set", item]
+    for item in wrapper.confs:
+        cmd += ["--conf", item]
+    return cmd + list(wrapper.job_args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        wrapper = parse_wrapper_args(argv)
+        cmd = build_command(wrapper)
+    except LakeloopError as exc:
+        print(f"spark-submit.sh: {exc}", file=sys.stderr)
+        return 2
+    if wrapper.dry_run:
+        print(" ".join(shlex.quote(part) for part in cmd))
+        return 0
+    env = dict(os.environ)
+    env["SPARK_HOME"] = str(spark_home())
+    # Executors in local mode import the checkout's code, like the driver.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "lib"), env.get("PYTHONPATH")]))
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

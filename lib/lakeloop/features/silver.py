@@ -1,0 +1,204 @@
+"""Features: bronze images (+ a joined table) -> Delta ``silver.features``.
+
+``silver.features`` holds, per image: ``image_id``, ``label``, ``label_index``, ``split``
+(train/validation/test, from a hash of ``image_id`` and ``features.split_seed``: the same
+on every rerun), ``pixels`` (the preprocessed image as uint8 H x W x C bytes, see
+:mod:`lakeloop.preprocess`), the joined table columns, the preprocessing spec's key and
+the bronze Delta version it was built from. The spec itself and the class list are table
+properties (``lakeloop.preprocess``, ``lakeloop.classes``).
+
+The Parquet training set Petastorm reads is made from this table by the training step
+(:mod:`lakeloop.training.dataset`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Iterator
+
+import pandas as pd  # module level: pandas UDF type hints resolve in this module's globals
+
+from lakeloop.config import FeaturesConfig, Profile
+from lakeloop.errors import ConfigError, SourceError
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec
+from lakeloop.report import RunReport
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+PREPROCESS_SCHEMA = "pixels binary, error string"
+
+
+def assign_split(image_id: "Column", seed: str, fractions: tuple[float, ...]) -> "Column":
+    """train/validation/test from a hash of (seed, image_id): stable across reruns and machines."""
+    from pyspark.sql import functions as F
+
+    bucket = F.pmod(F.xxhash64(F.lit(seed), image_id), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    train, val = fractions[0], fractions[0] + fractions[1]
+    return F.when(bucket < train, "train").when(bucket < val, "validation").otherwise("test")
+
+
+def _preprocess_udf(spec_json: str):
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(PREPROCESS_SCHEMA)
+    def preprocess(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from lakeloop.preprocess import image_to_pixels
+
+        spec = PreprocessSpec.from_json(spec_json)
+        for contents in batches:
+            pixels, errors = [], []
+            for content in contents:
+                try:
+                    pixels.append(image_to_pixels(content, spec))
+                    errors.append(None)
+                except Exception as exc:  # noqa: BLE001 - any decode failure is a quarantine reason
+                    pixels.append(None)
+                    errors.append(f"cannot preprocess image ({type(exc).__name__}: {exc})")
+            yield pd.DataFrame({"pixels": pixels, "error": errors})
+
+    return preprocess
+
+
+def to_features(
+    bronze: "DataFrame",
+    spec: PreprocessSpec,
+    classes: list[str],
+    split_seed: str,
+    split_fractions: tuple[float, ...],
+    source_version: int,
+    run_id: str,
+) -> "DataFrame":
+    """Bronze image rows -> feature rows (with ``error`` set where preprocessing failed)."""
+    from pyspark.sql import functions as F
+
+    class_index = F.create_map(*[x for i, c in enumerate(classes) for x in (F.lit(c), F.lit(i))]) if classes else None
+    processed = bronze.withColumn("_pre", _preprocess_udf(spec.to_json())(F.col("content")))
+    return processed.select(
+        "image_id",
+        "path",
+        "relative_path",
+        "label",
+        (class_index[F.col("label")] if class_index is not None else F.lit(None)).cast("int").alias("label_index"),
+        assign_split(F.col("image_id"), split_seed, split_fractions).alias("split"),
+        F.col("_pre.pixels").alias("pixels"),
+        F.lit(spec.height).alias("height"),
+        F.lit(spec.width).alias("width"),
+        F.lit(spec.channels).alias("channels"),
+        F.lit(spec.key).alias("spec_key"),
+        F.lit(source_version).cast("long").alias("source_version"),
+        F.current_timestamp().alias("built_at"),
+        F.lit(run_id).alias("run_id"),
+        F.col("_pre.error").alias("error"),
+    )
+
+
+def join_table_columns(features: "DataFrame", table: "DataFrame", key: str, columns: tuple[str, ...]) -> "DataFrame":
+    """Left-join ``columns`` of a table whose ``key`` holds the image's path relative to the source."""
+    from pyspark.sql import functions as F
+
+    missing = [c for c in (key, *columns) if c not in table.columns]
+    if missing:
+        raise ConfigError(
+            f"features.join_table has no column(s) {missing} (it has {', '.join(table.columns)}); "
+            f"fix features.join_key / features.join_columns"
+        )
+    clash = [c for c in columns if c in features.columns]
+    if clash:
+        raise ConfigError(f"features.join_columns {clash} clash with feature columns; leave them out")
+    right = table.select(F.col(key).cast("string").alias("_join_key"), *columns).dropDuplicates(["_join_key"])
+    return features.join(right, features["relative_path"] == right["_join_key"], "left").drop("_join_key")
+
+
+def _read_bronze(spark: "SparkSession", lake: LakeLayout) -> tuple["DataFrame", int, list[str]]:
+    """bronze.images pinned to its current version, that version, and its labels sorted."""
+    if not delta.is_delta_table(spark, lake.bronze_images):
+        raise SourceError(f"{lake.bronze_images} is not a Delta table yet; run ingest_images first")
+    version = delta.table_version(spark, lake.bronze_images)
+    bronze = delta.read_table(spark, lake.bronze_images, version)
+    classes = sorted(r.label for r in bronze.where("label IS NOT NULL").select("label").distinct().collect())
+    return bronze, version, classes
+
+
+def _join_configured_table(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig,
+                           lake: LakeLayout) -> "DataFrame":
+    """``features`` with ``features.join_columns`` of ``features.join_table`` (pinned to its current version)."""
+    join_uri = lake.resolve_table(cfg.join_table)
+    if not delta.is_delta_table(spark, join_uri):
+        raise SourceError(f"features.join_table {join_uri} is not a Delta table; run ingest_tables first "
+                          f"or unset features.join_table")
+    table = delta.read_table(spark, join_uri, delta.table_version(spark, join_uri))
+    return join_table_columns(features, table, cfg.join_key, cfg.join_columns)
+
+
+def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig, spec: PreprocessSpec,
+                    classes: list[str], lake: LakeLayout, report: RunReport) -> tuple[dict[str, int], int]:
+    """MERGE the good rows into silver, the failed ones into quarantine, set the table's properties;
+    returns the MERGE metrics and the number quarantined."""
+    from pyspark.sql import functions as F
+
+    good = features.where("error IS NULL").drop("error")
+    bad = features.where("error IS NOT NULL").select(
+        "image_id", "path", "error", F.current_timestamp().alias("quarantined_at"),
+        F.lit(report.run_id).alias("run_id"))
+    compare = ["label", "label_index", "split", "spec_key", *(cfg.join_columns if cfg.join_table else ())]
+    metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], compare)
+    bad_count = bad.count()
+    if bad_count:
+        delta.merge_insert_new(spark, bad, lake.quarantine_features, ["image_id"])
+    delta.set_table_properties(spark, lake.features,
+                               {SPEC_PROPERTY: spec.to_json(), CLASSES_PROPERTY: json.dumps(classes)})
+    return metrics, bad_count
+
+
+def build_features(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
+    """Build or update ``silver.features`` from the current ``bronze.images``.
+
+    Rows whose image, label index, spec or joined columns are unchanged are not rewritten;
+    a rerun on unchanged input commits nothing. Images that fail preprocessing go to
+    ``quarantine.features``. Reads ``features.*``.
+
+    Raises
+    ------
+    SourceError
+        bronze.images does not exist yet (run ingest_images first).
+    ConfigError
+        a join table without the configured columns.
+    """
+    from pyspark import StorageLevel
+
+    cfg = profile.features
+    report = report or RunReport.start("build_features")
+    lake = LakeLayout(profile.lake_root)
+    spec = PreprocessSpec.from_config(cfg.preprocess)
+    with report.timed("read"):
+        bronze, source_version, classes = _read_bronze(spark, lake)
+    report.details.update(bronze_version=source_version, classes=classes, preprocess=json.loads(spec.to_json()))
+    features = to_features(bronze, spec, classes, cfg.split_seed, cfg.split_fractions, source_version, report.run_id)
+    if cfg.join_table:
+        features = _join_configured_table(spark, features, cfg, lake)
+    features = features.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with report.timed("preprocess"):
+            n_images = features.count()
+        with report.timed("write"):
+            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, lake, report)
+    finally:
+        features.unpersist()
+    version = delta.table_version(spark, lake.features)
+    split_counts = {r["split"]: r["count"] for r in
+                    delta.read_table(spark, lake.features, version).groupBy("split").count().collect()}
+    inserted, updated = metrics.get("num_inserted_rows", 0), metrics.get("num_updated_rows", 0)
+    report.counts.update(
+        images=n_images,
+        inserted=inserted,
+        updated=updated,
+        unchanged=n_images - bad_count - inserted - updated,
+        quarantined=bad_count,
+        **{f"split_{k}": v for k, v in sorted(split_counts.items())},
+    )
+    report.details["features_version"] = version
+    report.outputs.update(features=lake.features, quarantine=lake.quarantine_features)
+    return report

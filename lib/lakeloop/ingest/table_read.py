@@ -1,0 +1,365 @@
+"""Reading a table's source as raw records: CSV, JSON lines or Parquet at any Hadoop URI.
+
+:func:`read_source` reads the raw records. CSV and JSON columns are read as STRING, plus a
+``_corrupt_record`` column (Spark's PERMISSIVE mode), so that no value is turned into null
+by the reader; Parquet is read with its own types. Every record gets the file it came from
+and a position that is the same on every read of the same input. Validation is
+:mod:`lakeloop.ingest.table_checks`; the job is :mod:`lakeloop.ingest.tables`.
+
+Facts about Spark 4.0's CSV reader this module relies on (verified with Spark 4.0.1):
+in PERMISSIVE mode with a ``columnNameOfCorruptRecord`` column, a line with too few
+fields comes back padded with nulls and a line with too many comes back cut to the
+schema's width; in both cases the corrupt-record column holds the whole line. Without
+that column both kinds would pass silently, so it is always requested. With
+``header=true`` and a schema, Spark maps columns by position and skips the header
+unchecked unless ``enforceSchema=false``; this module reads the header itself, builds
+the schema in the header's order and sets ``enforceSchema=false`` so that every other
+file's header is checked against it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from lakeloop.config import TableSource, check_table_source
+from lakeloop.errors import ConfigError, LakeloopError, SchemaMismatchError, SourceError
+from lakeloop.io import hadoop
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import DataType, StructType
+
+# Helper columns of read_source's output; everything else is a column of the record.
+CORRUPT_COL = "_corrupt_record"
+INPUT_FILE_COL = "_input_file"
+INPUT_POS_COL = "_input_pos"
+HELPER_COLS = (CORRUPT_COL, INPUT_FILE_COL, INPUT_POS_COL)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def setting_name(name: str | None, key: str) -> str:
+    """The full name of a table's setting, for messages: ``ingest_tables.tables.<name>.<key>``."""
+    return f"ingest_tables.tables.{name or '<name>'}.{key}"
+
+
+def quote_column(column: str) -> str:
+    """A column name quoted for Spark, so names with dots or spaces are taken literally."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+def declared_schema(table: TableSource, name: str | None = None) -> "StructType | None":
+    """The table's declared schema (``TableSource.schema`` as DDL), or None when it is inferred.
+
+    Needs an active SparkSession (the DDL is parsed by Spark).
+
+    Raises
+    ------
+    ConfigError
+        the DDL does not parse, names a column twice, or lacks a key column.
+    """
+    if table.schema is None:
+        return None
+    from pyspark.errors import ParseException
+    from pyspark.sql.types import StructType
+
+    try:
+        schema = StructType.fromDDL(table.schema)
+    except ParseException as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"{setting_name(name, 'schema')} = {table.schema!r} is not valid DDL ({first_line}); "
+            f"write it like \"sample_id INT, path STRING, ink_fraction DOUBLE\""
+        ) from exc
+    lowered = [f.name.lower() for f in schema.fields]
+    twice = sorted({n for n in lowered if lowered.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{setting_name(name, 'schema')} declares column(s) {', '.join(twice)} more than once")
+    resolve_keys(table, schema.fieldNames(), name, ConfigError)
+    return schema
+
+
+def resolve_keys(
+    table: TableSource, columns: Sequence[str], name: str | None, error: type[LakeloopError]
+) -> list[str]:
+    """The key columns spelled as in ``columns`` (keys are matched case-insensitively)."""
+    by_lower = {c.lower(): c for c in columns}
+    missing = [k for k in table.keys if k.lower() not in by_lower]
+    if missing:
+        raise error(
+            f"{setting_name(name, 'keys')} names {', '.join(map(repr, missing))}, which the table does not have "
+            f"(its columns: {', '.join(columns) or 'none'}); fix the keys or the schema"
+        )
+    return [by_lower[k.lower()] for k in table.keys]
+
+
+def reader_option(options: dict[str, str], key: str, default: str | None = None) -> str | None:
+    """A reader option by name, case-insensitively (Spark's reader options are)."""
+    for k, v in options.items():
+        if k.lower() == key.lower():
+            return v
+    return default
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _is_no_files(exc: Exception) -> bool:
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return condition == "UNABLE_TO_INFER_SCHEMA"
+
+
+def _match_columns(
+    source_columns: Sequence[str],
+    schema: "StructType",
+    table: TableSource,
+    name: str | None,
+    where: str,
+    missing_is_error: bool,
+) -> tuple[dict[str, str], list[str]]:
+    """Map declared column -> source spelling (case-insensitive); return it and the extra source columns.
+
+    Raises SchemaMismatchError for extra columns unless ``evolve_schema`` is on, and for
+    declared columns the source lacks when ``missing_is_error``.
+    """
+    by_lower: dict[str, str] = {}
+    for column in source_columns:
+        by_lower.setdefault(column.lower(), column)
+    declared_lower = {f.name.lower() for f in schema.fields}
+    spelling = {f.name: by_lower[f.name.lower()] for f in schema.fields if f.name.lower() in by_lower}
+    missing = [f.name for f in schema.fields if f.name.lower() not in by_lower]
+    extra = [c for c in source_columns if c.lower() not in declared_lower]
+    if missing and missing_is_error:
+        unexpected = f"; undeclared column(s) found instead: {', '.join(extra)}" if extra else ""
+        raise SchemaMismatchError(
+            f"declared column(s) {', '.join(missing)} missing from {where}{unexpected} (source columns: "
+            f"{', '.join(source_columns)}). Fix the source, or change {setting_name(name, 'schema')} to match it "
+            f"(names are matched case-insensitively)."
+        )
+    if extra and not table.evolve_schema:
+        raise SchemaMismatchError(
+            f"undeclared column(s) {', '.join(extra)} in {where}: {setting_name(name, 'schema')} does not declare them. "
+            f"Set {setting_name(name, 'evolve_schema')}: true to add them to the bronze table, or add them to "
+            f"the schema (e.g. \"..., {extra[0]} STRING\")."
+        )
+    return spelling, extra
+
+
+def _with_helpers(df: "DataFrame", columns: Sequence[tuple[str, str]], corrupt: bool) -> "DataFrame":
+    """Select ``(source name, output name)`` columns plus the helper columns, straight off the file scan."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        *[F.col(quote_column(src)).alias(out) for src, out in columns],
+        *([F.col(CORRUPT_COL)] if corrupt else []),
+        F.col("_metadata.file_path").alias(INPUT_FILE_COL),
+        # Position within the input: the split's offset, then an id that grows in read order
+        # within a task. One task reads a split from start to end, so sorting by (file, position)
+        # is input order, and the same input read with the same settings gives the same positions.
+        F.struct(
+            F.col("_metadata.file_block_start").alias("block"),
+            F.monotonically_increasing_id().alias("row"),
+        ).alias(INPUT_POS_COL),
+    )
+
+
+def _empty_source(spark: "SparkSession", fields: Sequence[tuple[str, "DataType"]], corrupt: bool) -> "DataFrame":
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    schema = StructType(
+        [StructField(n, t) for n, t in fields]
+        + ([StructField(CORRUPT_COL, StringType())] if corrupt else [])
+        + [
+            StructField(INPUT_FILE_COL, StringType()),
+            StructField(
+                INPUT_POS_COL,
+                StructType([StructField("block", LongType()), StructField("row", LongType())]),
+            ),
+        ]
+    )
+    return spark.createDataFrame([], schema)
+
+
+def _permissive_reader(spark: "SparkSession", options: dict[str, str], fields: Sequence[tuple[str, str, "DataType"]]):
+    """A reader that keeps malformed records whole in ``_corrupt_record`` instead of padding them."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    read_schema = StructType(
+        [StructField(src, dtype) for src, _, dtype in fields] + [StructField(CORRUPT_COL, StringType())]
+    )
+    return (
+        spark.read.options(**options)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_COL)
+        .schema(read_schema)
+    )
+
+
+def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
+    from pyspark.errors import AnalysisException
+    from pyspark.sql.types import StringType
+
+    options = dict(table.options)
+    header = (reader_option(options, "header", "false") or "false").strip().lower() == "true"
+
+    def infer() -> "StructType":
+        return spark.read.options(**options, inferSchema="true").csv(table.source).schema
+
+    try:
+        if schema is None:
+            inferred = infer()
+            fields = [(f.name, f.name, f.dataType) for f in inferred.fields]
+        elif header:
+            # Without a schema and without inferSchema Spark reads just the first line: the header.
+            header_names = spark.read.options(**options).csv(table.source).schema.fieldNames()
+            if not header_names:
+                return _empty_source(spark, [(f.name, StringType()) for f in schema.fields], corrupt=True)
+            spelling, extra = _match_columns(
+                header_names, schema, table, name, f"the CSV header of {table.source}", missing_is_error=True
+            )
+            back = {v: k for k, v in spelling.items()}
+            extra_types = {c: StringType() for c in extra}
+            if extra and table.infer_schema:
+                extra_types.update({f.name: f.dataType for f in infer().fields if f.name in extra_types})
+            fields = [
+                (h, back[h], StringType()) if h in back else (h, h, extra_types[h]) for h in header_names
+            ]
+        else:
+            fields = [(f.name, f.name, StringType()) for f in schema.fields]
+    except AnalysisException as exc:
+        if _is_no_files(exc):
+            return _empty_source(spark, [(f.name, StringType()) for f in (schema.fields if schema else [])], True)
+        raise
+    if not fields:
+        return _empty_source(spark, [], corrupt=True)
+    df = (
+        _permissive_reader(spark, options, fields)
+        # Check every file's header against the first one's (by position, case-insensitively).
+        .option("enforceSchema", "false" if header else "true")
+        .csv(table.source)
+    )
+    return _with_helpers(df, [(src, out) for src, out, _ in fields], corrupt=True)
+
+
+def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
+    from pyspark.errors import AnalysisException
+    from pyspark.sql.types import StringType, StructType
+
+    options = dict(table.options)
+    try:
+        # One pass to learn the keys the records use: JSON field matching is case-sensitive,
+        # and keys the schema does not declare must be noticed (evolve_schema) or refused.
+        inferred = (
+            spark.read.options(**options)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT_COL)
+            .json(table.source)
+            .schema
+        )
+    except AnalysisException as exc:
+        if getattr(exc, "getCondition", lambda: None)() == "COLUMN_ALREADY_EXISTS":
+            # Records spell a key in two ways ("id" and "ID"); Spark cannot read both as one column.
+            raise SchemaMismatchError(
+                f"the JSON records of {table.source} spell a key in more than one way (upper/lower case): "
+                f"{str(exc).splitlines()[0]}. Spark matches JSON keys case-sensitively, so make the records "
+                f"use one spelling (the one in {setting_name(name, 'schema')})"
+            ) from exc
+        if not _is_no_files(exc):
+            raise
+        inferred = StructType([])
+    source_fields = [f for f in inferred.fields if f.name != CORRUPT_COL]
+    if not inferred.fields:
+        return _empty_source(spark, [(f.name, StringType()) for f in (schema.fields if schema else [])], True)
+    if schema is None:
+        fields = [(f.name, f.name, f.dataType) for f in source_fields]
+    else:
+        # A declared column no record has is read as null: JSON writers (Spark's own included)
+        # leave out null fields, so its absence is not an error.
+        spelling, extra = _match_columns(
+            [f.name for f in source_fields], schema, table, name, f"the JSON records of {table.source}",
+            missing_is_error=False,
+        )
+        inferred_types = {f.name: f.dataType for f in source_fields}
+        fields = [(spelling.get(f.name, f.name), f.name, StringType()) for f in schema.fields] + [
+            (c, c, inferred_types[c] if table.infer_schema else StringType()) for c in extra
+        ]
+    df = (
+        _permissive_reader(spark, options, fields)
+        .json(table.source)
+    )
+    return _with_helpers(df, [(src, out) for src, out, _ in fields], corrupt=True)
+
+
+def _read_parquet(
+    spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None
+) -> "DataFrame":
+    from pyspark.errors import AnalysisException
+
+    options = dict(table.options)
+    try:
+        df = spark.read.options(**options).parquet(table.source)
+    except AnalysisException as exc:
+        if _is_no_files(exc):
+            return _empty_source(spark, [(f.name, f.dataType) for f in (schema.fields if schema else [])], False)
+        raise
+    source_columns = df.columns
+    if schema is None:
+        columns = [(c, c) for c in source_columns]
+    else:
+        spelling, extra = _match_columns(
+            source_columns, schema, table, name, f"the Parquet files of {table.source}", missing_is_error=True
+        )
+        columns = [(spelling[f.name], f.name) for f in schema.fields] + [(c, c) for c in extra]
+    return _with_helpers(df, columns, corrupt=False)
+
+
+def read_source(spark: "SparkSession", table: TableSource, name: str | None = None) -> "DataFrame":
+    """Read a table's source as raw records, with the declared column names.
+
+    Columns: the declared columns (STRING for CSV and JSON, the file's own types for
+    Parquet; inferred types with ``infer_schema`` and no schema), then any extra source
+    columns (only with ``evolve_schema``), then the helpers ``_corrupt_record`` (CSV and
+    JSON: the raw line of a malformed record, else null), ``_input_file`` and
+    ``_input_pos`` (input order: sort by file, then position).
+
+    ``_input_pos`` comes from ``monotonically_increasing_id``: persist the result before
+    using it twice, so that every use sees the same positions.
+
+    Parameters
+    ----------
+    spark : the session.
+    table : the table's settings (``ingest_tables.tables.<name>``).
+    name : the table's name, used in error messages to name its settings.
+
+    Raises
+    ------
+    SourceError
+        nothing exists at ``table.source``.
+    SchemaMismatchError
+        the header / file columns lack declared columns, or have extra ones while
+        ``evolve_schema`` is off.
+    ConfigError
+        the schema DDL or the keys are invalid, or ``options`` sets a reader option
+        lakeloop controls (``mode``, ``columnNameOfCorruptRecord``, ...).
+    """
+    schema = declared_schema(table, name)
+    check_table_source(name or "<name>", table)
+    # globStatus, not exists: a source may be a glob such as s3a://bucket/in/*.csv.
+    if not hadoop.glob_exists(spark, table.source):
+        raise SourceError(
+            f"table source {table.source} does not exist; check {setting_name(name, 'source')} "
+            f"and that the location is reachable from Spark"
+        )
+    readers = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}
+    if table.format not in readers:
+        raise ConfigError(f"{setting_name(name, 'format')} = {table.format!r} is not one of csv, json, parquet")
+    df = readers[table.format](spark, table, schema, name)
+    if schema is None:
+        resolve_keys(table, [c for c in df.columns if c not in HELPER_COLS], name, SchemaMismatchError)
+    return df
+
+
+def record_columns(df: "DataFrame") -> list[str]:
+    """The columns of ``df`` that belong to the record (not read_source's helpers)."""
+    return [c for c in df.columns if c not in HELPER_COLS]

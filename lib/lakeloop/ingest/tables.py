@@ -1,0 +1,354 @@
+"""Table ingestion: CSV, JSON lines or Parquet at any Hadoop URI -> Delta ``bronze.<table>`` + ``quarantine.<table>``.
+
+Steps (each a function tests and notebooks can call):
+
+1. :func:`lakeloop.ingest.table_read.read_source` reads the raw records, every one with the
+   file it came from and a position that is the same on every read of the same input.
+2. :func:`lakeloop.ingest.table_checks.validate_records` types them per the declared schema
+   and splits them into good rows (one per key) and bad rows (raw record + reason).
+3. :func:`ingest_table` MERGEs the good rows into bronze on the table's keys (unchanged
+   rows are not rewritten, so a rerun updates and inserts nothing) and the bad rows into
+   quarantine on ``record_hash`` (a rerun adds nothing twice).
+
+Every record read ends in exactly one of bronze or quarantine; the run checks
+``inputs == good + quarantined`` and fails loudly if not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from lakeloop.config import Profile, TableSource
+from lakeloop.errors import ConfigError, JobFailed, LakeloopError, SchemaMismatchError
+from lakeloop.ingest.table_checks import KIND_COL, check_records, split_checked
+from lakeloop.ingest.table_read import declared_schema, quote_column, read_source, record_columns, resolve_keys, setting_name
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.report import RunReport
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+JOB = "ingest_tables"
+
+# Bronze bookkeeping columns; left out of the MERGE change test, or every rerun would rewrite every row.
+RUN_ID_COL = "_run_id"
+INGESTED_AT_COL = "_ingested_at"
+
+QUARANTINE_KEY = "record_hash"
+
+
+def table_config(profile: Profile, name: str) -> TableSource:
+    """The configured table ``name``.
+
+    Raises
+    ------
+    ConfigError
+        no table of that name under ``ingest_tables.tables``; the message lists the known ones.
+    """
+    tables = profile.ingest_tables.tables
+    if name not in tables:
+        known = ", ".join(sorted(tables)) or "none"
+        raise ConfigError(
+            f"unknown table {name!r}: profile {profile.name!r} configures these tables under "
+            f"ingest_tables.tables: {known}. Pass one of them (--table NAME) or add {name!r} to the profile."
+        )
+    return tables[name]
+
+
+# --------------------------------------------------------------------------- rows to write
+
+
+def bronze_rows(good: "DataFrame", run_id: str) -> "DataFrame":
+    """Good rows plus ``_run_id`` and ``_ingested_at`` (of the run that last inserted or changed the row)."""
+    from pyspark.sql import functions as F
+
+    return good.select(
+        "*", F.lit(run_id).alias(RUN_ID_COL), F.current_timestamp().alias(INGESTED_AT_COL)
+    )
+
+
+def quarantine_rows(bad: "DataFrame", run_id: str, raw_max_chars: int) -> "DataFrame":
+    """Bad rows as the quarantine table holds them, keyed by ``record_hash``.
+
+    ``record_hash`` is sha256 of (source, full raw record, error, occurrence): the same bad
+    record read again gets the same hash, so a rerun adds nothing. The occurrence number
+    (1, 2, ... among identical records of one file) keeps a line repeated in a file from
+    collapsing into one row; identical rows are interchangeable, so the numbering is stable.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    same = Window.partitionBy("source", "raw", "error").orderBy("source")
+    occurrence = F.row_number().over(same)
+    record_hash = F.sha2(
+        F.concat_ws(
+            "\u0000",
+            F.coalesce(F.col("source"), F.lit("")),
+            F.coalesce(F.col("raw"), F.lit("")),
+            F.col("error"),
+            occurrence.cast("string"),
+        ),
+        256,
+    )
+    return bad.select(
+        "source",
+        F.substring("raw", 1, raw_max_chars).alias("raw"),
+        "error",
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("quarantined_at"),
+        record_hash.alias(QUARANTINE_KEY),
+    )
+
+
+def _prepare_bronze(
+    spark: "SparkSession", uri: str, rows: "DataFrame", table: TableSource, name: str
+) -> list[str]:
+    """Add the new columns of ``rows`` to an existing bronze table; return their names.
+
+    New columns are extra source columns (``evolve_schema``) or columns the schema has
+    declared since the table was made. Done before the MERGE because its change test
+    compares every record column, and a MERGE condition cannot name a column the target
+    does not have yet (Delta 4.0: DELTA_MERGE_UNRESOLVED_EXPRESSION, even with schema
+    evolution on).
+
+    Raises
+    ------
+    SchemaMismatchError
+        the table has columns the rows lack and ``evolve_schema`` is off (Delta's MERGE
+        would refuse the update).
+    """
+    if not delta.is_delta_table(spark, uri):
+        return []
+    target = delta.read_table(spark, uri).schema.fields
+    existing = {f.name.lower() for f in target}
+    incoming = {f.name.lower() for f in rows.schema.fields}
+    new = [f for f in rows.schema.fields if f.name.lower() not in existing]
+    gone = [f.name for f in target if f.name.lower() not in incoming]
+    if gone and not table.evolve_schema:
+        raise SchemaMismatchError(
+            f"bronze table {uri} has column(s) {', '.join(gone)} that {setting_name(name, 'schema')} does not "
+            f"declare (an earlier run added them). Add them to the schema, or set "
+            f"{setting_name(name, 'evolve_schema')}: true to keep them (unchanged) for rows that lack them"
+        )
+    # With evolve_schema off, new columns can only be ones the schema now declares: add them too.
+    if new:
+        columns = ", ".join(f"{quote_column(f.name)} {f.dataType.simpleString()}" for f in new)
+        spark.sql(f"ALTER TABLE delta.{quote_column(uri)} ADD COLUMNS ({columns})")
+    return [f.name for f in new]
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def _raise_read_failure(exc: Exception, table: TableSource, name: str) -> None:
+    """Turn Spark's per-file CSV header check failure into a SchemaMismatchError; re-raise anything else."""
+    text = str(exc)
+    marker = "CSV header does not conform to the schema"
+    if marker not in text:
+        raise exc
+    detail = text[text.index(marker):].splitlines()
+    lines = [line.strip() for line in detail[1:5] if line.strip()]
+    raise SchemaMismatchError(
+        f"a file of {table.source} has a CSV header that differs from the first file's ({'; '.join(lines)}). "
+        f"Every file of a table needs the same columns in the same order; fix that file or point "
+        f"{setting_name(name, 'source')} at files of one layout"
+    ) from exc
+
+
+def _add_counts(report: RunReport, counts: dict[str, int]) -> None:
+    for key, value in counts.items():
+        report.counts[key] = report.counts.get(key, 0) + value
+
+
+@dataclass
+class _TableRun:
+    """One table's run: its settings, where it goes, and the report its counts land in."""
+
+    name: str
+    table: TableSource
+    bronze_uri: str
+    quarantine_uri: str
+    report: RunReport
+    details: dict
+
+
+def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame", "DataFrame | None", int]:
+    """Read the source (persisted: the positions must be the ones counted) and check its records
+    (persisted: counted, then written twice); returns (raw, checked or None when empty, inputs)."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark import StorageLevel
+    from pyspark.errors.exceptions.captured import CapturedException
+    from pyspark.sql.types import StructType
+
+    schema = declared_schema(run.table, run.name)
+    with run.report.timed(f"{run.name}.read"):
+        raw = read_source(spark, run.table, run.name).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            n_inputs = raw.count()
+        except (Py4JJavaError, CapturedException) as exc:
+            _raise_read_failure(exc, run.table, run.name)
+    if n_inputs == 0:
+        return raw, None, 0
+    columns = record_columns(raw)
+    record_schema = schema or StructType([f for f in raw.schema.fields if f.name in columns])
+    checked = check_records(raw, record_schema, run.table, run.table.format, run.name)
+    return raw, checked.persist(StorageLevel.MEMORY_AND_DISK), n_inputs
+
+
+def _count_verdicts(checked: "DataFrame", run: _TableRun, n_inputs: int) -> tuple[int, int]:
+    """(good, bad) records, after checking they add up to the inputs; records the reasons."""
+    with run.report.timed(f"{run.name}.validate"):
+        by_kind = {r[KIND_COL]: r["count"] for r in checked.groupBy(KIND_COL).count().collect()}
+    n_good = by_kind.pop(None, 0)
+    n_bad = sum(by_kind.values())
+    if n_good + n_bad != n_inputs:
+        raise JobFailed(
+            f"accounting mismatch for table {run.name} in run {run.report.run_id}: read {n_inputs} records but "
+            f"{n_good} are good and {n_bad} quarantined; nothing was written"
+        )
+    if by_kind:
+        run.details["quarantine_reasons"] = by_kind
+    return n_good, n_bad
+
+
+def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_bad: int) -> dict:
+    """Upsert the good rows into bronze, insert the bad ones into quarantine; returns both MERGEs' metrics."""
+    good, bad = split_checked(checked)
+    columns = good.columns
+    keys = resolve_keys(run.table, columns, run.name, SchemaMismatchError)
+    rows = bronze_rows(good, run.report.run_id)
+    with run.report.timed(f"{run.name}.write_bronze"):
+        added = _prepare_bronze(spark, run.bronze_uri, rows, run.table, run.name)
+        bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys, compare_columns=columns,
+                                            evolve_schema=run.table.evolve_schema)
+    quarantine_metrics: dict[str, int] = {}
+    if n_bad:
+        with run.report.timed(f"{run.name}.write_quarantine"):
+            quarantine_metrics = delta.merge_insert_new(
+                spark, quarantine_rows(bad, run.report.run_id, run.table.raw_max_chars), run.quarantine_uri,
+                [QUARANTINE_KEY])
+    return {"bronze": bronze_metrics, "quarantine": quarantine_metrics, "added": added}
+
+
+def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, written: dict, elapsed: float) -> None:
+    """Counts, warnings and outputs of one table's run, in its details and the job's report."""
+    report, name = run.report, run.name
+    inserted = written["bronze"].get("num_inserted_rows", 0)
+    updated = written["bronze"].get("num_updated_rows", 0)
+    unchanged = n_good - inserted - updated
+    if unchanged < 0:
+        raise JobFailed(
+            f"accounting mismatch for table {name} in run {report.run_id}: {n_good} good rows but the MERGE into "
+            f"{run.bronze_uri} inserted {inserted} and updated {updated}; see that table's history"
+        )
+    counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad)
+    run.details.update(counts=counts, bronze_merge=written["bronze"], elapsed_s=round(elapsed, 3),
+                       quarantine_new=written["quarantine"].get("num_inserted_rows", 0))
+    if written["added"]:
+        run.details["added_columns"] = written["added"]
+        report.warnings.append(f"table {name}: added column(s) {', '.join(written['added'])} to {run.bronze_uri}")
+    if n_bad:
+        report.warnings.append(f"table {name}: {n_bad} record(s) quarantined in {run.quarantine_uri}")
+    _add_counts(report, counts)
+    report.outputs[f"bronze.{name}"] = run.bronze_uri
+    if n_bad:
+        report.outputs[f"quarantine.{name}"] = run.quarantine_uri
+    report.throughput[f"{name}.records_per_s"] = round(n_inputs / elapsed, 1) if elapsed > 0 else 0.0
+
+
+def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: RunReport | None = None) -> RunReport:
+    """Ingest table ``name`` of the profile into ``bronze.<name>`` and ``quarantine.<name>``.
+
+    Good rows are upserted by the table's keys (Delta MERGE; rows whose declared columns
+    are unchanged are not rewritten), bad rows are inserted into quarantine keyed by
+    ``record_hash``. Rerunning on the same input changes neither table.
+
+    The run's counts are added to ``report.counts`` (``inputs``, ``inserted``, ``updated``,
+    ``unchanged``, ``quarantined``) and the table's own to ``report.details["tables"][name]``.
+
+    Reads settings ``ingest_tables.tables.<name>.*`` and ``lake_root``.
+
+    Raises
+    ------
+    ConfigError
+        unknown table name, invalid schema/keys/options.
+    SourceError
+        the source does not exist.
+    SchemaMismatchError
+        the source's columns do not match the schema (and ``evolve_schema`` is off), or a
+        value does not convert and ``on_type_error`` is ``fail``.
+    JobFailed
+        the accounting ``inputs == good + quarantined`` does not add up (a bug; nothing is hidden).
+    """
+    table = table_config(profile, name)
+    report = report or RunReport.start(JOB)
+    lake = LakeLayout(profile.lake_root)
+    run = _TableRun(name, table, lake.bronze_table(name), lake.quarantine_table(name), report,
+                    report.details.setdefault("tables", {}).setdefault(name, {}))
+    run.details.update(source=table.source, format=table.format, bronze=run.bronze_uri, quarantine=run.quarantine_uri)
+    started = time.perf_counter()
+    raw, checked, n_inputs = _read_and_check(spark, run)
+    try:
+        if checked is None:
+            report.warnings.append(f"table {name}: {table.source} holds no records; nothing was written")
+            run.details["counts"] = dict(inputs=0, inserted=0, updated=0, unchanged=0, quarantined=0)
+            _add_counts(report, run.details["counts"])
+            return report
+        n_good, n_bad = _count_verdicts(checked, run, n_inputs)
+        written = _write_table(spark, checked, run, n_bad)
+    finally:
+        for frame in (raw, checked):
+            if frame is not None:
+                frame.unpersist()
+    _record_outcome(run, n_inputs, n_good, n_bad, written, time.perf_counter() - started)
+    return report
+
+
+def ingest_tables(
+    spark: "SparkSession",
+    profile: Profile,
+    names: Iterable[str] | None = None,
+    report: RunReport | None = None,
+) -> RunReport:
+    """Ingest the tables ``names`` (default: every table of ``ingest_tables.tables``), one after another.
+
+    A table that fails with a lakeloop error does not stop the others; its error is kept
+    in ``report.details["tables"][name]["error"]`` and raised at the end.
+
+    Raises
+    ------
+    ConfigError
+        no tables configured, or a name that is not configured (checked before any work).
+    LakeloopError
+        the error of the one table that failed; JobFailed naming each when several did.
+    """
+    configured = profile.ingest_tables.tables
+    if not configured:
+        raise ConfigError(
+            f"profile {profile.name!r} configures no tables; add them under ingest_tables.tables "
+            f"(source, format, schema, keys; see conf/local.yaml)"
+        )
+    selected = list(dict.fromkeys(names)) if names else list(configured)
+    for name in selected:
+        table_config(profile, name)
+    report = report or RunReport.start(JOB)
+    for key in ("inputs", "inserted", "updated", "unchanged", "quarantined"):
+        report.counts.setdefault(key, 0)
+    failures: list[tuple[str, LakeloopError]] = []
+    for name in selected:
+        try:
+            ingest_table(spark, profile, name, report=report)
+        except LakeloopError as exc:
+            report.details.setdefault("tables", {}).setdefault(name, {})["error"] = f"{type(exc).__name__}: {exc}"
+            failures.append((name, exc))
+    if len(failures) == 1:
+        raise failures[0][1]
+    if failures:
+        raise JobFailed(
+            f"{len(failures)} of {len(selected)} tables failed: "
+            + "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures)
+        ) from failures[0][1]
+    return report

@@ -1,0 +1,181 @@
+"""The lake's layout: every URI lakeloop reads or writes under ``lake_root``, in one place.
+
+::
+
+    <lake_root>/bronze/images               Delta: accepted images (ingest_images)
+               /bronze/<table>              Delta: accepted rows of each ingested table (ingest_tables)
+               /quarantine/<table>          Delta: refused inputs of each job, with a reason
+               /_ledger/images              Delta: every image file ingestion has seen, and its outcome
+               /silver/features             Delta: preprocessed images + joined columns (build_features)
+               /gold/predictions            Delta: the scoring job's output
+               /_training_sets/v<features version>-<spec key>-<files>/<split>   Parquet read by Petastorm
+               /_checkpoints/<model>/<training key>/epoch-NNNN.pt
+               /models/<model>/<version>/   the model registry (lakeloop.registry)
+               /_reports/<job>/<run id>.json, latest.json
+
+Also the names that become folders in it: model names and aliases (:func:`check_model_name`,
+:func:`check_alias`, :func:`parse_model_ref`) and lake table references such as
+``bronze.digits_meta`` (:func:`table_ref`). Nothing else in lakeloop builds a lake path.
+Pure string work: no Spark, no filesystem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lakeloop.errors import ConfigError
+
+# No leading "." or "_": Hadoop and Spark listings hide such names, and "." / ".." would escape the root.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION = re.compile(r"^[1-9][0-9]*$")
+_TABLE_REF = re.compile(r"^([A-Za-z_]\w*)\.([A-Za-z_]\w*)$")
+LATEST = "latest"
+PRODUCTION = "production"
+_MODEL_REF_FORMS = ("write NAME, NAME:VERSION or NAME@ALIAS, e.g. digits_lenet, digits_lenet:3 or "
+                    "digits_lenet@production")
+
+
+@dataclass(frozen=True)
+class LakeLayout:
+    """Every location of one lake, from its root URI (``file:/data/lake``, ``s3a://bucket/lake`` ...).
+
+    ``LakeLayout(profile.lake_root)``; the root is taken as it is (the profile checked its scheme).
+    """
+
+    root: str
+
+    def table(self, layer: str, name: str) -> str:
+        """A lake table, e.g. ``table("bronze", "images")``."""
+        return f"{self.root}/{layer}/{name}"
+
+    # -- ingestion
+    @property
+    def bronze_images(self) -> str:
+        return self.table("bronze", "images")
+
+    @property
+    def quarantine_images(self) -> str:
+        return self.table("quarantine", "images")
+
+    @property
+    def images_ledger(self) -> str:
+        """Every file image ingestion has seen, with its outcome: what makes reruns incremental."""
+        return self.table("_ledger", "images")
+
+    def bronze_table(self, name: str) -> str:
+        return self.table("bronze", name)
+
+    def quarantine_table(self, name: str) -> str:
+        return self.table("quarantine", name)
+
+    # -- features, training, scoring
+    @property
+    def features(self) -> str:
+        return self.table("silver", "features")
+
+    @property
+    def quarantine_features(self) -> str:
+        return self.table("quarantine", "features")
+
+    def training_set(self, features_version: int, spec_key: str, files: int) -> str:
+        """The Parquet training set of ``silver.features`` at one version, spec and file count."""
+        return f"{self.root}/_training_sets/v{int(features_version)}-{spec_key}-{int(files)}"
+
+    def checkpoints(self, model_name: str, training_key: str) -> str:
+        """Checkpoints of one training run (named by everything that decides its result)."""
+        return f"{self.root}/_checkpoints/{check_model_name(model_name)}/{training_key}"
+
+    @property
+    def registry(self) -> str:
+        """Root of the model registry (:class:`lakeloop.registry.Registry`)."""
+        return f"{self.root}/models"
+
+    @property
+    def predictions(self) -> str:
+        return self.table("gold", "predictions")
+
+    @property
+    def quarantine_predictions(self) -> str:
+        return self.table("quarantine", "predictions")
+
+    # -- run reports
+    def reports(self, job: str) -> str:
+        """Folder of a job's run reports (JSON)."""
+        return f"{self.root}/_reports/{job}"
+
+    def resolve_table(self, ref: str) -> str:
+        """``bronze.digits_meta`` -> that table's URI in this lake; any other text is returned as it is
+        (a Delta table URI)."""
+        parts = table_ref(ref)
+        return self.table(*parts) if parts else ref
+
+
+def table_ref(ref: str) -> tuple[str, str] | None:
+    """``"bronze.digits_meta"`` -> ``("bronze", "digits_meta")``; None for anything else (a URI)."""
+    match = _TABLE_REF.match(ref) if isinstance(ref, str) else None
+    return (match.group(1), match.group(2)) if match else None
+
+
+# --------------------------------------------------------------------------- registry names
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it can name a model folder, else raise a ConfigError saying what is allowed."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"model name {name!r} is not valid: use letters, digits, '-', '_' and '.', starting with a "
+            f"letter or digit, at most 128 characters (e.g. train.model_name: digits_lenet)"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    """Return ``alias`` if it can name an alias file (not all digits: those are versions)."""
+    if not isinstance(alias, str) or not _NAME.match(alias) or alias.isdigit():
+        raise ConfigError(
+            f"alias {alias!r} is not valid: use letters, digits, '-', '_' and '.', starting with a letter "
+            f"or digit and not all digits (those are version numbers), e.g. 'production' or 'staging'"
+        )
+    return alias
+
+
+def is_version_number(text: str) -> bool:
+    """Whether ``text`` names a version folder (``1``, ``2``, ...)."""
+    return bool(_VERSION.match(text))
+
+
+def parse_model_ref(text: str) -> tuple[str, str]:
+    """Split a model reference into ``(name, ref)``.
+
+    ``"digits_lenet"`` -> ``("digits_lenet", "latest")``, ``"digits_lenet:3"`` ->
+    ``("digits_lenet", "3")``, ``"digits_lenet@production"`` -> ``("digits_lenet", "production")``.
+
+    Raises
+    ------
+    ConfigError
+        anything else; the message shows the three forms.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"model reference {text!r} is empty; {_MODEL_REF_FORMS}")
+    text = text.strip()
+    if "@" in text and ":" in text:
+        raise ConfigError(f"model reference {text!r} has both ':' and '@'; {_MODEL_REF_FORMS}")
+    if ":" in text:
+        name, _, ref = text.partition(":")
+        if not is_version_number(ref):
+            raise ConfigError(
+                f"model reference {text!r}: {ref!r} after ':' is not a version number; {_MODEL_REF_FORMS}")
+    elif "@" in text:
+        name, _, ref = text.partition("@")
+        try:
+            check_alias(ref)
+        except ConfigError as exc:
+            raise ConfigError(f"model reference {text!r}: {exc}; {_MODEL_REF_FORMS}") from None
+    else:
+        name, ref = text, LATEST
+    try:
+        check_model_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"model reference {text!r}: {exc}; {_MODEL_REF_FORMS}") from None
+    return name, ref

@@ -1,0 +1,171 @@
+"""Scoring one batch of images with a loaded model: no Spark, no JVM.
+
+The scoring UDF (:mod:`lakeloop.scoring.udf`), the benchmark's bare loop and a GPU box
+without a JVM all run this same code. Two input forms are understood:
+
+* ``pixels`` (``silver.features``): already preprocessed uint8 H x W x C bytes. Only the
+  normalisation is applied, with the spec recorded in the *model's* metadata; a row whose
+  byte length does not match that spec is refused.
+* ``content`` (``bronze.images``, or any binary column of encoded image files): decoded
+  and preprocessed with :func:`lakeloop.preprocess.image_to_pixels` and the model's spec,
+  exactly as ``silver.features`` was built.
+
+A row that cannot be scored (null, undecodable bytes, wrong size) gets ``error`` (a reason
+a person can act on) instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import pandas as pd
+
+from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixels_to_tensor
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+INPUT_PIXELS = "pixels"
+INPUT_CONTENT = "content"
+INPUT_KINDS = (INPUT_PIXELS, INPUT_CONTENT)
+PREDICTION_FIELDS = ("label", "label_index", "score", "scores", "error")
+
+
+def model_spec(metadata: Mapping[str, Any]) -> PreprocessSpec:
+    """The preprocessing a model was trained with, from its ``metadata.json``."""
+    return PreprocessSpec.from_json(metadata["preprocess"])
+
+
+def model_label(metadata: Mapping[str, Any]) -> str:
+    return f"{metadata.get('name', '?')}:{metadata.get('version', '?')}"
+
+
+def _prepare(
+    inputs: Sequence[bytes | bytearray | memoryview | None], input_kind: str, spec: PreprocessSpec, model: str
+) -> tuple[list[bytes], list[int], list[str | None]]:
+    """Pixel bytes of the rows that can be scored, their positions, and a reason for each other row."""
+    n = len(inputs)
+    errors: list[str | None] = [None] * n
+    expected = spec.pixel_bytes
+    if input_kind == INPUT_PIXELS and all(v is not None and len(v) == expected for v in inputs):
+        # The common case for silver.features: nothing to refuse, so no per-row bookkeeping.
+        return list(inputs), list(range(n)), errors
+    pixels: list[bytes] = []
+    good: list[int] = []
+    for i, value in enumerate(inputs):
+        if value is None:
+            errors[i] = f"no image: the {input_kind} value is null; fix or remove the row in the input table"
+            continue
+        if input_kind == INPUT_PIXELS:
+            if len(value) != expected:
+                errors[i] = (
+                    f"pixels hold {len(value)} bytes but model {model} expects {spec.height}x{spec.width}x"
+                    f"{spec.channels} = {expected} bytes; rebuild silver.features with the model's preprocessing "
+                    f"(features.preprocess) or score the raw images instead (--input images)"
+                )
+                continue
+            pixels.append(bytes(value))
+        else:
+            try:
+                pixels.append(image_to_pixels(bytes(value), spec))
+            except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the row is refused with it
+                errors[i] = (
+                    f"cannot decode image ({type(exc).__name__}: {exc}); the stored bytes are not an image "
+                    f"Pillow can read: re-ingest the original file"
+                )
+                continue
+        good.append(i)
+    return pixels, good, errors
+
+
+def score_batch(
+    model: "torch.nn.Module",
+    metadata: Mapping[str, Any],
+    inputs: Sequence[bytes | bytearray | memoryview | None],
+    input_kind: str,
+    device: "str | torch.device" = "cpu",
+) -> pd.DataFrame:
+    """Score one batch of images with a loaded model; runs without Spark.
+
+    Parameters
+    ----------
+    model : the model in eval mode, already on ``device`` (see :func:`lakeloop.models.load_model`).
+    metadata : the version's ``metadata.json``; ``classes`` names the outputs and
+        ``preprocess`` is the spec the inputs are prepared with.
+    inputs : one value per row: uint8 H x W x C pixel bytes (``input_kind="pixels"``) or
+        the bytes of an image file (``"content"``); ``None`` for a missing value.
+    input_kind : ``"pixels"`` or ``"content"``.
+    device : where the forward pass runs, e.g. ``"cpu"`` or ``"cuda:0"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per input, in order: ``label`` (class name), ``label_index``, ``score``
+        (the top softmax probability), ``scores`` (all class probabilities, float64),
+        ``error`` (null, or why the row could not be scored; the other columns are then null).
+
+    Raises
+    ------
+    ValueError
+        an unknown ``input_kind``, or a model whose outputs do not match its classes. Bad
+        rows never raise; they get ``error``.
+    """
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"score_batch: input_kind {input_kind!r} is not one of {', '.join(INPUT_KINDS)}")
+    spec = model_spec(metadata)
+    pixels, good, errors = _prepare(inputs, input_kind, spec, model_label(metadata))
+    probs = _probabilities(model, metadata, pixels, spec, device)
+    return _predictions(probs, list(metadata["classes"]), len(inputs), good, errors)
+
+
+def _probabilities(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels: list[bytes],
+                   spec: PreprocessSpec, device: "str | torch.device") -> "np.ndarray":
+    """Class probabilities (float64, rows x classes) of the prepared rows."""
+    import numpy as np
+    import torch
+
+    classes = metadata["classes"]
+    if not pixels:
+        return np.zeros((0, len(classes)))
+    batch = torch.from_numpy(pixels_to_tensor(pixels, spec)).to(device)
+    with torch.inference_mode():
+        logits = model(batch)
+    # Softmax in float64 on the CPU: the scores written to the lake do not depend on the device's
+    # float32 reduction order beyond the logits themselves.
+    probs = torch.softmax(logits.to("cpu", torch.float64), dim=1).numpy()
+    if probs.shape[1] != len(classes):
+        raise ValueError(
+            f"model {model_label(metadata)} returns {probs.shape[1]} outputs but its metadata lists "
+            f"{len(classes)} classes; the registry entry is inconsistent, publish the model again"
+        )
+    return probs
+
+
+def _predictions(probs: "np.ndarray", classes: list[str], n: int, good: list[int],
+                 errors: list[str | None]) -> pd.DataFrame:
+    """One row per input: the top class of the scored rows (at positions ``good``), ``errors`` for the rest."""
+    import numpy as np
+
+    top = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    names = np.asarray(classes, dtype=object)
+    if len(good) == n:
+        # The common case: every row scored; no per-row Python work beyond the list of arrays.
+        return pd.DataFrame({
+            "label": names[top] if n else np.zeros(0, dtype=object),
+            "label_index": top.astype(np.int32),
+            "score": probs[np.arange(n), top] if n else np.zeros(0),
+            "scores": list(probs),
+            "error": [None] * n,
+        })
+    label: list[Any] = [None] * n
+    label_index = pd.array([None] * n, dtype="Int32")
+    score = np.full(n, np.nan)
+    scores: list[Any] = [None] * n
+    for row, i in enumerate(good):
+        label[i] = names[top[row]]
+        label_index[i] = int(top[row])
+        score[i] = probs[row, top[row]]
+        scores[i] = probs[row]
+    return pd.DataFrame({"label": label, "label_index": label_index, "score": score, "scores": scores,
+                         "error": errors})

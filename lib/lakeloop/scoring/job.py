@@ -1,0 +1,360 @@
+"""The scoring job: the rows of a lake table that have no prediction yet -> Delta ``gold.predictions``.
+
+:func:`score_table` scores them with the UDF of :mod:`lakeloop.scoring.udf`, MERGEs them into
+``gold.predictions`` and refused rows into ``quarantine.predictions``, and reports counts,
+accuracy, throughput and worker memory. In named steps: open the input, plan what is
+pending, score it, write it, summarise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from lakeloop.config import Profile, ScoreConfig
+from lakeloop.errors import ConfigError, SourceError
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec
+from lakeloop.registry import ModelVersion, Registry
+from lakeloop.report import RunReport
+from lakeloop.scoring.batch import INPUT_PIXELS, model_label, model_spec
+from lakeloop.scoring.udf import UdfPlan, arrow_batch_settings, image_column, make_udf, resolve_model, scoped_conf
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+PREDICTION_KEYS = ("image_id", "model_name", "model_version")
+
+
+def predictions_schema() -> "StructType":
+    from pyspark.sql.types import (ArrayType, DoubleType, IntegerType, StringType, StructField, StructType,
+                                   TimestampType)
+
+    return StructType([
+        StructField("image_id", StringType()),
+        StructField("model_name", StringType()),
+        StructField("model_version", IntegerType()),
+        StructField("label", StringType()),
+        StructField("label_index", IntegerType()),
+        StructField("score", DoubleType()),
+        StructField("scores", ArrayType(DoubleType())),
+        StructField("true_label", StringType()),
+        StructField("scored_at", TimestampType()),
+        StructField("run_id", StringType()),
+    ])
+
+
+def quarantine_schema() -> "StructType":
+    from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+
+    return StructType([
+        StructField("image_id", StringType()),
+        StructField("model_name", StringType()),
+        StructField("model_version", IntegerType()),
+        StructField("error", StringType()),
+        StructField("run_id", StringType()),
+        StructField("quarantined_at", TimestampType()),
+    ])
+
+
+def input_table_uri(profile: Profile, ref: str) -> str:
+    """``features`` -> silver.features, ``images`` -> bronze.images, ``layer.name`` -> that lake
+    table, else ``ref`` itself: a URI (the profile checked which of these ``score.input`` is)."""
+    lake = LakeLayout(profile.lake_root)
+    return {"features": lake.features, "images": lake.bronze_images}.get(ref) or lake.resolve_table(ref)
+
+
+def _spec_warning(spark: "SparkSession", input_uri: str, metadata: Mapping[str, Any]) -> str | None:
+    """A warning when a features table was preprocessed differently from what the model expects."""
+    properties = delta.table_properties(spark, input_uri)
+    if SPEC_PROPERTY not in properties:
+        return None
+    table_spec, wanted = PreprocessSpec.from_json(properties[SPEC_PROPERTY]), model_spec(metadata)
+    geometry = ("height", "width", "channels", "resize")
+    if all(getattr(table_spec, g) == getattr(wanted, g) for g in geometry):
+        classes = properties.get(CLASSES_PROPERTY)
+        if classes and sorted(json.loads(classes)) != sorted(metadata["classes"]):
+            return (f"{input_uri} lists classes {classes} but the model predicts {metadata['classes']}; "
+                    f"accuracy compares label names")
+        return None
+    return (
+        f"{input_uri} was preprocessed as {table_spec.height}x{table_spec.width}x{table_spec.channels} "
+        f"({table_spec.resize}) but model {model_label(metadata)} expects {wanted.height}x{wanted.width}x"
+        f"{wanted.channels} ({wanted.resize}); rows of the wrong size are quarantined and others may be "
+        f"prepared differently from training: score the raw images with --input images"
+    )
+
+
+def score_table(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
+    """Score the input table's rows that have no prediction yet for the model version.
+
+    Reads ``score.*``: ``input`` (``features``, ``images``, a lake table or a Delta URI with
+    ``image_id`` and a binary image column), ``model`` (``name``, ``name:V`` or ``name@alias``),
+    ``input_column``, ``batch_size``, ``max_batch_bytes``, ``torch_threads_per_task``.
+
+    Writes
+    ------
+    ``gold.predictions``
+        MERGE keyed by (image_id, model_name, model_version): ``label``, ``label_index``,
+        ``score``, ``scores``, ``true_label`` (the input's ``label``), ``scored_at``, ``run_id``.
+    ``quarantine.predictions``
+        rows that could not be scored, with ``error``, same key.
+
+    Incremental by anti-join, not by change data feed
+    -------------------------------------------------
+    The rows to score are the input (pinned to its current Delta version) minus the keys
+    already in gold.predictions *and* in quarantine.predictions for this model version,
+    both pinned to their current versions. The anti-join works whatever wrote the input
+    (our jobs, another team's, a plain Delta table), needs no change data feed enabled on
+    bronze or silver, and survives their VACUUM and rewrites (OPTIMIZE, MERGE updates)
+    that a CDF cursor would misread as new rows. Because its key is the target's own key,
+    recovery is trivially correct: after a crash (before, between or after the two MERGEs,
+    each atomic) the rerun scores exactly what is still missing, and a rerun after success
+    finds nothing and commits nothing. Quarantined rows are excluded too, so a broken image
+    is reported once, not retried on every run. A new model version has no rows yet, so it
+    scores everything alongside the older version without touching its rows.
+
+    Memory
+    ------
+    Only the image column goes to Python. The Arrow batches sent to a worker are cut at
+    ``score.batch_size`` rows or ``score.max_batch_bytes`` bytes, whichever comes first
+    (``spark.sql.execution.arrow.maxRecordsPerBatch`` / ``maxBytesPerBatch``, set for this
+    query only), so a worker holds about one batch of inputs, its pandas copy and the
+    float32 tensor (``batch_size`` x C x H x W x 4 bytes) besides the model, whatever the
+    image sizes. The report's ``python_worker_peak_rss_mb`` shows what that came to.
+
+    Raises
+    ------
+    ConfigError
+        an input without ``image_id`` or an image column (the ``score.*`` settings themselves
+        were checked when the profile loaded).
+    SourceError
+        the input is not a Delta table yet, or the model's metadata is unusable.
+    ModelNotFound
+        the model reference names no committed version.
+    """
+    cfg = profile.score
+    report = report or RunReport.start("score")
+    lake = LakeLayout(profile.lake_root)
+    started = time.perf_counter()
+    report.outputs.update(predictions=lake.predictions, quarantine=lake.quarantine_predictions)
+    if spark.sparkContext.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
+        report.warnings.append("spark.python.worker.reuse is false: every task starts a Python worker and loads "
+                               "the model again; remove that setting from the profile")
+    registry = Registry.for_profile(profile)
+    scoring_input = _open_input(spark, profile, registry, report)
+    with report.timed("plan"):
+        pending = _plan_pending(spark, scoring_input, cfg, lake, report)
+    scored, n_pending = _score_pending(spark, pending, scoring_input, registry, cfg, report)
+    try:
+        stats, workers = _write_scored(spark, scored, scoring_input.version, lake, report)
+    finally:
+        scored.unpersist()
+    _count(report, pending, n_pending, stats, workers, cfg)
+    _record_accuracy(spark, report, stats, scoring_input.version, lake)
+    report.durations_s["total"] = round(time.perf_counter() - started, 3)
+    return report
+
+
+@dataclass
+class _Input:
+    """The input table pinned to one version, its image column, and the model pinned to one version."""
+
+    uri: str
+    source: "DataFrame"
+    column: str
+    kind: str
+    version: ModelVersion
+    metadata: dict[str, Any]
+
+
+def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, report: RunReport) -> _Input:
+    """Check the input table, pin it and the model, find the image column."""
+    cfg = profile.score
+    input_uri = input_table_uri(profile, cfg.input)
+    if not delta.is_delta_table(spark, input_uri):
+        hint = {"features": "run build_features first", "images": "run ingest_images first"}.get(
+            cfg.input, "check score.input")
+        raise SourceError(f"score.input {cfg.input!r} -> {input_uri} is not a Delta table; {hint}")
+    with report.timed("resolve_model"):
+        version, metadata = resolve_model(registry, cfg.model)
+    report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
+    input_version = delta.table_version(spark, input_uri)
+    source = delta.read_table(spark, input_uri, input_version)
+    column, kind = image_column(source, cfg.input_column, "score.input_column")
+    if "image_id" not in source.columns:
+        raise ConfigError(
+            f"score.input {input_uri} has no image_id column (it has {', '.join(source.columns)}); "
+            f"gold.predictions is keyed by it: add one (e.g. sha2(content, 256)) or score the table in a "
+            f"notebook with lakeloop.score(df, ...)"
+        )
+    report.details["input"] = {"uri": input_uri, "delta_version": input_version, "column": column, "kind": kind}
+    if kind == INPUT_PIXELS:
+        warning = _spec_warning(spark, input_uri, metadata)
+        if warning:
+            report.warnings.append(warning)
+    return _Input(input_uri, source, column, kind, version, metadata)
+
+
+def _this_version(version: ModelVersion) -> "Column":
+    from pyspark.sql import functions as F
+
+    return (F.col("model_name") == F.lit(version.name)) & (F.col("model_version") == F.lit(version.version))
+
+
+@dataclass
+class _Pending:
+    """The rows to score, and what the plan counted on the way."""
+
+    rows: "DataFrame"
+    inputs: int
+    null_ids: int
+    duplicates: int
+    already_scored: int
+
+
+def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,
+                  report: RunReport) -> _Pending:
+    """Input rows with an id, one per id, minus those with a prediction or a quarantine row for this version."""
+    from pyspark.sql import functions as F
+
+    source = scoring_input.source
+    # bronze.images and silver.features are unique by image_id (MERGEd on it); another table may
+    # not be, and MERGE needs one source row per key.
+    lake_input = cfg.input in ("features", "images")
+    sizes = source.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count("image_id").alias("ids"),
+        (F.count("image_id") if lake_input else F.countDistinct("image_id")).alias("distinct"),
+    ).first()
+    n_null_ids, n_duplicates = sizes["rows"] - sizes["ids"], sizes["ids"] - sizes["distinct"]
+    keyed = source.where(F.col("image_id").isNotNull())
+    if n_null_ids:
+        report.warnings.append(f"{n_null_ids} input row(s) have no image_id and were not scored (nothing to key "
+                               f"their prediction by); fix them in {scoring_input.uri}")
+    if n_duplicates:
+        keyed = keyed.dropDuplicates(["image_id"])
+        report.warnings.append(f"{n_duplicates} input row(s) repeat an image_id; one row per id was scored")
+    this_version = _this_version(scoring_input.version)
+    # Pinned reads: the plan below may be recomputed after this run's own MERGEs, and must not
+    # see them (it would then find nothing to write, or count rows twice).
+    predicted_ids = delta.read_pinned_or_empty(spark, lake.predictions, predictions_schema()) \
+        .where(this_version).select("image_id")
+    quarantined_ids = delta.read_pinned_or_empty(spark, lake.quarantine_predictions, quarantine_schema()) \
+        .where(this_version).select("image_id")
+    n_already = keyed.join(predicted_ids, "image_id", "left_semi").count()
+    pending = keyed.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
+    return _Pending(pending, sizes["rows"], n_null_ids, n_duplicates, n_already)
+
+
+def _score_pending(spark: "SparkSession", pending: _Pending, scoring_input: _Input, registry: Registry,
+                   cfg: ScoreConfig, report: RunReport) -> tuple["DataFrame", int]:
+    """The pending rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    udf = make_udf(UdfPlan(registry, scoring_input.version, scoring_input.kind, cfg.batch_size,
+                           cfg.torch_threads_per_task, diagnostics=True))
+    has_label = "label" in scoring_input.source.columns
+    true_label = F.col("label").cast("string") if has_label else F.lit(None).cast("string")
+    scored = pending.rows.select(
+        "image_id",
+        true_label.alias("true_label"),
+        udf(F.col(scoring_input.column)).alias("p"),
+        F.current_timestamp().alias("scored_at"),
+    )
+    # Persisted so the UDF runs once for the counts and both MERGEs. The Arrow batch settings are
+    # read when the physical plan is made, which persist() does; set them around it and the count.
+    with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
+        with report.timed("score"):
+            scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+            n_pending = scored.count()
+    report.throughput["rows_per_s"] = round(n_pending / report.durations_s["score"], 1) \
+        if n_pending and report.durations_s["score"] > 0 else 0.0
+    return scored, n_pending
+
+
+def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersion, lake: LakeLayout,
+                  report: RunReport) -> tuple[Any, list[Any]]:
+    """MERGE the scored rows into gold and the refused ones into quarantine; returns the run's
+    stats (good, bad, labelled, correct, peak worker RSS) and one row per Python worker."""
+    from pyspark.sql import functions as F
+
+    ok = F.col("p.error").isNull()
+    labelled = ok & F.col("true_label").isNotNull()
+    stats = scored.agg(
+        F.count(F.when(ok, 1)).alias("good"),
+        F.count(F.when(~ok, 1)).alias("bad"),
+        F.count(F.when(labelled, 1)).alias("labelled"),
+        F.count(F.when(labelled & (F.col("p.label") == F.col("true_label")), 1)).alias("correct"),
+        F.max("p.worker_max_rss_bytes").alias("rss"),
+    ).first()
+    workers = scored.groupBy("p.worker_pid", "p.worker_device").agg(
+        F.max("p.worker_model_loads").alias("loads"), F.max("p.worker_batches").alias("batches")).collect()
+    model_cols = [F.lit(version.name).alias("model_name"), F.lit(version.version).cast("int").alias("model_version")]
+    run_id = F.lit(report.run_id).alias("run_id")
+    good = scored.where(ok).select(
+        "image_id", *model_cols, "p.label", "p.label_index", "p.score", "p.scores", "true_label", "scored_at", run_id)
+    bad = scored.where(~ok).select(
+        "image_id", *model_cols, F.col("p.error").alias("error"), run_id, F.col("scored_at").alias("quarantined_at"))
+    with report.timed("write_predictions"):
+        if stats["good"]:
+            report.details["predictions_merge"] = delta.merge_insert_new(
+                spark, good, lake.predictions, list(PREDICTION_KEYS))
+        else:
+            # Nothing to add: no commit, but a first run still leaves the table for readers to find.
+            delta.ensure_table(spark, lake.predictions, good.schema)
+    if stats["bad"]:
+        with report.timed("write_quarantine"):
+            delta.merge_insert_new(spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS))
+        reasons = scored.where(~ok).groupBy(
+            F.regexp_extract("p.error", r"^([^(;]+)", 1).alias("reason")).count().collect()
+        report.details["quarantine_reasons"] = {r["reason"].strip(): r["count"] for r in reasons}
+    return stats, workers
+
+
+def _count(report: RunReport, pending: _Pending, n_pending: int, stats: Any, workers: list[Any],
+           cfg: ScoreConfig) -> None:
+    """The run's counts and the facts about the Python workers that scored."""
+    n_keyed = pending.inputs - pending.null_ids - pending.duplicates
+    report.counts.update(
+        inputs=pending.inputs,
+        already_scored=pending.already_scored,
+        already_quarantined=n_keyed - pending.already_scored - n_pending,
+        scored=int(stats["good"]),
+        quarantined=int(stats["bad"]),
+        python_workers=len(workers),
+        model_loads=int(sum(w["loads"] for w in workers)),
+    )
+    if pending.null_ids or pending.duplicates:
+        report.counts.update(skipped_null_id=pending.null_ids, skipped_duplicate_id=pending.duplicates)
+    if stats["rss"] is not None:
+        report.details["python_worker_peak_rss_mb"] = round(stats["rss"] / 2**20, 1)
+    report.details["python_worker_devices"] = sorted({w["worker_device"] for w in workers})
+    report.details["batches"] = {"batch_size": cfg.batch_size, "max_batch_bytes": cfg.max_batch_bytes}
+
+
+def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, version: ModelVersion,
+                     lake: LakeLayout) -> None:
+    """Accuracy against the input's labels: of this run's rows, and of every prediction of the version."""
+    from pyspark.sql import functions as F
+
+    details = report.details
+    details["accuracy_this_run"] = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
+    gold_version = delta.table_version(spark, lake.predictions)
+    overall = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(version)).agg(
+        F.count("*").alias("rows"),
+        F.count(F.when(F.col("true_label").isNotNull(), 1)).alias("labelled"),
+        F.count(F.when(F.col("label") == F.col("true_label"), 1)).alias("correct"),
+    ).first()
+    details["predictions_for_version"] = int(overall["rows"])
+    details["accuracy_model_version"] = round(overall["correct"] / overall["labelled"], 6) \
+        if overall["labelled"] else None
+    details["predictions_delta_version"] = gold_version
+    for name in ("accuracy_this_run", "accuracy_model_version"):
+        if details[name] is not None:
+            report.metrics[name] = details[name]

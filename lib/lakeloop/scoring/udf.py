@@ -1,0 +1,375 @@
+"""The scoring pandas UDF: a registered model over a binary column, inside Spark.
+
+An iterator-form pandas UDF around :func:`lakeloop.scoring.batch.score_batch`
+(:func:`score` for DataFrames, :func:`register_udf` for SQL). The model is loaded once per
+Python worker and kept in a per-process cache keyed by the version's URI; inputs arrive in
+Arrow batches of at most ``batch_size`` rows and are scored under ``torch.inference_mode()``
+on the task's GPU when Spark assigned one, else on the CPU with
+``torch.set_num_threads(torch_threads_per_task)``. The job around it is :mod:`lakeloop.scoring.job`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+# Module level, not under TYPE_CHECKING: pandas UDF type hints are resolved in this module's globals.
+import pandas as pd
+
+from lakeloop.errors import ConfigError, SourceError
+from lakeloop.layout import parse_model_ref
+from lakeloop.registry import ModelVersion, Registry
+from lakeloop.scoring.batch import INPUT_CONTENT, INPUT_KINDS, INPUT_PIXELS, PREDICTION_FIELDS, score_batch
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+DEFAULT_BATCH_SIZE = 512
+RESULT_SCHEMA = "label string, label_index int, score double, scores array<double>, error string"
+# Per-row facts about the Python worker that scored the row; the job aggregates them.
+DIAGNOSTIC_SCHEMA = (
+    "worker_pid int, worker_device string, worker_model_loads int, worker_batches long, worker_max_rss_bytes long"
+)
+ARROW_MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
+ARROW_MAX_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
+
+_REQUIRED_METADATA = ("architecture", "classes", "preprocess", "input_shape")
+
+
+# --------------------------------------------------------------------------- per-worker model cache
+
+
+@dataclass
+class CachedModel:
+    """A model loaded in this process, with how often it was loaded and used."""
+
+    model: Any
+    metadata: dict[str, Any]
+    device: str
+    loads: int
+    batches: int = 0
+
+
+# Module-level state, the one allowed exception to "no global state": a Python worker is reused across
+# tasks (spark.python.worker.reuse, on by default) and this dict outlives each task, so a model
+# is read from the registry and built once per worker instead of once per task or batch. It is
+# safe because a committed version's URI never changes content (the registry never overwrites
+# a version). Keyed by (version URI, device): a reused worker may be handed another GPU.
+_MODEL_CACHE: dict[tuple[str, str], CachedModel] = {}
+_LOADS: dict[tuple[str, str], int] = {}
+_CACHE_LOCK = threading.Lock()
+_MAX_CACHED_MODELS = 4  # bounds worker memory when one worker scores many models
+
+
+def cached_model(registry: Registry, version: ModelVersion, device: str) -> CachedModel:
+    """The model of ``version`` on ``device``, loaded on first use in this process and kept.
+
+    ``loads`` counts how many times this process loaded it: 1 unless it was evicted (more
+    than ``_MAX_CACHED_MODELS`` models used by one worker).
+    """
+    key = (version.uri, device)
+    with _CACHE_LOCK:
+        entry = _MODEL_CACHE.get(key)
+        if entry is not None:
+            return entry
+        from lakeloop.models import load_model
+
+        model, metadata = load_model(registry, version)
+        model = model.to(device).eval()
+        while len(_MODEL_CACHE) >= _MAX_CACHED_MODELS:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _LOADS[key] = _LOADS.get(key, 0) + 1
+        entry = _MODEL_CACHE[key] = CachedModel(model, metadata, device, _LOADS[key])
+        return entry
+
+
+def task_device() -> str:
+    """``cuda:<address>`` of the GPU Spark assigned to the running task, else ``cpu``.
+
+    Reads ``TaskContext.get().resources()["gpu"]``, which Spark fills when the cluster has
+    GPU scheduling (``spark.executor.resource.gpu.amount``, ``spark.task.resource.gpu.amount``).
+    """
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    gpus = context.resources().get("gpu") if context is not None else None
+    if gpus is not None and gpus.addresses:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{gpus.addresses[0]}"
+    return "cpu"
+
+
+def _peak_rss_bytes() -> int:
+    # ru_maxrss is the process's lifetime peak, in KiB on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if os.uname().sysname == "Darwin" else int(peak) * 1024
+
+
+# --------------------------------------------------------------------------- the pandas UDF
+
+
+@dataclass(frozen=True)
+class UdfPlan:
+    """What the UDF needs on the executors; pickled with it (small: no weights)."""
+
+    registry: Registry
+    version: ModelVersion
+    input_kind: str = INPUT_CONTENT
+    batch_size: int = DEFAULT_BATCH_SIZE
+    torch_threads: int = 1
+    diagnostics: bool = False
+
+
+def predict_partition(batches: Iterator[pd.Series], plan: UdfPlan) -> Iterator[pd.DataFrame]:
+    """The body of the scoring UDF: model from the per-worker cache, then :func:`score_batch`
+    on chunks of at most ``plan.batch_size`` rows of each Arrow batch."""
+    import torch
+
+    # Spark runs one task per core; one intra-op thread per task keeps them from oversubscribing.
+    torch.set_num_threads(plan.torch_threads)
+    device = task_device()
+    entry = cached_model(plan.registry, plan.version, device)
+    size = plan.batch_size
+    for series in batches:
+        values = series.tolist()
+        parts = [score_batch(entry.model, entry.metadata, values[i:i + size], plan.input_kind, device)
+                 for i in range(0, len(values), size)]
+        out = parts[0] if len(parts) == 1 else (
+            pd.concat(parts, ignore_index=True) if parts else
+            score_batch(entry.model, entry.metadata, [], plan.input_kind, device))
+        entry.batches += len(parts)
+        if plan.diagnostics:
+            out["worker_pid"] = os.getpid()
+            out["worker_device"] = device
+            out["worker_model_loads"] = entry.loads
+            out["worker_batches"] = entry.batches
+            out["worker_max_rss_bytes"] = _peak_rss_bytes()
+        yield out
+
+
+def make_udf(plan: UdfPlan):
+    """The pandas UDF scoring one binary column with ``plan``'s model; returns a struct
+    (:data:`RESULT_SCHEMA`, plus :data:`DIAGNOSTIC_SCHEMA` with ``plan.diagnostics``)."""
+    from pyspark.sql.functions import pandas_udf
+
+    schema = RESULT_SCHEMA + (", " + DIAGNOSTIC_SCHEMA if plan.diagnostics else "")
+
+    @pandas_udf(schema)
+    def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        # Imported in the worker, not captured: cloudpickle would ship a copy of this module's
+        # globals with the closure, and the model cache must be the worker's own module dict.
+        from lakeloop.scoring.udf import predict_partition
+
+        yield from predict_partition(batches, plan)
+
+    return predict
+
+
+def resolve_model(registry: Registry, model_ref: "str | ModelVersion") -> tuple[ModelVersion, dict[str, Any]]:
+    """Pin ``model_ref`` (``name``, ``name:3``, ``name@alias`` or a ModelVersion) to one
+    committed version and read its metadata, on the driver.
+
+    Pinning here means every task of a query scores with the same version even if
+    ``latest`` or an alias moves while the query runs.
+
+    Raises
+    ------
+    ConfigError
+        a malformed reference.
+    ModelNotFound
+        no such committed version or alias.
+    SourceError
+        metadata missing, altered, or without what scoring needs.
+    """
+    if isinstance(model_ref, ModelVersion):
+        version = model_ref
+    else:
+        name, ref = parse_model_ref(model_ref)
+        version = registry.resolve(name, ref)
+    metadata = registry.read_metadata(version)
+    missing = [k for k in _REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise SourceError(
+            f"{version.uri}/metadata.json lacks {', '.join(missing)}, which scoring needs to rebuild the model "
+            f"and prepare its inputs; publish the model with lakeloop.training (or the same metadata keys)"
+        )
+    return version, metadata
+
+
+def image_column(df: "DataFrame", input_col: str | None = None, setting: str = "input_col") -> tuple[str, str]:
+    """The binary image column of ``df`` and its kind (``pixels`` or ``content``).
+
+    Without ``input_col``: ``pixels`` if ``df`` has it, else ``content``. A column named
+    ``pixels`` holds preprocessed pixels; any other binary column, encoded image files.
+
+    Raises
+    ------
+    ConfigError
+        no such column, or not binary; the message lists the columns.
+    """
+    from pyspark.sql.types import BinaryType
+
+    columns = ", ".join(df.columns)
+    if input_col is None:
+        input_col = next((c for c in (INPUT_PIXELS, INPUT_CONTENT) if c in df.columns), None)
+        if input_col is None:
+            raise ConfigError(
+                f"no image column to score: the input has {columns}; scoring looks for 'pixels' (preprocessed, "
+                f"as in silver.features) or 'content' (image file bytes, as in bronze.images). Name yours with "
+                f"{setting}=COLUMN"
+            )
+    elif input_col not in df.columns:
+        raise ConfigError(f"{setting} = {input_col!r} is not a column of the input ({columns})")
+    data_type = df.schema[input_col].dataType
+    if not isinstance(data_type, BinaryType):
+        raise ConfigError(
+            f"{setting} = {input_col!r} is {data_type.simpleString()}, not binary; scoring takes image file "
+            f"bytes or uint8 pixel bytes (cast or pick another column)"
+        )
+    return input_col, INPUT_PIXELS if input_col == INPUT_PIXELS else INPUT_CONTENT
+
+
+def _check_batch(batch_size: int, torch_threads: int, prefix: str) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"{prefix}batch_size = {batch_size!r} must be a whole number >= 1, e.g. 512")
+    if isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1:
+        raise ConfigError(f"{prefix}torch_threads{'_per_task' if prefix else ''} = {torch_threads!r} must be "
+                          f"a whole number >= 1 (1 when Spark runs one task per core)")
+
+
+def score(
+    df: "DataFrame",
+    model_ref: "str | ModelVersion",
+    *,
+    registry: Registry,
+    input_col: str | None = None,
+    input_kind: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    torch_threads: int = 1,
+    output_col: str = "prediction",
+    flatten: bool = False,
+    prefix: str = "",
+    diagnostics: bool = False,
+) -> "DataFrame":
+    """Add a model's predictions to any DataFrame with an image column (for notebooks).
+
+    Parameters
+    ----------
+    df : rows to score; only the image column is sent to Python.
+    model_ref : ``"digits_lenet"`` (latest), ``"digits_lenet:3"``, ``"digits_lenet@production"``
+        or a :class:`~lakeloop.registry.ModelVersion`. Pinned to one version here.
+    registry : the model registry, e.g. ``Registry.for_profile(profile)``; the executors
+        read the weights through its storage settings.
+    input_col : the binary column; default ``pixels`` if present, else ``content``.
+    input_kind : ``"pixels"`` (preprocessed uint8 bytes) or ``"content"`` (image files);
+        default: ``pixels`` for a column named so, else ``content``.
+    batch_size : rows per forward pass. The Arrow batch size is a session setting read when
+        the query runs; set ``spark.sql.execution.arrow.maxRecordsPerBatch`` to match around
+        the action (see :func:`scoped_conf`) to keep worker memory at one batch.
+    torch_threads : intra-op threads per task (1 when Spark runs one task per core).
+    output_col : name of the struct column added (``label, label_index, score, scores, error``).
+    flatten : add those five fields as columns instead (named ``prefix + field``).
+    diagnostics : also return the worker fields of :data:`DIAGNOSTIC_SCHEMA` (pid, device,
+        model loads, batches, peak RSS) in the struct.
+
+    Returns
+    -------
+    DataFrame
+        ``df`` plus the prediction column(s); lazy, like any transformation.
+
+    Raises
+    ------
+    ConfigError
+        no or non-binary image column, bad batch settings, a malformed reference, or flattened
+        names that clash with existing columns.
+    ModelNotFound, SourceError
+        the model cannot be resolved or its metadata is unusable.
+    """
+    from pyspark.sql import functions as F
+
+    _check_batch(batch_size, torch_threads, "")
+    column, kind = image_column(df, input_col)
+    kind = input_kind or kind
+    if kind not in INPUT_KINDS:
+        raise ConfigError(f"input_kind = {kind!r} is not one of {', '.join(INPUT_KINDS)}")
+    version, _ = resolve_model(registry, model_ref)
+    plan = UdfPlan(registry, version, kind, batch_size, torch_threads, diagnostics)
+    predicted = make_udf(plan)(F.col(column))
+    if not flatten:
+        if output_col in df.columns:
+            raise ConfigError(f"output_col = {output_col!r} is already a column of the input; pick another name")
+        return df.withColumn(output_col, predicted)
+    names = [f"{prefix}{f}" for f in PREDICTION_FIELDS]
+    clash = [n for n in names if n in df.columns]
+    if clash:
+        raise ConfigError(
+            f"flattened prediction columns {clash} already exist in the input; pass prefix='predicted_' "
+            f"or keep the struct (flatten=False)"
+        )
+    tmp = "__lakeloop_prediction"
+    return df.withColumn(tmp, predicted).select(
+        *df.columns, *[F.col(f"{tmp}.{f}").alias(n) for f, n in zip(PREDICTION_FIELDS, names)])
+
+
+def register_udf(
+    spark: "SparkSession",
+    name: str,
+    model_ref: "str | ModelVersion",
+    *,
+    registry: Registry,
+    input_kind: str = INPUT_CONTENT,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    torch_threads: int = 1,
+) -> ModelVersion:
+    """Register the model as a SQL function: ``SELECT name(content).label FROM ...``.
+
+    The function takes one binary argument (``input_kind``: image file bytes by default,
+    ``"pixels"`` for preprocessed pixels) and returns the struct of :data:`RESULT_SCHEMA`.
+    The reference is pinned now; register again to pick up a newer version.
+
+    Returns
+    -------
+    ModelVersion
+        the version the function scores with.
+
+    Raises
+    ------
+    ConfigError, ModelNotFound, SourceError
+        as for :func:`score`; also an ``input_kind`` that is not ``pixels``/``content``.
+    """
+    _check_batch(batch_size, torch_threads, "")
+    if input_kind not in INPUT_KINDS:
+        raise ConfigError(f"register_udf({name!r}): input_kind {input_kind!r} is not one of {', '.join(INPUT_KINDS)}")
+    if not re.fullmatch(r"[A-Za-z_]\w*", name or ""):
+        raise ConfigError(f"register_udf: {name!r} is not a valid SQL function name (letters, digits, _)")
+    version, _ = resolve_model(registry, model_ref)
+    spark.udf.register(name, make_udf(UdfPlan(registry, version, input_kind, batch_size, torch_threads)))
+    return version
+
+
+@contextmanager
+def scoped_conf(spark: "SparkSession", settings: Mapping[str, str]) -> Iterator[None]:
+    """Set runtime Spark settings for the block, then restore what was there (or unset)."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    try:
+        for key, value in settings.items():
+            spark.conf.set(key, str(value))
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def arrow_batch_settings(batch_size: int, max_batch_bytes: int) -> dict[str, str]:
+    """Arrow batches to the Python workers cut at ``batch_size`` rows or ``max_batch_bytes``."""
+    return {ARROW_MAX_RECORDS: str(batch_size), ARROW_MAX_BYTES: str(max_batch_bytes)}

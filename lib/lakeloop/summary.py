@@ -1,0 +1,83 @@
+"""What the lake holds, in a few lines a person reads: each table's rows and Delta version,
+the quarantine reasons, the predictions' accuracy and the registered models.
+
+    lakeloop show [--profile P] [--set k=v ...]          (what ./dev/demo.sh prints last)
+
+Reads only; the command line is :mod:`lakeloop.cli`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakeloop.config import Profile
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.registry import Registry
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def lake_tables(profile: Profile) -> list[tuple[str, str]]:
+    """(layer, name) of every table the profile's jobs write, in pipeline order."""
+    tables = [("bronze", "images"), ("quarantine", "images")]
+    tables += [(layer, t) for t in profile.ingest_tables.tables for layer in ("bronze", "quarantine")]
+    tables += [("silver", "features"), ("quarantine", "features"), ("gold", "predictions"),
+               ("quarantine", "predictions")]
+    return tables
+
+
+def _prediction_lines(df: "DataFrame") -> list[str]:
+    from pyspark.sql import functions as F
+
+    per_model = df.groupBy("model_name", "model_version").agg(
+        F.count("*").alias("rows"),
+        F.avg(F.when(F.col("true_label").isNotNull(), (F.col("label") == F.col("true_label")).cast("int")))
+        .alias("accuracy"),
+    ).orderBy("model_name", "model_version")
+    lines = []
+    for row in per_model.collect():
+        accuracy = "" if row["accuracy"] is None else f", accuracy vs labels {row['accuracy']:.2%}"
+        lines.append(f"  {'':<24} {row['rows']:>6} by {row['model_name']}:{row['model_version']}{accuracy}")
+    return lines
+
+
+def _reason_lines(df: "DataFrame") -> list[str]:
+    from pyspark.sql import functions as F
+
+    reason = F.trim(F.regexp_extract("error", r"^([^:(;]+)", 1))
+    return [f"  {'':<24} {row['count']:>6} x {row['reason']}"
+            for row in df.groupBy(reason.alias("reason")).count().orderBy("reason").collect()]
+
+
+def _model_lines(registry: Registry) -> list[str]:
+    lines = []
+    for model in registry.list_models():
+        for number in registry.list_versions(model):
+            metrics = registry.read_metadata(registry.resolve(model, number)).get("metrics", {})
+            accuracy = metrics.get("test_accuracy")
+            shown = f"test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
+            lines.append(f"  model {model}:{number:<12} {shown}  {registry.root}/{model}/{number}")
+    return lines
+
+
+def show_lake(spark: "SparkSession", profile: Profile) -> str:
+    """A short account of the lake: each table's rows and version, quarantine reasons,
+    the predictions per model version, and the registered models with their test accuracy."""
+    lake = LakeLayout(profile.lake_root)
+    lines = [f"lake: {profile.lake_root}"]
+    for layer, name in lake_tables(profile):
+        uri = lake.table(layer, name)
+        if not delta.is_delta_table(spark, uri):
+            if layer != "quarantine":
+                lines.append(f"  {layer + '.' + name:<24} (not written yet)")
+            continue
+        df = delta.read_table(spark, uri)
+        version = delta.table_version(spark, uri)
+        lines.append(f"  {layer + '.' + name:<24} {df.count():>6} rows  Delta v{version:<3} {uri}")
+        if (layer, name) == ("gold", "predictions"):
+            lines += _prediction_lines(df)
+        if layer == "quarantine" and "error" in df.columns:
+            lines += _reason_lines(df)
+    return "\n".join(lines + _model_lines(Registry.for_profile(profile)))

@@ -1,0 +1,9 @@
+"""The training step: ``silver.features`` -> a Parquet training set -> TorchDistributor -> the registry.
+
+* :mod:`~lakeloop.training.driver` — the driver: materialize, check the cluster, launch, publish (:func:`train`).
+* :mod:`~lakeloop.training.rank` — one training process, runnable without Spark (:func:`~lakeloop.training.rank.train_rank`).
+* :mod:`~lakeloop.training.loader` — feeding a process from its Petastorm shard: equal steps, reproducible order.
+* :mod:`~lakeloop.training.dataset` — the Parquet training set of a features version.
+
+The architectures themselves are :mod:`lakeloop.models` (scoring rebuilds them too).
+"""

@@ -1,0 +1,258 @@
+"""Driver side of training: materialize the set, check the cluster, launch TorchDistributor,
+publish the model. The per-process work is :func:`lakeloop.training.rank.train_rank`.
+
+Idempotent: a training run is named by a key over its inputs (features version,
+preprocessing, settings, number of processes). Its checkpoints live under
+``_checkpoints/<model>/<key>/``, so a run killed mid-way and started again resumes from
+the newest one; and a finished run is found in the registry by that key, so a rerun
+publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from lakeloop.config import Profile, TrainConfig
+from lakeloop.errors import ConfigError
+from lakeloop.layout import LakeLayout
+from lakeloop.registry import ModelVersion, Registry
+from lakeloop.report import RunReport
+from lakeloop.training.dataset import TrainingSet, materialize_training_set
+from lakeloop.training.loader import plan_shards
+from lakeloop.training.rank import TrainPlan, train_rank
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def code_version() -> str:
+    """The version of the lakeloop code that runs: the commit stamped into the library zip that
+    ``./spark-submit.sh`` ships (``lakeloop/_build.json``), else the installed distribution's version."""
+    from importlib import metadata, resources
+
+    try:
+        stamp = json.loads(resources.files("lakeloop").joinpath("_build.json").read_text(encoding="utf-8"))
+        if stamp.get("commit"):
+            return str(stamp["commit"])
+    except (OSError, ValueError):
+        pass  # not a stamped build: a checkout on PYTHONPATH, or an installed wheel
+    try:
+        return f"lakeloop-{metadata.version('lakeloop')}"
+    except metadata.PackageNotFoundError:
+        from lakeloop import __version__
+
+        return f"lakeloop-{__version__}"
+
+
+def training_key(cfg: TrainConfig, ts: TrainingSet) -> str:
+    """Names one training run by everything that decides its result."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("alias", "local_mode")}
+    material = json.dumps({"settings": settings, "features_version": ts.features_version, "spec": ts.spec.key,
+                           "root": ts.root, "classes": ts.classes}, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def _local_cores(master: str) -> int | None:
+    match = re.fullmatch(r"local\[(\d+|\*)(?:,\s*\d+)?\]", master)
+    if match is None:
+        return 1 if master == "local" else None
+    if match.group(1) == "*":
+        import os
+
+        return os.cpu_count() or 1
+    return int(match.group(1))
+
+
+def check_capacity(spark: "SparkSession", cfg: TrainConfig) -> dict[str, Any]:
+    """Fail fast, with the numbers, if the cluster cannot run ``num_processes`` barrier tasks.
+
+    A barrier stage that asks for more slots than exist waits and retries instead of
+    failing at once; this check says what is wrong before launching.
+    """
+    conf = spark.sparkContext.getConf()
+    task_cpus = int(conf.get("spark.task.cpus", "1"))
+    master = spark.sparkContext.master
+    facts: dict[str, Any] = {"master": master, "num_processes": cfg.num_processes, "task_cpus": task_cpus}
+    if cfg.use_gpu:
+        task_gpus = conf.get("spark.task.resource.gpu.amount")
+        executor_gpus = conf.get("spark.executor.resource.gpu.amount")
+        if not cfg.local_mode and (not task_gpus or not executor_gpus):
+            raise ConfigError(
+                "train.use_gpu is true but the cluster has no GPU scheduling: set "
+                "spark.executor.resource.gpu.amount, spark.task.resource.gpu.amount and a discovery script "
+                "(spark.executor.resource.gpu.discoveryScript) in the profile's spark.conf"
+            )
+        facts.update(task_gpus=task_gpus, executor_gpus=executor_gpus)
+    if cfg.local_mode:
+        return facts
+    local = _local_cores(master)
+    slots = (local if local is not None else spark.sparkContext.defaultParallelism) // task_cpus
+    facts["slots"] = slots
+    if cfg.num_processes > slots:
+        raise ConfigError(
+            f"train.num_processes = {cfg.num_processes} but the cluster ({master}) has {slots} task slot(s) "
+            f"({'cores' if local else 'default parallelism'} / spark.task.cpus={task_cpus}); the barrier job "
+            f"would wait for slots that never come. Lower train.num_processes or add executors/cores"
+        )
+    return facts
+
+
+def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str) -> TrainPlan:
+    cfg = profile.train
+    return TrainPlan(
+        run_id=run_id,
+        train_url=ts.split_uri("train"),
+        val_url=ts.split_uri("validation"),
+        test_url=ts.split_uri("test"),
+        spec_json=ts.spec.to_json(),
+        classes=ts.classes,
+        shards=plan_shards(ts.split_uri("train"), cfg.num_processes, cfg.batch_size, profile.hadoop_conf()),
+        checkpoint_dir=LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key),
+        architecture=cfg.architecture,
+        pretrained_weights=cfg.pretrained_weights,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        optimizer=cfg.optimizer,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+        lr_schedule=cfg.lr_schedule,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        reader_pool=cfg.reader_pool,
+        reader_workers=cfg.reader_workers,
+        use_gpu=cfg.use_gpu,
+        amp=cfg.amp,
+        torch_threads=cfg.torch_threads,
+        hadoop_conf=profile.hadoop_conf(),
+    )
+
+
+def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
+    """Run :func:`train_rank` in ``cfg.num_processes`` processes through TorchDistributor."""
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    distributor = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu)
+    result = distributor.run(train_rank, plan)
+    if not isinstance(result, dict) or "weights" not in result:
+        raise RuntimeError(f"training returned no result from rank 0 (got {type(result).__name__})")
+    return result
+
+
+def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What the registry records about the trained model: enough to rebuild it, prepare its
+    inputs, and trace it back to its data, settings and code."""
+    cfg = profile.train
+    return {
+        "architecture": cfg.architecture,
+        "classes": list(ts.classes),
+        "preprocess": json.loads(ts.spec.to_json()),
+        "input_shape": [ts.spec.channels, ts.spec.height, ts.spec.width],
+        "metrics": {"per_epoch": result["history"], "val_accuracy": result["val_accuracy"],
+                    "test_accuracy": result["test_accuracy"]},
+        "features": {"table": LakeLayout(profile.lake_root).features, "delta_version": ts.features_version,
+                     "training_set": ts.root, "rows": ts.rows},
+        "training": {**dataclasses.asdict(cfg), "run_id": run_id, "world_size": result["world_size"],
+                     "device": result["device"], "resumed_from_epoch": result["resumed_from_epoch"]},
+        "code_version": code_version(),
+        "torch_version": result["torch_version"],
+        "trained_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict[str, Any], key: str,
+             report: RunReport) -> ModelVersion:
+    """Publish the weights (and a TorchScript copy), move the alias, drop the run's checkpoints."""
+    import torch
+
+    from lakeloop.models import build_model, load_state_dict_bytes, torchscript_bytes
+
+    cfg = profile.train
+    model = build_model(cfg.architecture, len(ts.classes), ts.spec.channels, ts.spec.height, ts.spec.width)
+    model.load_state_dict(load_state_dict_bytes(result["weights"]))
+    example = torch.zeros(1, ts.spec.channels, ts.spec.height, ts.spec.width)
+    metadata = _metadata(profile, ts, result, report.run_id)
+    version = registry.publish(cfg.model_name, result["weights"], metadata,
+                               torchscript=torchscript_bytes(model, example), idempotency_key=key)
+    if cfg.alias:
+        registry.set_alias(cfg.model_name, cfg.alias, version.version)
+    registry.files.delete_dir(LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key))
+    return version
+
+
+def train(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> ModelVersion:
+    """Train ``profile.train`` on the current ``silver.features`` and publish it; return the version.
+
+    A run whose inputs and settings were trained and published before publishes nothing
+    and returns that version; one killed mid-way resumes from its newest checkpoint.
+
+    Raises
+    ------
+    SourceError
+        no silver.features, or no labelled training rows.
+    ConfigError
+        more processes than the cluster has task slots or the training set has row groups,
+        or a GPU run on a cluster without GPU scheduling.
+    """
+    cfg = profile.train
+    report = report or RunReport.start("train")
+    registry = Registry.for_profile(profile)
+    with report.timed("materialize"):
+        ts = materialize_training_set(spark, profile)
+    report.details["training_set"] = {"root": ts.root, "rows": ts.rows, "reused": ts.reused,
+                                      "features_version": ts.features_version}
+    key = training_key(cfg, ts)
+    report.details["training_key"] = key
+    existing = registry.find_by_idempotency_key(cfg.model_name, key)
+    if existing is not None:
+        report.warnings.append(f"{cfg.model_name} version {existing.version} was already trained from the same "
+                               f"inputs and settings; nothing new published")
+        report.outputs["model"] = existing.uri
+        report.counts.update(published=0, epochs_run=0)
+        return existing
+
+    report.details["capacity"] = check_capacity(spark, cfg)
+    plan = make_plan(profile, ts, report.run_id, key)
+    report.details["shards"] = dataclasses.asdict(plan.shards)
+    with report.timed("train"):
+        result = run_distributed(plan, cfg)
+    history = result["history"]
+    report.counts.update(epochs_run=cfg.epochs - result["resumed_from_epoch"],
+                         resumed_from_epoch=result["resumed_from_epoch"], train_rows=ts.rows["train"])
+    report.details["shard_audit"] = _audit_summary(result["shard_audit"], ts.rows["train"])
+    report.throughput["train_images_per_s"] = round(
+        sum(h["images_per_s"] for h in history[-3:]) / max(1, len(history[-3:])), 1) if history else 0.0
+    with report.timed("publish"):
+        version = _publish(profile, registry, ts, result, key, report)
+    report.counts["published"] = 1
+    report.details["val_accuracy"] = result["val_accuracy"]
+    report.details["test_accuracy"] = result["test_accuracy"]
+    report.metrics.update(val_accuracy=result["val_accuracy"], test_accuracy=result["test_accuracy"])
+    report.outputs["model"] = version.uri
+    return version
+
+
+def write_plan(spark: "SparkSession", profile: Profile, path: str, report: RunReport | None = None) -> TrainPlan:
+    """Materialize the training set and write the per-process :class:`TrainPlan` to the local
+    file ``path`` instead of training (``train --plan-only``): run it with ``lakeloop train-rank --plan``."""
+    report = report or RunReport.start("train")
+    ts = materialize_training_set(spark, profile)
+    plan = make_plan(profile, ts, report.run_id, training_key(profile.train, ts))
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(plan.to_json())
+    report.outputs["plan"] = path
+    return plan
+
+
+def _audit_summary(audit: dict[str, list[str]], train_rows: int) -> dict[str, Any]:
+    """Did the ranks see disjoint shards that together cover the training set (first epoch)?"""
+    sets = [set(ids) for _, ids in sorted(audit.items())]
+    union = set().union(*sets) if sets else set()
+    overlap = sum(len(a & b) for i, a in enumerate(sets) for b in sets[i + 1:])
+    return {"rows_per_rank": [len(s) for s in sets], "overlap": overlap, "covered": len(union),
+            "train_rows": train_rows}

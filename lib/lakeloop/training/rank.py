@@ -1,0 +1,355 @@
+"""The per-process training function, runnable without Spark.
+
+TorchDistributor starts it once per process with ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``
+set; it can also run alone on a GPU box, given a materialized training set:
+
+    python -m lakeloop.training.rank --plan plan.json [--out result.pt]      (lakeloop train-rank ...)
+
+Each process: joins the process group (gloo on CPU, nccl on GPU), builds the model, wraps
+it in DDP, resumes from the newest checkpoint if one exists, then per epoch trains on its
+own Petastorm shard (:mod:`lakeloop.training.loader`: equal steps on every rank, order a function
+of seed/epoch/rank), evaluates the validation split sharded across ranks, and rank 0
+writes a checkpoint. Rank 0 returns the weights and metrics; the driver publishes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lakeloop.io.lakefs import LakeFiles
+from lakeloop.preprocess import PreprocessSpec
+from lakeloop.training.loader import ShardPlan, epoch_batches, shard_batches
+
+CHECKPOINT_PREFIX = "epoch-"
+AUGMENT_MAX_SHIFT = 2
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything a training process needs; plain data, so it pickles and round-trips as JSON."""
+
+    run_id: str
+    train_url: str
+    val_url: str
+    test_url: str
+    spec_json: str
+    classes: tuple[str, ...]
+    shards: ShardPlan
+    checkpoint_dir: str
+    architecture: str = "lenet5"
+    pretrained_weights: str | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    learning_rate: float = 0.003
+    weight_decay: float = 0.0001
+    momentum: float = 0.9
+    lr_schedule: str = "cosine"
+    augment: bool = True
+    seed: int = 7
+    reader_pool: str = "dummy"
+    reader_workers: int = 1
+    use_gpu: bool = False
+    amp: bool = True
+    torch_threads: int = 1
+    hadoop_conf: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainPlan":
+        data = json.loads(text)
+        data["shards"] = ShardPlan(**{**data["shards"], "rows_per_rank": tuple(data["shards"]["rows_per_rank"])})
+        data["classes"] = tuple(data["classes"])
+        return cls(**data)
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{epoch:04d}.pt"
+
+
+def latest_checkpoint(plan: TrainPlan) -> tuple[int, str] | None:
+    """(epoch, uri) of the newest complete checkpoint in the plan's folder, if any."""
+    names = [n for n in LakeFiles(plan.hadoop_conf).list_dir(plan.checkpoint_dir)
+             if n.startswith(CHECKPOINT_PREFIX) and n.endswith(".pt")]
+    if not names:
+        return None
+    newest = max(names)
+    return int(newest[len(CHECKPOINT_PREFIX):-3]), f"{plan.checkpoint_dir}/{newest}"
+
+
+def _optimizer(plan: TrainPlan, params):
+    import torch
+
+    if plan.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=plan.learning_rate, momentum=plan.momentum,
+                               weight_decay=plan.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
+
+
+def _scheduler(plan: TrainPlan, optimizer):
+    import torch
+
+    if plan.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, plan.epochs))
+    if plan.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, plan.epochs // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _evaluate(model, url: str, spec: PreprocessSpec, plan: TrainPlan, rank: int, world: int, device) -> float:
+    """Accuracy over the whole split: each rank scores its shard, counts are summed across ranks."""
+    import torch
+    import torch.distributed as dist
+
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for x, y, _ in shard_batches(url, spec, rank=rank, world=world, batch_size=256,
+                                     pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf):
+            logits = model(torch.from_numpy(x).to(device))
+            correct += int((logits.argmax(dim=1).cpu() == torch.from_numpy(y)).sum())
+            total += len(y)
+    counts = torch.tensor([correct, total], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(counts)
+    model.train()
+    return float(counts[0] / counts[1]) if counts[1] else float("nan")
+
+
+@dataclass
+class _Process:
+    """Where this process runs: its rank in the group and its device."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: Any
+    use_cuda: bool
+
+
+def _join_group(plan: TrainPlan) -> _Process:
+    """Read the rank torchrun set, pick the device, join the process group (gloo on CPU, nccl on GPU)."""
+    import torch
+    import torch.distributed as dist
+
+    # Set by torchrun, which TorchDistributor uses to start each process.
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world != plan.shards.world_size:
+        raise RuntimeError(
+            f"the plan was made for {plan.shards.world_size} processes but this run has {world}; "
+            f"make the plan with train.num_processes={world}"
+        )
+    torch.set_num_threads(max(1, plan.torch_threads))
+    use_cuda = plan.use_gpu and torch.cuda.is_available()
+    if plan.use_gpu and not use_cuda:
+        raise RuntimeError(f"train.use_gpu is true but rank {rank} sees no CUDA device; check the executors' GPUs")
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return _Process(rank, world, local_rank, device, use_cuda)
+
+
+@dataclass
+class _Trainer:
+    """The model and what steps it: optimizer, schedule, gradient scaler; plus the epochs done."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    amp: bool
+    history: list[dict[str, Any]]
+    start_epoch: int
+
+
+def _build_trainer(plan: TrainPlan, spec: PreprocessSpec, proc: _Process) -> _Trainer:
+    """A fresh model (same initial weights on every rank), resumed from the newest checkpoint if any."""
+    import torch
+
+    from lakeloop.models import build_model, load_state_dict_bytes
+
+    files = LakeFiles(plan.hadoop_conf)
+    torch.manual_seed(plan.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    pretrained = load_state_dict_bytes(files.read_bytes(plan.pretrained_weights)) if plan.pretrained_weights else None
+    model = build_model(plan.architecture, len(plan.classes), spec.channels, spec.height, spec.width, pretrained)
+    model.to(proc.device)
+    optimizer = _optimizer(plan, model.parameters())
+    amp = proc.use_cuda and plan.amp
+    trainer = _Trainer(model, optimizer, _scheduler(plan, optimizer), torch.amp.GradScaler("cuda", enabled=amp),
+                       amp, [], 0)
+    found = latest_checkpoint(plan)
+    if found is not None:
+        state = torch.load(io.BytesIO(files.read_bytes(found[1])), map_location="cpu", weights_only=False)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        trainer.scaler.load_state_dict(state["scaler"])
+        trainer.history = state["history"]
+        trainer.start_epoch = state["epoch"] + 1
+    return trainer
+
+
+def _train_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer, ddp, epoch: int,
+                 collect_ids: bool) -> tuple[float, int, list[str]]:
+    """One epoch over this rank's shard; returns (summed loss, rows seen, the ids seen if asked for)."""
+    import torch
+
+    ddp.train()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_sum, seen, epoch_ids = 0.0, 0, []
+    for x, y, ids in epoch_batches(
+        plan.train_url, plan.shards, spec, rank=proc.rank, epoch=epoch, seed=plan.seed,
+        max_shift=AUGMENT_MAX_SHIFT if plan.augment else 0, pool=plan.reader_pool, workers=plan.reader_workers,
+        hadoop_conf=plan.hadoop_conf,
+    ):
+        inputs, targets = torch.from_numpy(x).to(proc.device), torch.from_numpy(y).to(proc.device)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=trainer.amp):
+            loss = loss_fn(ddp(inputs), targets)
+        trainer.scaler.scale(loss).backward()
+        trainer.scaler.step(trainer.optimizer)
+        trainer.scaler.update()
+        loss_sum += float(loss.detach()) * len(y)
+        seen += len(y)
+        if collect_ids:
+            epoch_ids.extend(ids.tolist())
+    trainer.scheduler.step()
+    return loss_sum, seen, epoch_ids
+
+
+def _shard_audit(proc: _Process, epoch_ids: list[str]) -> dict[int, list[str]]:
+    """Which rows each rank saw in its first epoch of this run: proof the shards are disjoint."""
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * proc.world
+    if proc.world > 1:
+        dist.all_gather_object(gathered, sorted(set(epoch_ids)))
+    else:
+        gathered = [sorted(set(epoch_ids))]
+    return {r: ids_r for r, ids_r in enumerate(gathered)}
+
+
+def _save_checkpoint(plan: TrainPlan, trainer: _Trainer, epoch: int) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"epoch": epoch, "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(),
+                "history": trainer.history}, buffer)
+    files = LakeFiles(plan.hadoop_conf)
+    files.makedirs(plan.checkpoint_dir)
+    files.write_bytes_atomic(f"{plan.checkpoint_dir}/{checkpoint_name(epoch)}", buffer.getvalue())
+
+
+def _run_epochs(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer) -> dict[int, list[str]]:
+    """Train the remaining epochs: evaluate after each, rank 0 reports and checkpoints; returns the shard audit."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = (DistributedDataParallel(trainer.model, device_ids=[proc.local_rank] if proc.use_cuda else None)
+           if proc.world > 1 else trainer.model)
+    shard_audit: dict[int, list[str]] = {}
+    for epoch in range(trainer.start_epoch, plan.epochs):
+        started = time.perf_counter()
+        first = epoch == trainer.start_epoch
+        loss_sum, seen, epoch_ids = _train_epoch(plan, spec, proc, trainer, ddp, epoch, collect_ids=first)
+        totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
+        if proc.world > 1:
+            dist.all_reduce(totals)
+        if first:
+            shard_audit = _shard_audit(proc, epoch_ids)
+        val_accuracy = _evaluate(trainer.model, plan.val_url, spec, plan, proc.rank, proc.world, proc.device)
+        elapsed = time.perf_counter() - started
+        trainer.history.append({
+            "epoch": epoch + 1,
+            "train_loss": round(float(totals[0] / totals[1]), 5),
+            "val_accuracy": round(val_accuracy, 5),
+            "learning_rate": trainer.optimizer.param_groups[0]["lr"],
+            "seconds": round(elapsed, 3),
+            "images_per_s": round(float(totals[1]) / elapsed, 1),
+        })
+        if proc.rank == 0:
+            last = trainer.history[-1]
+            print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
+                  f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s", flush=True)
+            _save_checkpoint(plan, trainer, epoch)
+        if proc.world > 1:
+            dist.barrier()
+    return shard_audit
+
+
+def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
+    """Train one process's part of a distributed run; rank 0 returns weights and metrics."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # petastorm 0.12 uses pyarrow 14's legacy ParquetDataset API (DESIGN.md): known and harmless.
+        warnings.simplefilter("ignore", FutureWarning)
+        return _train_rank(plan)
+
+
+def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from lakeloop.models import state_dict_bytes
+
+    proc = _join_group(plan)
+    spec = PreprocessSpec.from_json(plan.spec_json)
+    trainer = _build_trainer(plan, spec, proc)
+    shard_audit = _run_epochs(plan, spec, proc, trainer)
+    val_accuracy = _evaluate(trainer.model, plan.val_url, spec, plan, proc.rank, proc.world, proc.device)
+    test_accuracy = _evaluate(trainer.model, plan.test_url, spec, plan, proc.rank, proc.world, proc.device)
+    if proc.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    if proc.rank != 0:
+        return None
+    return {
+        "weights": state_dict_bytes(trainer.model),
+        "history": trainer.history,
+        "val_accuracy": val_accuracy,
+        "test_accuracy": test_accuracy,
+        "resumed_from_epoch": trainer.start_epoch,
+        "world_size": proc.world,
+        "device": str(proc.device),
+        "shard_audit": {str(k): v for k, v in shard_audit.items()},
+        "numpy_version": np.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lakeloop.training.rank", description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", required=True, help="TrainPlan JSON (written by jobs/train.py --plan-only)")
+    parser.add_argument("--out", help="where to write rank 0's result (torch.save)")
+    args = parser.parse_args(argv)
+    with open(args.plan, encoding="utf-8") as handle:
+        plan = TrainPlan.from_json(handle.read())
+    result = train_rank(plan)
+    if result is not None:
+        summary = {k: v for k, v in result.items() if k not in ("weights", "shard_audit")}
+        print(json.dumps(summary, indent=2))
+        if args.out:
+            import torch
+
+            torch.save(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

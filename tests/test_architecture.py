@@ -1,0 +1,170 @@
+"""The package's shape, checked from its source: the import graph has no cycle and points
+downward only, nothing in lib/ imports the dev tooling or the tests, no function is long, and
+only the lake layout builds lake paths. No Spark: these read files."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parents[1] / "lib"
+PACKAGE = LIB / "lakeloop"
+MAX_FUNCTION_LINES = 80
+
+# Each module's layer; a module may import only from lower layers or from its own subpackage.
+# Shared contracts sit below the steps, so no step needs another step's internals.
+LAYERS = {
+    "errors": 0,
+    "layout": 1,
+    "config": 2,
+    "io": 3,
+    "report": 4, "preprocess": 4, "registry": 4,
+    "models": 5,
+    "ingest": 6, "features": 6, "training": 6, "scoring": 6, "summary": 6,
+    "runtime": 7,
+    "deploy": 8,
+    "cli": 9, "__init__": 9,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(LIB).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth (imports inside functions count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def internal_graph() -> dict[str, set[str]]:
+    """lakeloop module -> the lakeloop modules it imports (``from pkg import mod`` counts as ``pkg.mod``)."""
+    known = modules()
+    graph = {}
+    for name, path in known.items():
+        # The top package itself is no edge: every import passes through its __init__, which only
+        # names the public API lazily (and __version__).
+        graph[name] = {t for t in imported(path) if t in known and t not in (name, "lakeloop")}
+    return graph
+
+
+def layer(name: str) -> int:
+    parts = name.split(".")
+    return LAYERS["__init__" if len(parts) == 1 else parts[1]]
+
+
+def test_every_module_has_a_layer():
+    assert [name for name in modules() if (name.split(".") + ["__init__"])[1] not in LAYERS] == []
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle found by a depth-first walk, as the list of modules around it."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    return cycles
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a module's own layer or a higher one, outside its own subpackage."""
+    wrong = []
+    for name, targets in graph.items():
+        for target in targets:
+            same_package = name.split(".")[1] == target.split(".")[1]  # e.g. within lakeloop.ingest
+            if not same_package and layer(target) >= layer(name):
+                wrong.append(f"{name} (layer {layer(name)}) imports {target} (layer {layer(target)})")
+    return sorted(wrong)
+
+
+def test_the_import_graph_of_lib_has_no_cycle():
+    assert find_cycles(internal_graph()) == []
+
+
+def test_modules_import_only_lower_layers_or_their_own_subpackage():
+    assert upward_imports(internal_graph()) == []
+
+
+def test_the_checks_see_lazy_imports_and_catch_a_cycle_and_an_upward_import():
+    # imported() must see imports inside functions, or the graph would miss most edges.
+    assert "lakeloop.runtime.session" in imported(PACKAGE / "cli.py")
+    graph = internal_graph()
+    assert "lakeloop.io.lakefs" in graph["lakeloop.registry"]
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert upward_imports({"lakeloop.io.delta": {"lakeloop.scoring.job"},
+                           "lakeloop.scoring.job": {"lakeloop.training.driver", "lakeloop.io.delta"},
+                           "lakeloop.ingest.tables": {"lakeloop.ingest.table_read"}}) == [
+        "lakeloop.io.delta (layer 3) imports lakeloop.scoring.job (layer 6)",
+        "lakeloop.scoring.job (layer 6) imports lakeloop.training.driver (layer 6)",
+    ]
+
+
+def test_nothing_in_lib_imports_the_dev_tooling_or_the_tests():
+    forbidden = ("lakeloop_dev", "support", "conftest", "tests", "dev", "sklearn")
+    found = {name: sorted(t for t in imported(path) if t.split(".")[0] in forbidden)
+             for name, path in modules().items()}
+    assert {name: names for name, names in found.items() if names} == {}
+
+
+def long_functions(source: str) -> list[str]:
+    return [f"{node.name} ({node.end_lineno - node.lineno + 1} lines, line {node.lineno})"
+            for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(LIB)))
+def test_no_function_in_lib_is_longer_than_80_lines(path):
+    assert long_functions(path.read_text(encoding="utf-8")) == []
+
+
+# Folder names of the lake that only lakeloop.layout may put into a path.
+LAKE_FOLDERS = ("/bronze", "/silver", "/gold", "/quarantine", "/_ledger", "/_training_sets", "/_checkpoints",
+                "/_reports", "/models")
+
+
+def lake_paths_built(source: str) -> list[int]:
+    """Lines of f-strings that put one of the lake's folder names into a path."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            if any(folder + "/" in text + "/" for folder in LAKE_FOLDERS):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_lake_layout_builds_lake_paths():
+    offenders = {name: lake_paths_built(path.read_text(encoding="utf-8"))
+                 for name, path in modules().items() if name != "lakeloop.layout"}
+    assert {name: lines for name, lines in offenders.items() if lines} == {}
+
+
+def test_the_length_and_lake_path_checks_catch_what_they_look_for():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}\n") == [f"f ({MAX_FUNCTION_LINES + 1} lines, line 1)"]
+    assert long_functions("def g():\n    return 1\n") == []
+    assert lake_paths_built('uri = f"{root}/_checkpoints/{name}"\nok = f"{root}/elsewhere"') == [1]

@@ -120,7 +120,14 @@ def test_unknown_profile_lists_the_known_ones():
         load_profile("prod")
 
 
-def test_profile_file_outside_conf(tmp_path):
+def test_repo_is_the_checkout_of_a_profile_outside_any_conf_folder(tmp_path):
+    path = tmp_path / "mine.yaml"
+    repo = Path(__file__).resolve().parents[1]
+    path.write_text(f"extends: {repo}/conf/local.yaml\nlake_root: 'file:{{repo}}/elsewhere'\n")
+    assert load_profile(str(path)).lake_root == f"file:{Path(__file__).resolve().parents[1]}/elsewhere"
+
+
+def test_profile_file_in_another_conf_folder(tmp_path):
     (tmp_path / "conf").mkdir()
     path = tmp_path / "conf" / "mine.yaml"
     path.write_text("extends: local\nlake_root: 'file:{repo}/elsewhere'\n")

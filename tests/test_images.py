@@ -107,6 +107,50 @@ def test_refuses_broken_files_with_an_actionable_reason(
     assert facts(check) == (expected_facts or (None, None, None, None))
 
 
+# One file for every class of reason a refusal can have, and words of the advice that must come with it.
+REASON_CASES = [
+    pytest.param(lambda: b"", LIMIT, "empty", ("empty file", "copy it again"), id="empty"),
+    pytest.param(lambda: files.truncated(files.rgb_png(64, 48)), LIMIT, "truncated",
+                 ("truncated", "cut short", "copy it again"), id="truncated"),
+    pytest.param(files.corrupt_data_png, LIMIT, "corrupt", ("corrupt", "damaged", "replace the file"),
+                 id="corrupt-pixel-data"),
+    pytest.param(files.bad_header_checksum_png, LIMIT, "corrupt", ("PNG file that Pillow cannot open", "damaged"),
+                 id="corrupt-header"),
+    pytest.param(files.unsupported_compression_bmp, LIMIT, "unsupported",
+                 ("unsupported image format feature", "Unsupported BMP compression", "convert the file"),
+                 id="unsupported-bmp-compression"),
+    pytest.param(files.unsupported_compression_tiff, LIMIT, "unsupported",
+                 ("TIFF file that Pillow cannot open", "TIFF compression 34712", "convert the file"),
+                 id="unsupported-tiff-codec"),
+    pytest.param(files.text_chunk_bomb_png, LIMIT, "security_limit",
+                 ("Pillow security limit", "MAX_TEXT_CHUNK", "strip its metadata"), id="text-chunk-bomb"),
+    pytest.param(lambda: files.declared_only_png(100_000, 100_000), LIMIT, "security_limit",
+                 ("Pillow security limit", "will not admit"), id="pillow-pixel-ceiling"),
+    pytest.param(files.html_error_page, LIMIT, "not_an_image", ("not an image", "HTML"), id="not-an-image"),
+    pytest.param(lambda: files.rgb_png(64, 48), 100, "too_many_pixels",
+                 ("decompression bomb guard", "raise that setting"), id="too-many-pixels"),
+]
+
+
+@pytest.mark.parametrize(("make", "max_pixels", "reason", "words"), REASON_CASES)
+def test_every_refusal_has_its_reason_class_and_the_advice_for_it(tmp_path, make, max_pixels, reason, words):
+    from lakeloop.ingest.image_checks import REASONS
+
+    check = inspect_image(on_disk(tmp_path, "file.img", make()), max_pixels=max_pixels)
+
+    assert (check.ok, check.reason) == (False, reason), check.error
+    assert reason in REASONS
+    for word in words:
+        assert word in check.error
+
+
+def test_every_reason_class_is_produced_by_a_case_here_or_by_ingestion():
+    from lakeloop.ingest.image_checks import REASONS
+
+    covered = {case.values[2] for case in REASON_CASES} | {"too_large"}  # too_large: tests/test_ingest_images.py
+    assert covered == set(REASONS)
+
+
 def test_no_content_at_all_is_an_empty_file() -> None:
     check = inspect_image(None, max_pixels=LIMIT)
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from lakeloop.errors import ConfigError, SourceError
+from lakeloop.ingest.image_files import list_source_files, read_files
 from lakeloop.ingest.images import (
     bronze_rows,
     ingest_images,
     inspect_files,
     attach_labels,
-    list_source_files,
-    read_files,
 )
 from lakeloop.io import delta
 from support.imagefiles import ZOO_MAX_PIXELS, rgb_png, write_image_zoo_records
@@ -64,6 +63,8 @@ def test_every_zoo_file_is_accounted_for(spark, lake, zoo):
     assert report.counts["inputs"] == (
         report.counts["ingested"] + report.counts["duplicates"] + report.counts["quarantined"]
     )
+    # The reasons histogram adds up: every quarantined file is counted under exactly one class.
+    assert sum(report.details["quarantine_reasons"].values()) == report.counts["quarantined"] == len(expected_bad)
 
     bronze = {r.relative_path: r for r in delta.read_table(spark, layout(profile).bronze_images).collect()}
     assert set(bronze) == expected_ingested
@@ -207,3 +208,86 @@ def test_tables_are_plain_delta_for_another_reader(spark, lake, zoo):
         theirs = DeltaTable(uri.removeprefix("file:")).to_pyarrow_table(columns=["path"]).column("path").to_pylist()
         ours = [r.path for r in delta.read_table(spark, uri).select("path").collect()]
         assert sorted(theirs) == sorted(ours)
+
+
+def _image(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(rgb_png(seed=seed))
+
+
+def test_names_spark_hides_are_inputs_underscores_ingested_dots_skipped_and_listed(spark, lake, tmp_path):
+    """A camera folder: cam/_DSC0001.JPG, cam/DSC0002.JPG, cam/.thumb.jpg, _drafts/DSC0003.JPG.
+    Spark's listing shows one of them; every one is an input, with an outcome in the ledger."""
+    root = tmp_path / "raw"
+    for seed, name in enumerate(["cam/_DSC0001.JPG", "cam/DSC0002.JPG", "cam/.thumb.jpg", "_drafts/DSC0003.JPG",
+                                 "_sub/.deeper/y.png", "x/_x.jpg"]):
+        _image(root / name, seed)
+    profile = _profile(lake, root)
+
+    report = ingest_images(spark, profile)
+
+    assert report.counts["inputs"] == 6
+    assert (report.counts["ingested"], report.counts["skipped"], report.counts["quarantined"]) == (4, 2, 0)
+    assert any("names starting with '.' were skipped" in w for w in report.warnings)
+    ledger = {r.relative_path: (r.outcome, r.reason) for r in delta.read_table(spark, layout(profile).images_ledger).collect()}
+    assert ledger == {
+        "cam/_DSC0001.JPG": ("ingested", None), "cam/DSC0002.JPG": ("ingested", None),
+        "_drafts/DSC0003.JPG": ("ingested", None), "x/_x.jpg": ("ingested", None),
+        "cam/.thumb.jpg": ("skipped", "hidden_name"), "_sub/.deeper/y.png": ("skipped", "hidden_name"),
+    }
+    bronze = {r.relative_path: r for r in delta.read_table(spark, layout(profile).bronze_images).collect()}
+    assert bronze["cam/_DSC0001.JPG"].content == (root / "cam/_DSC0001.JPG").read_bytes()
+    assert bronze["_drafts/DSC0003.JPG"].label == "_drafts"
+
+    again = ingest_images(spark, profile)
+    assert (again.counts["inputs"], again.counts["files_already_seen"]) == (0, 6)
+
+    taking_all = _profile(f"file:{tmp_path / 'lake-all'}", root, ("ingest_images.hidden_files", "ingest"))
+    everything = ingest_images(spark, taking_all)
+    assert (everything.counts["ingested"], everything.counts["skipped"]) == (6, 0)
+
+
+def test_a_file_over_max_file_bytes_is_quarantined_unread_and_the_images_beside_it_ingested(spark, lake, tmp_path):
+    """A sparse 2.2 GB file (no disk used) beside ordinary images: Spark never opens it."""
+    root = tmp_path / "raw"
+    for seed in range(3):
+        _image(root / "cam" / f"{seed}.png", seed)
+    big = root / "cam" / "raw-video.jpg"
+    with open(big, "wb") as handle:
+        handle.truncate(2_200_000_000)
+    profile = _profile(lake, root)
+
+    report = ingest_images(spark, profile)
+
+    assert (report.counts["inputs"], report.counts["ingested"], report.counts["quarantined"]) == (4, 3, 1)
+    assert report.details["quarantine_reasons"] == {"too_large": 1}
+    (row,) = delta.read_table(spark, layout(profile).quarantine_images).collect()
+    assert row.path.endswith("cam/raw-video.jpg") and row.reason == "too_large" and row.content is None
+    assert "2,200,000,000 bytes is more than ingest_images.max_file_bytes = 2,000,000,000" in row.error
+    again = ingest_images(spark, profile)
+    assert again.counts["inputs"] == 0
+    assert delta.read_table(spark, layout(profile).quarantine_images).count() == 1
+
+
+def test_a_file_copied_over_itself_adds_no_row_anywhere(spark, lake, zoo):
+    """Same bytes at the same path with a new modification time (a sync tool, the demo run twice):
+    the file is read again, but bronze, quarantine and the ledger keep one row for it."""
+    import os
+    import time
+
+    root, records = zoo
+    profile = _profile(lake, root)
+    ingest_images(spark, profile)
+    counts = {u: delta.read_table(spark, u).count() for u in
+              (layout(profile).bronze_images, layout(profile).quarantine_images, layout(profile).images_ledger)}
+    later = time.time() + 60
+    for rel in ("cat/tabby.png", "dog/also empty.png", next(p for p, r in records.items() if r.outcome != "ok")):
+        os.utime(root / rel, (later, later))
+
+    report = ingest_images(spark, profile)
+
+    assert report.counts["inputs"] == 3
+    assert {u: delta.read_table(spark, u).count() for u in counts} == counts
+    ledger = delta.read_table(spark, layout(profile).images_ledger).where("relative_path = 'cat/tabby.png'").collect()
+    assert [r.outcome for r in ledger] == ["ingested"]
+    assert ingest_images(spark, profile).counts["inputs"] == 0  # the ledger has the new times

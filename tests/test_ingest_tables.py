@@ -66,8 +66,9 @@ def rows_by_key(spark, uri: str) -> dict:
 @pytest.mark.parametrize(
     "line, reason",
     [
-        ("4,d.png,6", "malformed CSV record (expected 5 columns"),  # too few fields
-        ("4,d.png,6,0.2,b2,surplus", "malformed CSV record (expected 5 columns"),  # too many fields
+        ("4,d.png,6", "malformed CSV record: 3 field(s) where the header has 5: no value for ink_fraction, scan_batch"),
+        ("4,d.png,6,0.2,b2,surplus", "malformed CSV record: 6 fields where the header has 5 (sample_id, path, label, "
+                                     "ink_fraction, scan_batch): 1 more than it names"),
         ("abc,d.png,6,0.2,b2", "column 'sample_id': 'abc' is not a valid INT"),
         ("4,d.png,6,x0.2,b2", "column 'ink_fraction': 'x0.2' is not a valid DOUBLE"),
         ("4,d.png,1.5,0.2,b2", "column 'label': '1.5' is not a valid INT"),
@@ -310,5 +311,148 @@ def test_job_ingests_every_configured_table_and_writes_its_report(spark, lake, t
     assert code == 0
     report = json.loads((Path(lake.removeprefix("file:")) / "_reports" / "ingest_tables" / "latest.json").read_text())
     assert report["status"] == "succeeded"
-    assert report["counts"] == dict(inputs=6, inserted=4, updated=0, unchanged=0, quarantined=2)
+    assert report["counts"] == dict(inputs=6, inserted=4, updated=0, unchanged=0, quarantined=2, tables_failed=0)
     assert set(report["details"]["tables"]) == {"meta", "extra"}
+
+
+# --------------------------------------------------------------------------- real-world files
+
+HEADER_WITH_PUNCTUATION = ["id", "Contact Phone Number", "note (free text)", "a;b", "été"]
+RFC_SCHEMA = "id INT, `Contact Phone Number` STRING, `note (free text)` STRING, `a;b` STRING, `été` STRING"
+RFC_RECORDS = [
+    ["1", "+41 44 123", 'he said "ha ""ha"" ha"', "x,y", "café"],
+    ["2", "", "line one\nline two", "", "naïve"],
+    ["3", "555", "crlf one\r\ncrlf two", 'quote " inside', ""],
+    ["4", "  spaced  ", "", "tab\there", "日本語"],
+]
+
+
+def _csv_text(rows: list[list[str]], terminator: str) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator=terminator, quoting=csv.QUOTE_MINIMAL).writerows(rows)
+    return buffer.getvalue()
+
+
+def test_csv_is_read_as_rfc_4180_every_field_as_pythons_csv_module_reads_it(spark, lake, tmp_path):
+    """Quoted commas, quoted line breaks (LF and CRLF, kept as they were), doubled quotes, empty
+    fields, CRLF and LF files, UTF-8 with and without BOM, a header-only and an empty file, a
+    header with spaces and punctuation: every record lands in bronze exact, compared field by
+    field with Python's csv module; a record with a missing field is quarantined with the column named."""
+    import csv
+    import io
+
+    folder = tmp_path / "raw" / "contacts"
+    folder.mkdir(parents=True)
+    (folder / "lf.csv").write_bytes(_csv_text([HEADER_WITH_PUNCTUATION, *RFC_RECORDS[:2]], "\n").encode())
+    (folder / "crlf-bom.csv").write_bytes(
+        b"\xef\xbb\xbf" + _csv_text([HEADER_WITH_PUNCTUATION, *RFC_RECORDS[2:]], "\r\n").encode())
+    (folder / "header-only.csv").write_bytes(_csv_text([HEADER_WITH_PUNCTUATION], "\n").encode())
+    (folder / "empty.csv").write_bytes(b"")
+    (folder / "short.csv").write_bytes(_csv_text([HEADER_WITH_PUNCTUATION, ["9", "only two"]], "\n").encode())
+    profile = profile_with(lake, contacts={"source": f"file:{folder}", "format": "csv", "keys": ["id"],
+                                           "schema": RFC_SCHEMA, "options": {"header": "true"}})
+
+    report = ingest_table(spark, profile, "contacts")
+
+    expected = {}
+    for path in sorted(folder.glob("*.csv")):
+        rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
+        for row in rows[1:]:
+            if len(row) == len(HEADER_WITH_PUNCTUATION):
+                expected[int(row[0])] = row
+    assert sorted(expected) == [1, 2, 3, 4]
+    stored = ["id", "Contact_Phone_Number", "note__free_text_", "a_b", "été"]
+    bronze = {r["id"]: r for r in delta.read_table(spark, layout(profile).bronze_table("contacts")).collect()}
+    assert sorted(bronze) == [1, 2, 3, 4]
+    for key, row in expected.items():
+        # CSV cannot tell an empty field from a missing value: Spark reads an unquoted empty field as null.
+        assert [str(bronze[key][c]) if bronze[key][c] is not None else "" for c in stored] == row, key
+    assert bronze[3]["note__free_text_"] == "crlf one\r\ncrlf two"
+    assert bronze[2]["note__free_text_"] == "line one\nline two"
+    properties = delta.table_properties(spark, layout(profile).bronze_table("contacts"))
+    assert json.loads(properties["lakeloop.source_columns"]) == {
+        "Contact_Phone_Number": "Contact Phone Number", "note__free_text_": "note (free text)", "a_b": "a;b"}
+    (bad,) = delta.read_table(spark, layout(profile).quarantine_table("contacts")).collect()
+    assert bad["error"].startswith("malformed CSV record: 2 field(s) where the header has 5: no value for "
+                                   "note (free text), a;b, été")
+    assert report.counts["inputs"] == 5 and report.counts["quarantined"] == 1
+    from deltalake import DeltaTable  # another Delta reader sees the same rows, under the stored names
+
+    theirs = DeltaTable(layout(profile).bronze_table("contacts").removeprefix("file:")).to_pyarrow_table()
+    assert sorted(theirs.column("id").to_pylist()) == [1, 2, 3, 4]
+    assert "Contact_Phone_Number" in theirs.column_names
+
+
+JSON_LINES = [
+    ('{"sample_id": 1, "path": "a.png"}', True),
+    ("{'sample_id': 2, 'path': 'b.png'}", False),  # single quotes
+    ('{"sample_id": 3, "path": "c.png"} }', False),  # a stray brace after the object
+    ('{"sample_id": 4, "path": "d.png",}', False),  # trailing comma
+    ('{sample_id: 5, "path": "e.png"}', False),  # unquoted key
+    ('{"sample_id": 6, "path": "f.png"', False),  # cut short
+    ('[{"sample_id": 7}]', False),  # an array, not an object
+    ("42", False),
+    ('"just text"', False),
+    ("null", False),
+    ('{"sample_id": 8, "path": "tab\there"}', False),  # a raw control character in a string
+    ('{"sample_id": 9, "path": "g.png", "extra": {"nested": [1, 2]}}', True),
+    ('{"sample_id": 10, "path": "h.png", "score": NaN}', True),  # Python's json reads NaN
+    ('  {"sample_id": 11, "path": "i.png"}  ', True),
+]
+
+
+def test_json_lines_quarantine_exactly_the_records_pythons_json_module_rejects(spark, lake, tmp_path):
+    rejected = set()
+    for line, _ in JSON_LINES:
+        try:
+            if not isinstance(json.loads(line), dict):
+                rejected.add(line)
+        except ValueError:
+            rejected.add(line)
+    assert rejected == {line for line, ok in JSON_LINES if not ok}
+    source = write_file(tmp_path, "meta.jsonl", [line for line, _ in JSON_LINES] + ["", "   "])
+    profile = profile_with(lake, meta={"source": source, "format": "json", "keys": ["sample_id"],
+                                       "schema": "sample_id INT, path STRING", "evolve_schema": True})
+
+    report = ingest_table(spark, profile, "meta")
+
+    quarantine = {r["raw"]: r["error"] for r in delta.read_table(spark, layout(profile).quarantine_table("meta")).collect()}
+    assert set(quarantine) == rejected
+    assert quarantine["{'sample_id': 2, 'path': 'b.png'}"].startswith(
+        "malformed JSON record: not valid JSON: Expecting property name enclosed in double quotes at column 2")
+    assert "an array, not an object" in quarantine['[{"sample_id": 7}]']
+    bronze = sorted(r["sample_id"] for r in delta.read_table(spark, layout(profile).bronze_table("meta")).collect())
+    assert bronze == [1, 9, 10, 11]
+    assert report.counts["inputs"] == len(JSON_LINES)  # blank lines are no records
+    lenient = profile_with(f"file:{tmp_path / 'lenient'}", meta={
+        "source": source, "format": "json", "keys": ["sample_id"], "schema": "sample_id INT, path STRING",
+        "evolve_schema": True, "strict_json": False})
+    assert ingest_table(spark, lenient, "meta").counts["quarantined"] < len(rejected)  # what leniency lets through
+
+
+def test_a_table_that_fails_for_a_reason_no_setting_fixes_does_not_stop_the_others(spark, lake, tmp_path):
+    main = _load_job("ingest_tables").main
+    garbage = tmp_path / "raw" / "broken.parquet"
+    garbage.parent.mkdir(parents=True)
+    garbage.write_bytes(b"PAR1 this is not a parquet file at all PAR1")
+    tables = {
+        "first": csv_table(write_file(tmp_path, "first.csv", [HEADER, *GOOD_LINES])),
+        "broken": {"source": f"file:{garbage}", "format": "parquet", "keys": ["sample_id"], "infer_schema": True},
+        "last": {"source": write_file(tmp_path, "last.jsonl", ['{"sample_id": 7, "path": "g.png"}']),
+                 "format": "json", "keys": ["sample_id"], "schema": "sample_id INT, path STRING"},
+    }
+    code = main(["--profile", "test", "--set", f"lake_root={lake}", "--set", f"ingest_tables.tables={json.dumps(tables)}"])
+
+    assert code == 1
+    report = json.loads((Path(lake.removeprefix("file:")) / "_reports" / "ingest_tables" / "latest.json").read_text())
+    assert report["status"] == "failed" and "1 of 3 tables failed (2 ingested): table broken:" in report["error"]
+    statuses = {name: t["status"] for name, t in report["details"]["tables"].items()}
+    assert statuses == {"first": "succeeded", "broken": "failed", "last": "succeeded"}
+    assert report["details"]["tables"]["broken"]["error"]
+    assert report["counts"]["tables_failed"] == 1 and report["counts"]["inserted"] == 4
+    profile = profile_with(lake)
+    assert delta.read_table(spark, layout(profile).bronze_table("first")).count() == 3
+    assert delta.read_table(spark, layout(profile).bronze_table("last")).count() == 1

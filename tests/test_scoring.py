@@ -372,14 +372,21 @@ def test_model_is_loaded_once_per_python_worker(spark, model_lake, tmp_path):
                 F.max("prediction.worker_model_loads"), F.max("prediction.worker_batches")).collect()
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    first, second = run(), run()
+    first = run()
     n_rows = features.count()
     assert {loads for loads, _ in first.values()} == {1}
     assert sum(batches for _, batches in first.values()) >= n_rows // 50 > len(first)
-    reused = set(first) & set(second)
-    assert reused, "no Python worker was reused between the two queries"
+    # Idle workers are handed out oldest first, and earlier tests leave some: query again until one
+    # of the first query's workers serves again (a handful of queries at most).
+    later: dict[int, tuple[int, int]] = {}
+    for _ in range(8):
+        later = run()
+        if set(first) & set(later):
+            break
+    reused = set(first) & set(later)
+    assert reused, "no Python worker was reused in eight queries"
     for pid in reused:
-        assert second[pid][0] == 1 and second[pid][1] > first[pid][1]
+        assert later[pid][0] == 1 and later[pid][1] > first[pid][1]
     assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == "512"  # restored after the block
 
 

@@ -28,10 +28,26 @@ def test_command_carries_profile_jars_and_library():
     assert cmd[cmd.index("--py-files") + 1].endswith("build/lakeloop.zip")
     job_at = cmd.index(str(REPO / "jobs" / "ingest_images.py"))
     assert cmd[job_at + 1:] == [
-        "--profile", str(REPO / "conf" / "local.yaml"), "--set", "ingest_images.max_pixels=9",
+        "--profile", str(REPO / "conf" / "local.yaml"), "--repo", str(REPO), "--set", "ingest_images.max_pixels=9",
         "--conf", "spark.executor.memory=1g", "--source", "file:/x",
     ]
     assert "{repo}" not in joined
+
+
+def test_repo_means_the_same_checkout_to_the_wrapper_and_to_the_job(tmp_path):
+    from lakeloop.runtime.runner import base_parser
+
+    mine = tmp_path / "profiles" / "mine.yaml"  # not in a conf/ folder: {repo} is the checkout
+    mine.parent.mkdir()
+    mine.write_text(f"extends: {REPO}/conf/local.yaml\nlake_root: 'file:{{repo}}/elsewhere'\n")
+    cmd = build_command(parse_wrapper_args(["--profile", str(mine), "build_features"]))
+    job_args = cmd[cmd.index(str(REPO / "jobs" / "build_features.py")) + 1:]
+    assert job_args == ["--profile", str(mine), "--repo", str(REPO)]
+    args = base_parser("build_features", "").parse_args(job_args)
+    from lakeloop.config import load_profile
+
+    as_the_job_loads_it = load_profile(args.profile, repo_root=Path(args.repo))
+    assert as_the_job_loads_it.lake_root == load_profile(str(mine)).lake_root == f"file:{REPO}/elsewhere"
 
 
 def test_library_zip_holds_the_package_and_no_dev_tooling(tmp_path):

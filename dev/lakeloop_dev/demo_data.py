@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import shutil
 import sys
 import zlib
 from dataclasses import dataclass
@@ -59,54 +58,65 @@ def _png_with_huge_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
-    """Write ``raw_root/images/<label>/*.png`` and ``raw_root/tables/digits_meta.csv`` afresh."""
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` unless the file already holds exactly these bytes: a second
+    run of the demo leaves every file (and its modification time) as it was, so ingestion,
+    which takes a file again when its modification time changes, finds nothing new."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _png(pixels) -> bytes:
     import numpy as np
     from PIL import Image
+
+    # 16 grey levels (0-16) -> 0-255, the scan as it is: 8x8 pixels, mode L.
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels * 16, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _digit_files(images_dir: Path) -> list[dict]:
+    """The 1,797 scans as PNG files in label folders; returns the rows of the table describing them."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images_dir = raw_root / "images"
-    tables_dir = raw_root / "tables"
-    for folder in (images_dir, tables_dir):
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-
     rows = []
     for i, (pixels, label) in enumerate(zip(digits.images, digits.target)):
-        # 16 grey levels (0-16) -> 0-255, the scan as it is: 8x8 pixels.
-        img = Image.fromarray(np.clip(pixels * 16, 0, 255).astype(np.uint8))  # 2-D uint8: mode L
-        folder = images_dir / str(int(label))
-        folder.mkdir(exist_ok=True)
         # A few upper-case endings, as cameras and Windows tools write them.
         name = f"digit_{i:04d}.PNG" if i % 250 == 7 else f"digit_{i:04d}.png"
-        img.save(folder / name, format="PNG")
-        rows.append(
-            {
-                "sample_id": i,
-                "path": f"{int(label)}/{name}",
-                "label": int(label),
-                "ink_fraction": round(float((pixels > 0).mean()), 4),
-                "scan_batch": f"batch-{i // 200:02d}",
-            }
-        )
+        _write(images_dir / str(int(label)) / name, _png(pixels))
+        rows.append({"sample_id": i, "path": f"{int(label)}/{name}", "label": int(label),
+                     "ink_fraction": round(float((pixels > 0).mean()), 4), "scan_batch": f"batch-{i // 200:02d}"})
+    return rows
 
-    # Byte-identical copies: stored once in bronze, counted as duplicates.
-    shutil.copyfile(images_dir / "0" / "digit_0000.png", images_dir / "0" / "digit_0000 (copy).png")
-    shutil.copyfile(images_dir / "1" / "digit_0001.png", images_dir / "1" / "digit_0001 - Kopie.png")
 
-    # Broken inputs: each must land in quarantine with its reason.
+def _odd_files(images_dir: Path) -> None:
+    """Byte-identical copies (stored once in bronze, counted as duplicates), broken inputs (each
+    must land in quarantine with its reason) and a file that is not an input at all."""
+    for original, copy in (("0/digit_0000.png", "0/digit_0000 (copy).png"), ("1/digit_0001.png", "1/digit_0001 - Kopie.png")):
+        _write(images_dir / copy, (images_dir / original).read_bytes())
     good = (images_dir / "3" / "digit_0003.png").read_bytes()
-    (images_dir / "3" / "scan_truncated.png").write_bytes(good[: len(good) // 2])
-    (images_dir / "5" / "empty.png").write_bytes(b"")
-    (images_dir / "7" / "download_error.jpg").write_bytes(
-        b"<html><body><h1>503 Service Unavailable</h1></body></html>\n"
-    )
-    (images_dir / "9" / "bomb.png").write_bytes(_png_with_huge_header(60_000, 60_000))
-    # Not an image ending: not an input at all (listing skips it).
-    (images_dir / "README.txt").write_text("digits from scikit-learn's bundled copy of the UCI data set\n")
+    _write(images_dir / "3" / "scan_truncated.png", good[: len(good) // 2])
+    _write(images_dir / "5" / "empty.png", b"")
+    _write(images_dir / "7" / "download_error.jpg", b"<html><body><h1>503 Service Unavailable</h1></body></html>\n")
+    _write(images_dir / "9" / "bomb.png", _png_with_huge_header(60_000, 60_000))
+    # Not an image ending: listing skips it.
+    _write(images_dir / "README.txt", b"digits from scikit-learn's bundled copy of the UCI data set\n")
 
+
+def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
+    """Write ``raw_root/images/<label>/*.png`` and ``raw_root/tables/digits_meta.csv``.
+
+    Files already there with the same bytes are left alone (not even touched), so running the
+    demo twice adds nothing to the lake.
+    """
+    images_dir = raw_root / "images"
+    tables_dir = raw_root / "tables"
+    rows = _digit_files(images_dir)
+    _odd_files(images_dir)
     table_path = tables_dir / "digits_meta.csv"
     fields = ["sample_id", "path", "label", "ink_fraction", "scan_batch"]
     buffer = io.StringIO()
@@ -119,7 +129,7 @@ def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
         ",5/digit_1801.png,5,0.3,batch-99",  # no key
         "0,0/digit_0000.png,0,0.9999,batch-00",  # second row for key 0
     ]
-    table_path.write_text(buffer.getvalue() + "\n".join(broken_rows) + "\n", encoding="utf-8")
+    _write(table_path, (buffer.getvalue() + "\n".join(broken_rows) + "\n").encode("utf-8"))
 
     return DemoManifest(
         images_dir=images_dir,

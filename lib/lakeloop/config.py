@@ -7,10 +7,11 @@ and ``--conf spark.key=value`` (a Spark setting). The merged mapping is then tur
 into :class:`Profile`, rejecting unknown keys and wrong types with the key's full name.
 
 Two placeholders are expanded in string values, and nothing else is read from the
-environment: ``{repo}`` (the folder above the one holding the profile file: the checkout
-for profiles in ``conf/``), ``{python}`` (the Python
-running the driver, for local masters whose workers share its interpreter) and ``~`` at
-the start of a local cache path.
+environment: ``{repo}``, the checkout the profile belongs to (:func:`repo_for`: the folder
+above its ``conf/`` folder when it lives in one, else the checkout the command runs from;
+``./spark-submit.sh`` tells the job which it used, so both expand it alike), and
+``{python}`` (the Python running the driver, for local masters whose workers share its
+interpreter); ``~`` at the start of a local cache path is the user's home.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class ImageIngestConfig:
     labels_path_column: str = "path"
     labels_label_column: str = "label"
     quarantine_content_max_bytes: int = 1_048_576
+    # Larger files are quarantined unread: Spark reads at most 2 GiB (2**31 - 1 bytes) a file.
+    max_file_bytes: int = 2_000_000_000
+    # Files under a name starting with "." (".thumb.jpg", ".cache/x.png"): "skip" lists them in the
+    # ledger as skipped, unread; "ingest" takes them like any other. Names starting with "_" are
+    # always taken.
+    hidden_files: Literal["skip", "ingest"] = "skip"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class TableSource:
     evolve_schema: bool = False
     on_type_error: Literal["quarantine", "fail"] = "quarantine"
     raw_max_chars: int = 10_000
+    # JSON lines only: every line must be standard JSON holding one object (checked with Python's
+    # json module); false takes Spark's lenient reader (single quotes, trailing junk ...) instead.
+    strict_json: bool = True
 
 
 @dataclass(frozen=True)
@@ -350,6 +360,13 @@ def build_settings(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def repo_for(profile_path: Path, checkout: Path = REPO_ROOT) -> Path:
+    """What ``{repo}`` stands for in the profile at ``profile_path``: the folder above its ``conf/``
+    folder when it lives in one (``<checkout>/conf/local.yaml``), else ``checkout``."""
+    folder = profile_path.resolve().parent
+    return folder.parent if folder.name == "conf" else checkout
+
+
 def load_profile(
     name_or_path: str = "local",
     overrides: typing.Iterable[str | tuple[str, Any]] = (),
@@ -365,6 +382,7 @@ def load_profile(
     overrides : ``dotted.key=value`` strings (value parsed as YAML) or ``(key, value)``
         pairs (value taken as is), applied in order.
     spark_conf : ``spark.key=value`` strings, added to ``spark.conf``.
+    repo_root : what ``{repo}`` stands for; default :func:`repo_for` the profile's path.
 
     Raises
     ------
@@ -381,7 +399,7 @@ def load_profile(
         key, value = parse_override(item, "--conf")
         data.setdefault("spark", {}).setdefault("conf", {})[key] = "" if value is None else value
     data.setdefault("name", path.stem)
-    data = _expand(data, repo_root or path.resolve().parent.parent)
+    data = _expand(data, repo_root or repo_for(path))
     profile: Profile = build_settings(Profile, data, "")
     check_profile(profile)
     return dataclasses.replace(profile, lake_root=require_uri(profile.lake_root, "lake_root"))
@@ -427,6 +445,11 @@ def _check_image_ingest(cfg: ImageIngestConfig) -> None:
             raise ConfigError(f"ingest_images.extensions entry {ext!r} must be letters and digits only, e.g. png")
     _at_least(cfg.max_pixels, 1, "ingest_images.max_pixels", "25000000")
     _at_least(cfg.quarantine_content_max_bytes, 0, "ingest_images.quarantine_content_max_bytes", "1048576")
+    if not 1 <= cfg.max_file_bytes <= 2**31 - 1:
+        raise ConfigError(
+            f"ingest_images.max_file_bytes = {cfg.max_file_bytes} must be between 1 and 2147483647 (2 GiB - 1: "
+            f"the most Spark reads of one file), e.g. 2000000000"
+        )
     if cfg.label_from == "labels_table" and not cfg.labels_table:
         raise ConfigError(
             "ingest_images.label_from = labels_table but ingest_images.labels_table is not set; name the Delta "

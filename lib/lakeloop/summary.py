@@ -44,9 +44,12 @@ def _prediction_lines(df: "DataFrame") -> list[str]:
 
 
 def _reason_lines(df: "DataFrame") -> list[str]:
+    """Quarantined rows per reason: the reason class where the table has one, else the start of the message."""
     from pyspark.sql import functions as F
 
     reason = F.trim(F.regexp_extract("error", r"^([^:(;]+)", 1))
+    if "reason" in df.columns:
+        reason = F.coalesce(F.col("reason"), reason)
     return [f"  {'':<24} {row['count']:>6} x {row['reason']}"
             for row in df.groupBy(reason.alias("reason")).count().orderBy("reason").collect()]
 

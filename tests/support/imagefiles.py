@@ -190,6 +190,57 @@ def declared_only_png(width: int, height: int, mode: str = "1") -> bytes:
     )
 
 
+def _png_chunks(content: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, at = [], len(PNG_SIGNATURE)
+    while at < len(content):
+        size = struct.unpack(">I", content[at:at + 4])[0]
+        chunks.append((content[at + 4:at + 8], content[at + 8:at + 8 + size]))
+        at += 12 + size
+    return chunks
+
+
+def _png_from_chunks(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    return PNG_SIGNATURE + b"".join(_png_chunk(kind, data) for kind, data in chunks)
+
+
+def corrupt_data_png(width: int = 64, height: int = 48) -> bytes:
+    """A PNG whose compressed pixel data is damaged (its checksums recomputed): complete but broken."""
+    chunks = _png_chunks(rgb_png(width, height))
+    return _png_from_chunks([(kind, data[:10] + bytes(b ^ 0xFF for b in data[10:40]) + data[40:])
+                             if kind == b"IDAT" else (kind, data) for kind, data in chunks])
+
+
+def bad_header_checksum_png(width: int = 64, height: int = 48) -> bytes:
+    """A PNG whose IHDR checksum does not match: a damaged header."""
+    content = bytearray(rgb_png(width, height))
+    content[29] ^= 0xFF  # a CRC byte of IHDR
+    return bytes(content)
+
+
+def text_chunk_bomb_png(width: int = 16, height: int = 16) -> bytes:
+    """A valid PNG carrying a compressed text chunk that inflates past Pillow's MAX_TEXT_CHUNK."""
+    from PIL import PngImagePlugin
+
+    chunks = _png_chunks(rgb_png(width, height))
+    bomb = (b"zTXt", b"Comment\x00\x00" + zlib.compress(b"a" * (PngImagePlugin.MAX_TEXT_CHUNK + 1024)))
+    return _png_from_chunks([chunks[0], bomb, *chunks[1:]])
+
+
+def unsupported_compression_bmp(width: int = 24, height: int = 18) -> bytes:
+    """A BMP whose header names a compression (9) Pillow does not implement."""
+    content = bytearray(rgb_bmp(width, height))
+    content[30:34] = struct.pack("<I", 9)
+    return bytes(content)
+
+
+def unsupported_compression_tiff(width: int = 44, height: int = 22) -> bytes:
+    """A TIFF whose compression tag names a codec (34712, JPEG 2000) this Pillow build lacks."""
+    content = bytearray(rgb_tiff(width, height))
+    at = bytes(content).find(struct.pack("<HHI", 259, 3, 1))  # tag 259 (compression), SHORT, 1 value
+    content[at + 8:at + 10] = struct.pack("<H", 34712)
+    return bytes(content)
+
+
 # --- the zoo ---------------------------------------------------------------------------------
 
 Outcome = Literal["ok", "quarantine"]

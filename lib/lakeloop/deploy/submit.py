@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from lakeloop.config import REPO_ROOT, find_profile, load_profile
+from lakeloop.config import REPO_ROOT, find_profile, load_profile, repo_for
 from lakeloop.errors import ConfigError, LakeloopError
 
 USAGE = "usage: ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--dry-run] JOB [ARGS ...]"
@@ -121,9 +121,8 @@ def build_command(wrapper: WrapperArgs, repo_root: Path = REPO_ROOT) -> list[str
         raise ConfigError(f"unknown job {wrapper.job!r}; the jobs are: {', '.join(known)}")
 
     profile_path = find_profile(wrapper.profile, repo_root / "conf").resolve()
-    profile = load_profile(
-        str(profile_path), wrapper.sets, wrapper.confs, conf_dir=repo_root / "conf", repo_root=repo_root
-    )
+    repo = repo_for(profile_path, repo_root)
+    profile = load_profile(str(profile_path), wrapper.sets, wrapper.confs, conf_dir=repo_root / "conf", repo_root=repo)
     library_zip = package_library(repo_root / "build", repo_root)
 
     cmd = [str(spark_home() / "bin" / "spark-submit")]
@@ -137,7 +136,8 @@ def build_command(wrapper: WrapperArgs, repo_root: Path = REPO_ROOT) -> list[str
     for key, value in settings.items():
         cmd += ["--conf", f"{key}={value}"]
     cmd += ["--py-files", str(library_zip), "--files", str(profile_path), str(job_file)]
-    cmd += ["--profile", str(profile_path)]
+    # The job expands {repo} as this command did, even where the profile is a shipped copy.
+    cmd += ["--profile", str(profile_path), "--repo", str(repo)]
     for item in wrapper.sets:
         cmd += ["--set", item]
     for item in wrapper.confs:

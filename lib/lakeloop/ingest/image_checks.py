@@ -1,7 +1,8 @@
 """Checking image bytes with Pillow: what ingestion accepts, and why it refuses the rest.
 
 Pure functions on bytes, no Spark: the ingestion UDF calls :func:`inspect_image` per file,
-and tests call it on real broken files.
+and tests call it on real broken files. Every refusal has a :data:`REASONS` class (the
+``reason`` column of ``quarantine.images``) and a message that says what to do about it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,24 @@ from dataclasses import dataclass
 _EXIF_ORIENTATION = 0x0112
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 
+# Why a file is refused: the classes a quarantine row's ``reason`` takes, and what each means.
+REASONS = {
+    "empty": "the file has no bytes",
+    "too_large": "the file is larger than ingest_images.max_file_bytes (Spark reads at most 2 GiB a file)",
+    "too_many_pixels": "the image has more pixels than ingest_images.max_pixels (a decompression bomb guard)",
+    "security_limit": "Pillow refuses the file under one of its own security limits",
+    "not_an_image": "the bytes are not an image file Pillow knows",
+    "truncated": "the image data ends early: the file was cut short",
+    "corrupt": "the image data or header is damaged",
+    "unsupported": "the file uses a format feature this Pillow build does not support",
+}
+
+# Words of Pillow's messages for a format feature it lacks ("Unsupported BMP compression (9)",
+# "decoder group4 not available", "unknown raw mode", "unrecognized image mode").
+_UNSUPPORTED_WORDS = ("unsupported", "not supported", "not available", "unknown", "unrecognized",
+                      "not implemented")
+_SECURITY_WORDS = ("decompressed data too large", "too much memory")
+
 
 @dataclass(frozen=True)
 class ImageCheck:
@@ -25,69 +44,115 @@ class ImageCheck:
     height: int | None = None
     mode: str | None = None
     error: str | None = None
+    reason: str | None = None
+
+
+def _refused(reason: str, message: str, **facts) -> ImageCheck:
+    return ImageCheck(False, error=message, reason=reason, **facts)
 
 
 def inspect_image(content: bytes | None, max_pixels: int) -> ImageCheck:
-    """Decode ``content`` fully and report its format, shown size and mode, or an error.
+    """Decode ``content`` fully and report its format, shown size and mode, or why it is refused.
 
     ``width``/``height`` are as shown, after the EXIF orientation (a phone photo stored
-    sideways reports its upright size). Refused: empty files, bytes Pillow cannot
-    identify, truncated or corrupt data, and images with more than ``max_pixels``
-    pixels (decompression bombs), checked from the header before any pixel is decoded.
+    sideways reports its upright size). Refused (``reason``, see :data:`REASONS`): empty
+    files, bytes that are no image, truncated or corrupt data, format features Pillow lacks,
+    Pillow's security limits, and images with more than ``max_pixels`` pixels (decompression
+    bombs), checked from the header before any pixel is decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
     if content is None or len(content) == 0:
-        return ImageCheck(False, error="empty file (0 bytes): copy it again from its origin, or delete it")
+        return _refused("empty", "empty file (0 bytes): copy it again from its origin, or delete it")
     try:
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(content)) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    return ImageCheck(
-                        False,
-                        format=img.format,
-                        width=width,
-                        height=height,
-                        mode=img.mode,
-                        error=(
-                            f"decompression bomb guard: {width}x{height} = {width * height:,} pixels is more "
-                            f"than ingest_images.max_pixels = {max_pixels:,}; if the image is genuine, "
-                            f"raise that setting and rerun"
-                        ),
-                    )
-                img.load()  # decodes every pixel: the only way to find truncated data
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-                if orientation in _ROTATED_ORIENTATIONS:
-                    width, height = height, width
-                return ImageCheck(True, format=img.format, width=width, height=height, mode=img.mode)
+                return _decode(img, max_pixels)
     except Image.DecompressionBombError as exc:
-        # Pillow's own ceiling (2 x PIL.Image.MAX_IMAGE_PIXELS) is checked inside Image.open,
-        # before our limit: no value of ingest_images.max_pixels lets such a file through.
-        ceiling = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 0
-        return ImageCheck(
-            False,
-            error=(
-                f"decompression bomb guard (Pillow): {str(exc).rstrip('.')}; Pillow refuses any image over "
-                f"{ceiling:,} pixels (2 x PIL.Image.MAX_IMAGE_PIXELS) whatever ingest_images.max_pixels "
-                f"(= {max_pixels:,}) says, so raising that setting will not admit it: if the image is "
-                f"genuine, tile or downscale it at its origin"
-            ),
-        )
+        return _refused("security_limit", _pillow_pixel_ceiling(exc, max_pixels))
     except UnidentifiedImageError:
-        head = content[:16]
-        return ImageCheck(
-            False,
-            error=(
-                f"not an image Pillow can read ({len(content):,} bytes starting {head!r}); check that the "
-                f"file really is an image (not a text, HTML error page or unsupported format)"
-            ),
-        )
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        return ImageCheck(
-            False,
-            error=f"truncated or corrupt image data ({type(exc).__name__}: {exc}); the file was probably "
-            f"cut short while copying: copy it again from its origin",
-        )
+        return _unidentified(content)
+    except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError) as exc:
+        return _decode_failure(exc, len(content))
+
+
+def _decode(img, max_pixels: int) -> ImageCheck:
+    width, height = img.size
+    facts = dict(format=img.format, width=width, height=height, mode=img.mode)
+    if width * height > max_pixels:
+        return _refused("too_many_pixels", (
+            f"decompression bomb guard: {width}x{height} = {width * height:,} pixels is more than "
+            f"ingest_images.max_pixels = {max_pixels:,}; if the image is genuine, raise that setting and rerun"
+        ), **facts)
+    img.load()  # decodes every pixel: the only way to find truncated data
+    if img.getexif().get(_EXIF_ORIENTATION, 1) in _ROTATED_ORIENTATIONS:
+        width, height = height, width
+    return ImageCheck(True, format=img.format, width=width, height=height, mode=img.mode)
+
+
+def _pillow_pixel_ceiling(exc: Exception, max_pixels: int) -> str:
+    from PIL import Image
+
+    # Pillow's own ceiling (2 x PIL.Image.MAX_IMAGE_PIXELS) is checked inside Image.open,
+    # before our limit: no value of ingest_images.max_pixels lets such a file through.
+    ceiling = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 0
+    return (
+        f"decompression bomb guard (Pillow security limit): {str(exc).rstrip('.')}; Pillow refuses any image "
+        f"over {ceiling:,} pixels (2 x PIL.Image.MAX_IMAGE_PIXELS) whatever ingest_images.max_pixels "
+        f"(= {max_pixels:,}) says, so raising that setting will not admit it: if the image is genuine, "
+        f"tile or downscale it at its origin"
+    )
+
+
+def _decode_failure(exc: Exception, size: int) -> ImageCheck:
+    """A file Pillow identified but could not decode: truncated, corrupt, unsupported or over a limit."""
+    import PIL
+
+    text = str(exc)
+    lowered = text.lower()
+    detail = f"{type(exc).__name__}: {text}"
+    if any(word in lowered for word in _SECURITY_WORDS):
+        return _refused("security_limit", (
+            f"Pillow security limit ({detail}): the file carries more decompressed metadata than Pillow "
+            f"allows; if it is genuine, strip its metadata (text, ICC profile) at its origin and copy it again"
+        ))
+    if isinstance(exc, EOFError) or "truncated" in lowered:
+        return _refused("truncated", (
+            f"truncated image data ({detail}; {size:,} bytes): the file ends before its image does, so it was "
+            f"probably cut short while copying or uploading: copy it again from its origin"
+        ))
+    if isinstance(exc, NotImplementedError) or any(word in lowered for word in _UNSUPPORTED_WORDS):
+        return _refused("unsupported", (
+            f"unsupported image format feature ({detail}): Pillow {PIL.__version__} cannot decode this variant; "
+            f"convert the file to a common encoding (PNG, baseline JPEG, uncompressed or deflate TIFF) at its origin"
+        ))
+    return _refused("corrupt", (
+        f"corrupt image data ({detail}): the bytes inside the image are damaged, so copying it again will not "
+        f"help unless the copy was at fault: replace the file with a good export from its source"
+    ))
+
+
+def _unidentified(content: bytes) -> ImageCheck:
+    """Bytes Pillow could not identify: no image at all, or one whose header its plugin rejects."""
+    from PIL import Image
+
+    Image.init()
+    head = content[:16]
+    for fmt, (factory, accept) in Image.OPEN.items():
+        if accept is None or not accept(head):
+            continue
+        # The file starts like a `fmt` image: the plugin itself says what is wrong with its header.
+        try:
+            factory(io.BytesIO(content), "").close()
+        except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError, IndexError, KeyError) as exc:
+            if fmt == "TIFF" and str(exc).strip().isdigit():
+                exc = NotImplementedError(f"TIFF compression {str(exc).strip()} is unknown to Pillow")
+            failure = _decode_failure(exc, len(content))
+            return _refused(failure.reason, f"{fmt} file that Pillow cannot open: {failure.error}")
+        break
+    return _refused("not_an_image", (
+        f"not an image Pillow can read ({len(content):,} bytes starting {head!r}); check that the file really "
+        f"is an image (not a text, an HTML error page or a format Pillow does not know)"
+    ))

@@ -2,24 +2,28 @@
 
 Steps (each a function tests and notebooks can call):
 
-1. :func:`list_source_files` lists image files (no bytes read) with Spark's binaryFile source.
+1. :func:`lakeloop.ingest.image_files.list_source_files` lists every image file (no bytes
+   read), also those Spark's own listing hides (names starting with ``_`` or ``.``).
 2. :func:`select_unseen` keeps files whose (path, length, modification time) is not in the
    ingestion ledger, so a rerun over an unchanged folder reads no bytes at all.
-3. :func:`read_files` reads just those files' bytes, again through binaryFile.
+3. Files under a ``.`` name are skipped (``ingest_images.hidden_files: skip``, the default)
+   and files over ``ingest_images.max_file_bytes`` are refused, both without being read;
+   :func:`lakeloop.ingest.image_files.read_files` reads the others' bytes.
 4. :func:`inspect_files` decodes each file with Pillow inside Spark (a pandas UDF) and
    adds ``image_id`` = sha256 of the bytes.
 5. :func:`ingest_images` writes: new images MERGEd into bronze on ``image_id`` (duplicate
-   content stored once), refused files MERGEd into quarantine, then every file into the
-   ledger with its outcome (``ingested``, ``duplicate`` or ``quarantined``). All writes are
-   MERGEs on keys, so a run killed anywhere and started again ends as one clean run.
+   content stored once), refused files MERGEd into quarantine on (path, content), then every
+   file into the ledger (one row per path) with its outcome (``ingested``, ``duplicate``,
+   ``quarantined`` or ``skipped``). All writes are MERGEs on keys, so a run killed anywhere
+   and started again ends as one clean run, and a file rewritten with the same bytes adds
+   no row anywhere.
 
 Every listed file ends in exactly one outcome; the run checks
-``inputs == ingested + duplicate + quarantined`` and fails loudly if not.
+``inputs == ingested + duplicate + quarantined + skipped`` and fails loudly if not.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
@@ -28,123 +32,33 @@ from typing import TYPE_CHECKING, Iterator
 import pandas as pd
 
 from lakeloop.config import ImageIngestConfig, Profile
-from lakeloop.errors import ConfigError, JobFailed, SourceError
+from lakeloop.errors import ConfigError, JobFailed
+from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, read_files
 from lakeloop.io import delta, hadoop
+from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
 from lakeloop.report import RunReport
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-LEDGER_KEYS = ("path", "length", "modification_time")
+# A file is the same input while its (path, length, modification time) is; the ledger holds one row per path.
+LEDGER_KEYS = FILE_KEYS
+QUARANTINE_KEYS = ("path", "content_sha256", "length")
 
 OUTCOME_INGESTED = "ingested"
 OUTCOME_DUPLICATE = "duplicate"
 OUTCOME_QUARANTINED = "quarantined"
+OUTCOME_SKIPPED = "skipped"
+OUTCOMES = (OUTCOME_INGESTED, OUTCOME_DUPLICATE, OUTCOME_QUARANTINED, OUTCOME_SKIPPED)
 
-CHECK_SCHEMA = "ok boolean, format string, width int, height int, mode string, error string"
-
-
-def _extension_glob(extensions: tuple[str, ...]) -> str:
-    """``("png", "jpg")`` -> ``*.{[pP][nN][gG],[jJ][pP][gG]}``: Hadoop globs are case-sensitive.
-
-    The profile checked the entries (letters and digits, an optional leading dot)."""
-    parts = []
-    for ext in extensions:
-        ext = ext.lower().lstrip(".")
-        parts.append("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in ext))
-    return "*.{" + ",".join(parts) + "}"
-
-
-def _escape_glob(path: str) -> str:
-    # binaryFile.load() treats its paths as globs; a file named "a[1].png" must be read literally.
-    return re.sub(r"([\[\]{}*?\\])", r"\\\1", path)
-
-
-def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str, ...]) -> "DataFrame":
-    """All files under ``source`` (recursively) whose ending is in ``extensions``, any case.
-
-    Columns: ``path``, ``length``, ``modification_time``. No file content is read. The
-    result is persisted; unpersist it when done.
-
-    Raises
-    ------
-    SourceError
-        if ``source`` does not exist.
-    """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    if not hadoop.exists(spark, source):
-        raise SourceError(
-            f"image source {source} does not exist; check ingest_images.source "
-            f"(or pass --source URI) and that the folder is reachable from Spark"
-        )
-    listing = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", _extension_glob(extensions))
-        .load(source)
-    )
-    scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"))
-    # Cached: the caller counts and joins it again, and a listing of many files is not free.
-    scanned = scanned.persist(StorageLevel.MEMORY_AND_DISK)
-    # Spark's file scans skip zero-length files, but an empty upload is an input like any
-    # other and must reach quarantine: find them in the file index and add them back.
-    indexed = listing.inputFiles()
-    if len(indexed) == scanned.count():
-        return scanned
-    shown = {r.path for r in scanned.select("path").collect()}
-    missing = [uri for uri in indexed if _scan_path_form(uri) not in shown]
-    empty = hadoop.empty_files(spark, missing)
-    return scanned.unionByName(spark.createDataFrame(empty, scanned.schema)) if empty else scanned
-
-
-def _scan_path_form(uri: str) -> str:
-    """``file:///a%20b/x.png`` (file index form) -> ``file:/a b/x.png`` (binaryFile's ``path`` form)."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(uri)
-    if parts.netloc:
-        return f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}"
-    return f"{parts.scheme}:{unquote(parts.path)}"
+CHECK_SCHEMA = "ok boolean, format string, width int, height int, mode string, error string, reason string"
+HIDDEN_REASON = "hidden_name"
 
 
 def select_unseen(listing: "DataFrame", ledger: "DataFrame") -> "DataFrame":
     """Files of ``listing`` whose (path, length, modification_time) the ledger does not hold."""
     return listing.join(ledger.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_anti")
-
-
-def read_files(
-    spark: "SparkSession", files: "DataFrame", source: str | None = None, extensions: tuple[str, ...] = ()
-) -> "DataFrame":
-    """Bytes of the listed ``files`` via binaryFile: ``path, length, modification_time, content``.
-
-    Only (path, length, modification_time) seen at listing time are kept: a file rewritten
-    since is left for the next run. Empty files are not read (Spark's scan skips them);
-    they get empty ``content``. With ``source`` (and its ``extensions``) the whole folder
-    is scanned and filtered, which is much faster than handing Spark thousands of single
-    paths to index; without it, exactly the listed paths are read (an incremental run).
-    """
-    from pyspark.sql import functions as F
-
-    empty = files.where("length = 0").select(*LEDGER_KEYS, F.lit(bytearray()).alias("content"))
-    if source is not None:
-        reader = (
-            spark.read.format("binaryFile")
-            .option("recursiveFileLookup", "true")
-            .option("pathGlobFilter", _extension_glob(extensions))
-            .load(source)
-        )
-    else:
-        paths = [row.path for row in files.where("length > 0").select("path").collect()]
-        if not paths:
-            return empty
-        reader = spark.read.format("binaryFile").load([_escape_glob(p) for p in paths])
-    read = reader.select(
-        "path", "length", F.col("modificationTime").alias("modification_time"), "content"
-    ).join(files.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_semi")
-    return read.unionByName(empty)
 
 
 def _inspect_udf(max_pixels: int):
@@ -164,6 +78,7 @@ def _inspect_udf(max_pixels: int):
                     "height": pd.array([c.height for c in checks], dtype="Int32"),
                     "mode": [c.mode for c in checks],
                     "error": [c.error for c in checks],
+                    "reason": [c.reason for c in checks],
                 }
             )
 
@@ -185,6 +100,22 @@ def inspect_files(files: "DataFrame", source_root: str, max_pixels: int) -> "Dat
     return files.withColumn("image_id", F.sha2(F.col("content"), 256)).withColumn(
         "relative_path", relative_path(F.col("path"), source_root)
     ).withColumn("check", _inspect_udf(max_pixels)(F.col("content")))
+
+
+def refused_unread(files: "DataFrame", source_root: str, max_file_bytes: int) -> "DataFrame":
+    """Files over ``max_file_bytes`` as :func:`inspect_files` rows: refused (``too_large``) unread."""
+    from pyspark.sql import functions as F
+
+    error = F.format_string(
+        f"file too large: %,d bytes is more than ingest_images.max_file_bytes = {max_file_bytes:,} (Spark reads "
+        f"at most 2 GiB = 2,147,483,647 bytes a file); split or re-encode it at its origin, or keep it out of "
+        f"the source folder", F.col("length"))
+    check = F.struct(F.lit(False).alias("ok"), *[F.lit(None).cast(t).alias(n) for n, t in (
+        ("format", "string"), ("width", "int"), ("height", "int"), ("mode", "string"))],
+        error.alias("error"), F.lit("too_large").alias("reason"))
+    return files.select(*FILE_KEYS, F.lit(None).cast("binary").alias("content"),
+                        F.lit(None).cast("string").alias("image_id"),
+                        relative_path(F.col("path"), source_root).alias("relative_path"), check.alias("check"))
 
 
 def label_from_parent_folder(relative: "Column") -> "Column":
@@ -250,7 +181,9 @@ def bronze_rows(checked: "DataFrame", run_id: str) -> "DataFrame":
 
 
 def quarantine_rows(checked: "DataFrame", run_id: str, content_max_bytes: int) -> "DataFrame":
-    """The refused files with their reason; bytes kept when at most ``content_max_bytes``."""
+    """The refused files with their reason class and message; bytes kept when at most
+    ``content_max_bytes``. Keyed by (path, content_sha256, length): the same bytes at the same
+    path are one row, however often the file is copied over itself."""
     from pyspark.sql import functions as F
 
     return checked.where(~F.col("check.ok")).select(
@@ -258,6 +191,8 @@ def quarantine_rows(checked: "DataFrame", run_id: str, content_max_bytes: int) -
         "length",
         "modification_time",
         F.when(F.col("length") <= content_max_bytes, F.col("content")).alias("content"),
+        F.col("image_id").alias("content_sha256"),
+        F.col("check.reason").alias("reason"),
         F.col("check.error").alias("error"),
         F.current_timestamp().alias("quarantined_at"),
         F.lit(run_id).alias("run_id"),
@@ -265,18 +200,16 @@ def quarantine_rows(checked: "DataFrame", run_id: str, content_max_bytes: int) -
 
 
 def ledger_rows(checked: "DataFrame", bronze: "DataFrame", run_id: str) -> "DataFrame":
-    """Each file's outcome. A file is ``ingested`` when it is the one bronze holds for its content
-    (same path and mtime), so a rerun after a crash names the same files as a clean run would."""
+    """Each read (or refused unread) file's outcome. A file is ``ingested`` when it is the one
+    bronze holds for its content (the same path), so a rerun after a crash, or after the file was
+    copied over itself, names the same files as a clean run would."""
     from pyspark.sql import functions as F
 
-    canonical = bronze.select(
-        "image_id", F.col("path").alias("_b_path"), F.col("source_mtime").alias("_b_mtime")
-    )
+    canonical = bronze.select("image_id", F.col("path").alias("_b_path"))
     joined = checked.join(canonical, "image_id", "left")
     outcome = (
         F.when(~F.col("check.ok"), F.lit(OUTCOME_QUARANTINED))
-        .when((F.col("_b_path") == F.col("path")) & (F.col("_b_mtime") == F.col("modification_time")),
-              F.lit(OUTCOME_INGESTED))
+        .when(F.col("_b_path") == F.col("path"), F.lit(OUTCOME_INGESTED))
         .otherwise(F.lit(OUTCOME_DUPLICATE))
     )
     return joined.select(
@@ -288,6 +221,20 @@ def ledger_rows(checked: "DataFrame", bronze: "DataFrame", run_id: str) -> "Data
         F.when(F.col("check.ok"), F.col("image_id")).alias("image_id"),
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("seen_at"),
+        F.col("image_id").alias("content_sha256"),
+        F.col("check.reason").alias("reason"),
+    )
+
+
+def skipped_ledger_rows(skipped: "DataFrame", source_root: str, run_id: str) -> "DataFrame":
+    """Ledger rows of files skipped unread for their hidden (``.``) names."""
+    from pyspark.sql import functions as F
+
+    return skipped.select(
+        *FILE_KEYS, relative_path(F.col("path"), source_root).alias("relative_path"),
+        F.lit(OUTCOME_SKIPPED).alias("outcome"), F.lit(None).cast("string").alias("image_id"),
+        F.lit(run_id).alias("run_id"), F.current_timestamp().alias("seen_at"),
+        F.lit(None).cast("string").alias("content_sha256"), F.lit(HIDDEN_REASON).alias("reason"),
     )
 
 
@@ -304,46 +251,74 @@ def _ledger_schema():
             StructField("image_id", StringType()),
             StructField("run_id", StringType()),
             StructField("seen_at", TimestampType()),
+            StructField("content_sha256", StringType()),
+            StructField("reason", StringType()),
         ]
     )
 
 
 @dataclass
 class _Listing:
-    """What the listing step found: every matching file, and those the ledger has not seen."""
+    """What the listing step found: every matching file, those the ledger has not seen, and how
+    the unseen ones split: skipped for a hidden name, too large to read, to read."""
 
     source_root: str
     listed: "DataFrame"
     unseen: "DataFrame"
     n_listed: int
     n_unseen: int
+    n_skipped: int
+    n_too_large: int
+    n_spark_hides: int
 
 
-def _list_unseen(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str) -> _Listing:
-    """List the source and keep the files the ledger has not seen (both persisted)."""
+def _skip(cfg: ImageIngestConfig) -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.col("dot_name") & F.lit(cfg.hidden_files == "skip")
+
+
+def _list_unseen(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str, files: LakeFiles) -> _Listing:
+    """List the source and keep the files the ledger has not seen (both persisted), counting in
+    one pass how the unseen ones split."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     source_root = hadoop.qualify(spark, cfg.source)
-    listed = list_source_files(spark, source_root, cfg.extensions)
+    listed = list_source_files(spark, source_root, cfg.extensions, files)
     seen = delta.read_pinned_or_empty(spark, ledger_uri, _ledger_schema())
     unseen = select_unseen(listed, seen).persist(StorageLevel.MEMORY_AND_DISK)
-    return _Listing(source_root, listed, unseen, listed.count(), unseen.count())
+    taken = ~_skip(cfg)
+    counts = unseen.agg(
+        F.count(F.lit(1)).alias("unseen"), F.count(F.when(~taken, 1)).alias("skipped"),
+        F.count(F.when(taken & (F.col("length") > cfg.max_file_bytes), 1)).alias("too_large"),
+        F.count(F.when(taken & ~F.col("spark_readable"), 1)).alias("spark_hides"),
+    ).first()
+    return _Listing(source_root, listed, unseen, listed.count(), counts["unseen"], counts["skipped"],
+                    counts["too_large"], counts["spark_hides"])
 
 
-def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing) -> "DataFrame":
-    """Read, inspect and label the unseen files; persisted, since three writes use it."""
+def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles) -> "DataFrame":
+    """Read, inspect and label the unseen files that are not skipped (the too large ones refused
+    unread); persisted, since three writes use it."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
+    taken = listing.unseen.where(~_skip(cfg))
     labels = delta.read_table(spark, cfg.labels_table) if cfg.label_from == "labels_table" else None
     # Most of the folder is new (a first run): scan it whole rather than path by path.
     whole = listing.n_unseen * 2 >= listing.n_listed
-    files = read_files(spark, listing.unseen, listing.source_root if whole else None, cfg.extensions)
-    checked = attach_labels(inspect_files(files, listing.source_root, cfg.max_pixels), cfg, labels)
-    return checked.persist(StorageLevel.MEMORY_AND_DISK)
+    read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions, cfg.max_file_bytes,
+                      files if listing.n_spark_hides else None)
+    inspected = inspect_files(read, listing.source_root, cfg.max_pixels)
+    if listing.n_too_large:
+        inspected = inspected.unionByName(refused_unread(
+            taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
+    return attach_labels(inspected, cfg, labels).persist(StorageLevel.MEMORY_AND_DISK)
 
 
-def _write_outcomes(spark: "SparkSession", checked: "DataFrame", cfg: ImageIngestConfig, lake: LakeLayout,
-                    report: RunReport) -> dict[str, int]:
+def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataFrame", cfg: ImageIngestConfig,
+                    lake: LakeLayout, source_root: str, report: RunReport) -> dict[str, int]:
     """Bronze, then quarantine, then the ledger (each an idempotent MERGE); returns files per outcome."""
     from pyspark import StorageLevel
 
@@ -352,68 +327,75 @@ def _write_outcomes(spark: "SparkSession", checked: "DataFrame", cfg: ImageInges
             spark, bronze_rows(checked, report.run_id), lake.bronze_images, ["image_id"])
     with report.timed("write_quarantine"):
         delta.merge_insert_new(spark, quarantine_rows(checked, report.run_id, cfg.quarantine_content_max_bytes),
-                               lake.quarantine_images, list(LEDGER_KEYS))
+                               lake.quarantine_images, list(QUARANTINE_KEYS), add_columns=True)
     with report.timed("write_ledger"):
         bronze_now = delta.read_table(spark, lake.bronze_images, delta.table_version(spark, lake.bronze_images))
-        outcomes = ledger_rows(checked, bronze_now, report.run_id).persist(StorageLevel.MEMORY_AND_DISK)
+        outcomes = ledger_rows(checked, bronze_now, report.run_id).unionByName(
+            skipped_ledger_rows(skipped, source_root, report.run_id)).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             by_outcome = {r["outcome"]: r["count"] for r in outcomes.groupBy("outcome").count().collect()}
-            delta.merge_insert_new(spark, outcomes, lake.images_ledger, list(LEDGER_KEYS))
+            # One row per path: a file copied over itself (same bytes, new time) updates its row.
+            delta.merge_upsert(spark, outcomes, lake.images_ledger, ["path"], ["length", "modification_time"],
+                               add_columns=True)
         finally:
             outcomes.unpersist()
-    return {k: by_outcome.get(k, 0) for k in (OUTCOME_INGESTED, OUTCOME_DUPLICATE, OUTCOME_QUARANTINED)}
+    return {k: by_outcome.get(k, 0) for k in OUTCOMES}
 
 
 def _summarise_checks(checked: "DataFrame", report: RunReport) -> None:
-    """Warn about unlabelled images; count the quarantine reasons."""
+    """Warn about unlabelled images; count the quarantine reasons by class (they add up to the
+    quarantined count)."""
     from pyspark.sql import functions as F
 
     unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
-    reasons = (
-        checked.where(~F.col("check.ok"))
-        .groupBy(F.regexp_extract("check.error", r"^([^:(]+)", 1).alias("reason"))
-        .count()
-        .collect()
-    )
+    reasons = checked.where(~F.col("check.ok")).groupBy(F.col("check.reason").alias("reason")).count().collect()
     if unlabeled:
         report.warnings.append(f"{unlabeled} accepted image(s) have no label (file directly in the source root, "
                                f"or missing from the labels table)")
-    for reason_row in reasons:
-        report.details.setdefault("quarantine_reasons", {})[reason_row["reason"].strip()] = reason_row["count"]
+    histogram = report.details.setdefault("quarantine_reasons", {})
+    for row in reasons:
+        histogram[row["reason"]] = histogram.get(row["reason"], 0) + row["count"]
 
 
 def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, listing: _Listing,
-                   report: RunReport) -> dict[str, int]:
+                   files: LakeFiles, report: RunReport) -> dict[str, int]:
     """Check and write the unseen files; returns files per outcome, after checking they add up."""
+    skipped = listing.unseen.where(_skip(cfg))
+    n_skipped = listing.n_skipped
     with report.timed("decode"):
-        checked = _check_files(spark, cfg, listing)
+        checked = _check_files(spark, cfg, listing, files)
     try:
         with report.timed("decode"):
             n_read = checked.count()
-        if n_read != listing.n_unseen:
+        if n_read + n_skipped != listing.n_unseen:
             report.warnings.append(
-                f"{listing.n_unseen - n_read} listed file(s) changed or vanished before they were read; "
+                f"{listing.n_unseen - n_read - n_skipped} listed file(s) changed or vanished before they were read; "
                 f"they are not in the ledger and the next run will take them"
             )
-        outcomes = _write_outcomes(spark, checked, cfg, lake, report)
+        outcomes = _write_outcomes(spark, checked, skipped, cfg, lake, listing.source_root, report)
         with report.timed("summarize"):
             _summarise_checks(checked, report)
     finally:
         checked.unpersist()
-    if sum(outcomes.values()) != n_read:
+    if sum(outcomes.values()) != n_read + n_skipped:
         raise JobFailed(
-            f"accounting mismatch in run {report.run_id}: read {n_read} files but ingested "
+            f"accounting mismatch in run {report.run_id}: took {n_read + n_skipped} files but ingested "
             f"{outcomes[OUTCOME_INGESTED]} + duplicate {outcomes[OUTCOME_DUPLICATE]} + quarantined "
-            f"{outcomes[OUTCOME_QUARANTINED]}; see ledger {lake.images_ledger}"
+            f"{outcomes[OUTCOME_QUARANTINED]} + skipped {outcomes[OUTCOME_SKIPPED]}; see ledger {lake.images_ledger}"
         )
+    if n_skipped:
+        report.warnings.append(f"{n_skipped} file(s) under names starting with '.' were skipped "
+                               f"(ingest_images.hidden_files = skip); the ledger lists them")
     return outcomes
 
 
 def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
     """Ingest ``profile.ingest_images.source`` into bronze/quarantine; return the run report.
 
-    Reads settings ``ingest_images.*`` and ``lake_root``. Idempotent: files already in
-    the ledger are skipped without reading their bytes. Rows written carry ``report.run_id``.
+    Reads settings ``ingest_images.*`` and ``lake_root``; reaches the source without Spark too
+    (to find the files Spark's listing hides) with the profile's storage settings. Idempotent:
+    files already in the ledger are skipped without reading their bytes. Rows written carry
+    ``report.run_id``.
 
     Raises
     ------
@@ -429,23 +411,24 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
         raise ConfigError("ingest_images.source is not set; set it in the profile or pass --source URI")
     report = report or RunReport.start("ingest_images")
     lake = LakeLayout(profile.lake_root)
+    files = LakeFiles(profile.hadoop_conf())
     report.details["source"] = cfg.source
     report.outputs.update(bronze=lake.bronze_images, quarantine=lake.quarantine_images, ledger=lake.images_ledger)
     started = time.perf_counter()
     with report.timed("list"):
-        listing = _list_unseen(spark, cfg, lake.images_ledger)
+        listing = _list_unseen(spark, cfg, lake.images_ledger, files)
     try:
         report.counts.update(files_listed=listing.n_listed, files_already_seen=listing.n_listed - listing.n_unseen,
                              inputs=listing.n_unseen)
-        outcomes = dict.fromkeys((OUTCOME_INGESTED, OUTCOME_DUPLICATE, OUTCOME_QUARANTINED), 0)
+        outcomes = dict.fromkeys(OUTCOMES, 0)
         if listing.n_unseen:
-            outcomes = _ingest_unseen(spark, cfg, lake, listing, report)
+            outcomes = _ingest_unseen(spark, cfg, lake, listing, files, report)
     finally:
         listing.unseen.unpersist()
         listing.listed.unpersist()
     elapsed = time.perf_counter() - started
     report.counts.update(ingested=outcomes[OUTCOME_INGESTED], duplicates=outcomes[OUTCOME_DUPLICATE],
-                         quarantined=outcomes[OUTCOME_QUARANTINED])
+                         quarantined=outcomes[OUTCOME_QUARANTINED], skipped=outcomes[OUTCOME_SKIPPED])
     report.durations_s["total"] = round(elapsed, 3)
     report.throughput["files_per_s"] = round(listing.n_unseen / elapsed, 1) if elapsed > 0 else 0.0
     return report

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+# pandas at module level: pandas UDF type hints are resolved in this module's globals.
+import pandas as pd
+
 from lakeloop.config import TableSource
 from lakeloop.errors import SchemaMismatchError
-from lakeloop.ingest.table_read import (CORRUPT_COL, INPUT_FILE_COL, INPUT_POS_COL, quote_column, reader_option,
-                                        record_columns, resolve_keys, setting_name)
+from lakeloop.ingest.table_read import (CORRUPT_COL, CORRUPT_REASON_COL, INPUT_FILE_COL, INPUT_POS_COL, csv_options,
+                                        quote_column, reader_option, record_columns, resolve_keys, setting_name)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -98,16 +101,62 @@ def _render_record(df: "DataFrame", columns: Sequence[str], source_format: str, 
     return F.to_json(record)
 
 
-def _malformed_reason(source_format: str, columns: Sequence[str], name: str | None) -> str:
+def csv_problem(record: str | None, columns: Sequence[str], sep: str = ",", quote: str = '"',
+                escape: str = '"') -> str | None:
+    """What is wrong with a CSV record Spark could not fit to the header, in terms of its columns."""
+    import csv
+    import io
+
+    if record is None:
+        return None
+    try:
+        rows = list(csv.reader(io.StringIO(record, newline=""), delimiter=sep, quotechar=quote,
+                               doublequote=escape == quote, escapechar=None if escape == quote else escape,
+                               strict=True))
+    except csv.Error as exc:
+        return f"the record does not parse as CSV ({exc}); check its quoting"
+    fields = rows[0] if rows else []
+    expected = len(columns)
+    if len(fields) < expected:
+        return (f"{len(fields)} field(s) where the header has {expected}: no value for "
+                f"{', '.join(columns[len(fields):])}; check the separator and the quoting of this record")
+    if len(fields) > expected:
+        return (f"{len(fields)} fields where the header has {expected} ({', '.join(columns)}): "
+                f"{len(fields) - expected} more than it names; check the separator and the quoting of this record")
+    return f"the fields do not fit the {expected} columns ({', '.join(columns)}); check the quoting of this record"
+
+
+def _csv_problem_udf(columns: Sequence[str], options: dict[str, str]):
+    from pyspark.sql.functions import pandas_udf
+
+    sep = reader_option(options, "sep") or reader_option(options, "delimiter") or ","
+    quote = reader_option(options, "quote", '"') or '"'
+    escape = reader_option(options, "escape", '"') or '"'
+    names = list(columns)
+
+    @pandas_udf("string")
+    def problems(records: pd.Series) -> pd.Series:
+        from lakeloop.ingest.table_checks import csv_problem
+
+        return records.map(lambda r: csv_problem(r, names, sep, quote, escape))
+
+    return problems
+
+
+def _malformed_reason(df: "DataFrame", source_format: str, columns: Sequence[str], options: dict[str, str],
+                      name: str | None) -> "Column":
+    """Why a malformed record was refused, as specifically as the reader lets us say."""
+    from pyspark.sql import functions as F
+
     if source_format == "csv":
-        return (
-            f"malformed CSV record (expected {len(columns)} columns: {', '.join(columns)}); "
-            f"check the field count, the separator and the quoting of this line"
-        )
-    return (
+        return F.concat(F.lit("malformed CSV record: "), _csv_problem_udf(columns, options)(F.col(CORRUPT_COL)))
+    generic = F.lit(
         "malformed JSON record (not one JSON object per line); if records span several lines set "
         f"{setting_name(name, 'options')}.multiLine: 'true'"
     )
+    if CORRUPT_REASON_COL not in df.columns:
+        return generic
+    return F.coalesce(F.concat(F.lit("malformed JSON record: "), F.col(CORRUPT_REASON_COL)), generic)
 
 
 def validate_records(
@@ -203,7 +252,8 @@ def check_records(
                                                    F.monotonically_increasing_id().alias("row")))
     columns = record_columns(df)
     keys = resolve_keys(table, columns, name, SchemaMismatchError)
-    typed, type_errors = _typed_columns(df, columns, schema, source_format, dict(table.options))
+    options = csv_options(table) if source_format == "csv" else dict(table.options)
+    typed, type_errors = _typed_columns(df, columns, schema, source_format, options)
     corrupt_error = F.col(CORRUPT_COL).isNotNull() if CORRUPT_COL in df.columns else F.lit(False)
     type_error = F.lit(None).cast("string")
     if type_errors:
@@ -211,8 +261,8 @@ def check_records(
         type_error = F.when(~corrupt_error & (joined != ""), joined)
         if table.on_type_error == "fail":
             _fail_on_type_error(df, type_error, name)
-    checked = _with_verdict(df, columns, typed, keys, corrupt_error, type_error, table, source_format, name)
-    return _mark_duplicate_keys(checked, columns, keys, source_format, dict(table.options))
+    checked = _with_verdict(df, columns, typed, keys, corrupt_error, type_error, options, source_format, name)
+    return _mark_duplicate_keys(checked, columns, keys, source_format, options)
 
 
 def _typed_columns(
@@ -261,7 +311,7 @@ def _fail_on_type_error(df: "DataFrame", type_error: "Column", name: str | None)
 
 def _with_verdict(
     df: "DataFrame", columns: Sequence[str], typed: dict[str, "Column"], keys: Sequence[str],
-    corrupt_error: "Column", type_error: "Column", table: TableSource, source_format: str, name: str | None,
+    corrupt_error: "Column", type_error: "Column", options: dict[str, str], source_format: str, name: str | None,
 ) -> "DataFrame":
     """The typed record columns plus ``_raw``, ``_error`` and ``_kind``: malformed, then type
     error, then null key (the first that applies)."""
@@ -270,13 +320,13 @@ def _with_verdict(
     key_error = F.coalesce(
         *[F.when(typed[k].isNull(), F.lit(f"key column '{k}' is null; every row needs a key")) for k in keys]
     )
-    malformed = F.lit(_malformed_reason(source_format, columns, name))
+    malformed = F.when(corrupt_error, _malformed_reason(df, source_format, columns, options, name))
     error = (
         F.when(corrupt_error, malformed).when(type_error.isNotNull(), type_error)
         .when(key_error.isNotNull(), key_error)
     )
     # Rendered from the source values, and only for bad records: good ones never need it.
-    rendered = _render_record(df, columns, source_format, dict(table.options))
+    rendered = _render_record(df, columns, source_format, options)
     raw = F.coalesce(F.col(CORRUPT_COL), rendered) if CORRUPT_COL in df.columns else rendered
     return df.select(
         *[typed[c].alias(c) for c in columns],

@@ -19,21 +19,34 @@ file's header is checked against it.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Sequence
+
+# pandas at module level: pandas UDF type hints are resolved in this module's globals.
+import pandas as pd
 
 from lakeloop.config import TableSource, check_table_source
 from lakeloop.errors import ConfigError, LakeloopError, SchemaMismatchError, SourceError
 from lakeloop.io import hadoop
+from lakeloop.io.lakefs import LakeFiles
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
 # Helper columns of read_source's output; everything else is a column of the record.
 CORRUPT_COL = "_corrupt_record"
+# Why a record is malformed, where the reader can tell (strict JSON); else null.
+CORRUPT_REASON_COL = "_corrupt_reason"
 INPUT_FILE_COL = "_input_file"
 INPUT_POS_COL = "_input_pos"
-HELPER_COLS = (CORRUPT_COL, INPUT_FILE_COL, INPUT_POS_COL)
+HELPER_COLS = (CORRUPT_COL, CORRUPT_REASON_COL, INPUT_FILE_COL, INPUT_POS_COL)
+
+
+# CSV as RFC 4180 unless a table says otherwise: a doubled quote inside a quoted field is one
+# quote (Spark's default escape is a backslash), and a quoted field may hold line breaks, kept
+# as they are (Spark reads line by line by default, splitting such a record in two).
+CSV_DEFAULTS = {"quote": '"', "escape": '"', "multiLine": "true"}
 
 
 # --------------------------------------------------------------------------- settings
@@ -42,6 +55,22 @@ HELPER_COLS = (CORRUPT_COL, INPUT_FILE_COL, INPUT_POS_COL)
 def setting_name(name: str | None, key: str) -> str:
     """The full name of a table's setting, for messages: ``ingest_tables.tables.<name>.<key>``."""
     return f"ingest_tables.tables.{name or '<name>'}.{key}"
+
+
+def unique_names(columns: Sequence[str], replace: str = "") -> dict[str, str]:
+    """Each column -> a name unique without regard to case (a repeat gets ``_2``, ``_3`` ...),
+    with every character of ``replace`` turned into ``_``. Unchanged names map to themselves."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in columns:
+        base = "".join("_" if ch in replace else ch for ch in column) or "_"
+        name, n = base, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name.lower())
+        names[column] = name
+    return names
 
 
 def quote_column(column: str) -> str:
@@ -153,15 +182,21 @@ def _with_helpers(df: "DataFrame", columns: Sequence[tuple[str, str]], corrupt: 
     return df.select(
         *[F.col(quote_column(src)).alias(out) for src, out in columns],
         *([F.col(CORRUPT_COL)] if corrupt else []),
-        F.col("_metadata.file_path").alias(INPUT_FILE_COL),
-        # Position within the input: the split's offset, then an id that grows in read order
-        # within a task. One task reads a split from start to end, so sorting by (file, position)
-        # is input order, and the same input read with the same settings gives the same positions.
-        F.struct(
-            F.col("_metadata.file_block_start").alias("block"),
-            F.monotonically_increasing_id().alias("row"),
-        ).alias(INPUT_POS_COL),
+        *_position_columns(),
     )
+
+
+def _position_columns() -> list["Column"]:
+    """The file a record came from, and its position: the split's offset, then an id that grows in
+    read order within a task. One task reads a split from start to end, so sorting by (file,
+    position) is input order, and the same input read with the same settings gives the same positions."""
+    from pyspark.sql import functions as F
+
+    return [
+        F.col("_metadata.file_path").alias(INPUT_FILE_COL),
+        F.struct(F.col("_metadata.file_block_start").alias("block"),
+                 F.monotonically_increasing_id().alias("row")).alias(INPUT_POS_COL),
+    ]
 
 
 def _empty_source(spark: "SparkSession", fields: Sequence[tuple[str, "DataType"]], corrupt: bool) -> "DataFrame":
@@ -196,11 +231,18 @@ def _permissive_reader(spark: "SparkSession", options: dict[str, str], fields: S
     )
 
 
-def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
+def csv_options(table: TableSource) -> dict[str, str]:
+    """The CSV reader options: RFC 4180 (:data:`CSV_DEFAULTS`) under the table's own options."""
+    given = {k.lower() for k in table.options}
+    return {**{k: v for k, v in CSV_DEFAULTS.items() if k.lower() not in given}, **table.options}
+
+
+def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None,
+              files: LakeFiles | None = None) -> "DataFrame":
     from pyspark.errors import AnalysisException
     from pyspark.sql.types import StringType
 
-    options = dict(table.options)
+    options = csv_options(table)
     header = (reader_option(options, "header", "false") or "false").strip().lower() == "true"
 
     def infer() -> "StructType":
@@ -233,16 +275,47 @@ def _read_csv(spark: "SparkSession", table: TableSource, schema: "StructType | N
         raise
     if not fields:
         return _empty_source(spark, [], corrupt=True)
-    df = (
-        _permissive_reader(spark, options, fields)
+    frames = []
+    for line_sep, paths in _csv_files_by_line_ending(spark, table, options, files).items():
+        reader = _permissive_reader(spark, {**options, **({"lineSep": line_sep} if line_sep else {})}, fields)
         # Check every file's header against the first one's (by position, case-insensitively).
-        .option("enforceSchema", "false" if header else "true")
-        .csv(table.source)
-    )
-    return _with_helpers(df, [(src, out) for src, out, _ in fields], corrupt=True)
+        frame = reader.option("enforceSchema", "false" if header else "true").csv(paths)
+        # The helpers come off each file scan: a union has no _metadata.
+        frames.append(_with_helpers(frame, [(src, out) for src, out, _ in fields], corrupt=True))
+    df = frames[0]
+    for frame in frames[1:]:
+        df = df.unionByName(frame)
+    return df
 
 
-def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
+def _csv_files_by_line_ending(spark: "SparkSession", table: TableSource, options: dict[str, str],
+                              files: LakeFiles | None) -> dict[str | None, str | list[str]]:
+    """The source's files grouped by the line ending their records use (``"\r\n"`` or ``"\n"``).
+
+    Spark's multi-line CSV reader keeps a line break inside a quoted field as it is only when told
+    the record separator (otherwise it turns CRLF into LF); one read takes one separator, so
+    files of each kind are read apart. A table that sets ``lineSep`` or ``multiLine: false``
+    itself is read as it says, in one go (key None).
+    """
+    multi_line = (reader_option(options, "multiLine", "true") or "").strip().lower() == "true"
+    if reader_option(options, "lineSep") is not None or not multi_line:
+        return {None: table.source}
+    files = files or LakeFiles()
+    groups: dict[str | None, list[str]] = {}
+    for uri in spark.read.text(table.source).inputFiles():
+        path = hadoop.path_from_index(uri)
+        fs, inner = files.filesystem(path)
+        with fs.open_input_stream(inner) as stream:
+            head = stream.read(1 << 16)
+        at = head.find(b"\n")
+        groups.setdefault("\r\n" if at > 0 and head[at - 1:at] == b"\r" else "\n", []).append(hadoop.literal_glob(path))
+    return groups or {None: table.source}
+
+
+def _read_json_lenient(spark: "SparkSession", table: TableSource, schema: "StructType | None",
+                       name: str | None) -> "DataFrame":
+    """JSON through Spark's own reader (``strict_json: false``, or ``multiLine``): it accepts what
+    Jackson's lenient defaults accept and drops what follows a complete object on a line."""
     from pyspark.errors import AnalysisException
     from pyspark.sql.types import StringType, StructType
 
@@ -260,35 +333,111 @@ def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | 
     except AnalysisException as exc:
         if getattr(exc, "getCondition", lambda: None)() == "COLUMN_ALREADY_EXISTS":
             # Records spell a key in two ways ("id" and "ID"); Spark cannot read both as one column.
-            raise SchemaMismatchError(
-                f"the JSON records of {table.source} spell a key in more than one way (upper/lower case): "
-                f"{str(exc).splitlines()[0]}. Spark matches JSON keys case-sensitively, so make the records "
-                f"use one spelling (the one in {setting_name(name, 'schema')})"
-            ) from exc
+            raise _two_spellings(table, name, str(exc).splitlines()[0]) from exc
         if not _is_no_files(exc):
             raise
         inferred = StructType([])
     source_fields = [f for f in inferred.fields if f.name != CORRUPT_COL]
     if not inferred.fields:
         return _empty_source(spark, [(f.name, StringType()) for f in (schema.fields if schema else [])], True)
-    if schema is None:
-        fields = [(f.name, f.name, f.dataType) for f in source_fields]
-    else:
-        # A declared column no record has is read as null: JSON writers (Spark's own included)
-        # leave out null fields, so its absence is not an error.
-        spelling, extra = _match_columns(
-            [f.name for f in source_fields], schema, table, name, f"the JSON records of {table.source}",
-            missing_is_error=False,
-        )
-        inferred_types = {f.name: f.dataType for f in source_fields}
-        fields = [(spelling.get(f.name, f.name), f.name, StringType()) for f in schema.fields] + [
-            (c, c, inferred_types[c] if table.infer_schema else StringType()) for c in extra
-        ]
+    fields = _json_fields(table, schema, name, [f.name for f in source_fields],
+                          {f.name: f.dataType for f in source_fields})
     df = (
         _permissive_reader(spark, options, fields)
         .json(table.source)
     )
     return _with_helpers(df, [(src, out) for src, out, _ in fields], corrupt=True)
+
+
+def _two_spellings(table: TableSource, name: str | None, detail: str) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"the JSON records of {table.source} spell a key in more than one way (upper/lower case): {detail}. "
+        f"Spark matches JSON keys case-sensitively, so make the records use one spelling (the one in "
+        f"{setting_name(name, 'schema')})"
+    )
+
+
+def _json_fields(table: TableSource, schema: "StructType | None", name: str | None, keys: Sequence[str],
+                 inferred_types: dict) -> list[tuple[str, str, "DataType"]]:
+    """(key in the records, column name, type to read it as) for the keys the records use."""
+    from pyspark.sql.types import StringType
+
+    if schema is None:
+        # Keys spelled alike but for case ("id", "ID") are two columns: the later one gets "_2".
+        names = unique_names(keys)
+        return [(k, names[k], inferred_types.get(k, StringType())) for k in keys]
+    # A declared column no record has is read as null: JSON writers (Spark's own included)
+    # leave out null fields, so its absence is not an error.
+    spelling, extra = _match_columns(keys, schema, table, name, f"the JSON records of {table.source}",
+                                     missing_is_error=False)
+    return [(spelling.get(f.name, f.name), f.name, StringType()) for f in schema.fields] + [
+        (c, c, inferred_types.get(c, StringType()) if table.infer_schema else StringType()) for c in extra
+    ]
+
+
+def json_problem(line: str) -> str | None:
+    """Why ``line`` is not a record of a JSON-lines file (None when it is one): what Python's
+    json module rejects, or a JSON value that is not an object."""
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return f"not valid JSON: {message}{where}"
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+        return f"a JSON value that is {kind}, not an object: each line must hold one record {{...}}"
+    return None
+
+
+def _json_problems_udf():
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("string")
+    def problems(lines: pd.Series) -> pd.Series:
+        from lakeloop.ingest.table_read import json_problem
+
+        return lines.map(json_problem)
+
+    return problems
+
+
+def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
+    """JSON lines read strictly: each non-blank line is checked with Python's json module; lines it
+    rejects (or that hold no object) are malformed records with that reason, the rest are parsed
+    by Spark with the declared columns read as text."""
+    from pyspark.sql import functions as F
+
+    options = dict(table.options)
+    if not table.strict_json or (reader_option(options, "multiLine", "false") or "").lower() == "true":
+        return _read_json_lenient(spark, table, schema, name)
+    text_options = {k: v for k, v in options.items() if k.lower() in ("linesep", "encoding")}
+    lines = spark.read.options(**text_options).text(table.source).where(F.trim("value") != "")
+    lines = lines.withColumn(CORRUPT_REASON_COL, _json_problems_udf()(F.col("value")))
+    good = F.col(CORRUPT_REASON_COL).isNull()
+    keys = sorted({r["key"] for r in lines.where(good).select(
+        F.explode(F.map_keys(F.from_json("value", "map<string,string>"))).alias("key")).distinct().collect()})
+    folded = [k.lower() for k in keys]
+    twice = sorted({k for k in keys if folded.count(k.lower()) > 1})
+    if twice and schema is not None:
+        raise _two_spellings(table, name, f"keys {', '.join(twice)}")
+    inferred_types: dict = {}
+    if table.infer_schema and keys:
+        inferred_types = {f.name: f.dataType for f in spark.read.options(**options).json(table.source).schema.fields}
+    fields = _json_fields(table, schema, name, keys, inferred_types)
+    from pyspark.sql.types import StructField, StructType
+
+    struct = StructType([StructField(src, dtype) for src, _, dtype in fields])
+    parsed = lines.select(
+        "*", F.when(good, F.from_json("value", struct, {k: v for k, v in options.items() if k.lower() != "mode"}))
+        .alias("_record"))
+    columns = [(f"_record.{quote_column(src)}", out) for src, out, _ in fields]
+    return parsed.select(
+        *[F.col(src).alias(out) for src, out in columns],
+        F.when(~good, F.col("value")).alias(CORRUPT_COL),
+        CORRUPT_REASON_COL,
+        *_position_columns(),
+    )
 
 
 def _read_parquet(
@@ -314,7 +463,8 @@ def _read_parquet(
     return _with_helpers(df, columns, corrupt=False)
 
 
-def read_source(spark: "SparkSession", table: TableSource, name: str | None = None) -> "DataFrame":
+def read_source(spark: "SparkSession", table: TableSource, name: str | None = None,
+                files: LakeFiles | None = None) -> "DataFrame":
     """Read a table's source as raw records, with the declared column names.
 
     Columns: the declared columns (STRING for CSV and JSON, the file's own types for
@@ -331,6 +481,8 @@ def read_source(spark: "SparkSession", table: TableSource, name: str | None = No
     spark : the session.
     table : the table's settings (``ingest_tables.tables.<name>``).
     name : the table's name, used in error messages to name its settings.
+    files : how to reach the source without Spark (the profile's storage settings; default none,
+        enough for ``file:``): a CSV source's first bytes are read to learn its line endings.
 
     Raises
     ------
@@ -354,7 +506,8 @@ def read_source(spark: "SparkSession", table: TableSource, name: str | None = No
     readers = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}
     if table.format not in readers:
         raise ConfigError(f"{setting_name(name, 'format')} = {table.format!r} is not one of csv, json, parquet")
-    df = readers[table.format](spark, table, schema, name)
+    df = _read_csv(spark, table, schema, name, files) if table.format == "csv" else \
+        readers[table.format](spark, table, schema, name)
     if schema is None:
         resolve_keys(table, [c for c in df.columns if c not in HELPER_COLS], name, SchemaMismatchError)
     return df

@@ -16,15 +16,18 @@ Every record read ends in exactly one of bronze or quarantine; the run checks
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from lakeloop.config import Profile, TableSource
 from lakeloop.errors import ConfigError, JobFailed, LakeloopError, SchemaMismatchError
 from lakeloop.ingest.table_checks import KIND_COL, check_records, split_checked
-from lakeloop.ingest.table_read import declared_schema, quote_column, read_source, record_columns, resolve_keys, setting_name
+from lakeloop.ingest.table_read import (declared_schema, quote_column, read_source, record_columns, resolve_keys,
+                                        setting_name, unique_names)
 from lakeloop.io import delta
+from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
 from lakeloop.report import RunReport
 
@@ -73,22 +76,22 @@ def bronze_rows(good: "DataFrame", run_id: str) -> "DataFrame":
 def quarantine_rows(bad: "DataFrame", run_id: str, raw_max_chars: int) -> "DataFrame":
     """Bad rows as the quarantine table holds them, keyed by ``record_hash``.
 
-    ``record_hash`` is sha256 of (source, full raw record, error, occurrence): the same bad
-    record read again gets the same hash, so a rerun adds nothing. The occurrence number
-    (1, 2, ... among identical records of one file) keeps a line repeated in a file from
-    collapsing into one row; identical rows are interchangeable, so the numbering is stable.
+    ``record_hash`` is sha256 of (source, full raw record, occurrence): the same bad record read
+    again gets the same hash, so a rerun adds nothing, also when a newer lakeloop words its
+    reason differently. The occurrence number (1, 2, ... among identical records of one file)
+    keeps a line repeated in a file from collapsing into one row; identical rows are
+    interchangeable, so the numbering is stable.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    same = Window.partitionBy("source", "raw", "error").orderBy("source")
+    same = Window.partitionBy("source", "raw").orderBy("source")
     occurrence = F.row_number().over(same)
     record_hash = F.sha2(
         F.concat_ws(
             "\u0000",
             F.coalesce(F.col("source"), F.lit("")),
             F.coalesce(F.col("raw"), F.lit("")),
-            F.col("error"),
             occurrence.cast("string"),
         ),
         256,
@@ -122,11 +125,8 @@ def _prepare_bronze(
     """
     if not delta.is_delta_table(spark, uri):
         return []
-    target = delta.read_table(spark, uri).schema.fields
-    existing = {f.name.lower() for f in target}
     incoming = {f.name.lower() for f in rows.schema.fields}
-    new = [f for f in rows.schema.fields if f.name.lower() not in existing]
-    gone = [f.name for f in target if f.name.lower() not in incoming]
+    gone = [f.name for f in delta.read_table(spark, uri).schema.fields if f.name.lower() not in incoming]
     if gone and not table.evolve_schema:
         raise SchemaMismatchError(
             f"bronze table {uri} has column(s) {', '.join(gone)} that {setting_name(name, 'schema')} does not "
@@ -134,10 +134,7 @@ def _prepare_bronze(
             f"{setting_name(name, 'evolve_schema')}: true to keep them (unchanged) for rows that lack them"
         )
     # With evolve_schema off, new columns can only be ones the schema now declares: add them too.
-    if new:
-        columns = ", ".join(f"{quote_column(f.name)} {f.dataType.simpleString()}" for f in new)
-        spark.sql(f"ALTER TABLE delta.{quote_column(uri)} ADD COLUMNS ({columns})")
-    return [f.name for f in new]
+    return delta.add_missing_columns(spark, uri, rows.schema)
 
 
 # --------------------------------------------------------------------------- the job
@@ -173,6 +170,7 @@ class _TableRun:
     quarantine_uri: str
     report: RunReport
     details: dict
+    files: LakeFiles
 
 
 def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame", "DataFrame | None", int]:
@@ -185,7 +183,7 @@ def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame",
 
     schema = declared_schema(run.table, run.name)
     with run.report.timed(f"{run.name}.read"):
-        raw = read_source(spark, run.table, run.name).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = read_source(spark, run.table, run.name, run.files).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             n_inputs = raw.count()
         except (Py4JJavaError, CapturedException) as exc:
@@ -214,16 +212,37 @@ def _count_verdicts(checked: "DataFrame", run: _TableRun, n_inputs: int) -> tupl
     return n_good, n_bad
 
 
+# Characters Delta refuses in a column name unless the table uses column mapping, which Delta
+# readers such as delta-rs 0.18 cannot read: such names are stored with "_" instead.
+DELTA_INVALID_CHARACTERS = " ,;{}()\n\t="
+SOURCE_COLUMNS_PROPERTY = "lakeloop.source_columns"
+
+
+def storable_names(columns: Sequence[str]) -> dict[str, str]:
+    """Each source column -> the name bronze stores it under: every character Delta refuses
+    (:data:`DELTA_INVALID_CHARACTERS`) becomes ``_``, and a name equal to an earlier one without
+    regard to case gets ``_2``, ``_3`` ... Unchanged names map to themselves."""
+    return unique_names(columns, DELTA_INVALID_CHARACTERS)
+
+
 def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_bad: int) -> dict:
-    """Upsert the good rows into bronze, insert the bad ones into quarantine; returns both MERGEs' metrics."""
+    """Upsert the good rows into bronze (under names Delta can store, the renames recorded in the
+    table's properties), insert the bad ones into quarantine; returns both MERGEs' metrics."""
+    from pyspark.sql import functions as F
+
     good, bad = split_checked(checked)
-    columns = good.columns
-    keys = resolve_keys(run.table, columns, run.name, SchemaMismatchError)
+    stored = storable_names(good.columns)
+    keys = [stored[k] for k in resolve_keys(run.table, good.columns, run.name, SchemaMismatchError)]
+    good = good.select(*[F.col(quote_column(source)).alias(name) for source, name in stored.items()])
     rows = bronze_rows(good, run.report.run_id)
     with run.report.timed(f"{run.name}.write_bronze"):
         added = _prepare_bronze(spark, run.bronze_uri, rows, run.table, run.name)
-        bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys, compare_columns=columns,
+        bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys, compare_columns=list(stored.values()),
                                             evolve_schema=run.table.evolve_schema)
+        renamed = {name: source for source, name in stored.items() if source != name}
+        if renamed:
+            delta.set_table_properties(spark, run.bronze_uri, {SOURCE_COLUMNS_PROPERTY: json.dumps(renamed)})
+            run.details["renamed_columns"] = renamed
     quarantine_metrics: dict[str, int] = {}
     if n_bad:
         with run.report.timed(f"{run.name}.write_quarantine"):
@@ -287,7 +306,7 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
     report = report or RunReport.start(JOB)
     lake = LakeLayout(profile.lake_root)
     run = _TableRun(name, table, lake.bronze_table(name), lake.quarantine_table(name), report,
-                    report.details.setdefault("tables", {}).setdefault(name, {}))
+                    report.details.setdefault("tables", {}).setdefault(name, {}), LakeFiles(profile.hadoop_conf()))
     run.details.update(source=table.source, format=table.format, bronze=run.bronze_uri, quarantine=run.quarantine_uri)
     started = time.perf_counter()
     raw, checked, n_inputs = _read_and_check(spark, run)
@@ -307,6 +326,15 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
     return report
 
 
+def _failure_text(exc: Exception) -> str:
+    """One readable line for a table's failure: lakeloop's own message, or the first line of
+    Spark's (whose messages run to pages of plan and stack)."""
+    if isinstance(exc, LakeloopError):
+        return f"{type(exc).__name__}: {exc}"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:1000]}"
+
+
 def ingest_tables(
     spark: "SparkSession",
     profile: Profile,
@@ -315,15 +343,16 @@ def ingest_tables(
 ) -> RunReport:
     """Ingest the tables ``names`` (default: every table of ``ingest_tables.tables``), one after another.
 
-    A table that fails with a lakeloop error does not stop the others; its error is kept
-    in ``report.details["tables"][name]["error"]`` and raised at the end.
+    A table that fails, for whatever reason, does not stop the others: each table's outcome
+    is ``report.details["tables"][name]["status"]`` (``succeeded`` or ``failed``, with
+    ``error``), and the job fails at the end naming the tables that failed.
 
     Raises
     ------
     ConfigError
         no tables configured, or a name that is not configured (checked before any work).
-    LakeloopError
-        the error of the one table that failed; JobFailed naming each when several did.
+    JobFailed
+        one or more tables failed (the others were ingested); the message names each and why.
     """
     configured = profile.ingest_tables.tables
     if not configured:
@@ -337,18 +366,20 @@ def ingest_tables(
     report = report or RunReport.start(JOB)
     for key in ("inputs", "inserted", "updated", "unchanged", "quarantined"):
         report.counts.setdefault(key, 0)
-    failures: list[tuple[str, LakeloopError]] = []
+    failures: list[tuple[str, Exception]] = []
     for name in selected:
+        details = report.details.setdefault("tables", {}).setdefault(name, {})
         try:
             ingest_table(spark, profile, name, report=report)
-        except LakeloopError as exc:
-            report.details.setdefault("tables", {}).setdefault(name, {})["error"] = f"{type(exc).__name__}: {exc}"
+            details["status"] = "succeeded"
+        except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
+            details.update(status="failed", error=_failure_text(exc))
             failures.append((name, exc))
-    if len(failures) == 1:
-        raise failures[0][1]
+    report.counts["tables_failed"] = len(failures)
     if failures:
+        done = len(selected) - len(failures)
         raise JobFailed(
-            f"{len(failures)} of {len(selected)} tables failed: "
-            + "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures)
+            f"{len(failures)} of {len(selected)} tables failed ({done} ingested): "
+            + "; ".join(f"table {name}: {_failure_text(exc)}" for name, exc in failures)
         ) from failures[0][1]
     return report

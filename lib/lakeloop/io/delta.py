@@ -69,13 +69,20 @@ def set_table_properties(spark: "SparkSession", uri: str, properties: dict[str, 
     current = table_properties(spark, uri)
     changed = {k: v for k, v in properties.items() if current.get(k) != v}
     if changed:
-        assignments = ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in changed.items())
+        def literal(text: str) -> str:  # a SQL string literal: backslashes and quotes escaped
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+        assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({assignments})")
+
+
+def _q(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
 
 
 def _key_condition(keys: Sequence[str]) -> str:
     # <=> so that a null in a key column matches itself (callers keep null keys out anyway).
-    return " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    return " AND ".join(f"t.{_q(k)} <=> s.{_q(k)}" for k in keys)
 
 
 def _metrics(result: "DataFrame | None") -> dict[str, int]:
@@ -90,7 +97,7 @@ def _pending_rows(spark: "SparkSession", df: "DataFrame", uri: str, columns: Seq
     from pyspark.sql import functions as F
 
     target = read_table(spark, uri, table_version(spark, uri)).select(*columns)
-    condition = F.expr(" AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns))
+    condition = F.expr(" AND ".join(f"s.{_q(c)} <=> t.{_q(c)}" for c in columns))
     return df.alias("s").join(target.alias("t"), on=condition, how="left_anti")
 
 
@@ -104,19 +111,38 @@ def _last_commit_rows(spark: "SparkSession", uri: str) -> int:
 _NOTHING = {"num_affected_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0, "num_inserted_rows": 0}
 
 
-def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str]) -> dict[str, int]:
+def _create_with(spark: "SparkSession", df: "DataFrame", uri: str) -> dict[str, int]:
+    # No table yet: the first commit creates it with all rows at once, atomically (a crash
+    # before it leaves no table; after it, a rerun MERGEs against it).
+    df.write.format("delta").mode("errorifexists").save(uri)
+    return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
+
+
+def add_missing_columns(spark: "SparkSession", uri: str, schema: "StructType") -> list[str]:
+    """Add the columns of ``schema`` the table at ``uri`` lacks (null in its existing rows), so a
+    table written by an earlier lakeloop takes rows with columns added since; returns their names."""
+    current = {f.name.lower() for f in read_table(spark, uri).schema.fields}
+    new = [f for f in schema.fields if f.name.lower() not in current]
+    if new:
+        columns = ", ".join(f"{_q(f.name)} {f.dataType.simpleString()}" for f in new)
+        spark.sql(f"ALTER TABLE delta.{_q(uri)} ADD COLUMNS ({columns})")
+    return [f.name for f in new]
+
+
+def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str],
+                     add_columns: bool = False) -> dict[str, int]:
     """Insert the rows of ``df`` whose key is not in the table yet; create the table if needed.
 
     ``df`` must hold at most one row per key. Returns Delta's MERGE metrics. When no row
-    is new, nothing is committed (Delta would otherwise record an empty MERGE).
+    is new, nothing is committed (Delta would otherwise record an empty MERGE). With
+    ``add_columns`` columns of ``df`` the table lacks are added first.
     """
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, uri):
-        # No table yet: the first commit creates it with all rows at once, atomically (a
-        # crash before it leaves no table; after it, a rerun MERGEs against it).
-        df.write.format("delta").mode("errorifexists").save(uri)
-        return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
+        return _create_with(spark, df, uri)
+    if add_columns:
+        add_missing_columns(spark, uri, df.schema)
     if _pending_rows(spark, df, uri, keys).isEmpty():
         return dict(_NOTHING)
     merge = (
@@ -135,24 +161,29 @@ def merge_upsert(
     keys: Sequence[str],
     compare_columns: Sequence[str],
     evolve_schema: bool = False,
+    add_columns: bool = False,
 ) -> dict[str, int]:
-    """Update rows whose key exists and whose values changed; insert the rest.
+    """Update rows whose key exists and whose values changed; insert the rest; create the table
+    with all rows in one commit if there is none.
 
     Unchanged rows are left alone, and when no row is new or changed nothing is committed,
     so a rerun on the same input leaves the table's version as it was.
     With ``evolve_schema`` new source columns are added to the table (Delta's
-    ``withSchemaEvolution``).
+    ``withSchemaEvolution``); with ``add_columns`` they are added before the MERGE.
     """
     from delta.tables import DeltaTable
 
-    ensure_table(spark, uri, df.schema)
+    if not is_delta_table(spark, uri):
+        return _create_with(spark, df, uri)
+    if add_columns:
+        add_missing_columns(spark, uri, df.schema)
     table_columns = set(read_table(spark, uri).columns)
     known = [c for c in compare_columns if c in table_columns]
     new_columns = evolve_schema and bool(set(df.columns) - table_columns)
     if not new_columns and _pending_rows(spark, df, uri, [*keys, *known]).isEmpty():
         return dict(_NOTHING)
     # Columns the table gains in this MERGE count as changed for every matched row.
-    changed = "true" if new_columns else (" OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in known) or "false")
+    changed = "true" if new_columns else (" OR ".join(f"NOT (t.{_q(c)} <=> s.{_q(c)})" for c in known) or "false")
     merge = DeltaTable.forPath(spark, uri).alias("t").merge(df.alias("s"), _key_condition(keys))
     if evolve_schema:
         merge = merge.withSchemaEvolution()

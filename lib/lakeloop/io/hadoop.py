@@ -7,6 +7,7 @@ processes without a SparkSession use :mod:`lakeloop.io.lakefs` instead.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping
 
@@ -44,6 +45,23 @@ def qualify(spark: "SparkSession", uri: str) -> str:
     """The fully qualified form Spark reports paths in (``file:///x`` -> ``file:/x``), without a trailing ``/``."""
     fs, path = _fs_and_path(spark, uri)
     return str(fs.makeQualified(path).toString()).rstrip("/")
+
+
+def literal_glob(path: str) -> str:
+    """``path`` with Hadoop glob characters escaped: Spark's readers take their paths as globs, and
+    a file named ``a[1].png`` must be read as it is."""
+    return re.sub(r"([\[\]{}*?\\])", r"\\\1", path)
+
+
+def path_from_index(uri: str) -> str:
+    """``file:///a%20b/x.png`` (the form of Spark's file index, ``inputFiles()``) -> ``file:/a b/x.png``
+    (the form of a scan's path column, ``binaryFile``'s ``path``)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}"
+    return f"{parts.scheme}:{unquote(parts.path)}"
 
 
 def empty_files(spark: "SparkSession", uris: list[str]) -> list[tuple[str, int, datetime]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from lakeloop.config import Profile, load_profile
@@ -34,6 +35,11 @@ def base_parser(job: str, description: str) -> argparse.ArgumentParser:
         "--conf", dest="spark_conf", action="append", default=[], metavar="SPARK_KEY=VALUE",
         help="add a Spark setting, e.g. --conf spark.sql.shuffle.partitions=4 (repeatable)",
     )
+    parser.add_argument(
+        "--repo", metavar="DIR",
+        help="the checkout {repo} stands for in the profile (./spark-submit.sh passes the one it used; "
+             "default: the folder above the profile's conf/ folder, else the checkout lakeloop runs from)",
+    )
     return parser
 
 
@@ -48,7 +54,8 @@ def run_job(
     args = parser.parse_args(argv)
     report = RunReport.start(job)
     try:
-        profile = load_profile(args.profile, [*args.overrides, *overrides_from_args(args)], args.spark_conf)
+        profile = load_profile(args.profile, [*args.overrides, *overrides_from_args(args)], args.spark_conf,
+                               repo_root=Path(args.repo) if args.repo else None)
     except LakeloopError as exc:
         print(f"{job}: {exc}", file=sys.stderr)
         return 2

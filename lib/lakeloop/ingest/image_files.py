@@ -1,0 +1,179 @@
+"""Finding and reading the image files of a source folder, every one of them.
+
+Spark's file listing (``binaryFile``) is fast and reads no bytes, but it passes over, without
+a word, every file and folder whose name starts with ``_`` or ``.`` (a camera's
+``_DSC0001.JPG``, a ``_drafts/`` folder, a ``.thumb.jpg``), and it skips empty files. So:
+
+* :func:`list_source_files` takes Spark's listing, adds back the empty files Spark's scan
+  skips, and adds the files under names Spark hides, found with the pyarrow filesystem of
+  :mod:`lakeloop.io.lakefs` (the same storage settings). Each row says whether Spark can read
+  it (``spark_readable``) and whether a component of its name starts with ``.`` (``dot_name``).
+* :func:`read_files` reads the bytes of the listed files: through ``binaryFile`` those Spark
+  can read (never a file over the size limit: the ``length`` filter is pushed into the scan),
+  and the others on the executors with the pyarrow filesystem, in a pandas UDF.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+# pandas at module level: pandas UDF type hints are resolved in this module's globals.
+import pandas as pd
+
+from lakeloop.errors import SourceError
+from lakeloop.io import hadoop
+from lakeloop.io.lakefs import LakeFiles
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+FILE_KEYS = ("path", "length", "modification_time")
+LISTING_SCHEMA = ("path string, length long, modification_time timestamp, spark_readable boolean, "
+                  "dot_name boolean")
+
+
+def _extension_glob(extensions: tuple[str, ...]) -> str:
+    """``("png", "jpg")`` -> ``*.{[pP][nN][gG],[jJ][pP][gG]}``: Hadoop globs are case-sensitive.
+
+    The profile checked the entries (letters and digits, an optional leading dot)."""
+    parts = []
+    for ext in extensions:
+        ext = ext.lower().lstrip(".")
+        parts.append("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in ext))
+    return "*.{" + ",".join(parts) + "}"
+
+
+def hidden_by_spark(relative: str) -> bool:
+    """Whether Spark's listing passes over ``relative`` (a path below the source): a component
+    starting with ``_`` (without ``=``, which marks a partition folder) or ``.``."""
+    return any((part.startswith("_") and "=" not in part) or part.startswith(".") for part in relative.split("/"))
+
+
+def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str, ...],
+                      files: LakeFiles | None = None) -> "DataFrame":
+    """All files under ``source`` (recursively) whose ending is in ``extensions``, any case,
+    whatever their names.
+
+    Columns: ``path``, ``length``, ``modification_time``, ``spark_readable``, ``dot_name``.
+    No file content is read. ``files`` reaches the source without Spark (default: no storage
+    settings, enough for ``file:``); the result is persisted: unpersist it when done.
+
+    Raises
+    ------
+    SourceError
+        if ``source`` does not exist.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if not hadoop.exists(spark, source):
+        raise SourceError(
+            f"image source {source} does not exist; check ingest_images.source "
+            f"(or pass --source URI) and that the folder is reachable from Spark"
+        )
+    listing = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", _extension_glob(extensions))
+        .load(source)
+    )
+    scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"),
+                             F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name"))
+    extra = _empty_files(spark, listing, scanned) + _files_spark_hides(files or LakeFiles(), source, extensions)
+    if extra:
+        scanned = scanned.unionByName(spark.createDataFrame(extra, LISTING_SCHEMA))
+    return scanned.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _empty_files(spark: "SparkSession", listing: "DataFrame", scanned: "DataFrame") -> list[tuple]:
+    """Spark's file scans skip zero-length files, but an empty upload is an input like any other
+    and must reach quarantine: find them in the file index."""
+    indexed = listing.inputFiles()
+    if len(indexed) == scanned.count():
+        return []
+    shown = {r.path for r in scanned.select("path").collect()}
+    missing = [uri for uri in indexed if hadoop.path_from_index(uri) not in shown]
+    return [(path, length, mtime, True, False) for path, length, mtime in hadoop.empty_files(spark, missing)]
+
+
+def _files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...]) -> list[tuple]:
+    """(path, length, mtime, spark_readable=False, dot_name) of the files Spark's listing hides.
+
+    Paths are the source URI plus the path below it, the form the rest of lakeloop uses;
+    times are truncated to milliseconds, as Hadoop's are.
+    """
+    from pyarrow.fs import FileSelector, FileType
+
+    fs, root = files.filesystem(source)
+    endings = tuple("." + e.lower().lstrip(".") for e in extensions)
+    found = []
+    for info in fs.get_file_info(FileSelector(root, recursive=True, allow_not_found=True)):
+        relative = info.path[len(root):].lstrip("/")
+        if info.type != FileType.File or not relative.lower().endswith(endings) or not hidden_by_spark(relative):
+            continue
+        mtime = info.mtime.astimezone(timezone.utc).replace(tzinfo=None) if info.mtime else datetime(1970, 1, 1)
+        mtime = mtime.replace(microsecond=mtime.microsecond // 1000 * 1000)
+        dot = any(part.startswith(".") for part in relative.split("/"))
+        found.append((f"{source.rstrip('/')}/{relative}", int(info.size), mtime, False, dot))
+    return found
+
+
+def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("binary")
+    def read(paths: pd.Series) -> pd.Series:
+        from lakeloop.io.lakefs import LakeFiles
+
+        files = LakeFiles(hadoop_conf)
+
+        def one(path: str) -> bytes | None:
+            try:
+                return files.read_bytes(path)
+            except FileNotFoundError:
+                return None  # vanished since listing: left for the next run, like Spark's scan does
+
+        return paths.map(one)
+
+    return read
+
+
+def read_files(
+    spark: "SparkSession", files: "DataFrame", source: str | None = None, extensions: tuple[str, ...] = (),
+    max_file_bytes: int = 2**31 - 1, lake_files: LakeFiles | None = LakeFiles(),
+) -> "DataFrame":
+    """Bytes of the listed ``files``: ``path, length, modification_time, content``.
+
+    Only (path, length, modification_time) seen at listing time are kept: a file rewritten
+    since is left for the next run. Files over ``max_file_bytes`` are never read. Empty files
+    are not read (Spark's scan skips them); they get empty ``content``. With ``source`` (and
+    its ``extensions``) the files Spark can read are scanned as one folder, which is much
+    faster than handing Spark thousands of single paths; without it, path by path (an
+    incremental run). Files Spark cannot read (hidden names) are read with ``lake_files``
+    (default: no storage settings, enough for ``file:``); pass None when there are none, and
+    that branch is left out of the plan.
+    """
+    from pyspark.sql import functions as F
+
+    wanted = files.where(F.col("length") <= max_file_bytes)
+    empty = wanted.where("length = 0").select(*FILE_KEYS, F.lit(bytearray()).alias("content"))
+    if lake_files is not None:
+        python_read = wanted.where("length > 0 AND NOT spark_readable").select(
+            *FILE_KEYS, _read_with_pyarrow_udf(dict(lake_files.hadoop_conf))(F.col("path")).alias("content")
+        ).where(F.col("content").isNotNull())
+        empty = empty.unionByName(python_read)
+    spark_paths = wanted.where("length > 0 AND spark_readable")
+    if source is not None:
+        reader = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+                  .option("pathGlobFilter", _extension_glob(extensions)).load(source))
+    else:
+        paths = [row.path for row in spark_paths.select("path").collect()]
+        if not paths:
+            return empty
+        reader = spark.read.format("binaryFile").load([hadoop.literal_glob(p) for p in paths])
+    # The length filter is pushed into the scan: a file over the limit is never opened.
+    read = reader.where(F.col("length") <= max_file_bytes).select(
+        "path", "length", F.col("modificationTime").alias("modification_time"), "content"
+    ).join(spark_paths.select(*FILE_KEYS), on=list(FILE_KEYS), how="left_semi")
+    return read.unionByName(empty)

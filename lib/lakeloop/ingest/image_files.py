@@ -78,12 +78,18 @@ def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str,
         .option("pathGlobFilter", _extension_glob(extensions))
         .load(source)
     )
+    # Cached before the count below: the listing is scanned once, however often it is used.
     scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"),
-                             F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name"))
+                             F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name")
+                             ).persist(StorageLevel.MEMORY_AND_DISK)
     extra = _empty_files(spark, listing, scanned) + _files_spark_hides(files or LakeFiles(), source, extensions)
-    if extra:
-        scanned = scanned.unionByName(spark.createDataFrame(extra, LISTING_SCHEMA))
-    return scanned.persist(StorageLevel.MEMORY_AND_DISK)
+    if not extra:
+        return scanned
+    # One cached frame for the caller to unpersist; the scan itself is read from its own cache.
+    whole = scanned.unionByName(spark.createDataFrame(extra, LISTING_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK)
+    whole.count()
+    scanned.unpersist()
+    return whole
 
 
 def _empty_files(spark: "SparkSession", listing: "DataFrame", scanned: "DataFrame") -> list[tuple]:

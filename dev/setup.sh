@@ -7,17 +7,21 @@
 #     in the checkout points at it.
 #  3. The JVM packages of the profiles (Delta, ...) resolved from Maven Central into
 #     the jar cache (python -m lakeloop.runtime.jars resolve).
-# Usage: ./dev/setup.sh [--profile NAME ...]   (default: the local and test profiles)
+#  4. With --with-browser: Chromium from Debian's packages, for the tests that open the run
+#     pages in a real headless browser (./dev/test.sh asks for it).
+# Usage: ./dev/setup.sh [--profile NAME ...] [--with-browser]   (default: the local and test profiles)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${LAKELOOP_CACHE:-$HOME/.cache/lakeloop}"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 profiles=()
+browser=no
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profiles+=("$2"); shift 2 ;;
-    *) echo "setup.sh: unknown argument $1 (usage: ./dev/setup.sh [--profile NAME ...])" >&2; exit 2 ;;
+    --with-browser) browser=yes; shift ;;
+    *) echo "setup.sh: unknown argument $1 (usage: ./dev/setup.sh [--profile NAME ...] [--with-browser])" >&2; exit 2 ;;
   esac
 done
 [ ${#profiles[@]} -gt 0 ] || profiles=(local test)
@@ -29,6 +33,14 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] || ! command -v mv
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+fi
+
+# --- 1b. Chromium (tests of the run pages) ------------------------------------------------
+if [ "$browser" = yes ] && ! [ -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null; then
+  say "installing Chromium with apt-get (the run-page tests open pages in a headless browser)"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 # --- 2. Python environment ------------------------------------------------------------

@@ -25,5 +25,7 @@ step "train LeNet-5 with TorchDistributor (2 processes) -> models/digits_lenet"
 "$repo/spark-submit.sh" --profile "$profile" train
 step "score the demo images with the latest model -> gold.predictions"
 "$repo/spark-submit.sh" --profile "$profile" score --input images
+step "evaluate it on the test split, per scan_batch -> gold.model_evaluations"
+"$repo/spark-submit.sh" --profile "$profile" evaluate
 step "the lake"
 "$py" -m lakeloop.cli show --profile "$profile" 2>/dev/null

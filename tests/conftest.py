@@ -60,3 +60,12 @@ def digits_lake(spark, tmp_path_factory) -> Profile:
     yield profile
     assert fingerprint(root) == before, (
         f"a test wrote into the shared demo lake {root}; copy it with support.lakes.copy_lake first")
+
+
+@pytest.fixture(scope="session")
+def observed_lake(spark, tmp_path_factory):
+    """The demo pipeline (both ingestions, features with scan_batch joined, 2 epochs of training
+    with TensorBoard and MLflow, scoring, evaluation) run once, with every job's report."""
+    from support.observed import run_observed_pipeline
+
+    return run_observed_pipeline(spark, tmp_path_factory.mktemp("observed"))

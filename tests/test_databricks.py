@@ -154,6 +154,7 @@ def test_pipeline_runs_the_steps_in_order(bundle):
         "build_features": ["ingest_images", "ingest_tables"],
         "train": ["build_features"],
         "score": ["train"],
+        "evaluate": ["score"],
     }
     # Listed in an order that runs: every task after the ones it waits for.
     seen: set[str] = set()
@@ -309,7 +310,7 @@ def test_lakeloop_command_dispatches(tmp_path, capsys):
     assert cli.main(["databricks", "bundle", "--out", str(tmp_path / "databricks.yml")]) == 0
     assert (tmp_path / "databricks.yml").is_file()
     assert cli.main(["nope"]) == 2
-    assert "the commands are: show, databricks, jars, train-rank" in capsys.readouterr().err
+    assert "the commands are: show, databricks, jars, report, train-rank" in capsys.readouterr().err
 
 
 def test_cli_generates_for_another_checkout(tmp_path, capsys):

@@ -10,7 +10,8 @@ The handful of names a notebook needs::
     registry = Registry.for_profile(profile)
     predicted = score(spark.read.format("delta").load(lake.features), "digits_lenet", registry=registry)
 
-Everything else is reachable in its subpackage (see the README's "Architecture"); these
+Figures and image grids for notebooks are in :mod:`lakeloop.explore` (``from lakeloop import
+explore``). Everything else is reachable in its subpackage (see the README's "Architecture"); these
 are imported on first use, so ``import lakeloop`` stays light on executors.
 """
 
@@ -34,6 +35,8 @@ _EXPORTS = {
     "score_batch": "lakeloop.scoring.batch",
     "show_lake": "lakeloop.summary",
     "RunReport": "lakeloop.report",
+    "evaluate_model": "lakeloop.evaluation",
+    "render_page": "lakeloop.pages",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,7 @@
 """The ``lakeloop`` command of the installed wheel: one entry point for the library's tools.
 
     lakeloop show [--profile P] [--set k=v ...]    what the lake holds (tables, quarantine reasons, models)
+    lakeloop report [JOB|RUN_ID] [--open]          a run's HTML page, drawn from its report (lakeloop.pages)
     lakeloop databricks bundle ...                 job definitions for Databricks (lakeloop.deploy.databricks)
     lakeloop jars resolve|list ...                 the profiles' JVM packages (lakeloop.runtime.jars)
     lakeloop train-rank --plan FILE                one training process without Spark (lakeloop.training.rank)
@@ -21,6 +22,7 @@ from typing import Sequence
 MODULE_COMMANDS: dict[str, str] = {
     "databricks": "lakeloop.deploy.databricks",
     "jars": "lakeloop.runtime.jars",
+    "report": "lakeloop.pages",
     "train-rank": "lakeloop.training.rank",
 }
 COMMANDS = ("show", *MODULE_COMMANDS)

@@ -17,6 +17,7 @@ interpreter); ``~`` at the start of a local cache path is the user's home.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import types
@@ -183,6 +184,39 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """Settings of ``jobs/evaluate.py``; see :mod:`lakeloop.evaluation`."""
+
+    model: str | None = None  # default: score.model
+    split: Literal["train", "validation", "test"] = "test"
+    top_k: int = 3
+    calibration_bins: int = 10
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Data-quality and bias checks (build_features, evaluate, score); thresholds unset are not checked."""
+
+    group_column: str | None = None
+    max_class_imbalance: float | None = None
+    min_label_coverage: float | None = None
+    max_group_accuracy_gap: float | None = None
+    max_input_psi: float | None = None
+    on_violation: Literal["warn", "fail"] = "warn"
+
+
+@dataclass(frozen=True)
+class ObserveConfig:
+    """What the jobs show besides their JSON report: the HTML page, progress lines, TensorBoard, MLflow."""
+
+    html_reports: bool = True
+    progress_interval_s: float = 10.0
+    tensorboard: bool = True
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "lakeloop"
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """Where the demo writer (``dev/lakeloop_dev/demo_data.py``, run by ``./dev/demo.sh``) writes the demo raw zone."""
 
@@ -202,6 +236,9 @@ class Profile:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def hadoop_conf(self) -> dict[str, str]:
@@ -430,6 +467,7 @@ def check_profile(profile: Profile) -> None:
     _check_features(profile.features)
     _check_train(profile.train)
     _check_score(profile.score)
+    _check_observe(profile)
 
 
 def _at_least(value: int, minimum: int, setting: str, example: str) -> None:
@@ -532,3 +570,27 @@ def _check_score(cfg: ScoreConfig) -> None:
             f"score.max_batch_bytes = {cfg.max_batch_bytes} must be between 1 MiB and 2 GiB (Spark's Arrow "
             f"limit), e.g. 67108864"
         )
+
+
+def _check_observe(profile: Profile) -> None:
+    """evaluate.*, quality.* and observe.*: references parse, numbers are in range."""
+    if profile.evaluate.model is not None:
+        parse_model_ref(profile.evaluate.model)
+    _at_least(profile.evaluate.top_k, 1, "evaluate.top_k", "3")
+    _at_least(profile.evaluate.calibration_bins, 2, "evaluate.calibration_bins", "10")
+    quality = profile.quality
+    for setting, value, low, high, example in (
+        ("max_class_imbalance", quality.max_class_imbalance, 1.0, math.inf, "3.0 (the largest class at most 3x "
+                                                                             "the smallest)"),
+        ("min_label_coverage", quality.min_label_coverage, 0.0, 1.0, "0.95"),
+        ("max_group_accuracy_gap", quality.max_group_accuracy_gap, 0.0, 1.0, "0.05"),
+        ("max_input_psi", quality.max_input_psi, 0.0, math.inf, "0.25"),
+    ):
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"quality.{setting} = {value!r} must be between {low} and {high}, e.g. {example}")
+    if profile.observe.progress_interval_s < 0:
+        raise ConfigError(f"observe.progress_interval_s = {profile.observe.progress_interval_s!r} must be 0 "
+                          f"(no progress lines) or more, e.g. 10")
+    if profile.observe.mlflow_tracking_uri is not None and not profile.observe.mlflow_tracking_uri.strip():
+        raise ConfigError("observe.mlflow_tracking_uri is empty; name a tracking URI (e.g. "
+                          "sqlite:///mlflow.db, file:/path/mlruns, http://host:5000, databricks) or leave it unset")

@@ -29,3 +29,7 @@ class JobFailed(LakeloopError):
 
 class ModelNotFound(LakeloopError):
     """Thrown when a model name, version or alias is not committed in the model registry."""
+
+
+class QualityError(LakeloopError):
+    """Thrown when a data-quality or bias threshold (``quality.*``) is crossed and ``quality.on_violation`` is fail."""

@@ -100,9 +100,18 @@ class LakeLayout:
         return self.table("quarantine", "predictions")
 
     # -- run reports
+    @property
+    def model_evaluations(self) -> str:
+        """Per (model, version, split): accuracy, F1, top-k, calibration and per-group figures."""
+        return self.table("gold", "model_evaluations")
+
     def reports(self, job: str) -> str:
-        """Folder of a job's run reports (JSON)."""
+        """Folder of a job's run reports (JSON) and their pages (HTML)."""
         return f"{self.root}/_reports/{job}"
+
+    def tensorboard(self, run_id: str) -> str:
+        """TensorBoard event files of one training run."""
+        return f"{self.reports('train')}/{run_id}/tensorboard"
 
     def resolve_table(self, ref: str) -> str:
         """``bronze.digits_meta`` -> that table's URI in this lake; any other text is returned as it is

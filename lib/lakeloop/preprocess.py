@@ -25,8 +25,11 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import pandas as pd  # module level: pandas UDF type hints resolve in this module's globals
+
 if TYPE_CHECKING:
     import numpy as np
+    from pyspark.sql import Column
 
     from lakeloop.config import PreprocessConfig
 
@@ -126,6 +129,35 @@ def normalize(batch: "np.ndarray", spec: PreprocessSpec) -> "np.ndarray":
 def pixels_to_tensor(pixels: Sequence[bytes], spec: PreprocessSpec) -> "np.ndarray":
     """uint8 H x W x C byte strings -> normalised float32 array ``N x C x H x W``."""
     return normalize(pixels_to_array(pixels, spec), spec)
+
+
+def pixel_means(pixels: Sequence[bytes | None]) -> "np.ndarray":
+    """Mean intensity (0..1) of each uint8 pixel buffer, NaN for ``None``: the per-image input
+    statistic a model's training set is summarised by and a scoring run is compared with."""
+    import numpy as np
+
+    return np.array([np.frombuffer(p, dtype=np.uint8).mean() / 255.0 if p else np.nan for p in pixels],
+                    dtype=np.float64)
+
+
+def mean_intensity(pixels: "Column") -> "Column":
+    """Per-row mean intensity (0..1) of a uint8 ``pixels`` column (:func:`lakeloop.preprocess.pixel_means`)."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("double")
+    def means(values: pd.Series) -> pd.Series:
+        from lakeloop.preprocess import pixel_means
+
+        return pd.Series(pixel_means(values.tolist()))
+
+    return means(pixels)
+
+
+def intensity_bin(means: "Column", n_bins: int) -> "Column":
+    """The histogram bin (0 .. n_bins-1) of a 0..1 value; 1.0 falls in the last."""
+    from pyspark.sql import functions as F
+
+    return F.least(F.floor(means * n_bins), F.lit(n_bins - 1)).cast("int")
 
 
 def random_shift(batch: "np.ndarray", max_shift: int, rng: "np.random.Generator") -> "np.ndarray":

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
+from lakeloop.errors import QualityError
 from lakeloop.io import hadoop
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class RunReport:
     details: dict[str, Any] = field(default_factory=dict)
     finished_at: str | None = None
     error: str | None = None
+    current_step: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def start(cls, job: str) -> "RunReport":
@@ -50,12 +52,24 @@ class RunReport:
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
-        """Add the wall time of the block to ``durations_s[step]``."""
-        start = time.perf_counter()
+        """Add the wall time of the block to ``durations_s[step]``; ``current_step`` names it meanwhile
+        (the progress lines of :mod:`lakeloop.runtime.progress` say which step runs)."""
+        start, outer = time.perf_counter(), self.current_step
+        self.current_step = step
         try:
             yield
         finally:
+            self.current_step = outer
             self.durations_s[step] = round(self.durations_s.get(step, 0.0) + time.perf_counter() - start, 3)
+
+    def flag(self, check: str, message: str, fail: bool) -> None:
+        """Record a crossed quality threshold (``details.quality_violations``, and a warning); with
+        ``fail`` (``quality.on_violation: fail``) raise :class:`QualityError` once it is recorded."""
+        self.details.setdefault("quality_violations", []).append({"check": check, "message": message})
+        self.warnings.append(f"quality: {message}")
+        if fail:
+            raise QualityError(f"{message} (quality.on_violation is fail; the data written by this run stays, "
+                               f"fix the input or relax the threshold, then rerun)")
 
     def finish(self, status: str = "succeeded", error: str | None = None) -> "RunReport":
         self.status = status
@@ -63,8 +77,12 @@ class RunReport:
         self.finished_at = datetime.now(timezone.utc).isoformat()
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (what the JSON holds)."""
+        return {k: v for k, v in self.__dict__.items() if k != "current_step"}
+
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2, sort_keys=False, default=str)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)
 
     def summary(self) -> str:
         """A few lines a person reads at the end of a run."""

@@ -24,22 +24,37 @@ def lake_tables(profile: Profile) -> list[tuple[str, str]]:
     tables = [("bronze", "images"), ("quarantine", "images")]
     tables += [(layer, t) for t in profile.ingest_tables.tables for layer in ("bronze", "quarantine")]
     tables += [("silver", "features"), ("quarantine", "features"), ("gold", "predictions"),
-               ("quarantine", "predictions")]
+               ("quarantine", "predictions"), ("gold", "model_evaluations")]
     return tables
 
 
 def _prediction_lines(df: "DataFrame") -> list[str]:
+    """Rows per model version and their accuracy against the labels on the test split (the rows
+    no training saw); the other splits' figures are in gold.model_evaluations."""
     from pyspark.sql import functions as F
 
+    correct = (F.col("label") == F.col("true_label")).cast("int")
+    is_test = (F.col("split") == "test") if "split" in df.columns else F.lit(False)
     per_model = df.groupBy("model_name", "model_version").agg(
         F.count("*").alias("rows"),
-        F.avg(F.when(F.col("true_label").isNotNull(), (F.col("label") == F.col("true_label")).cast("int")))
-        .alias("accuracy"),
+        F.avg(F.when(F.col("true_label").isNotNull() & is_test, correct)).alias("test_accuracy"),
+        F.count(F.when(F.col("true_label").isNotNull() & is_test, 1)).alias("test_rows"),
     ).orderBy("model_name", "model_version")
     lines = []
     for row in per_model.collect():
-        accuracy = "" if row["accuracy"] is None else f", accuracy vs labels {row['accuracy']:.2%}"
+        accuracy = "" if row["test_accuracy"] is None else \
+            f", test-split accuracy {row['test_accuracy']:.2%} ({row['test_rows']} rows)"
         lines.append(f"  {'':<24} {row['rows']:>6} by {row['model_name']}:{row['model_version']}{accuracy}")
+    return lines
+
+
+def _evaluation_lines(df: "DataFrame") -> list[str]:
+    """The test-split figures of each evaluated version, with the largest gap between groups."""
+    lines = []
+    for row in df.where("split = 'test'").orderBy("model_name", "model_version").collect():
+        gap = "" if row["largest_group_gap"] is None else f", largest group gap {row['largest_group_gap']:.1%}"
+        lines.append(f"  {'':<24} {row['model_name']}:{row['model_version']} test: accuracy {row['accuracy']:.2%}, "
+                     f"macro-F1 {row['macro_f1']:.3f}{gap}")
     return lines
 
 
@@ -81,6 +96,8 @@ def show_lake(spark: "SparkSession", profile: Profile) -> str:
         lines.append(f"  {layer + '.' + name:<24} {df.count():>6} rows  Delta v{version:<3} {uri}")
         if (layer, name) == ("gold", "predictions"):
             lines += _prediction_lines(df)
+        if (layer, name) == ("gold", "model_evaluations"):
+            lines += _evaluation_lines(df)
         if layer == "quarantine" and "error" in df.columns:
             lines += _reason_lines(df)
     return "\n".join(lines + _model_lines(Registry.for_profile(profile)))

@@ -50,6 +50,7 @@ PIPELINE_STEPS: dict[str, tuple[str, ...]] = {
     "build_features": ("ingest_images", "ingest_tables"),
     "train": ("build_features",),
     "score": ("train",),
+    "evaluate": ("score",),
 }
 TRAIN_JOB = "train"
 JOB_PREFIX = "lakeloop_"
@@ -371,7 +372,7 @@ def _job_settings(
     settings[PIPELINE_JOB] = job(
         "lakeloop-pipeline",
         f"The lakeloop pipeline with the {profile.name} profile: ingest_images and ingest_tables, then "
-        f"build_features, train, score. {train_note}",
+        f"build_features, train, score, evaluate. {train_note}",
         pipeline_tasks,
     )
     return settings

@@ -20,6 +20,7 @@ import pandas as pd  # module level: pandas UDF type hints resolve in this modul
 
 from lakeloop.config import FeaturesConfig, Profile
 from lakeloop.errors import ConfigError, SourceError
+from lakeloop.features.quality import check_features_quality, features_quality
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec
@@ -153,6 +154,19 @@ def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesC
     return metrics, bad_count
 
 
+def _quality(spark: "SparkSession", profile: Profile, lake: LakeLayout, version: int,
+             report: RunReport) -> dict:
+    """The quality figures of silver.features at ``version``, kept in the report's details."""
+    table = delta.read_table(spark, lake.features, version)
+    group_column = profile.quality.group_column
+    if group_column is not None and group_column not in table.columns:
+        report.warnings.append(f"quality.group_column {group_column!r} is not a column of {lake.features} (it has "
+                               f"{', '.join(table.columns)}): no per-group figures; add it to features.join_columns")
+        group_column = None
+    quality = report.details["quality"] = features_quality(table, group_column)
+    return quality
+
+
 def build_features(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
     """Build or update ``silver.features`` from the current ``bronze.images``.
 
@@ -188,8 +202,10 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
     finally:
         features.unpersist()
     version = delta.table_version(spark, lake.features)
-    split_counts = {r["split"]: r["count"] for r in
-                    delta.read_table(spark, lake.features, version).groupBy("split").count().collect()}
+    with report.timed("quality"):
+        quality = _quality(spark, profile, lake, version, report)
+    split_counts = quality["rows_per_split"]
+    unlabelled = quality["rows"] - quality["labelled"]
     inserted, updated = metrics.get("num_inserted_rows", 0), metrics.get("num_updated_rows", 0)
     report.counts.update(
         images=n_images,
@@ -199,6 +215,9 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
         quarantined=bad_count,
         **{f"split_{k}": v for k, v in sorted(split_counts.items())},
     )
+    if unlabelled:
+        report.counts["unlabelled"] = unlabelled
+    check_features_quality(report, quality, profile.quality)
     report.details["features_version"] = version
     report.outputs.update(features=lake.features, quarantine=lake.quarantine_features)
     return report

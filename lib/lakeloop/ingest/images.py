@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 # pandas at module level: pandas UDF type hints are resolved in this module's globals.
 import pandas as pd
@@ -54,6 +54,9 @@ OUTCOMES = (OUTCOME_INGESTED, OUTCOME_DUPLICATE, OUTCOME_QUARANTINED, OUTCOME_SK
 
 CHECK_SCHEMA = "ok boolean, format string, width int, height int, mode string, error string, reason string"
 HIDDEN_REASON = "hidden_name"
+# Refused files shown on the run page, and the largest whose bytes are read for a thumbnail.
+SAMPLES = 12
+SAMPLE_MAX_BYTES = 8 * 1024 * 1024
 
 
 def select_unseen(listing: "DataFrame", ledger: "DataFrame") -> "DataFrame":
@@ -355,6 +358,28 @@ def _summarise_checks(checked: "DataFrame", report: RunReport) -> None:
     histogram = report.details.setdefault("quarantine_reasons", {})
     for row in reasons:
         histogram[row["reason"]] = histogram.get(row["reason"], 0) + row["count"]
+    if reasons:
+        report.details["quarantine_samples"] = quarantine_samples(checked.where(~F.col("check.ok")).select(
+            "path", "length", "content", F.col("check.reason").alias("reason"), F.col("check.error").alias("error")))
+
+
+def quarantine_samples(refused: "DataFrame", limit: int = SAMPLES) -> list[dict[str, Any]]:
+    """The first ``limit`` refused files by path, for the run page: path, reason, message and a
+    thumbnail (PNG, base64) where the bytes decode; files over :data:`SAMPLE_MAX_BYTES` are not read."""
+    import base64
+
+    from pyspark.sql import functions as F
+
+    from lakeloop.figures import thumbnail_png
+
+    rows = refused.select("path", "reason", "error", F.when(F.col("length") <= SAMPLE_MAX_BYTES, F.col("content"))
+                          .alias("content")).orderBy("path").limit(limit).collect()
+    samples = []
+    for row in rows:
+        thumb = thumbnail_png(row["content"])
+        samples.append({"path": row["path"], "reason": row["reason"], "error": (row["error"] or "")[:300],
+                        "thumbnail_png": base64.b64encode(thumb).decode("ascii") if thumb else None})
+    return samples
 
 
 def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, listing: _Listing,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from lakeloop.config import Profile, load_profile
 from lakeloop.errors import LakeloopError
 from lakeloop.layout import LakeLayout
+from lakeloop.pages import page_uri, write_page
 from lakeloop.report import RunReport, write_report
 
 if TYPE_CHECKING:
@@ -68,8 +69,11 @@ def run_job(
         print(f"{job}: {exc}", file=sys.stderr)
         return 2
     exit_code = 0
+    from lakeloop.runtime.progress import Progress
+
     try:
-        fn(spark, profile, report, args)
+        with Progress(spark, report, profile.observe.progress_interval_s):
+            fn(spark, profile, report, args)
         report.finish("succeeded")
     except LakeloopError as exc:
         report.finish("failed", f"{type(exc).__name__}: {exc}")
@@ -79,10 +83,19 @@ def run_job(
         traceback.print_exc()
         exit_code = 1
     report_dir = LakeLayout(profile.lake_root).reports(job)
+    if profile.observe.html_reports:
+        report.outputs["page"] = page_uri(report_dir, report.run_id)
     try:
         write_report(spark, report, report_dir)
     except Exception as exc:  # noqa: BLE001 - a lost report must not hide the job's own outcome
         print(f"{job}: could not write the run report to {report_dir}: {exc}", file=sys.stderr)
         exit_code = exit_code or 1
+    if profile.observe.html_reports:
+        try:
+            write_page(spark, report.to_dict(), report_dir)
+        except Exception as exc:  # noqa: BLE001 - the page is a view of the report, which is written
+            report.outputs.pop("page", None)
+            print(f"{job}: could not write the run page to {report_dir}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
     print(report.summary())
     return exit_code

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
-from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixels_to_tensor
+from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixel_means, pixels_to_tensor
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,6 +85,7 @@ def score_batch(
     inputs: Sequence[bytes | bytearray | memoryview | None],
     input_kind: str,
     device: "str | torch.device" = "cpu",
+    input_means: bool = False,
 ) -> pd.DataFrame:
     """Score one batch of images with a loaded model; runs without Spark.
 
@@ -97,6 +98,8 @@ def score_batch(
         the bytes of an image file (``"content"``); ``None`` for a missing value.
     input_kind : ``"pixels"`` or ``"content"``.
     device : where the forward pass runs, e.g. ``"cpu"`` or ``"cuda:0"``.
+    input_means : also return ``input_mean``, each prepared image's mean intensity (0..1),
+        the statistic the scoring job compares with the training set's (drift).
 
     Returns
     -------
@@ -116,7 +119,14 @@ def score_batch(
     spec = model_spec(metadata)
     pixels, good, errors = _prepare(inputs, input_kind, spec, model_label(metadata))
     probs = _probabilities(model, metadata, pixels, spec, device)
-    return _predictions(probs, list(metadata["classes"]), len(inputs), good, errors)
+    out = _predictions(probs, list(metadata["classes"]), len(inputs), good, errors)
+    if input_means:
+        import numpy as np
+
+        means = np.full(len(inputs), np.nan)
+        means[good] = pixel_means(pixels)
+        out["input_mean"] = means
+    return out
 
 
 def _probabilities(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels: list[bytes],

@@ -17,7 +17,8 @@ from lakeloop.config import Profile, ScoreConfig
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
-from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec
+from lakeloop.metrics import INTENSITY_BINS, histogram_fractions, population_stability_index
+from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, intensity_bin
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import INPUT_PIXELS, model_label, model_spec
@@ -45,6 +46,7 @@ def predictions_schema() -> "StructType":
         StructField("true_label", StringType()),
         StructField("scored_at", TimestampType()),
         StructField("run_id", StringType()),
+        StructField("split", StringType()),
     ])
 
 
@@ -100,7 +102,9 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     ------
     ``gold.predictions``
         MERGE keyed by (image_id, model_name, model_version): ``label``, ``label_index``,
-        ``score``, ``scores``, ``true_label`` (the input's ``label``), ``scored_at``, ``run_id``.
+        ``score``, ``scores``, ``true_label`` (the input's ``label``), ``scored_at``, ``run_id``,
+        ``split`` (the row's split in silver.features: from the input when it has one, else
+        joined from silver.features; null for rows that are in no features table).
     ``quarantine.predictions``
         rows that could not be scored, with ``error``, same key.
 
@@ -156,6 +160,7 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
         scored.unpersist()
     _count(report, pending, n_pending, stats, workers, cfg)
     _record_accuracy(spark, report, stats, scoring_input.version, lake)
+    _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
 
@@ -170,6 +175,7 @@ class _Input:
     kind: str
     version: ModelVersion
     metadata: dict[str, Any]
+    splits: "DataFrame | None"  # (image_id, split) from silver.features, for an input without a split
 
 
 def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, report: RunReport) -> _Input:
@@ -197,7 +203,12 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
         warning = _spec_warning(spark, input_uri, metadata)
         if warning:
             report.warnings.append(warning)
-    return _Input(input_uri, source, column, kind, version, metadata)
+    splits = None
+    lake = LakeLayout(profile.lake_root)
+    if "split" not in source.columns and input_uri != lake.features and delta.is_delta_table(spark, lake.features):
+        splits = delta.read_table(spark, lake.features, delta.table_version(spark, lake.features)) \
+            .select("image_id", "split")
+    return _Input(input_uri, source, column, kind, version, metadata, splits)
 
 
 def _this_version(version: ModelVersion) -> "Column":
@@ -261,9 +272,14 @@ def _score_pending(spark: "SparkSession", pending: _Pending, scoring_input: _Inp
                            cfg.torch_threads_per_task, diagnostics=True))
     has_label = "label" in scoring_input.source.columns
     true_label = F.col("label").cast("string") if has_label else F.lit(None).cast("string")
-    scored = pending.rows.select(
+    rows = pending.rows
+    if scoring_input.splits is not None:
+        rows = rows.join(scoring_input.splits, "image_id", "left")
+    split = F.col("split").cast("string") if "split" in rows.columns else F.lit(None).cast("string")
+    scored = rows.select(
         "image_id",
         true_label.alias("true_label"),
+        split.alias("split"),
         udf(F.col(scoring_input.column)).alias("p"),
         F.current_timestamp().alias("scored_at"),
     )
@@ -292,19 +308,23 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
         F.count(F.when(labelled, 1)).alias("labelled"),
         F.count(F.when(labelled & (F.col("p.label") == F.col("true_label")), 1)).alias("correct"),
         F.max("p.worker_max_rss_bytes").alias("rss"),
-    ).first()
+    ).first().asDict()
+    stats["intensity_bins"] = {r["bin"]: r["count"] for r in scored.where(ok).groupBy(
+        intensity_bin(F.col("p.input_mean"), INTENSITY_BINS).alias("bin")).count().collect() if r["bin"] is not None}
     workers = scored.groupBy("p.worker_pid", "p.worker_device").agg(
         F.max("p.worker_model_loads").alias("loads"), F.max("p.worker_batches").alias("batches")).collect()
     model_cols = [F.lit(version.name).alias("model_name"), F.lit(version.version).cast("int").alias("model_version")]
     run_id = F.lit(report.run_id).alias("run_id")
     good = scored.where(ok).select(
-        "image_id", *model_cols, "p.label", "p.label_index", "p.score", "p.scores", "true_label", "scored_at", run_id)
+        "image_id", *model_cols, "p.label", "p.label_index", "p.score", "p.scores", "true_label", "scored_at", run_id,
+        "split")
     bad = scored.where(~ok).select(
         "image_id", *model_cols, F.col("p.error").alias("error"), run_id, F.col("scored_at").alias("quarantined_at"))
     with report.timed("write_predictions"):
         if stats["good"]:
+            # add_columns: gold.predictions written before predictions carried their split gains the column.
             report.details["predictions_merge"] = delta.merge_insert_new(
-                spark, good, lake.predictions, list(PREDICTION_KEYS))
+                spark, good, lake.predictions, list(PREDICTION_KEYS), add_columns=True)
         else:
             # Nothing to add: no commit, but a first run still leaves the table for readers to find.
             delta.ensure_table(spark, lake.predictions, good.schema)
@@ -346,15 +366,42 @@ def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, versi
     details = report.details
     details["accuracy_this_run"] = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
     gold_version = delta.table_version(spark, lake.predictions)
-    overall = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(version)).agg(
+    gold = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(version))
+    split = F.coalesce(F.col("split"), F.lit("unknown")) if "split" in gold.columns else F.lit("unknown")
+    per_split = gold.groupBy(split.alias("split")).agg(
         F.count("*").alias("rows"),
         F.count(F.when(F.col("true_label").isNotNull(), 1)).alias("labelled"),
         F.count(F.when(F.col("label") == F.col("true_label"), 1)).alias("correct"),
-    ).first()
-    details["predictions_for_version"] = int(overall["rows"])
-    details["accuracy_model_version"] = round(overall["correct"] / overall["labelled"], 6) \
-        if overall["labelled"] else None
+    ).collect()
+    rows, labelled, correct = (sum(r[k] for r in per_split) for k in ("rows", "labelled", "correct"))
+    details["predictions_for_version"] = int(rows)
+    # Over every split, the training split included: a figure of how the version fits the lake, not of
+    # how well it generalises; that is the test split's (accuracy_by_split.test, or the evaluate job).
+    details["accuracy_model_version"] = round(correct / labelled, 6) if labelled else None
+    details["accuracy_by_split"] = {r["split"]: round(r["correct"] / r["labelled"], 6)
+                                    for r in sorted(per_split, key=lambda r: r["split"]) if r["labelled"]}
     details["predictions_delta_version"] = gold_version
     for name in ("accuracy_this_run", "accuracy_model_version"):
         if details[name] is not None:
             report.metrics[name] = details[name]
+    for name, value in details["accuracy_by_split"].items():
+        report.metrics[f"accuracy_{name}"] = value
+
+
+def _record_drift(report: RunReport, stats: dict[str, Any], metadata: dict[str, Any], profile: Profile) -> None:
+    """This run's inputs against the training set's (population stability index of per-image mean
+    intensity); a PSI above ``quality.max_input_psi`` is a quality violation."""
+    reference = metadata.get("input_statistics")
+    if not reference or not stats["intensity_bins"]:
+        return
+    this_run = histogram_fractions(stats["intensity_bins"], reference["bins"])
+    psi = population_stability_index(reference["train_fractions"], this_run)
+    report.details["drift"] = {"statistic": reference["statistic"], "psi": round(psi, 6),
+                               "train_fractions": reference["train_fractions"], "this_run_fractions": this_run,
+                               "rows": sum(stats["intensity_bins"].values())}
+    report.metrics["input_psi"] = round(psi, 6)
+    limit = profile.quality.max_input_psi
+    if limit is not None and psi > limit:
+        report.flag("max_input_psi", f"the {report.details['drift']['rows']} rows scored differ from the model's "
+                    f"training inputs (PSI of mean intensity {psi:.3f}, above quality.max_input_psi = {limit})",
+                    profile.quality.on_violation == "fail")

@@ -33,7 +33,8 @@ DEFAULT_BATCH_SIZE = 512
 RESULT_SCHEMA = "label string, label_index int, score double, scores array<double>, error string"
 # Per-row facts about the Python worker that scored the row; the job aggregates them.
 DIAGNOSTIC_SCHEMA = (
-    "worker_pid int, worker_device string, worker_model_loads int, worker_batches long, worker_max_rss_bytes long"
+    "worker_pid int, worker_device string, worker_model_loads int, worker_batches long, worker_max_rss_bytes long, "
+    "input_mean double"
 )
 ARROW_MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_MAX_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
@@ -139,11 +140,12 @@ def predict_partition(batches: Iterator[pd.Series], plan: UdfPlan) -> Iterator[p
     size = plan.batch_size
     for series in batches:
         values = series.tolist()
-        parts = [score_batch(entry.model, entry.metadata, values[i:i + size], plan.input_kind, device)
+        parts = [score_batch(entry.model, entry.metadata, values[i:i + size], plan.input_kind, device,
+                             input_means=plan.diagnostics)
                  for i in range(0, len(values), size)]
         out = parts[0] if len(parts) == 1 else (
             pd.concat(parts, ignore_index=True) if parts else
-            score_batch(entry.model, entry.metadata, [], plan.input_kind, device))
+            score_batch(entry.model, entry.metadata, [], plan.input_kind, device, input_means=plan.diagnostics))
         entry.batches += len(parts)
         if plan.diagnostics:
             out["worker_pid"] = os.getpid()
@@ -151,6 +153,7 @@ def predict_partition(batches: Iterator[pd.Series], plan: UdfPlan) -> Iterator[p
             out["worker_model_loads"] = entry.loads
             out["worker_batches"] = entry.batches
             out["worker_max_rss_bytes"] = _peak_rss_bytes()
+            out["input_mean"] = out.pop("input_mean")  # the schema's order
         yield out
 
 

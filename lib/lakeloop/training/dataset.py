@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lakeloop.config import Profile
 from lakeloop.errors import SourceError
 from lakeloop.io import delta, hadoop
 from lakeloop.layout import LakeLayout
-from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, SPLITS, PreprocessSpec
+from lakeloop.metrics import INTENSITY_BINS, histogram_fractions
+from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, SPLITS, PreprocessSpec, intensity_bin, mean_intensity
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -74,3 +75,20 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     if rows["train"] == 0:
         raise SourceError(f"silver.features at version {version} has no labelled training rows; check the labels")
     return TrainingSet(root, version, spec, classes, rows, reused)
+
+
+def input_statistics(spark: "SparkSession", ts: TrainingSet) -> dict[str, Any]:
+    """What the training inputs looked like, stored with the model: the histogram of per-image mean
+    intensity over the train split (scoring compares its inputs with it), its mean and spread."""
+    from pyspark.sql import functions as F
+
+    means = spark.read.parquet(ts.split_uri("train")).select(mean_intensity(F.col("pixels")).alias("m"))
+    rows = means.groupBy(intensity_bin(F.col("m"), INTENSITY_BINS).alias("bin")).agg(
+        F.count("*").alias("rows"), F.sum("m").alias("total"), F.sum(F.col("m") * F.col("m")).alias("squares")
+    ).collect()
+    n = sum(r["rows"] for r in rows)
+    mean = sum(r["total"] for r in rows) / n if n else None
+    variance = sum(r["squares"] for r in rows) / n - mean * mean if n else None
+    return {"statistic": "mean_intensity", "bins": INTENSITY_BINS, "rows": n,
+            "train_fractions": histogram_fractions({r["bin"]: r["rows"] for r in rows}),
+            "mean": mean, "std": max(variance, 0.0) ** 0.5 if variance is not None else None}

@@ -22,7 +22,7 @@ from lakeloop.errors import ConfigError
 from lakeloop.layout import LakeLayout
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.training.dataset import TrainingSet, materialize_training_set
+from lakeloop.training.dataset import TrainingSet, input_statistics, materialize_training_set
 from lakeloop.training.loader import plan_shards
 from lakeloop.training.rank import TrainPlan, train_rank
 
@@ -130,6 +130,7 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str) -> Train
         amp=cfg.amp,
         torch_threads=cfg.torch_threads,
         hadoop_conf=profile.hadoop_conf(),
+        tensorboard_dir=LakeLayout(profile.lake_root).tensorboard(run_id) if profile.observe.tensorboard else None,
     )
 
 
@@ -144,7 +145,8 @@ def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
     return result
 
 
-def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id: str,
+              statistics: dict[str, Any]) -> dict[str, Any]:
     """What the registry records about the trained model: enough to rebuild it, prepare its
     inputs, and trace it back to its data, settings and code."""
     cfg = profile.train
@@ -159,6 +161,7 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
                      "training_set": ts.root, "rows": ts.rows},
         "training": {**dataclasses.asdict(cfg), "run_id": run_id, "world_size": result["world_size"],
                      "device": result["device"], "resumed_from_epoch": result["resumed_from_epoch"]},
+        "input_statistics": statistics,
         "code_version": code_version(),
         "torch_version": result["torch_version"],
         "trained_at": datetime.now(timezone.utc).isoformat(),
@@ -166,8 +169,9 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
 
 
 def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict[str, Any], key: str,
-             report: RunReport) -> ModelVersion:
-    """Publish the weights (and a TorchScript copy), move the alias, drop the run's checkpoints."""
+             statistics: dict[str, Any], report: RunReport) -> tuple[ModelVersion, Any, Any]:
+    """Publish the weights (and a TorchScript copy), move the alias, drop the run's checkpoints;
+    returns the version, the model and an example input."""
     import torch
 
     from lakeloop.models import build_model, load_state_dict_bytes, torchscript_bytes
@@ -176,13 +180,38 @@ def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict
     model = build_model(cfg.architecture, len(ts.classes), ts.spec.channels, ts.spec.height, ts.spec.width)
     model.load_state_dict(load_state_dict_bytes(result["weights"]))
     example = torch.zeros(1, ts.spec.channels, ts.spec.height, ts.spec.width)
-    metadata = _metadata(profile, ts, result, report.run_id)
+    metadata = _metadata(profile, ts, result, report.run_id, statistics)
     version = registry.publish(cfg.model_name, result["weights"], metadata,
                                torchscript=torchscript_bytes(model, example), idempotency_key=key)
     if cfg.alias:
         registry.set_alias(cfg.model_name, cfg.alias, version.version)
     registry.files.delete_dir(LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key))
-    return version
+    return version, model.eval(), example
+
+
+def _log_mlflow(profile: Profile, ts: TrainingSet, result: dict[str, Any], version: ModelVersion, model: Any,
+                example: Any, report: RunReport) -> dict[str, str]:
+    """The run in MLflow (observe.mlflow_tracking_uri): parameters, per-epoch and final metrics,
+    the lineage to the features' Delta version and the registry, and the model."""
+    from lakeloop.tracking import log_mlflow_run
+
+    lineage = {
+        "lakeloop.run_id": report.run_id,
+        "lakeloop.model": f"{version.name}:{version.version}",
+        "lakeloop.model_uri": version.uri,
+        "lakeloop.features_table": LakeLayout(profile.lake_root).features,
+        "lakeloop.features_delta_version": str(ts.features_version),
+        "lakeloop.training_set": ts.root,
+        "lakeloop.code_version": code_version(),
+    }
+    return log_mlflow_run(
+        profile.observe.mlflow_tracking_uri, profile.observe.mlflow_experiment, report.run_id,
+        params={k: v for k, v in dataclasses.asdict(profile.train).items() if v is not None},
+        history=result["history"],
+        metrics={"final_val_accuracy": result["val_accuracy"], "test_accuracy": result["test_accuracy"]},
+        # A batch of two: torch.export specialises a dimension whose example size is 1.
+        tags=lineage, model=model, input_example=example.repeat(2, 1, 1, 1).numpy(),
+    )
 
 
 def train(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> ModelVersion:
@@ -227,9 +256,20 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
     report.details["shard_audit"] = _audit_summary(result["shard_audit"], ts.rows["train"])
     report.throughput["train_images_per_s"] = round(
         sum(h["images_per_s"] for h in history[-3:]) / max(1, len(history[-3:])), 1) if history else 0.0
+    report.details["history"] = history
+    if plan.tensorboard_dir:
+        report.outputs["tensorboard"] = plan.tensorboard_dir
     with report.timed("publish"):
-        version = _publish(profile, registry, ts, result, key, report)
+        statistics = input_statistics(spark, ts)
+        version, model, example = _publish(profile, registry, ts, result, key, statistics, report)
     report.counts["published"] = 1
+    if profile.observe.mlflow_tracking_uri:
+        with report.timed("mlflow"):
+            try:
+                report.details["mlflow"] = _log_mlflow(profile, ts, result, version, model, example, report)
+            except ConfigError as exc:
+                # The model is published and the registry is the record; tracking is a view of it.
+                report.warnings.append(f"{version.name}:{version.version} is published but not in MLflow: {exc}")
     report.details["val_accuracy"] = result["val_accuracy"]
     report.details["test_accuracy"] = result["test_accuracy"]
     report.metrics.update(val_accuracy=result["val_accuracy"], test_accuracy=result["test_accuracy"])

@@ -60,6 +60,7 @@ class TrainPlan:
     amp: bool = True
     torch_threads: int = 1
     hadoop_conf: dict[str, str] = field(default_factory=dict)
+    tensorboard_dir: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -254,40 +255,67 @@ def _save_checkpoint(plan: TrainPlan, trainer: _Trainer, epoch: int) -> None:
 
 
 def _run_epochs(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer) -> dict[int, list[str]]:
-    """Train the remaining epochs: evaluate after each, rank 0 reports and checkpoints; returns the shard audit."""
-    import torch
-    import torch.distributed as dist
+    """Train the remaining epochs: evaluate after each, rank 0 reports, logs (TensorBoard) and
+    checkpoints; returns the shard audit."""
     from torch.nn.parallel import DistributedDataParallel
 
     ddp = (DistributedDataParallel(trainer.model, device_ids=[proc.local_rank] if proc.use_cuda else None)
            if proc.world > 1 else trainer.model)
     shard_audit: dict[int, list[str]] = {}
-    for epoch in range(trainer.start_epoch, plan.epochs):
-        started = time.perf_counter()
-        first = epoch == trainer.start_epoch
-        loss_sum, seen, epoch_ids = _train_epoch(plan, spec, proc, trainer, ddp, epoch, collect_ids=first)
-        totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
-        if proc.world > 1:
-            dist.all_reduce(totals)
-        if first:
-            shard_audit = _shard_audit(proc, epoch_ids)
-        val_accuracy = _evaluate(trainer.model, plan.val_url, spec, plan, proc.rank, proc.world, proc.device)
-        elapsed = time.perf_counter() - started
-        trainer.history.append({
-            "epoch": epoch + 1,
-            "train_loss": round(float(totals[0] / totals[1]), 5),
-            "val_accuracy": round(val_accuracy, 5),
-            "learning_rate": trainer.optimizer.param_groups[0]["lr"],
-            "seconds": round(elapsed, 3),
-            "images_per_s": round(float(totals[1]) / elapsed, 1),
-        })
-        if proc.rank == 0:
-            last = trainer.history[-1]
-            print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
-                  f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s", flush=True)
-            _save_checkpoint(plan, trainer, epoch)
-        if proc.world > 1:
-            dist.barrier()
+    events = _open_events(plan) if proc.rank == 0 else None
+    try:
+        for epoch in range(trainer.start_epoch, plan.epochs):
+            shard_audit = _run_epoch(plan, spec, proc, trainer, ddp, epoch, shard_audit, events)
+    finally:
+        if events is not None:
+            events.close()
+    return shard_audit
+
+
+def _open_events(plan: TrainPlan):
+    """Rank 0's TensorBoard writer, with the epochs a resumed run already has (one folder per run)."""
+    from lakeloop.tracking import open_epoch_events
+
+    events, why = open_epoch_events(plan.tensorboard_dir, plan.hadoop_conf)
+    if why:
+        print(f"[lakeloop train {plan.run_id}] {why}", flush=True)
+    return events
+
+
+def _run_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer, ddp, epoch: int,
+               shard_audit: dict[int, list[str]], events) -> dict[int, list[str]]:
+    """Train and evaluate one epoch; rank 0 prints, logs and checkpoints it."""
+    import torch
+    import torch.distributed as dist
+
+    started = time.perf_counter()
+    first = epoch == trainer.start_epoch
+    loss_sum, seen, epoch_ids = _train_epoch(plan, spec, proc, trainer, ddp, epoch, collect_ids=first)
+    totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
+    if proc.world > 1:
+        dist.all_reduce(totals)
+    if first:
+        shard_audit = _shard_audit(proc, epoch_ids)
+    val_accuracy = _evaluate(trainer.model, plan.val_url, spec, plan, proc.rank, proc.world, proc.device)
+    elapsed = time.perf_counter() - started
+    trainer.history.append({
+        "epoch": epoch + 1,
+        "train_loss": round(float(totals[0] / totals[1]), 5),
+        "val_accuracy": round(val_accuracy, 5),
+        "learning_rate": trainer.optimizer.param_groups[0]["lr"],
+        "seconds": round(elapsed, 3),
+        "images_per_s": round(float(totals[1]) / elapsed, 1),
+    })
+    if proc.rank == 0:
+        last = trainer.history[-1]
+        print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
+              f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s", flush=True)
+        _save_checkpoint(plan, trainer, epoch)
+        if events is not None:
+            for entry in trainer.history if first else [last]:
+                events.log_epoch(entry)
+    if proc.world > 1:
+        dist.barrier()
     return shard_audit
 
 

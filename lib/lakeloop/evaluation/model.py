@@ -167,8 +167,13 @@ def evaluate_model(spark: "SparkSession", profile: Profile, report: RunReport | 
     with report.timed("read"):
         group_column = _group_column(spark, profile, lake, report)
         rows, versions = labelled_predictions(spark, lake, version, group_column)
-    with report.timed("evaluate"):
-        by_split = evaluation_by_split(rows, classes, cfg.top_k, cfg.calibration_bins, group_column is not None)
+    # Four aggregations read these rows: join and filter once, not once each.
+    rows = rows.persist()
+    try:
+        with report.timed("evaluate"):
+            by_split = evaluation_by_split(rows, classes, cfg.top_k, cfg.calibration_bins, group_column is not None)
+    finally:
+        rows.unpersist()
     if not by_split:
         raise SourceError(f"{lake.predictions} has no labelled prediction of {version.name}:{version.version}; "
                           f"score labelled rows (score.input features) first")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--dry-run] JOB [JOB ARGS ...]
+# ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--py-files F,...] [--dry-run] JOB [JOB ARGS ...]
 # Runs jobs/JOB.py with spark-submit under profile P (default: local): ships lib/ to the
 # executors, adds the JVM jars and the profile's Spark settings. See README "Jobs".
 set -euo pipefail

@@ -83,14 +83,16 @@ def publish(case: Case, root: str):
 
     import torch
 
-    from lakeloop.models import build_model, state_dict_bytes
+    from lakeloop.models import ModelSpec, build_model, model_record, state_dict_bytes
     from lakeloop.preprocess import PreprocessSpec
     from lakeloop.registry import Registry
 
     spec = PreprocessSpec(case.size, case.size, case.channels, "pad", (0.5,) * case.channels, (0.5,) * case.channels)
     torch.manual_seed(0)
-    model = build_model(case.architecture, 10, case.channels, case.size, case.size)
-    metadata = {"architecture": case.architecture, "classes": [str(i) for i in range(10)],
+    model_spec = ModelSpec(num_outputs=10, input_shape=(case.channels, case.size, case.size),
+                           class_names=tuple(str(i) for i in range(10)))
+    model = build_model(case.architecture, model_spec)
+    metadata = {"model": model_record(case.architecture, model_spec), "classes": [str(i) for i in range(10)],
                 "preprocess": json.loads(spec.to_json()), "input_shape": [case.channels, case.size, case.size]}
     return Registry(root).publish(f"bench_{case.architecture}", state_dict_bytes(model), metadata), spec
 

@@ -66,7 +66,8 @@ def cluster_pipeline(standalone_cluster, tmp_path_factory):
         apps[job] = new.pop()
     reports = {job: json.loads(Path(f"{root}/lake/_reports/{job}/latest.json").read_text()) for job in JOBS}
     print(f"\ncluster pipeline seconds per job: {timings}")
-    yield {"lake": lake, "reports": reports, "apps": apps, "events": events, "timings": timings}
+    yield {"lake": lake, "reports": reports, "apps": apps, "events": events, "timings": timings, "sets": sets,
+           "confs": confs}
     # Each executor's folder holds copies of the shipped jars and zip: drop this run's.
     for app in apps.values():
         for folder in standalone_cluster.root.glob(f"worker-*/{app}"):
@@ -133,3 +134,57 @@ def test_scoring_on_the_cluster_like_the_local_run(cluster_pipeline, spark, digi
     assert rows.num_rows == DEMO_DIGITS
     local = local_reference(spark, digits_lake, tmp_path_factory)
     assert report["metrics"]["accuracy_model_version"] == pytest.approx(local["score_accuracy"], abs=1e-9)
+
+
+# A user's model, outside lakeloop: a module the test writes to a folder no Python here has on its path.
+USER_MODELS = """
+from torch import nn
+
+
+def tiny_cnn(spec):
+    width = int(spec.options.get("width", 8))
+    return nn.Sequential(nn.Conv2d(spec.channels, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                         nn.Flatten(), nn.Linear(width * 16, spec.num_outputs))
+
+
+def batch_metrics(outputs, targets):
+    top2 = outputs.topk(2, dim=1).indices
+    return {"top2_accuracy": float((top2 == targets[:, None]).any(dim=1).float().mean())}
+"""
+
+
+def test_a_users_own_model_module_shipped_with_py_files_trains_and_scores_on_the_cluster(
+        cluster_pipeline, standalone_cluster, tmp_path):
+    from lakeloop.registry import Registry
+
+    module = tmp_path / "user_code" / "acme_vision.py"
+    module.parent.mkdir()
+    module.write_text(USER_MODELS)
+    lake_dir = tmp_path / "lake"
+    shutil.copytree(cluster_pipeline["lake"].removeprefix("file:"), lake_dir)
+    sets = [*(s for s in cluster_pipeline["sets"] if not s.startswith("lake_root=")), f"lake_root=file:{lake_dir}",
+            "train.model=acme_vision:tiny_cnn", "train.model_name=acme_tiny", "train.model_options={width: 12}",
+            "train.epochs=2", "score.model=acme_tiny"]
+    before = _apps(standalone_cluster)
+    try:
+        for job in ("train", "score"):
+            run_job(PROFILE, job, sets=sets, log=tmp_path / f"{job}.log", env={"SPARK_LOCAL_IP": "127.0.0.1"},
+                    py_files=[str(module)])
+        apps = sorted(_apps(standalone_cluster) - before)
+        assert len(apps) == 2, apps
+        # The module reached each executor the way spark-submit ships it (packed into a zip).
+        for app in apps:
+            folders = list(standalone_cluster.root.glob(f"worker-*/{app}/*"))
+            assert folders and all((p / "lakeloop-user-modules.zip").is_file() for p in folders)
+        registry = Registry(f"file:{lake_dir}/models")
+        metadata = registry.read_metadata(registry.resolve("acme_tiny"))
+        assert metadata["model"]["factory"] == "acme_vision:tiny_cnn"
+        assert metadata["model"]["hooks"] == ["batch_metrics"] and metadata["model"]["spec"]["options"] == {"width": 12}
+        assert all(0 <= e["val_top2_accuracy"] <= 1 for e in metadata["metrics"]["per_epoch"])
+        score = json.loads((lake_dir / "_reports" / "score" / "latest.json").read_text())
+        assert score["status"] == "succeeded" and score["counts"]["scored"] == DEMO_DIGITS
+        assert score["counts"]["quarantined"] == 0
+    finally:
+        for app in _apps(standalone_cluster) - before:
+            for folder in standalone_cluster.root.glob(f"worker-*/{app}"):
+                shutil.rmtree(folder, ignore_errors=True)

@@ -106,6 +106,16 @@ def test_pair_overrides_are_taken_verbatim():
         (["train.model_name=../x"], r"model name '\.\./x' is not valid"),
         (["train.alias=latest"], r"train\.alias = 'latest'"),
         (["train.stop_after_epochs=3"], r"unknown setting train\.stop_after_epochs"),
+        (["train.architecture=lenet5"], r"setting train\.architecture is now train\.model; rename it"),
+        (["train.pretrained_weights=file:/w.pt"], r"train\.pretrained_weights is now train\.init_from"),
+        (["train.model=my models.build"], r"train\.model = 'my models\.build' is neither a built-in model .* "
+                                          r"package\.module:factory"),
+        (["train.init_from=weights.pt"], r"train\.init_from = 'weights\.pt' is neither a registered model"),
+        (["train.init_from=models/w.pt"], r"train\.init_from \(NAME:VERSION, NAME@alias, or the URI of a weights file\) "
+                                          r"= 'models/w\.pt' has no URI scheme"),
+        (["train.init_from=digits:latest"], r"'latest' after ':' is not a version number"),
+        (["train.early_stopping_patience=0"], r"train\.early_stopping_patience = 0 must be at least 1"),
+        (["train.publish_epoch=first"], r"train\.publish_epoch = 'first' is not one of 'best', 'last'"),
         (["features.training_set_files=0"], r"features\.training_set_files = 0 must be at least 1"),
         (["score.input=features.x.y"], r"score\.input .* has no URI scheme"),
     ],

@@ -45,13 +45,14 @@ def publish_lenet(spark, profile, seed: int, train_steps: int) -> ModelVersion:
     metadata keys lakeloop.training writes."""
     import torch
 
-    from lakeloop.models import build_model, state_dict_bytes
+    from lakeloop.models import ModelSpec, build_model, state_dict_bytes
 
     properties = delta.table_properties(spark, layout(profile).features)
     spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
     classes = json.loads(properties[CLASSES_PROPERTY])
     torch.manual_seed(seed)
-    model = build_model("lenet5", len(classes), spec.channels, spec.height, spec.width)
+    model = build_model("lenet5", ModelSpec(num_outputs=len(classes), input_shape=(spec.channels, spec.height,
+                                                                                 spec.width)))
     if train_steps:
         rows = delta.read_table(spark, layout(profile).features).where("split = 'train'") \
             .select("pixels", "label_index").toPandas()
@@ -67,7 +68,7 @@ def publish_lenet(spark, profile, seed: int, train_steps: int) -> ModelVersion:
             optimizer.step()
     model.eval()
     metadata = {
-        "architecture": "lenet5",
+        "architecture": "lenet5",  # the metadata of versions published before model factories: still loads
         "classes": classes,
         "preprocess": json.loads(spec.to_json()),
         "input_shape": [spec.channels, spec.height, spec.width],
@@ -394,10 +395,10 @@ SCORE_BATCH_WITHOUT_SPARK = """
 import sys
 sys.modules["pyspark"] = None  # importing pyspark now fails: the code below needs no Spark
 import numpy as np
-from lakeloop.models import build_model
+from lakeloop.models import ModelSpec, build_model
 from lakeloop.scoring.batch import score_batch
 
-model = build_model("lenet5", 10, 1, 32, 32).eval()
+model = build_model("lenet5", ModelSpec(num_outputs=10, input_shape=(1, 32, 32))).eval()
 metadata = {"name": "m", "version": 1, "classes": [str(i) for i in range(10)],
             "preprocess": {"height": 32, "width": 32, "channels": 1, "resize": "pad", "mean": [0.5], "std": [0.5]}}
 empty = score_batch(model, metadata, [], "pixels", "cpu")

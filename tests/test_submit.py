@@ -34,6 +34,31 @@ def test_command_carries_profile_jars_and_library():
     assert "{repo}" not in joined
 
 
+def test_py_files_ship_the_users_modules_to_the_executors_and_their_processes(tmp_path):
+    (tmp_path / "acme_models.py").write_text("def build(spec): ...\n")
+    (tmp_path / "acme_pkg.zip").write_bytes(b"")
+    wrapper = parse_wrapper_args(["--py-files", f"{tmp_path}/acme_models.py,{tmp_path}/acme_pkg.zip", "train"])
+    cmd = build_command(wrapper)
+    shipped = cmd[cmd.index("--py-files") + 1].split(",")
+    assert shipped[0].endswith("build/lakeloop.zip")
+    assert shipped[1:] == [str(REPO / "build" / "lakeloop-user-modules.zip"), str(tmp_path / "acme_pkg.zip")]
+    with zipfile.ZipFile(shipped[1]) as zf:
+        assert zf.namelist() == ["acme_models.py"]
+    # torchrun's processes see PYTHONPATH, not --py-files: the zips, named relative to the executor's folder.
+    assert "spark.executorEnv.PYTHONPATH=lakeloop.zip:lakeloop-user-modules.zip:acme_pkg.zip" in cmd
+    # Also where the profile sets that PYTHONPATH itself (as cluster-test does): the modules are added to it.
+    cluster = build_command(parse_wrapper_args(["--profile", "cluster-test", "--py-files",
+                                                f"{tmp_path}/acme_models.py", "train"]))
+    assert "spark.executorEnv.PYTHONPATH=lakeloop.zip:lakeloop-user-modules.zip" in cluster
+    # ... and the job, whose session applies the profile's settings again, is handed the merged value.
+    job_args = cluster[cluster.index(str(REPO / "jobs" / "train.py")):]
+    assert job_args[-2:] == ["--conf", "spark.executorEnv.PYTHONPATH=lakeloop.zip:lakeloop-user-modules.zip"]
+    with pytest.raises(ConfigError, match=r"--py-files .*nowhere.py: no such file"):
+        parse_wrapper_args(["--py-files", f"{tmp_path}/nowhere.py", "train"])
+    with pytest.raises(ConfigError, match=r"ship a module as .py, or a package as .zip"):
+        parse_wrapper_args(["--py-files", f"{tmp_path}/acme.whl", "train"])
+
+
 def test_repo_means_the_same_checkout_to_the_wrapper_and_to_the_job(tmp_path):
     from lakeloop.runtime.runner import base_parser
 

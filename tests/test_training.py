@@ -3,7 +3,6 @@ checkpoints, kill-and-resume, and the model registry."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -68,21 +67,87 @@ def test_registry_metadata_traces_the_model_to_its_data_settings_and_code(traine
     assert registry.resolve("digits_lenet", "latest") == version
 
 
-def test_loading_by_name_latest_and_torchscript_gives_identical_outputs(trained):
+def test_loading_by_name_and_by_latest_rebuilds_the_same_model_from_its_factory(trained):
     import torch
 
     from lakeloop.models import load_model
 
     profile, version, _ = trained
     registry = Registry.for_profile(profile)
+    record = registry.read_metadata(version)["model"]
+    assert record["factory"] == "lakeloop.models.builtin:lenet5" and record["name"] == "lenet5"
+    assert record["spec"]["num_outputs"] == 10 and record["spec"]["input_shape"] == [1, 32, 32]
+    assert registry.read_torchscript(version) is None  # state dict + factory only: torch.jit is deprecated
     inputs = torch.randn(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     by_latest, _ = load_model(registry, registry.resolve("digits_lenet"))
     by_number, _ = load_model(registry, registry.resolve("digits_lenet", 1))
-    scripted = torch.jit.load(io.BytesIO(registry.read_torchscript(version)))
     with torch.inference_mode():
-        expected = by_latest(inputs)
-        assert torch.equal(by_number(inputs), expected)
-        assert torch.allclose(scripted(inputs), expected, atol=1e-6)
+        assert torch.equal(by_number(inputs), by_latest(inputs))
+
+
+def test_the_best_validation_epoch_is_published_with_accuracy_loss_and_macro_f1(trained):
+    profile, version, report = trained
+    metrics = Registry.for_profile(profile).read_metadata(version)["metrics"]
+    best = max(metrics["per_epoch"], key=lambda e: e["val_accuracy"])  # the first of equals wins
+    assert metrics["published_epoch"] == best["epoch"] == report.details["published_epoch"]
+    assert metrics["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-5)
+    assert all("val_loss" in e and 0 <= e["val_macro_f1"] <= 1 for e in metrics["per_epoch"])
+    assert metrics["test"]["accuracy"] == metrics["test_accuracy"] and 0.9 < metrics["test"]["macro_f1"] <= 1
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(trained, spark):
+    """A child of digits_lenet:1, trained with a learning rate too small to change a prediction,
+    early stopping after one epoch without progress, and balanced class weights."""
+    from dataclasses import replace
+
+    profile, parent, _ = trained
+    child = replace(profile, train=replace(profile.train, model_name="digits_child", init_from="digits_lenet:1",
+                                           learning_rate=1e-9, epochs=5, early_stopping_patience=1,
+                                           class_weights="balanced"))
+    report = RunReport("train", "fine-tune")
+    version = train(spark, child, report=report)
+    return child, parent, version, report
+
+
+def test_fine_tuning_starts_from_the_parent_weights_and_records_the_parent(fine_tuned):
+    profile, parent, version, report = fine_tuned
+    registry = Registry.for_profile(profile)
+    metadata, parent_metadata = registry.read_metadata(version), registry.read_metadata(parent)
+    lineage = metadata["lineage"]["init_from"]
+    assert (lineage["model"], lineage["version"], lineage["uri"]) == ("digits_lenet", 1, parent.uri)
+    assert lineage["fit"]["copied"] == 10 and lineage["fit"]["replaced"] == []
+    # Before its first step the child scores the validation split exactly as its parent did.
+    assert metadata["metrics"]["initial_val"]["accuracy"] == parent_metadata["metrics"]["val_accuracy"]
+    assert report.details["initial_val_accuracy"] == parent_metadata["metrics"]["val_accuracy"]
+
+
+def test_training_stops_early_when_validation_stops_improving(fine_tuned):
+    profile, _, version, report = fine_tuned
+    metrics = Registry.for_profile(profile).read_metadata(version)["metrics"]
+    assert metrics["stopped_early"] is True and metrics["epochs_trained"] == 2 and metrics["published_epoch"] == 1
+    assert len(metrics["per_epoch"]) == 2 and report.counts["epochs_run"] == 2
+    assert any("stopped early after epoch 2 of 5" in w for w in report.warnings)
+
+
+def test_balanced_class_weights_are_recorded_with_the_model(fine_tuned):
+    profile, _, version, _ = fine_tuned
+    weights = Registry.for_profile(profile).read_metadata(version)["training"]["class_weights"]
+    assert len(weights) == 10 and all(0.5 < w < 2.0 for w in weights)  # the digits are nearly balanced
+
+
+def test_a_missing_factory_or_parent_fails_before_any_process_starts(trained, spark):
+    from dataclasses import replace
+
+    from lakeloop.errors import ModelFactoryError, ModelNotFound
+
+    profile, _, _ = trained
+    missing = replace(profile, train=replace(profile.train, model_name="nowhere", model="acme_nowhere:build"))
+    with pytest.raises(ModelFactoryError, match=r"'acme_nowhere:build'.*cannot be imported.*--py-files"):
+        train(spark, missing, report=RunReport("train", "missing-factory"))
+    orphan = replace(profile, train=replace(profile.train, model_name="orphan", init_from="digits_lenet:7"))
+    with pytest.raises(ModelNotFound, match="version 7"):
+        train(spark, orphan, report=RunReport("train", "missing-parent"))
 
 
 def test_rerun_publishes_nothing(trained, spark):

@@ -31,6 +31,7 @@ _EXPORTS = {
     "Registry": "lakeloop.registry",
     "ModelVersion": "lakeloop.registry",
     "load_model": "lakeloop.models",
+    "ModelSpec": "lakeloop.models",
     "score": "lakeloop.scoring.udf",
     "score_batch": "lakeloop.scoring.batch",
     "show_lake": "lakeloop.summary",

@@ -29,7 +29,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from lakeloop.errors import ConfigError
-from lakeloop.layout import LATEST, check_alias, check_model_name, parse_model_ref, table_ref
+from lakeloop.layout import LATEST, check_alias, check_model_name, factory_reference, parse_model_ref, table_ref
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONF_DIR = REPO_ROOT / "conf"
@@ -150,8 +150,9 @@ class TrainConfig:
     """Settings of ``jobs/train.py``; see README "train"."""
 
     model_name: str = "digits_lenet"
-    architecture: Literal["lenet5", "small_resnet", "resnet18"] = "lenet5"
-    pretrained_weights: str | None = None
+    model: str = "lenet5"  # a built-in name or a factory reference "package.module:factory"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None  # NAME:VERSION, NAME@alias, or the URI of a state-dict file
     num_processes: int = 2
     use_gpu: bool = False
     local_mode: bool = False
@@ -168,6 +169,10 @@ class TrainConfig:
     reader_workers: int = 2
     amp: bool = True
     torch_threads: int = 1
+    early_stopping_patience: int | None = None
+    early_stopping_metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    publish_epoch: Literal["best", "last"] = "best"
+    class_weights: Literal["none", "balanced"] = "none"
     alias: str | None = None
 
 
@@ -375,6 +380,11 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
+# Settings that moved: a profile that still uses the old name is told the new one.
+RENAMED_SETTINGS = {"train.architecture": "train.model",
+                    "train.pretrained_weights": "train.init_from (a weights file URI, or NAME:VERSION / NAME@alias)"}
+
+
 def build_settings(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or 'profile'} must be a mapping of settings, found {data!r}")
@@ -383,6 +393,9 @@ def build_settings(cls: type, data: Any, prefix: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
+        renamed = RENAMED_SETTINGS.get(f"{where}{unknown[0]}")
+        if renamed:
+            raise ConfigError(f"setting {where}{unknown[0]} is now {renamed}; rename it in the profile or --set")
         raise ConfigError(
             f"unknown setting {where}{unknown[0]}; the settings of {prefix or 'a profile'} are: "
             f"{', '.join(sorted(fields))}"
@@ -453,7 +466,6 @@ def check_profile(profile: Profile) -> None:
     for setting, value in (
         ("ingest_images.source", profile.ingest_images.source),
         ("ingest_images.labels_table", profile.ingest_images.labels_table),
-        ("train.pretrained_weights", profile.train.pretrained_weights),
         ("demo.raw_root", profile.demo.raw_root),
     ):
         if value is not None:
@@ -548,11 +560,38 @@ def _check_train(cfg: TrainConfig) -> None:
         _at_least(value, 1, f"train.{setting}", example)
     if cfg.learning_rate <= 0:
         raise ConfigError(f"train.learning_rate = {cfg.learning_rate!r} must be greater than 0, e.g. 0.003")
+    factory_reference(cfg.model)  # the form only: the module may exist only where spark-submit ships it
+    if cfg.init_from is not None:
+        init_source(cfg.init_from)
+    if cfg.early_stopping_patience is not None:
+        _at_least(cfg.early_stopping_patience, 1, "train.early_stopping_patience", "5 (epochs without improvement)")
     if cfg.alias is not None:
         check_alias(cfg.alias)
         if cfg.alias == LATEST:
             raise ConfigError(f"train.alias = {LATEST!r}: publishing moves that alias itself; pick another name "
                               f"(e.g. production) or leave train.alias unset")
+
+
+_SCHEMES = ("file", "hdfs", "s3a", "s3", "dbfs", "abfss", "gs", "webhdfs")
+
+
+def init_source(text: str) -> tuple[str, ...]:
+    """What ``train.init_from`` names: ``("model", name, ref)`` for ``NAME:VERSION`` or ``NAME@alias``
+    (a registered version), ``("file", uri)`` for a state-dict file (a URI: it has a scheme or a ``/``).
+
+    Raises
+    ------
+    ConfigError
+        neither form.
+    """
+    text = text.strip()
+    if "/" in text or text.partition(":")[0].lower() in _SCHEMES:
+        return ("file", require_uri(text, "train.init_from (NAME:VERSION, NAME@alias, or the URI of a weights file)"))
+    if ":" not in text and "@" not in text:
+        raise ConfigError(f"train.init_from = {text!r} is neither a registered model (NAME:VERSION or NAME@alias, "
+                          f"e.g. digits_lenet:3) nor the URI of a weights file (e.g. file:/data/resnet18-weights.pt)")
+    name, ref = parse_model_ref(text)
+    return ("model", name, ref)
 
 
 SCORE_INPUT_FORMS = "features, images, a lake table such as silver.features, or a Delta table URI"

@@ -33,3 +33,8 @@ class ModelNotFound(LakeloopError):
 
 class QualityError(LakeloopError):
     """Thrown when a data-quality or bias threshold (``quality.*``) is crossed and ``quality.on_violation`` is fail."""
+
+
+class ModelFactoryError(ConfigError):
+    """Thrown when ``train.model`` names a factory that cannot be imported, fails, or returns no ``nn.Module``."""
+

@@ -33,11 +33,15 @@ def png(fig: "Figure") -> bytes:
 
 
 def training_curves(history: Sequence[Mapping[str, Any]]) -> "Figure":
-    """Training loss and validation accuracy per epoch (two panels), learning rate dashed on the loss panel."""
+    """Training (and validation) loss and validation accuracy per epoch (two panels), learning rate dashed on
+    the loss panel."""
     fig = _figure(8, 3)
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
     loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    if all(h.get("val_loss") is not None for h in history):
+        loss_ax.plot(epochs, [h["val_loss"] for h in history], marker=".", label="validation loss")
+        loss_ax.legend(loc="upper right")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training loss")
     if all(h.get("learning_rate") is not None for h in history):
         lr_ax = loss_ax.twinx()

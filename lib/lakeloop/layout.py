@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lakeloop.errors import ConfigError
+from lakeloop.errors import ConfigError, ModelFactoryError
 
 # No leading "." or "_": Hadoop and Spark listings hide such names, and "." / ".." would escape the root.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -188,3 +188,30 @@ def parse_model_ref(text: str) -> tuple[str, str]:
     except ConfigError as exc:
         raise ConfigError(f"model reference {text!r}: {exc}; {_MODEL_REF_FORMS}") from None
     return name, ref
+
+
+# Short names of the built-in factories (lakeloop.models.builtin).
+BUILTIN_FACTORIES = {
+    "lenet5": "lakeloop.models.builtin:lenet5",
+    "small_resnet": "lakeloop.models.builtin:small_resnet",
+    "resnet18": "lakeloop.models.builtin:resnet18",
+}
+_FACTORY_REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def factory_reference(name: str) -> str:
+    """The full ``module:attribute`` reference of a ``train.model`` value (a built-in alias or a reference).
+
+    Raises
+    ------
+    ModelFactoryError
+        neither a built-in name nor of the form ``package.module:factory``.
+    """
+    if name in BUILTIN_FACTORIES:
+        return BUILTIN_FACTORIES[name]
+    if not isinstance(name, str) or not _FACTORY_REFERENCE.fullmatch(name):
+        raise ModelFactoryError(
+            f"train.model = {name!r} is neither a built-in model ({', '.join(BUILTIN_FACTORIES)}) nor a factory "
+            f"reference of the form package.module:factory (e.g. my_models.vision:build)"
+        )
+    return name

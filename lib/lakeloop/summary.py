@@ -73,10 +73,15 @@ def _model_lines(registry: Registry) -> list[str]:
     lines = []
     for model in registry.list_models():
         for number in registry.list_versions(model):
-            metrics = registry.read_metadata(registry.resolve(model, number)).get("metrics", {})
+            metadata = registry.read_metadata(registry.resolve(model, number))
+            metrics = metadata.get("metrics", {})
             accuracy = metrics.get("test_accuracy")
             shown = f"test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
-            lines.append(f"  model {model}:{number:<12} {shown}  {registry.root}/{model}/{number}")
+            factory = (metadata.get("model") or {}).get("name") or metadata.get("architecture") or "?"
+            parent = ((metadata.get("lineage") or {}).get("init_from") or {})
+            if parent.get("model"):
+                shown += f", from {parent['model']}:{parent['version']}"
+            lines.append(f"  model {model}:{number:<12} {factory}  {shown}  {registry.root}/{model}/{number}")
     return lines
 
 

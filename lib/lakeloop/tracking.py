@@ -28,6 +28,7 @@ from lakeloop.io.lakefs import LakeFiles
 EPOCH_SCALARS = {
     "train_loss": "train/loss",
     "val_accuracy": "validation/accuracy",
+    "val_loss": "validation/loss",
     "learning_rate": "train/learning_rate",
     "images_per_s": "train/images_per_s",
 }

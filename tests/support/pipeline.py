@@ -27,9 +27,11 @@ SPLITS = {"train": 1428, "validation": 189, "test": 180}
 
 
 def submit_command(profile: str, job: str, *args: str, sets: Sequence[str] = (),
-                   confs: Sequence[str] = ()) -> list[str]:
-    """``./spark-submit.sh --profile P [--set ...] [--conf ...] JOB ARGS`` as an argument list."""
+                   confs: Sequence[str] = (), py_files: Sequence[str] = ()) -> list[str]:
+    """``./spark-submit.sh --profile P [--py-files ...] [--set ...] [--conf ...] JOB ARGS`` as an argument list."""
     cmd = [str(REPO / "spark-submit.sh"), "--profile", profile]
+    if py_files:
+        cmd += ["--py-files", ",".join(py_files)]
     for item in sets:
         cmd += ["--set", item]
     for item in confs:
@@ -48,12 +50,12 @@ def service_for_session(service):
 
 def run_job(profile: str, job: str, *args: str, sets: Sequence[str] = (), confs: Sequence[str] = (),
             log: Path, timeout_s: float = 600, env: Mapping[str, str] | None = None,
-            secrets: Sequence[str] = (), check: bool = True) -> subprocess.CompletedProcess:
+            secrets: Sequence[str] = (), check: bool = True, py_files: Sequence[str] = ()) -> subprocess.CompletedProcess:
     """Run ``./spark-submit.sh --profile P [--set ...] [--conf ...] JOB ARGS`` and keep its output in ``log``.
 
     With ``check`` a non-zero exit fails the test with the end of the output (secrets masked).
     """
-    cmd = submit_command(profile, job, *args, sets=sets, confs=confs)
+    cmd = submit_command(profile, job, *args, sets=sets, confs=confs, py_files=py_files)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout_s)

@@ -186,7 +186,7 @@ def _check_profile(profile: Profile, repo_root: Path) -> None:
         )
     locations = [("lake_root", profile.lake_root), ("ingest_images.source", profile.ingest_images.source),
                  ("ingest_images.labels_table", profile.ingest_images.labels_table),
-                 ("train.pretrained_weights", profile.train.pretrained_weights),
+                 ("train.init_from", profile.train.init_from),
                  ("features.join_table", profile.features.join_table)]
     locations += [(f"ingest_tables.tables.{name}.source", table.source)
                   for name, table in profile.ingest_tables.tables.items()]

@@ -1,8 +1,10 @@
 """Build and run the ``spark-submit`` command for a job; what ``./spark-submit.sh`` calls.
 
-    ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--dry-run] JOB [JOB ARGS ...]
+    ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--py-files F[,F...]] [--dry-run]
+                      JOB [JOB ARGS ...]
 
-It packages ``lib/lakeloop`` as a zip for the executors (``--py-files``), ships the
+It packages ``lib/lakeloop`` as a zip for the executors (``--py-files``, with the user's own
+modules given to ``--py-files``: a model factory, for instance), ships the
 profile (``--files``, so a driver in cluster mode finds it in its working directory),
 turns the profile's master and Spark settings (Delta, the resolved JVM jars, the
 profile's ``spark.conf``) into flags, and runs ``jobs/JOB.py`` with the same profile
@@ -24,7 +26,9 @@ from typing import Sequence
 from lakeloop.config import REPO_ROOT, find_profile, load_profile, repo_for
 from lakeloop.errors import ConfigError, LakeloopError
 
-USAGE = "usage: ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--dry-run] JOB [ARGS ...]"
+USAGE = ("usage: ./spark-submit.sh [--profile P] [--conf k=v ...] [--set k=v ...] [--py-files F[,F...]] [--dry-run] "
+         "JOB [ARGS ...]")
+PY_FILE_ENDINGS = (".py", ".zip", ".egg")
 
 
 BUILD_STAMP = "lakeloop/_build.json"
@@ -84,11 +88,12 @@ class WrapperArgs:
     dry_run: bool
     job: str
     job_args: tuple[str, ...]
+    py_files: tuple[Path, ...] = ()
 
 
 def parse_wrapper_args(argv: Sequence[str]) -> WrapperArgs:
-    """Split ``[--profile P] [--conf k=v] [--set k=v] [--dry-run] JOB [ARGS]``; options end at JOB."""
-    profile, sets, confs, dry_run = "local", [], [], False
+    """Split ``[--profile P] [--conf k=v] [--set k=v] [--py-files F] [--dry-run] JOB [ARGS]``; options end at JOB."""
+    profile, sets, confs, dry_run, py_files = "local", [], [], False, []
     args = list(argv)
     while args and args[0].startswith("-"):
         flag = args.pop(0)
@@ -97,18 +102,66 @@ def parse_wrapper_args(argv: Sequence[str]) -> WrapperArgs:
             continue
         if flag in ("-h", "--help"):
             raise ConfigError(USAGE)
-        if flag not in ("--profile", "--set", "--conf"):
+        if flag not in ("--profile", "--set", "--conf", "--py-files"):
             raise ConfigError(f"unknown option {flag}\n{USAGE}")
         if not args:
             raise ConfigError(f"{flag} needs a value\n{USAGE}")
         value = args.pop(0)
         if flag == "--profile":
             profile = value
+        elif flag == "--py-files":
+            py_files += [user_py_file(part) for part in value.split(",") if part.strip()]
         else:
             (sets if flag == "--set" else confs).append(value)
     if not args:
         raise ConfigError(f"no job named\n{USAGE}")
-    return WrapperArgs(profile, tuple(sets), tuple(confs), dry_run, args[0].removesuffix(".py"), tuple(args[1:]))
+    return WrapperArgs(profile, tuple(sets), tuple(confs), dry_run, args[0].removesuffix(".py"), tuple(args[1:]),
+                       tuple(py_files))
+
+
+def user_py_file(text: str) -> Path:
+    """One ``--py-files`` entry: an existing ``.py``, ``.zip`` or ``.egg`` on this machine, made absolute."""
+    path = Path(text.strip()).expanduser()
+    if path.suffix.lower() not in PY_FILE_ENDINGS:
+        raise ConfigError(f"--py-files {text}: ship a module as .py, or a package as .zip or .egg (a wheel: "
+                          f"install it on every node)")
+    if not path.is_file():
+        raise ConfigError(f"--py-files {text}: no such file (from {Path.cwd()})")
+    return path.resolve()
+
+
+USER_MODULES_ZIP = "lakeloop-user-modules.zip"
+
+
+def shipped_user_files(py_files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """What ``--py-files`` ships of the user's files: zips and eggs as they are, the ``.py`` modules
+    packed into one zip. A zip is what torchrun's processes find through a relative ``PYTHONPATH``
+    entry in the executor's folder (Spark drops a ``.`` entry there)."""
+    modules = [p for p in py_files if p.suffix.lower() == ".py"]
+    names = [p.name for p in modules]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ConfigError(f"--py-files names two modules {clash[0]}; a module name can be shipped once")
+    shipped = [p for p in py_files if p.suffix.lower() != ".py"]
+    if modules:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / USER_MODULES_ZIP
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in modules:
+                zf.write(path, path.name)
+        shipped.insert(0, target)
+    return shipped
+
+
+def driver_python_path(py_files: Sequence[Path]) -> list[str]:
+    """Where the driver finds the user's modules before its SparkContext adds them: a ``.py``'s folder,
+    a zip or egg itself."""
+    entries: list[str] = []
+    for path in py_files:
+        entry = str(path.parent) if path.suffix.lower() == ".py" else str(path)
+        if entry not in entries:
+            entries.append(entry)
+    return entries
 
 
 def build_command(wrapper: WrapperArgs, repo_root: Path = REPO_ROOT) -> list[str]:
@@ -132,16 +185,24 @@ def build_command(wrapper: WrapperArgs, repo_root: Path = REPO_ROOT) -> list[str
     settings = spark_settings(profile)
     # --py-files reaches the Python workers' sys.path but not PYTHONPATH: processes they start
     # (TorchDistributor's torchrun) import lakeloop from the zip in the executor's working folder.
-    settings.setdefault("spark.executorEnv.PYTHONPATH", library_zip.name)
+    # The user's own modules (--py-files) likewise, after what the profile already puts there.
+    user_files = shipped_user_files(wrapper.py_files, repo_root / "build")
+    entries = settings.get("spark.executorEnv.PYTHONPATH", library_zip.name).split(os.pathsep)
+    entries += [p.name for p in user_files if p.name not in entries]
+    settings["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(e for e in entries if e)
     for key, value in settings.items():
         cmd += ["--conf", f"{key}={value}"]
-    cmd += ["--py-files", str(library_zip), "--files", str(profile_path), str(job_file)]
+    shipped = ",".join([str(library_zip), *map(str, user_files)])
+    cmd += ["--py-files", shipped, "--files", str(profile_path), str(job_file)]
     # The job expands {repo} as this command did, even where the profile is a shipped copy.
     cmd += ["--profile", str(profile_path), "--repo", str(repo)]
     for item in wrapper.sets:
         cmd += ["--set", item]
     for item in wrapper.confs:
         cmd += ["--conf", item]
+    if user_files:
+        # The job's session applies the profile's Spark settings again: hand it the merged path too.
+        cmd += ["--conf", f"spark.executorEnv.PYTHONPATH={settings['spark.executorEnv.PYTHONPATH']}"]
     return cmd + list(wrapper.job_args)
 
 
@@ -159,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     env["SPARK_HOME"] = str(spark_home())
     # Executors in local mode import the checkout's code, like the driver.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "lib"), env.get("PYTHONPATH")]))
+    # So do the user's modules, and the driver before its SparkContext adds them.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "lib"), *driver_python_path(wrapper.py_files),
+                                                      env.get("PYTHONPATH")]))
     os.execvpe(cmd[0], cmd, env)
     return 0  # not reached
 

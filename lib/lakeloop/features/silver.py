@@ -113,14 +113,29 @@ def join_table_columns(features: "DataFrame", table: "DataFrame", key: str, colu
     return features.join(right, features["relative_path"] == right["_join_key"], "left").drop("_join_key")
 
 
+def natural_order(label: str) -> tuple:
+    """Sort key of a class name: whole numbers by value ("2" before "10"), then text."""
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+def stable_classes(previous: list[str], labels: set[str]) -> list[str]:
+    """The class list: ``previous`` (the one silver.features was built with) kept as it is, new
+    labels appended in :func:`natural_order`. A class index, once given, never changes."""
+    return [*previous, *sorted(set(labels) - set(previous), key=natural_order)]
+
+
 def _read_bronze(spark: "SparkSession", lake: LakeLayout) -> tuple["DataFrame", int, list[str]]:
-    """bronze.images pinned to its current version, that version, and its labels sorted."""
+    """bronze.images pinned to its current version, that version, and the class list (stable across runs)."""
     if not delta.is_delta_table(spark, lake.bronze_images):
         raise SourceError(f"{lake.bronze_images} is not a Delta table yet; run ingest_images first")
     version = delta.table_version(spark, lake.bronze_images)
     bronze = delta.read_table(spark, lake.bronze_images, version)
-    classes = sorted(r.label for r in bronze.where("label IS NOT NULL").select("label").distinct().collect())
-    return bronze, version, classes
+    labels = {r.label for r in bronze.where("label IS NOT NULL").select("label").distinct().collect()}
+    previous: list[str] = []
+    if delta.is_delta_table(spark, lake.features):
+        stored = delta.table_properties(spark, lake.features).get(CLASSES_PROPERTY)
+        previous = list(json.loads(stored)) if stored else []
+    return bronze, version, stable_classes(previous, labels)
 
 
 def _join_configured_table(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig,

@@ -39,7 +39,7 @@ DIAGNOSTIC_SCHEMA = (
 ARROW_MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_MAX_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
 
-_REQUIRED_METADATA = ("architecture", "classes", "preprocess", "input_shape")
+_REQUIRED_METADATA = ("classes", "preprocess", "input_shape")
 
 
 # --------------------------------------------------------------------------- per-worker model cache
@@ -203,6 +203,9 @@ def resolve_model(registry: Registry, model_ref: "str | ModelVersion") -> tuple[
             f"{version.uri}/metadata.json lacks {', '.join(missing)}, which scoring needs to rebuild the model "
             f"and prepare its inputs; publish the model with lakeloop.training (or the same metadata keys)"
         )
+    from lakeloop.models import registered_factory
+
+    registered_factory(metadata)  # names a factory (or a built-in architecture) to rebuild it with
     return version, metadata
 
 

@@ -5,5 +5,5 @@
 * :mod:`~lakeloop.training.loader` — feeding a process from its Petastorm shard: equal steps, reproducible order.
 * :mod:`~lakeloop.training.dataset` — the Parquet training set of a features version.
 
-The architectures themselves are :mod:`lakeloop.models` (scoring rebuilds them too).
+The models come from factories (:mod:`lakeloop.models`; scoring rebuilds them too).
 """

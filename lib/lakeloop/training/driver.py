@@ -17,10 +17,11 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.config import Profile, TrainConfig
-from lakeloop.errors import ConfigError
-from lakeloop.layout import LakeLayout
-from lakeloop.registry import ModelVersion, Registry
+from lakeloop.config import Profile, TrainConfig, init_source
+from lakeloop.errors import ConfigError, SourceError
+from lakeloop.layout import LakeLayout, factory_reference
+from lakeloop.models.spec import ModelSpec
+from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.training.dataset import TrainingSet, input_statistics, materialize_training_set
 from lakeloop.training.loader import plan_shards
@@ -49,12 +50,72 @@ def code_version() -> str:
         return f"lakeloop-{__version__}"
 
 
-def training_key(cfg: TrainConfig, ts: TrainingSet) -> str:
-    """Names one training run by everything that decides its result."""
+def training_key(cfg: TrainConfig, ts: TrainingSet, init: dict[str, Any] | None = None) -> str:
+    """Names one training run by everything that decides its result (the starting weights by their
+    checksum, so a moved alias or a replaced file is a new run)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("alias", "local_mode")}
-    material = json.dumps({"settings": settings, "features_version": ts.features_version, "spec": ts.spec.key,
-                           "root": ts.root, "classes": ts.classes}, sort_keys=True)
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
+    material = {"settings": settings, "features_version": ts.features_version, "spec": ts.spec.key,
+                "root": ts.root, "classes": ts.classes}
+    if init is not None:
+        material["init_sha256"] = init["sha256"]
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_spec(cfg: TrainConfig, ts: TrainingSet) -> ModelSpec:
+    """What the factory is told: the image shape, one output per class, train.model_options."""
+    return ModelSpec(num_outputs=len(ts.classes), input_shape=(ts.spec.channels, ts.spec.height, ts.spec.width),
+                     class_names=tuple(ts.classes), options=dict(cfg.model_options))
+
+
+def resolve_init(profile: Profile, registry: Registry) -> dict[str, Any] | None:
+    """The weights ``train.init_from`` names, pinned: their URI and SHA-256, and the parent version
+    for a registered model (an alias resolved once, here).
+
+    Raises
+    ------
+    ModelNotFound
+        no such committed version or alias.
+    SourceError
+        the weights file cannot be read.
+    """
+    text = profile.train.init_from
+    if text is None:
+        return None
+    source = init_source(text)
+    if source[0] == "model":
+        parent = registry.resolve(source[1], source[2])
+        data = registry.read_weights(parent)  # checked against the version's recorded checksum
+        uri = f"{parent.uri}/{WEIGHTS_FILE}"
+        lineage = {"model": parent.name, "version": parent.version, "uri": parent.uri, "asked_for": text}
+    else:
+        uri = source[1]
+        try:
+            data = registry.files.read_bytes(uri)
+        except (FileNotFoundError, IsADirectoryError):
+            raise SourceError(f"train.init_from {uri}: no such file; give the URI of a torch.save(state_dict) "
+                              f"file, or a registered model as NAME:VERSION or NAME@alias") from None
+        lineage = {"weights_file": uri}
+    return {"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "source": text, "lineage": lineage}
+
+
+def check_factory(cfg: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
+    """Build the model once on the driver, before any process starts: a factory that cannot be
+    imported, fails or returns no module is reported here, with the fix."""
+    from lakeloop.models import build_model
+
+    model = build_model(cfg.model, spec)
+    return {"factory": factory_reference(cfg.model), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def class_weights(spark: "SparkSession", ts: TrainingSet, cfg: TrainConfig) -> tuple[float, ...] | None:
+    """``balanced`` class weights from the train split: rows / (classes x rows of the class); a class
+    without training rows gets 0."""
+    if cfg.class_weights == "none":
+        return None
+    counts = {r["label_index"]: r["count"] for r in
+              spark.read.parquet(ts.split_uri("train")).groupBy("label_index").count().collect()}
+    total, k = sum(counts.values()), len(ts.classes)
+    return tuple(round(total / (k * counts[i]), 6) if counts.get(i) else 0.0 for i in range(k))
 
 
 def _local_cores(master: str) -> int | None:
@@ -102,7 +163,8 @@ def check_capacity(spark: "SparkSession", cfg: TrainConfig) -> dict[str, Any]:
     return facts
 
 
-def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str) -> TrainPlan:
+def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: dict[str, Any] | None = None,
+              weights: tuple[float, ...] | None = None) -> TrainPlan:
     cfg = profile.train
     return TrainPlan(
         run_id=run_id,
@@ -113,8 +175,11 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str) -> Train
         classes=ts.classes,
         shards=plan_shards(ts.split_uri("train"), cfg.num_processes, cfg.batch_size, profile.hadoop_conf()),
         checkpoint_dir=LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key),
-        architecture=cfg.architecture,
-        pretrained_weights=cfg.pretrained_weights,
+        model=factory_reference(cfg.model),
+        model_spec=model_spec(cfg, ts).to_dict(),
+        init_weights=init["uri"] if init else None,
+        init_weights_sha256=init["sha256"] if init else None,
+        init_source=init["source"] if init else None,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         optimizer=cfg.optimizer,
@@ -131,6 +196,10 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str) -> Train
         torch_threads=cfg.torch_threads,
         hadoop_conf=profile.hadoop_conf(),
         tensorboard_dir=LakeLayout(profile.lake_root).tensorboard(run_id) if profile.observe.tensorboard else None,
+        early_stopping_patience=cfg.early_stopping_patience,
+        early_stopping_metric=cfg.early_stopping_metric,
+        publish_epoch=cfg.publish_epoch,
+        class_weights=weights,
     )
 
 
@@ -146,21 +215,28 @@ def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id: str,
-              statistics: dict[str, Any]) -> dict[str, Any]:
-    """What the registry records about the trained model: enough to rebuild it, prepare its
-    inputs, and trace it back to its data, settings and code."""
+              statistics: dict[str, Any], plan: TrainPlan, init: dict[str, Any] | None) -> dict[str, Any]:
+    """What the registry records about the trained model: enough to rebuild it (factory, spec),
+    prepare its inputs, and trace it back to its data, settings, parent weights and code."""
+    from lakeloop.models import model_record
+
     cfg = profile.train
     return {
-        "architecture": cfg.architecture,
+        "model": model_record(cfg.model, plan.factory_spec()),
         "classes": list(ts.classes),
         "preprocess": json.loads(ts.spec.to_json()),
         "input_shape": [ts.spec.channels, ts.spec.height, ts.spec.width],
         "metrics": {"per_epoch": result["history"], "val_accuracy": result["val_accuracy"],
-                    "test_accuracy": result["test_accuracy"]},
+                    "test_accuracy": result["test_accuracy"], "val": result["val"], "test": result["test"],
+                    "published_epoch": result["published_epoch"], "epochs_trained": result["epochs_trained"],
+                    "stopped_early": result["stopped_early"], "initial_val": result["initial_val"]},
+        "lineage": {"init_from": {**init["lineage"], "sha256": init["sha256"], "fit": result["init_fit"]}
+                    if init else None},
         "features": {"table": LakeLayout(profile.lake_root).features, "delta_version": ts.features_version,
                      "training_set": ts.root, "rows": ts.rows},
         "training": {**dataclasses.asdict(cfg), "run_id": run_id, "world_size": result["world_size"],
-                     "device": result["device"], "resumed_from_epoch": result["resumed_from_epoch"]},
+                     "device": result["device"], "resumed_from_epoch": result["resumed_from_epoch"],
+                     "class_weights": list(plan.class_weights) if plan.class_weights else None},
         "input_statistics": statistics,
         "code_version": code_version(),
         "torch_version": result["torch_version"],
@@ -169,20 +245,20 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
 
 
 def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict[str, Any], key: str,
-             statistics: dict[str, Any], report: RunReport) -> tuple[ModelVersion, Any, Any]:
-    """Publish the weights (and a TorchScript copy), move the alias, drop the run's checkpoints;
-    returns the version, the model and an example input."""
+             statistics: dict[str, Any], report: RunReport, plan: TrainPlan,
+             init: dict[str, Any] | None) -> tuple[ModelVersion, Any, Any]:
+    """Publish the weights and metadata, move the alias, drop the run's checkpoints; returns the
+    version, the model and an example input."""
     import torch
 
-    from lakeloop.models import build_model, load_state_dict_bytes, torchscript_bytes
+    from lakeloop.models import build_model, load_state_dict_bytes
 
     cfg = profile.train
-    model = build_model(cfg.architecture, len(ts.classes), ts.spec.channels, ts.spec.height, ts.spec.width)
+    model = build_model(plan.model, plan.factory_spec())
     model.load_state_dict(load_state_dict_bytes(result["weights"]))
     example = torch.zeros(1, ts.spec.channels, ts.spec.height, ts.spec.width)
-    metadata = _metadata(profile, ts, result, report.run_id, statistics)
-    version = registry.publish(cfg.model_name, result["weights"], metadata,
-                               torchscript=torchscript_bytes(model, example), idempotency_key=key)
+    metadata = _metadata(profile, ts, result, report.run_id, statistics, plan, init)
+    version = registry.publish(cfg.model_name, result["weights"], metadata, idempotency_key=key)
     if cfg.alias:
         registry.set_alias(cfg.model_name, cfg.alias, version.version)
     registry.files.delete_dir(LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key))
@@ -223,7 +299,11 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
     Raises
     ------
     SourceError
-        no silver.features, or no labelled training rows.
+        no silver.features, no labelled training rows, or no train.init_from weights file.
+    ModelNotFound
+        train.init_from names a version or alias that is not committed.
+    ModelFactoryError
+        train.model cannot be imported, fails, or returns no torch.nn.Module.
     ConfigError
         more processes than the cluster has task slots or the training set has row groups,
         or a GPU run on a cluster without GPU scheduling.
@@ -235,7 +315,8 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
         ts = materialize_training_set(spark, profile)
     report.details["training_set"] = {"root": ts.root, "rows": ts.rows, "reused": ts.reused,
                                       "features_version": ts.features_version}
-    key = training_key(cfg, ts)
+    init = resolve_init(profile, registry)
+    key = training_key(cfg, ts, init)
     report.details["training_key"] = key
     existing = registry.find_by_idempotency_key(cfg.model_name, key)
     if existing is not None:
@@ -245,23 +326,18 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
         report.counts.update(published=0, epochs_run=0)
         return existing
 
+    report.details["model"] = check_factory(cfg, model_spec(cfg, ts))
+    if init is not None:
+        report.details["init_from"] = init["lineage"]
     report.details["capacity"] = check_capacity(spark, cfg)
-    plan = make_plan(profile, ts, report.run_id, key)
+    plan = make_plan(profile, ts, report.run_id, key, init, class_weights(spark, ts, cfg))
     report.details["shards"] = dataclasses.asdict(plan.shards)
     with report.timed("train"):
         result = run_distributed(plan, cfg)
-    history = result["history"]
-    report.counts.update(epochs_run=cfg.epochs - result["resumed_from_epoch"],
-                         resumed_from_epoch=result["resumed_from_epoch"], train_rows=ts.rows["train"])
-    report.details["shard_audit"] = _audit_summary(result["shard_audit"], ts.rows["train"])
-    report.throughput["train_images_per_s"] = round(
-        sum(h["images_per_s"] for h in history[-3:]) / max(1, len(history[-3:])), 1) if history else 0.0
-    report.details["history"] = history
-    if plan.tensorboard_dir:
-        report.outputs["tensorboard"] = plan.tensorboard_dir
+    _report_training(report, result, ts, plan)
     with report.timed("publish"):
         statistics = input_statistics(spark, ts)
-        version, model, example = _publish(profile, registry, ts, result, key, statistics, report)
+        version, model, example = _publish(profile, registry, ts, result, key, statistics, report, plan, init)
     report.counts["published"] = 1
     if profile.observe.mlflow_tracking_uri:
         with report.timed("mlflow"):
@@ -270,11 +346,31 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
             except ConfigError as exc:
                 # The model is published and the registry is the record; tracking is a view of it.
                 report.warnings.append(f"{version.name}:{version.version} is published but not in MLflow: {exc}")
+    report.outputs["model"] = version.uri
+    return version
+
+
+def _report_training(report: RunReport, result: dict[str, Any], ts: TrainingSet, plan: TrainPlan) -> None:
+    """What the run did: epochs, the published epoch, shards, throughput, the final figures."""
+    history = result["history"]
+    report.counts.update(epochs_run=result["epochs_trained"] - result["resumed_from_epoch"],
+                         resumed_from_epoch=result["resumed_from_epoch"], train_rows=ts.rows["train"])
+    report.details["shard_audit"] = _audit_summary(result["shard_audit"], ts.rows["train"])
+    report.throughput["train_images_per_s"] = round(
+        sum(h["images_per_s"] for h in history[-3:]) / max(1, len(history[-3:])), 1) if history else 0.0
+    report.details["history"] = history
+    report.details.update(published_epoch=result["published_epoch"], stopped_early=result["stopped_early"])
+    if result["stopped_early"]:
+        report.warnings.append(f"stopped early after epoch {result['epochs_trained']} of {plan.epochs}: no better "
+                               f"{plan.early_stopping_metric} for {plan.early_stopping_patience} epochs; "
+                               f"published epoch {result['published_epoch']}")
+    if result["initial_val"] is not None:
+        report.details["initial_val_accuracy"] = result["initial_val"]["accuracy"]
+    if plan.tensorboard_dir:
+        report.outputs["tensorboard"] = plan.tensorboard_dir
     report.details["val_accuracy"] = result["val_accuracy"]
     report.details["test_accuracy"] = result["test_accuracy"]
     report.metrics.update(val_accuracy=result["val_accuracy"], test_accuracy=result["test_accuracy"])
-    report.outputs["model"] = version.uri
-    return version
 
 
 def write_plan(spark: "SparkSession", profile: Profile, path: str, report: RunReport | None = None) -> TrainPlan:
@@ -282,7 +378,10 @@ def write_plan(spark: "SparkSession", profile: Profile, path: str, report: RunRe
     file ``path`` instead of training (``train --plan-only``): run it with ``lakeloop train-rank --plan``."""
     report = report or RunReport.start("train")
     ts = materialize_training_set(spark, profile)
-    plan = make_plan(profile, ts, report.run_id, training_key(profile.train, ts))
+    init = resolve_init(profile, Registry.for_profile(profile))
+    check_factory(profile.train, model_spec(profile.train, ts))
+    plan = make_plan(profile, ts, report.run_id, training_key(profile.train, ts, init), init,
+                     class_weights(spark, ts, profile.train))
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(plan.to_json())
     report.outputs["plan"] = path

@@ -5,11 +5,14 @@ set; it can also run alone on a GPU box, given a materialized training set:
 
     python -m lakeloop.training.rank --plan plan.json [--out result.pt]      (lakeloop train-rank ...)
 
-Each process: joins the process group (gloo on CPU, nccl on GPU), builds the model, wraps
-it in DDP, resumes from the newest checkpoint if one exists, then per epoch trains on its
-own Petastorm shard (:mod:`lakeloop.training.loader`: equal steps on every rank, order a function
-of seed/epoch/rank), evaluates the validation split sharded across ranks, and rank 0
-writes a checkpoint. Rank 0 returns the weights and metrics; the driver publishes them.
+Each process: joins the process group (gloo on CPU, nccl on GPU), builds the model from its
+factory (``train.model``; starting from ``train.init_from``'s weights if set), wraps it in
+DDP, resumes from the newest checkpoint if one exists, then per epoch trains on its own
+Petastorm shard (:mod:`lakeloop.training.loader`: equal steps on every rank, order a function
+of seed/epoch/rank), evaluates the validation split sharded across ranks, keeps the best
+epoch's weights, stops early when the validation metric stops improving, and rank 0 writes
+a checkpoint. Rank 0 returns the weights to publish (the best epoch's, or the last) and the
+metrics; the driver publishes them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lakeloop.io.lakefs import LakeFiles
+from lakeloop.models.spec import ModelSpec
 from lakeloop.preprocess import PreprocessSpec
 from lakeloop.training.loader import ShardPlan, epoch_batches, shard_batches
 
@@ -43,8 +47,11 @@ class TrainPlan:
     classes: tuple[str, ...]
     shards: ShardPlan
     checkpoint_dir: str
-    architecture: str = "lenet5"
-    pretrained_weights: str | None = None
+    model: str = "lenet5"
+    model_spec: dict[str, Any] = field(default_factory=dict)
+    init_weights: str | None = None  # a state-dict file (a registered version's weights.pt, or the user's)
+    init_weights_sha256: str | None = None
+    init_source: str | None = None  # what init_from named, for the lineage
     epochs: int = 30
     batch_size: int = 64
     optimizer: str = "adamw"
@@ -61,6 +68,10 @@ class TrainPlan:
     torch_threads: int = 1
     hadoop_conf: dict[str, str] = field(default_factory=dict)
     tensorboard_dir: str | None = None
+    early_stopping_patience: int | None = None
+    early_stopping_metric: str = "val_accuracy"
+    publish_epoch: str = "best"
+    class_weights: tuple[float, ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -70,7 +81,13 @@ class TrainPlan:
         data = json.loads(text)
         data["shards"] = ShardPlan(**{**data["shards"], "rows_per_rank": tuple(data["shards"]["rows_per_rank"])})
         data["classes"] = tuple(data["classes"])
+        if data.get("class_weights") is not None:
+            data["class_weights"] = tuple(data["class_weights"])
         return cls(**data)
+
+    def factory_spec(self) -> ModelSpec:
+        """The :class:`ModelSpec` the model factory is called with."""
+        return ModelSpec.from_dict(self.model_spec)
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -87,13 +104,21 @@ def latest_checkpoint(plan: TrainPlan) -> tuple[int, str] | None:
     return int(newest[len(CHECKPOINT_PREFIX):-3]), f"{plan.checkpoint_dir}/{newest}"
 
 
-def _optimizer(plan: TrainPlan, params):
+def _optimizer(plan: TrainPlan, model):
+    """The factory's ``make_optimizer(model, spec, settings)`` hook if it has one, else train.optimizer."""
     import torch
 
+    from lakeloop.models import find_hook
+
+    hook = find_hook(plan.model, "make_optimizer")
+    if hook is not None:
+        settings = {"learning_rate": plan.learning_rate, "weight_decay": plan.weight_decay,
+                    "momentum": plan.momentum, "epochs": plan.epochs}
+        return hook(model, plan.factory_spec(), settings)
     if plan.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=plan.learning_rate, momentum=plan.momentum,
+        return torch.optim.SGD(model.parameters(), lr=plan.learning_rate, momentum=plan.momentum,
                                weight_decay=plan.weight_decay, nesterov=True)
-    return torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay)
 
 
 def _scheduler(plan: TrainPlan, optimizer):
@@ -106,24 +131,55 @@ def _scheduler(plan: TrainPlan, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _evaluate(model, url: str, spec: PreprocessSpec, plan: TrainPlan, rank: int, world: int, device) -> float:
-    """Accuracy over the whole split: each rank scores its shard, counts are summed across ranks."""
+def _loss(plan: TrainPlan, device):
+    """The factory's ``make_loss(spec)`` hook if it has one, else cross-entropy (class-weighted if asked)."""
+    import torch
+
+    from lakeloop.models import find_hook
+
+    hook = find_hook(plan.model, "make_loss")
+    if hook is not None:
+        return hook(plan.factory_spec())
+    weight = torch.tensor(plan.class_weights, dtype=torch.float32, device=device) if plan.class_weights else None
+    return torch.nn.CrossEntropyLoss(weight=weight)
+
+
+def _evaluate(trainer: "_Trainer", url: str, spec: PreprocessSpec, plan: TrainPlan, proc: "_Process") -> dict:
+    """Accuracy, macro-F1, loss and the factory's ``batch_metrics`` over the whole split: each rank
+    scores its shard; the confusion counts and row-weighted sums are added across ranks."""
     import torch
     import torch.distributed as dist
 
+    from lakeloop.metrics import classification_summary
+
+    model, k = trainer.model, len(plan.classes)
     model.eval()
-    correct = total = 0
+    sums: dict[str, float] = {"loss": 0.0}
+    confusion = torch.zeros(k * k, dtype=torch.int64)
     with torch.inference_mode():
-        for x, y, _ in shard_batches(url, spec, rank=rank, world=world, batch_size=256,
+        for x, y, _ in shard_batches(url, spec, rank=proc.rank, world=proc.world, batch_size=256,
                                      pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf):
-            logits = model(torch.from_numpy(x).to(device))
-            correct += int((logits.argmax(dim=1).cpu() == torch.from_numpy(y)).sum())
-            total += len(y)
-    counts = torch.tensor([correct, total], dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(counts)
+            outputs = model(torch.from_numpy(x).to(proc.device))
+            targets = torch.from_numpy(y).to(proc.device)
+            n = len(y)
+            confusion += torch.bincount((targets * k + outputs.argmax(dim=1)).cpu(), minlength=k * k)
+            sums["loss"] += float(trainer.loss_fn(outputs.float(), targets)) * n
+            if trainer.batch_metrics is not None:
+                for name, value in trainer.batch_metrics(outputs, targets).items():
+                    sums[name] = sums.get(name, 0.0) + float(value) * n
+    parts: list[Any] = [(sums, confusion.tolist())]
+    if proc.world > 1:
+        parts = [None] * proc.world
+        dist.all_gather_object(parts, (sums, confusion.tolist()))
     model.train()
-    return float(counts[0] / counts[1]) if counts[1] else float("nan")
+    counts = [sum(part[1][i] for part in parts) for i in range(k * k)]
+    matrix = [counts[i * k:(i + 1) * k] for i in range(k)]
+    summary = classification_summary(matrix, plan.classes)
+    rows = summary["rows"]
+    out = {"accuracy": summary["accuracy"] if rows else float("nan"), "macro_f1": summary["macro_f1"]}
+    for name in sorted({name for part, _ in parts for name in part}):
+        out[name] = sum(part.get(name, 0.0) for part, _ in parts) / rows if rows else float("nan")
+    return out
 
 
 @dataclass
@@ -164,32 +220,56 @@ def _join_group(plan: TrainPlan) -> _Process:
 
 @dataclass
 class _Trainer:
-    """The model and what steps it: optimizer, schedule, gradient scaler; plus the epochs done."""
+    """The model and what steps it (optimizer, schedule, gradient scaler, loss), the epochs done,
+    and the early-stopping state: the best epoch so far, its weights, epochs since it."""
 
     model: Any
     optimizer: Any
     scheduler: Any
     scaler: Any
     amp: bool
+    loss_fn: Any
+    batch_metrics: Any
     history: list[dict[str, Any]]
     start_epoch: int
+    best: dict[str, Any] = field(default_factory=dict)  # epoch, value, state
+    stale_epochs: int = 0
+    stopped_early: bool = False
+    init_fit: dict[str, Any] | None = None
+    initial_val: dict[str, float] | None = None
+
+
+def _start_weights(plan: TrainPlan, model) -> dict[str, Any] | None:
+    """Load train.init_from's weights into the fresh ``model`` (checked against the recorded SHA-256)."""
+    import hashlib
+
+    from lakeloop.models import fit_state_dict, load_state_dict_bytes
+
+    if not plan.init_weights:
+        return None
+    data = LakeFiles(plan.hadoop_conf).read_bytes(plan.init_weights)
+    if plan.init_weights_sha256 and hashlib.sha256(data).hexdigest() != plan.init_weights_sha256:
+        raise RuntimeError(f"train.init_from {plan.init_source}: {plan.init_weights} changed after the run was "
+                           f"planned; train again")
+    return fit_state_dict(model, load_state_dict_bytes(data), plan.init_source or plan.init_weights)
 
 
 def _build_trainer(plan: TrainPlan, spec: PreprocessSpec, proc: _Process) -> _Trainer:
     """A fresh model (same initial weights on every rank), resumed from the newest checkpoint if any."""
     import torch
 
-    from lakeloop.models import build_model, load_state_dict_bytes
+    from lakeloop.models import build_model, find_hook
 
     files = LakeFiles(plan.hadoop_conf)
     torch.manual_seed(plan.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-    pretrained = load_state_dict_bytes(files.read_bytes(plan.pretrained_weights)) if plan.pretrained_weights else None
-    model = build_model(plan.architecture, len(plan.classes), spec.channels, spec.height, spec.width, pretrained)
+    model = build_model(plan.model, plan.factory_spec())
+    init_fit = _start_weights(plan, model)
     model.to(proc.device)
-    optimizer = _optimizer(plan, model.parameters())
+    optimizer = _optimizer(plan, model)
     amp = proc.use_cuda and plan.amp
     trainer = _Trainer(model, optimizer, _scheduler(plan, optimizer), torch.amp.GradScaler("cuda", enabled=amp),
-                       amp, [], 0)
+                       amp, _loss(plan, proc.device), find_hook(plan.model, "batch_metrics"), [], 0,
+                       init_fit=init_fit)
     found = latest_checkpoint(plan)
     if found is not None:
         state = torch.load(io.BytesIO(files.read_bytes(found[1])), map_location="cpu", weights_only=False)
@@ -199,6 +279,12 @@ def _build_trainer(plan: TrainPlan, spec: PreprocessSpec, proc: _Process) -> _Tr
         trainer.scaler.load_state_dict(state["scaler"])
         trainer.history = state["history"]
         trainer.start_epoch = state["epoch"] + 1
+        trainer.best, trainer.stale_epochs = state["best"], state["stale_epochs"]
+        trainer.stopped_early = state["stopped_early"]
+        trainer.init_fit, trainer.initial_val = state["init_fit"], state["initial_val"]
+    elif init_fit is not None:
+        # Where the run starts from: the parent's validation figures, before any step.
+        trainer.initial_val = _evaluate(trainer, plan.val_url, spec, plan, proc)
     return trainer
 
 
@@ -208,7 +294,6 @@ def _train_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer:
     import torch
 
     ddp.train()
-    loss_fn = torch.nn.CrossEntropyLoss()
     loss_sum, seen, epoch_ids = 0.0, 0, []
     for x, y, ids in epoch_batches(
         plan.train_url, plan.shards, spec, rank=proc.rank, epoch=epoch, seed=plan.seed,
@@ -218,7 +303,7 @@ def _train_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer:
         inputs, targets = torch.from_numpy(x).to(proc.device), torch.from_numpy(y).to(proc.device)
         trainer.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=trainer.amp):
-            loss = loss_fn(ddp(inputs), targets)
+            loss = trainer.loss_fn(ddp(inputs), targets)
         trainer.scaler.scale(loss).backward()
         trainer.scaler.step(trainer.optimizer)
         trainer.scaler.update()
@@ -248,15 +333,36 @@ def _save_checkpoint(plan: TrainPlan, trainer: _Trainer, epoch: int) -> None:
     buffer = io.BytesIO()
     torch.save({"epoch": epoch, "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
                 "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(),
-                "history": trainer.history}, buffer)
+                "history": trainer.history, "best": trainer.best, "stale_epochs": trainer.stale_epochs,
+                "stopped_early": trainer.stopped_early, "init_fit": trainer.init_fit,
+                "initial_val": trainer.initial_val}, buffer)
     files = LakeFiles(plan.hadoop_conf)
     files.makedirs(plan.checkpoint_dir)
     files.write_bytes_atomic(f"{plan.checkpoint_dir}/{checkpoint_name(epoch)}", buffer.getvalue())
 
 
+def _track_best(plan: TrainPlan, trainer: _Trainer) -> None:
+    """Keep the best epoch's weights; count the epochs since, and stop once they reach the patience.
+
+    Every rank sees the same (all-reduced) validation figures, so every rank decides alike."""
+    last = trainer.history[-1]
+    metric = plan.early_stopping_metric
+    value = last[metric]
+    better = (not trainer.best or (value > trainer.best["value"] if metric == "val_accuracy"
+                                   else value < trainer.best["value"]))
+    if better:
+        state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+        trainer.best = {"epoch": last["epoch"], "value": value, "state": state}
+        trainer.stale_epochs = 0
+    else:
+        trainer.stale_epochs += 1
+    if plan.early_stopping_patience is not None and trainer.stale_epochs >= plan.early_stopping_patience:
+        trainer.stopped_early = True
+
+
 def _run_epochs(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer) -> dict[int, list[str]]:
-    """Train the remaining epochs: evaluate after each, rank 0 reports, logs (TensorBoard) and
-    checkpoints; returns the shard audit."""
+    """Train the remaining epochs (or until early stopping): evaluate after each, rank 0 reports,
+    logs (TensorBoard) and checkpoints; returns the shard audit."""
     from torch.nn.parallel import DistributedDataParallel
 
     ddp = (DistributedDataParallel(trainer.model, device_ids=[proc.local_rank] if proc.use_cuda else None)
@@ -265,6 +371,8 @@ def _run_epochs(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: 
     events = _open_events(plan) if proc.rank == 0 else None
     try:
         for epoch in range(trainer.start_epoch, plan.epochs):
+            if trainer.stopped_early:
+                break
             shard_audit = _run_epoch(plan, spec, proc, trainer, ddp, epoch, shard_audit, events)
     finally:
         if events is not None:
@@ -296,20 +404,25 @@ def _run_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _
         dist.all_reduce(totals)
     if first:
         shard_audit = _shard_audit(proc, epoch_ids)
-    val_accuracy = _evaluate(trainer.model, plan.val_url, spec, plan, proc.rank, proc.world, proc.device)
+    val = _evaluate(trainer, plan.val_url, spec, plan, proc)
     elapsed = time.perf_counter() - started
     trainer.history.append({
         "epoch": epoch + 1,
         "train_loss": round(float(totals[0] / totals[1]), 5),
-        "val_accuracy": round(val_accuracy, 5),
+        "val_accuracy": round(val.pop("accuracy"), 5),
+        "val_loss": round(val.pop("loss"), 5),
+        **{f"val_{name}": round(value, 5) for name, value in val.items() if value is not None},
         "learning_rate": trainer.optimizer.param_groups[0]["lr"],
         "seconds": round(elapsed, 3),
         "images_per_s": round(float(totals[1]) / elapsed, 1),
     })
+    _track_best(plan, trainer)
     if proc.rank == 0:
         last = trainer.history[-1]
+        stop = f"; no better {plan.early_stopping_metric} for {trainer.stale_epochs} epochs: stopping" \
+            if trainer.stopped_early else ""
         print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
-              f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s", flush=True)
+              f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s{stop}", flush=True)
         _save_checkpoint(plan, trainer, epoch)
         if events is not None:
             for entry in trainer.history if first else [last]:
@@ -340,8 +453,12 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     spec = PreprocessSpec.from_json(plan.spec_json)
     trainer = _build_trainer(plan, spec, proc)
     shard_audit = _run_epochs(plan, spec, proc, trainer)
-    val_accuracy = _evaluate(trainer.model, plan.val_url, spec, plan, proc.rank, proc.world, proc.device)
-    test_accuracy = _evaluate(trainer.model, plan.test_url, spec, plan, proc.rank, proc.world, proc.device)
+    last_epoch = trainer.history[-1]["epoch"] if trainer.history else 0
+    if plan.publish_epoch == "best" and trainer.best:
+        trainer.model.load_state_dict(trainer.best["state"])
+    published_epoch = trainer.best["epoch"] if plan.publish_epoch == "best" and trainer.best else last_epoch
+    val = _evaluate(trainer, plan.val_url, spec, plan, proc)
+    test = _evaluate(trainer, plan.test_url, spec, plan, proc)
     if proc.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -350,8 +467,15 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     return {
         "weights": state_dict_bytes(trainer.model),
         "history": trainer.history,
-        "val_accuracy": val_accuracy,
-        "test_accuracy": test_accuracy,
+        "val_accuracy": val["accuracy"],
+        "test_accuracy": test["accuracy"],
+        "val": val,
+        "test": test,
+        "published_epoch": published_epoch,
+        "epochs_trained": last_epoch,
+        "stopped_early": trainer.stopped_early,
+        "init_fit": trainer.init_fit,
+        "initial_val": trainer.initial_val,
         "resumed_from_epoch": trainer.start_epoch,
         "world_size": proc.world,
         "device": str(proc.device),

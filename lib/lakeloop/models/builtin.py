@@ -1,0 +1,74 @@
+"""The built-in architectures, as model factories (``train.model: lenet5 | small_resnet | resnet18``).
+
+* ``lenet5``: LeCun's classic digits CNN, for 1- or 3-channel inputs of at least 16x16
+  (32x32 as in the paper).
+* ``small_resnet``: a compact residual CNN for small colour images.
+* ``resnet18``: torchvision's ResNet-18 for transfer learning. Pretrained weights come only
+  from a file the user supplies (``train.init_from``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from lakeloop.errors import ConfigError
+from lakeloop.models.spec import ModelSpec
+
+
+def lenet5(spec: ModelSpec):
+    """LeCun's digits CNN: two conv + pool stages, three dense layers; inputs of at least 16x16."""
+    from torch import nn
+
+    in_channels, num_classes, height, width = spec.channels, spec.num_outputs, spec.height, spec.width
+    # Feature map size after conv5 -> pool -> conv5 -> pool, computed so any input >= 16 works.
+    h, w = ((height - 4) // 2 - 4) // 2, ((width - 4) // 2 - 4) // 2
+    if h < 1 or w < 1:
+        raise ConfigError(f"lenet5 needs inputs of at least 16x16; features.preprocess is {height}x{width}")
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * h * w, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, num_classes),
+    )
+
+
+def small_resnet(spec: ModelSpec):
+    """A compact residual CNN: three stages of basic blocks (16/32/64 channels), global average pooling."""
+    from torch import nn
+
+    in_channels, num_classes = spec.channels, spec.num_outputs
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.skip = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout else nn.Identity()
+            )
+
+        def forward(self, x):
+            out = nn.functional.relu(self.bn1(self.conv1(x)))
+            return nn.functional.relu(self.bn2(self.conv2(out)) + self.skip(x))
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )
+
+
+def resnet18(spec: ModelSpec):
+    """torchvision's ResNet-18 (random weights; start from a weights file with ``train.init_from``),
+    its first convolution fitted to the channels and its classifier to the outputs."""
+    from torch import nn
+    from torchvision.models import resnet18 as torchvision_resnet18
+
+    model = torchvision_resnet18(weights=None)
+    if spec.channels != 3:
+        model.conv1 = nn.Conv2d(spec.channels, 64, 7, 2, 3, bias=False)
+    model.fc = nn.Linear(model.fc.in_features, spec.num_outputs)
+    return model

@@ -310,7 +310,7 @@ def test_lakeloop_command_dispatches(tmp_path, capsys):
     assert cli.main(["databricks", "bundle", "--out", str(tmp_path / "databricks.yml")]) == 0
     assert (tmp_path / "databricks.yml").is_file()
     assert cli.main(["nope"]) == 2
-    assert "the commands are: show, databricks, jars, report, train-rank" in capsys.readouterr().err
+    assert "the commands are: show, databricks, jars, registry, report, train-rank" in capsys.readouterr().err
 
 
 def test_cli_generates_for_another_checkout(tmp_path, capsys):

@@ -313,6 +313,10 @@ def test_latest_and_production(registry: Registry) -> None:
         registry.set_alias("m", "7", 1)
     with pytest.raises(ModelNotFound, match="version 9"):
         registry.set_alias("m", "staging", 9)
+    # Every move of an alias is logged, with the version it left (refused moves are not).
+    assert [(e["alias"], e["previous"], e["version"], e["action"]) for e in registry.alias_log("m")] == \
+        [("production", None, 2, "set"), ("production", 2, 4, "set")]
+    assert registry.list_aliases("m") == {"latest": 4, "production": 4}  # the log is not an alias
 
 
 def test_resolve_errors_list_what_exists(registry: Registry) -> None:

@@ -4,6 +4,7 @@
     lakeloop report [JOB|RUN_ID] [--open]          a run's HTML page, drawn from its report (lakeloop.pages)
     lakeloop databricks bundle ...                 job definitions for Databricks (lakeloop.deploy.databricks)
     lakeloop jars resolve|list ...                 the profiles' JVM packages (lakeloop.runtime.jars)
+    lakeloop registry list|show|compare|promote|rollback   model versions and aliases (lakeloop.promotion)
     lakeloop train-rank --plan FILE                one training process without Spark (lakeloop.training.rank)
 
 ``lakeloop COMMAND --help`` describes each. The Spark jobs themselves are files in the
@@ -22,6 +23,7 @@ from typing import Sequence
 MODULE_COMMANDS: dict[str, str] = {
     "databricks": "lakeloop.deploy.databricks",
     "jars": "lakeloop.runtime.jars",
+    "registry": "lakeloop.promotion",
     "report": "lakeloop.pages",
     "train-rank": "lakeloop.training.rank",
 }

@@ -189,6 +189,16 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class PromoteConfig:
+    """The promotion gate of ``lakeloop registry promote``: which test-split metric decides, by how much."""
+
+    alias: str = "production"
+    metric: str = "accuracy"  # a key of the version's test metrics: accuracy, macro_f1, loss, or a batch_metrics name
+    lower_is_better: bool = False
+    margin: float = 0.0  # the challenger must beat the holder by more than this
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Settings of ``jobs/evaluate.py``; see :mod:`lakeloop.evaluation`."""
 
@@ -242,6 +252,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
@@ -616,6 +627,12 @@ def _check_observe(profile: Profile) -> None:
     if profile.evaluate.model is not None:
         parse_model_ref(profile.evaluate.model)
     _at_least(profile.evaluate.top_k, 1, "evaluate.top_k", "3")
+    check_alias(profile.promote.alias)
+    if profile.promote.alias == LATEST:
+        raise ConfigError(f"promote.alias = {LATEST!r}: publishing moves that alias; promote to another one, "
+                          f"e.g. production")
+    if profile.promote.margin < 0:
+        raise ConfigError(f"promote.margin = {profile.promote.margin!r} must be 0 or more, e.g. 0.005")
     _at_least(profile.evaluate.calibration_bins, 2, "evaluate.calibration_bins", "10")
     quality = profile.quality
     for setting, value, low, high, example in (

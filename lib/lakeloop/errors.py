@@ -38,3 +38,6 @@ class QualityError(LakeloopError):
 class ModelFactoryError(ConfigError):
     """Thrown when ``train.model`` names a factory that cannot be imported, fails, or returns no ``nn.Module``."""
 
+
+class PromotionRefused(LakeloopError):
+    """Thrown when the promotion gate keeps an alias where it is (the challenger does not beat the holder)."""

@@ -8,6 +8,7 @@ Layout under a registry root (``<lake_root>/models``, :attr:`lakeloop.layout.Lak
                            /_COMMITTED             written last: the version exists from then on
     <root>/<name>/latest                           {"version": N}, moved by publish after _COMMITTED
     <root>/<name>/production                       {"version": N}, moved by set_alias (any alias works alike)
+    <root>/<name>/_alias_log.json                  every move of an alias but latest: who, when, why, from which version
 
 A version folder without ``_COMMITTED`` is the leftover of a crashed publish: readers
 ignore it and the next publish reuses (clears and rewrites) its number. A committed
@@ -38,6 +39,7 @@ WEIGHTS_FILE = "weights.pt"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 METADATA_FILE = "metadata.json"
 COMMITTED_FILE = "_COMMITTED"
+ALIAS_LOG_FILE = "_alias_log.json"
 __all__ = ["LATEST", "PRODUCTION", "ModelVersion", "Registry"]
 
 
@@ -345,8 +347,15 @@ class Registry:
         self._write_alias(name, LATEST, version.version)
         return version
 
-    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        """Point ``alias`` (e.g. ``production``) of model ``name`` at a committed ``version``.
+    def set_alias(self, name: str, alias: str, version: int, *, action: str = "set", reason: str | None = None,
+                  actor: str | None = None, forced: bool = False,
+                  evidence: Mapping[str, Any] | None = None) -> ModelVersion:
+        """Point ``alias`` (e.g. ``production``) of model ``name`` at a committed ``version``, and record
+        the move in the model's alias log (``action``, ``reason``, ``actor``, ``forced``, ``evidence``:
+        what the caller wants kept with it, such as a promotion's comparison).
+
+        The log entry is written before the alias, so no move goes unrecorded; an entry whose move a
+        crash then prevented is recognisable, since the alias does not point at its version.
 
         Raises
         ------
@@ -364,8 +373,34 @@ class Registry:
         if isinstance(version, bool) or not isinstance(version, int):
             raise ConfigError(f"set_alias({name!r}, {alias!r}): version must be a whole number, got {version!r}")
         target = self.resolve(name, version)
+        entry = {"alias": alias, "version": target.version, "previous": self._read_alias(name, alias),
+                 "action": action, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "by": actor, "reason": reason, "forced": forced, "evidence": dict(evidence or {})}
+        log = self.alias_log(name)
+        self.files.write_bytes_atomic(f"{self.model_uri(name)}/{ALIAS_LOG_FILE}",
+                                      json.dumps([*log, entry], indent=2).encode("utf-8"))
         self._write_alias(name, alias, target.version)
         return target
+
+    def alias_log(self, name: str, alias: str | None = None) -> list[dict[str, Any]]:
+        """The recorded moves of the aliases of model ``name`` (of ``alias`` only, if given), oldest first.
+
+        Raises
+        ------
+        SourceError
+            the log file is not a JSON list.
+        """
+        uri = f"{self.model_uri(name)}/{ALIAS_LOG_FILE}"
+        try:
+            entries = json.loads(self.files.read_bytes(uri).decode("utf-8"))
+        except FileNotFoundError:
+            return []
+        except (ValueError, UnicodeDecodeError):
+            entries = None
+        if not isinstance(entries, list):
+            raise SourceError(f"{uri} is not a JSON list of alias moves; restore it from the lake's backup or "
+                              f"remove it (the aliases themselves stay as they are)")
+        return [e for e in entries if isinstance(e, dict) and (alias is None or e.get("alias") == alias)]
 
 
 def _is_name(text: str) -> bool:

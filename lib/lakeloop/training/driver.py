@@ -260,7 +260,8 @@ def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict
     metadata = _metadata(profile, ts, result, report.run_id, statistics, plan, init)
     version = registry.publish(cfg.model_name, result["weights"], metadata, idempotency_key=key)
     if cfg.alias:
-        registry.set_alias(cfg.model_name, cfg.alias, version.version)
+        registry.set_alias(cfg.model_name, cfg.alias, version.version, action="train",
+                           reason=f"train.alias of run {report.run_id}")
     registry.files.delete_dir(LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key))
     return version, model.eval(), example
 

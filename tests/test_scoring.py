@@ -296,6 +296,67 @@ def test_a_crash_between_the_two_merges_is_repaired_by_the_rerun(spark, model_la
     assert sorted(quarantine["image_id"]) == sorted(GARBAGE) and set(quarantine["run_id"]) == {"rerun"}
 
 
+def test_a_bounded_backfill_scores_in_committed_chunks_and_leaves_the_rest_for_the_next_run(spark, model_lake,
+                                                                                            tmp_path):
+    profile = copy_lake(model_lake, tmp_path / "lake", ("score.max_rows_per_run", 1000),
+                        ("score.commit_every_rows", 400))
+    first = score_table(spark, profile, report=RunReport("score", "backfill-1"))
+    n = first.counts["inputs"]
+    assert first.counts["scored"] == 1000 and first.counts["remaining"] == n - 1000
+    assert [c["chunk"] for c in first.details["chunks"]] == [1, 2, 3]
+    assert sum(c["rows"] for c in first.details["chunks"]) == 1000
+    assert delta.table_version(spark, layout(profile).predictions) == 2  # three commits: versions 0, 1, 2
+    assert any("left for the next run" in w for w in first.warnings)
+
+    second = score_table(spark, profile, report=RunReport("score", "backfill-2"))
+    assert second.counts["already_scored"] == 1000 and second.counts["scored"] == n - 1000
+    assert second.counts["remaining"] == 0
+    third = score_table(spark, profile, report=RunReport("score", "backfill-3"))
+    assert third.counts["scored"] == 0 and third.counts["already_scored"] == n
+    gold = gold_rows(spark, profile)
+    assert len(gold) == n and not gold.duplicated(["image_id", "model_name", "model_version"]).any()
+
+
+@pytest.mark.slow
+def test_a_backfill_killed_after_its_first_chunk_ends_with_one_prediction_per_row(spark, model_lake, tmp_path):
+    """A real kill: the score job under spark-submit is SIGKILLed once its first chunk is committed;
+    the rerun scores the rest, and every input row has exactly one prediction."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from lakeloop.config import REPO_ROOT
+
+    profile = copy_lake(model_lake, tmp_path / "lake", ("score.commit_every_rows", 450))
+    lake = Path(profile.lake_root.removeprefix("file:"))
+    cmd = [str(REPO_ROOT / "spark-submit.sh"), "--profile", "test", "--set", f"lake_root=file:{lake}",
+           "--set", "features.join_table=null", "--set", f"ingest_images.source={profile.ingest_images.source}",
+           "--set", "score.commit_every_rows=450", "score"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")})
+    first_commit = lake / "gold" / "predictions" / "_delta_log" / f"{0:020d}.json"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not first_commit.exists():
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert first_commit.exists(), "the job never committed its first chunk"
+    committed = len(gold_rows(spark, profile))
+    n = len(delta.read_table(spark, layout(profile).features).toPandas())
+    assert 0 < committed < n, (committed, n)  # killed part-way: some chunks in, some not
+
+    report = score_table(spark, profile, report=RunReport("score", "after-kill"))
+
+    assert report.counts["already_scored"] == committed and report.counts["scored"] == n - committed
+    gold = gold_rows(spark, profile)
+    assert len(gold) == n and gold["image_id"].nunique() == n
+    print(f"\nbackfill kill: inputs {n}, committed before the kill {committed}, predictions {len(gold)}, "
+          f"duplicates {len(gold) - gold['image_id'].nunique()}")
+
+
 def test_score_adds_predictions_to_any_dataframe(spark, model_lake):
     registry = Registry.for_profile(model_lake)
     bronze = delta.read_table(spark, layout(model_lake).bronze_images).where("image_id NOT LIKE 'garbage-%'") \

@@ -186,6 +186,8 @@ class ScoreConfig:
     batch_size: int = 512
     max_batch_bytes: int = 64 * 1024 * 1024
     torch_threads_per_task: int = 1
+    max_rows_per_run: int | None = None  # a bounded backfill: score at most this many rows, the rest next run
+    commit_every_rows: int | None = None  # MERGE every so many rows, so a killed run keeps what it scored
 
 
 @dataclass(frozen=True)
@@ -615,6 +617,10 @@ def _check_score(cfg: ScoreConfig) -> None:
     _at_least(cfg.batch_size, 1, "score.batch_size", "512")
     _at_least(cfg.torch_threads_per_task, 1, "score.torch_threads_per_task",
               "1 (one thread per task when Spark runs one task per core)")
+    for setting, value, example in (("max_rows_per_run", cfg.max_rows_per_run, "1000000"),
+                                    ("commit_every_rows", cfg.commit_every_rows, "100000")):
+        if value is not None:
+            _at_least(value, 1, f"score.{setting}", example)
     if cfg.max_batch_bytes < 1 << 20 or cfg.max_batch_bytes >= 1 << 31:
         raise ConfigError(
             f"score.max_batch_bytes = {cfg.max_batch_bytes} must be between 1 MiB and 2 GiB (Spark's Arrow "

@@ -9,6 +9,7 @@ pending, score it, write it, summarise.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
@@ -153,12 +154,14 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     scoring_input = _open_input(spark, profile, registry, report)
     with report.timed("plan"):
         pending = _plan_pending(spark, scoring_input, cfg, lake, report)
-    scored, n_pending = _score_pending(spark, pending, scoring_input, registry, cfg, report)
-    try:
-        stats, workers = _write_scored(spark, scored, scoring_input.version, lake, report)
-    finally:
-        scored.unpersist()
-    _count(report, pending, n_pending, stats, workers, cfg)
+        chunks, n_pending = _bounded(pending, cfg)
+    stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started)
+    _count(report, pending, n_pending if n_pending is not None else n_scored, stats, workers, cfg)
+    if n_pending is not None:
+        report.counts["remaining"] = n_pending - n_scored
+        if n_pending > n_scored:
+            report.warnings.append(f"{n_pending - n_scored} row(s) left for the next run (score.max_rows_per_run = "
+                                   f"{cfg.max_rows_per_run}); run score again to go on")
     _record_accuracy(spark, report, stats, scoring_input.version, lake)
     _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
@@ -262,9 +265,68 @@ def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig
     return _Pending(pending, sizes["rows"], n_null_ids, n_duplicates, n_already)
 
 
-def _score_pending(spark: "SparkSession", pending: _Pending, scoring_input: _Input, registry: Registry,
+def _bounded(pending: _Pending, cfg: ScoreConfig) -> tuple[list["DataFrame"], int | None]:
+    """The pending rows as the chunks to score and commit one after the other, and how many rows are
+    pending in all (``None`` when nothing bounds the run: then it is one chunk, counted as it is scored).
+
+    ``score.max_rows_per_run`` keeps the first rows by image_id; ``score.commit_every_rows`` splits
+    them into that many rows per chunk (about: by a hash of the id), each MERGEd on its own. A run
+    killed after some chunks has committed them; the next run's plan leaves them out.
+    """
+    from pyspark.sql import functions as F
+
+    if cfg.max_rows_per_run is None and cfg.commit_every_rows is None:
+        return [pending.rows], None
+    total = pending.rows.count()
+    rows, take = pending.rows, total
+    if cfg.max_rows_per_run is not None and total > cfg.max_rows_per_run:
+        take = cfg.max_rows_per_run
+        rows = rows.orderBy("image_id").limit(take)
+    n_chunks = max(1, math.ceil(take / cfg.commit_every_rows)) if cfg.commit_every_rows else 1
+    if n_chunks == 1:
+        return [rows], total
+    bucket = F.pmod(F.xxhash64("image_id"), F.lit(n_chunks))
+    return [rows.where(bucket == i) for i in range(n_chunks)], total
+
+
+def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_input: _Input, registry: Registry,
+                  cfg: ScoreConfig, lake: LakeLayout, report: RunReport,
+                  started: float) -> tuple[dict[str, Any], list[Any], int]:
+    """Score and MERGE each chunk in turn; the run's stats, Python workers and rows scored."""
+    stats: dict[str, Any] = {}
+    workers: list[Any] = []
+    n_scored = 0
+    for number, rows in enumerate(chunks, 1):
+        scored, n_chunk = _score_pending(spark, rows, scoring_input, registry, cfg, report)
+        try:
+            chunk_stats, chunk_workers = _write_scored(spark, scored, scoring_input.version, lake, report)
+        finally:
+            scored.unpersist()
+        stats, workers, n_scored = _add_stats(stats, chunk_stats), workers + chunk_workers, n_scored + n_chunk
+        if len(chunks) > 1:
+            report.details.setdefault("chunks", []).append({"chunk": number, "rows": n_chunk,
+                                                            "committed_at_s": round(time.perf_counter() - started, 1)})
+    report.throughput["rows_per_s"] = round(n_scored / report.durations_s["score"], 1) \
+        if n_scored and report.durations_s.get("score") else 0.0
+    return stats, workers, n_scored
+
+
+def _add_stats(total: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
+    """Two chunks' stats as one: counts added, the peak RSS the larger, intensity histograms merged."""
+    if not total:
+        return dict(chunk)
+    out = {k: (total[k] or 0) + (chunk[k] or 0) for k in ("good", "bad", "labelled", "correct")}
+    out["rss"] = max((r for r in (total["rss"], chunk["rss"]) if r is not None), default=None)
+    bins = dict(total["intensity_bins"])
+    for b, n in chunk["intensity_bins"].items():
+        bins[b] = bins.get(b, 0) + n
+    out["intensity_bins"] = bins
+    return out
+
+
+def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Input, registry: Registry,
                    cfg: ScoreConfig, report: RunReport) -> tuple["DataFrame", int]:
-    """The pending rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number."""
+    """The rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -272,7 +334,6 @@ def _score_pending(spark: "SparkSession", pending: _Pending, scoring_input: _Inp
                            cfg.torch_threads_per_task, diagnostics=True))
     has_label = "label" in scoring_input.source.columns
     true_label = F.col("label").cast("string") if has_label else F.lit(None).cast("string")
-    rows = pending.rows
     if scoring_input.splits is not None:
         rows = rows.join(scoring_input.splits, "image_id", "left")
     split = F.col("split").cast("string") if "split" in rows.columns else F.lit(None).cast("string")
@@ -288,10 +349,8 @@ def _score_pending(spark: "SparkSession", pending: _Pending, scoring_input: _Inp
     with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
         with report.timed("score"):
             scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-            n_pending = scored.count()
-    report.throughput["rows_per_s"] = round(n_pending / report.durations_s["score"], 1) \
-        if n_pending and report.durations_s["score"] > 0 else 0.0
-    return scored, n_pending
+            n_rows = scored.count()
+    return scored, n_rows
 
 
 def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersion, lake: LakeLayout,

@@ -23,7 +23,7 @@ LAYERS = {
     "report": 4, "preprocess": 4, "registry": 4, "metrics": 4, "figures": 4, "tracking": 4,
     "models": 5,
     "ingest": 6, "features": 6, "training": 6, "scoring": 6, "evaluation": 6,
-    "summary": 6, "pages": 6, "explore": 6, "promotion": 6,
+    "summary": 6, "pages": 6, "explore": 6, "promotion": 6, "maintenance": 6,
     "runtime": 7,
     "deploy": 8,
     "cli": 9, "__init__": 9,

@@ -1,6 +1,7 @@
 """The ``lakeloop`` command of the installed wheel: one entry point for the library's tools.
 
     lakeloop show [--profile P] [--set k=v ...]    what the lake holds (tables, quarantine reasons, models)
+    lakeloop maintain [--profile P] [--set k=v ...]    OPTIMIZE + VACUUM the tables, drop old training sets (lakeloop.maintenance)
     lakeloop report [JOB|RUN_ID] [--open]          a run's HTML page, drawn from its report (lakeloop.pages)
     lakeloop databricks bundle ...                 job definitions for Databricks (lakeloop.deploy.databricks)
     lakeloop jars resolve|list ...                 the profiles' JVM packages (lakeloop.runtime.jars)
@@ -27,28 +28,53 @@ MODULE_COMMANDS: dict[str, str] = {
     "report": "lakeloop.pages",
     "train-rank": "lakeloop.training.rank",
 }
-COMMANDS = ("show", *MODULE_COMMANDS)
+COMMANDS = ("show", "maintain", *MODULE_COMMANDS)
 
 
-def show(argv: Sequence[str]) -> int:
-    """``lakeloop show``: print :func:`lakeloop.summary.show_lake` for a profile; exit 2 for a bad profile."""
+def _session_command(command: str, description: str, argv: Sequence[str]):
+    """Parse ``--profile``/``--set``, load the profile and start a session; ``None`` (after saying why) if either fails."""
     from lakeloop.config import load_profile
     from lakeloop.errors import LakeloopError
     from lakeloop.runtime.session import build_session
-    from lakeloop.summary import show_lake
 
-    parser = argparse.ArgumentParser(prog="lakeloop show", description="Print what the lake's tables hold.")
+    parser = argparse.ArgumentParser(prog=f"lakeloop {command}", description=description)
     parser.add_argument("--profile", default="local", help="profile name in conf/ or a YAML path (default: local)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile setting (repeatable)")
     args = parser.parse_args(argv)
     try:
         profile = load_profile(args.profile, args.overrides)
-        spark = build_session(profile, app_name="lakeloop-show")
+        return profile, build_session(profile, app_name=f"lakeloop-{command}")
     except LakeloopError as exc:
-        print(f"lakeloop show: {exc}", file=sys.stderr)
+        print(f"lakeloop {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def show(argv: Sequence[str]) -> int:
+    """``lakeloop show``: print :func:`lakeloop.summary.show_lake` for a profile; exit 2 for a bad profile."""
+    from lakeloop.summary import show_lake
+
+    started = _session_command("show", "Print what the lake's tables hold.", argv)
+    if started is None:
         return 2
+    profile, spark = started
     print(show_lake(spark, profile))
+    return 0
+
+
+def maintain(argv: Sequence[str]) -> int:
+    """``lakeloop maintain``: :func:`lakeloop.maintenance.maintain_lake`, its counts and details printed as JSON."""
+    import json
+
+    from lakeloop.maintenance import maintain_lake
+
+    started = _session_command("maintain", "Compact and vacuum the lake's tables; drop old training sets, "
+                                           "stale checkpoints and crashed publishes.", argv)
+    if started is None:
+        return 2
+    profile, spark = started
+    report = maintain_lake(spark, profile)
+    print(json.dumps({"counts": report.counts, **report.details}, indent=2, default=str))
     return 0
 
 
@@ -59,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__.strip())
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command == "show":
-        return show(rest)
+    if command in ("show", "maintain"):
+        return (show if command == "show" else maintain)(rest)
     if command not in MODULE_COMMANDS:
         print(f"lakeloop: unknown command {command!r}; the commands are: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

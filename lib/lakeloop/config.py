@@ -191,6 +191,17 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class MaintainConfig:
+    """Lake housekeeping (``lakeloop maintain``, jobs/maintain.py); see README "maintain"."""
+
+    optimize: bool = True
+    vacuum_retention_hours: float = 168.0  # Delta's own default and safety limit: 7 days
+    allow_short_retention: bool = False  # a retention under 168 hours needs this
+    keep_training_sets: int = 2  # the newest, by features version
+    checkpoint_max_age_hours: float = 168.0  # a killed run's checkpoints, not resumed since
+
+
+@dataclass(frozen=True)
 class PromoteConfig:
     """The promotion gate of ``lakeloop registry promote``: which test-split metric decides, by how much."""
 
@@ -255,6 +266,7 @@ class Profile:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    maintain: MaintainConfig = field(default_factory=MaintainConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
@@ -637,6 +649,7 @@ def _check_observe(profile: Profile) -> None:
     if profile.promote.alias == LATEST:
         raise ConfigError(f"promote.alias = {LATEST!r}: publishing moves that alias; promote to another one, "
                           f"e.g. production")
+    _check_maintain(profile.maintain)
     if profile.promote.margin < 0:
         raise ConfigError(f"promote.margin = {profile.promote.margin!r} must be 0 or more, e.g. 0.005")
     _at_least(profile.evaluate.calibration_bins, 2, "evaluate.calibration_bins", "10")
@@ -656,3 +669,21 @@ def _check_observe(profile: Profile) -> None:
     if profile.observe.mlflow_tracking_uri is not None and not profile.observe.mlflow_tracking_uri.strip():
         raise ConfigError("observe.mlflow_tracking_uri is empty; name a tracking URI (e.g. "
                           "sqlite:///mlflow.db, file:/path/mlruns, http://host:5000, databricks) or leave it unset")
+
+
+# Delta refuses a VACUUM retention under this unless its safety check is turned off.
+DELTA_SAFE_RETENTION_HOURS = 168.0
+
+
+def _check_maintain(cfg: MaintainConfig) -> None:
+    if cfg.vacuum_retention_hours < 0 or cfg.checkpoint_max_age_hours < 0:
+        raise ConfigError("maintain.vacuum_retention_hours and maintain.checkpoint_max_age_hours must be 0 or more, "
+                          "e.g. 168")
+    if cfg.vacuum_retention_hours < DELTA_SAFE_RETENTION_HOURS and not cfg.allow_short_retention:
+        raise ConfigError(
+            f"maintain.vacuum_retention_hours = {cfg.vacuum_retention_hours:g} is under Delta's safety limit of "
+            f"{DELTA_SAFE_RETENTION_HOURS:g} hours: a job still reading or writing an older table version could "
+            f"lose its files. Keep 168 or more, or set maintain.allow_short_retention: true when no job runs "
+            f"during maintenance"
+        )
+    _at_least(cfg.keep_training_sets, 1, "maintain.keep_training_sets", "2")

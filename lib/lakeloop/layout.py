@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 from lakeloop.errors import ConfigError, ModelFactoryError
 
@@ -78,9 +79,19 @@ class LakeLayout:
     def quarantine_features(self) -> str:
         return self.table("quarantine", "features")
 
+    @property
+    def training_sets(self) -> str:
+        """Folder of every materialized training set."""
+        return f"{self.root}/_training_sets"
+
     def training_set(self, features_version: int, spec_key: str, files: int) -> str:
         """The Parquet training set of ``silver.features`` at one version, spec and file count."""
         return f"{self.root}/_training_sets/v{int(features_version)}-{spec_key}-{int(files)}"
+
+    @property
+    def checkpoints_root(self) -> str:
+        """Folder of every training run's checkpoints, one folder per model."""
+        return f"{self.root}/_checkpoints"
 
     def checkpoints(self, model_name: str, training_key: str) -> str:
         """Checkpoints of one training run (named by everything that decides its result)."""
@@ -104,6 +115,15 @@ class LakeLayout:
     def model_evaluations(self) -> str:
         """Per (model, version, split): accuracy, F1, top-k, calibration and per-group figures."""
         return self.table("gold", "model_evaluations")
+
+    def tables(self, ingested_tables: Iterable[str] = (), ledger: bool = False) -> list[tuple[str, str]]:
+        """(layer, name) of every Delta table the jobs write, in pipeline order; ``ingested_tables``:
+        the names of ``ingest_tables.tables``; ``ledger``: with the ingest ledger."""
+        tables = [("bronze", "images"), ("quarantine", "images")] + ([("_ledger", "images")] if ledger else [])
+        tables += [(layer, t) for t in ingested_tables for layer in ("bronze", "quarantine")]
+        tables += [("silver", "features"), ("quarantine", "features"), ("gold", "predictions"),
+                   ("quarantine", "predictions"), ("gold", "model_evaluations")]
+        return tables
 
     def reports(self, job: str) -> str:
         """Folder of a job's run reports (JSON) and their pages (HTML)."""

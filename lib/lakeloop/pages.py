@@ -46,7 +46,7 @@ figure{margin:1rem 0} figcaption{font-size:.85rem;color:#555}
 code{font-size:.85rem}
 """
 # The jobs of jobs/*.py, whose reports live under _reports/<job>/.
-JOBS = ("ingest_images", "ingest_tables", "build_features", "train", "score", "evaluate")
+JOBS = ("ingest_images", "ingest_tables", "build_features", "train", "score", "evaluate", "maintain")
 # No scripts, no fetches: images only from data: URIs, styles only inline.
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

@@ -133,6 +133,21 @@ class Registry:
                     aliases[child] = version
         return aliases
 
+    def leftover_versions(self, name: str) -> list[int]:
+        """Version folders of ``name`` without ``_COMMITTED`` below the highest committed version:
+        crashed publishes that no publish will reuse (one above it may be a publish under way)."""
+        committed = self.list_versions(name)
+        if not committed:
+            return []
+        numbers = [int(c) for c in self.files.list_dir(self.model_uri(name)) if is_version_number(c)]
+        return sorted(n for n in numbers if n < committed[-1] and n not in committed)
+
+    def drop_leftover(self, name: str, version: int) -> None:
+        """Delete an uncommitted version folder found by :meth:`leftover_versions` (never a committed one)."""
+        if version not in self.leftover_versions(name):
+            raise ConfigError(f"{self.version_uri(name, version)} is not an uncommitted leftover; nothing deleted")
+        self.files.delete_dir(self.version_uri(name, version))
+
     def _not_found(self, name: str, what: str) -> ModelNotFound:
         versions = self.list_versions(name)
         if not versions:

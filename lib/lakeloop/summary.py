@@ -21,11 +21,7 @@ if TYPE_CHECKING:
 
 def lake_tables(profile: Profile) -> list[tuple[str, str]]:
     """(layer, name) of every table the profile's jobs write, in pipeline order."""
-    tables = [("bronze", "images"), ("quarantine", "images")]
-    tables += [(layer, t) for t in profile.ingest_tables.tables for layer in ("bronze", "quarantine")]
-    tables += [("silver", "features"), ("quarantine", "features"), ("gold", "predictions"),
-               ("quarantine", "predictions"), ("gold", "model_evaluations")]
-    return tables
+    return LakeLayout(profile.lake_root).tables(profile.ingest_tables.tables)
 
 
 def _prediction_lines(df: "DataFrame") -> list[str]:

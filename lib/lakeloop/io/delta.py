@@ -189,3 +189,34 @@ def merge_upsert(
         merge = merge.withSchemaEvolution()
     merge = merge.whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
     return _metrics(merge.execute())
+
+
+def optimize(spark: "SparkSession", uri: str) -> dict[str, int]:
+    """Delta OPTIMIZE (bin-packing compaction) of the table at ``uri``; the files it added and removed."""
+    from delta.tables import DeltaTable
+
+    metrics = DeltaTable.forPath(spark, uri).optimize().executeCompaction().select("metrics").first()[0]
+    return {"files_added": int(metrics["numFilesAdded"]), "files_removed": int(metrics["numFilesRemoved"])}
+
+
+def vacuum(spark: "SparkSession", uri: str, retention_hours: float, below_safety_check: bool = False) -> None:
+    """Delta VACUUM: delete the files no table version within ``retention_hours`` refers to.
+
+    ``below_safety_check`` lets a retention under Delta's default (7 days) through, by turning
+    ``spark.databricks.delta.retentionDurationCheck.enabled`` off for this call only; without it
+    Delta refuses such a retention (a concurrent reader or writer could lose its files).
+    """
+    from delta.tables import DeltaTable
+
+    key = "spark.databricks.delta.retentionDurationCheck.enabled"
+    before = spark.conf.get(key, None)
+    if below_safety_check:
+        spark.conf.set(key, "false")
+    try:
+        DeltaTable.forPath(spark, uri).vacuum(float(retention_hours))
+    finally:
+        if below_safety_check:
+            if before is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, before)

@@ -131,3 +131,27 @@ def copy_from_local(spark: "SparkSession", local_dir: str, uri: str,
         fs.copyFromLocalFile(False, False, jvm.org.apache.hadoop.fs.Path(f"file:{local_dir}"), path)
     finally:
         fs.close()
+
+
+def list_children(spark: "SparkSession", uri: str) -> list[tuple[str, bool, datetime]]:
+    """(name, is_folder, modified UTC) of what is directly in the folder ``uri``; ``[]`` if it does not exist."""
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return []
+    return [(str(s.getPath().getName()), bool(s.isDirectory()),
+             datetime.fromtimestamp(s.getModificationTime() / 1000, tz=timezone.utc)) for s in fs.listStatus(path)]
+
+
+def count_files(spark: "SparkSession", uri: str, suffix: str = ".parquet", skip_folder: str = "_delta_log") -> int:
+    """Files under ``uri`` (recursively, but not in folders named ``skip_folder``) whose names end in
+    ``suffix``: the data files a Delta table holds on storage, referenced or not (its log's
+    checkpoint files are Parquet too, hence the skip)."""
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return 0
+    files, n = fs.listFiles(path, True), 0
+    while files.hasNext():
+        found = files.next().getPath()
+        if str(found.getName()).endswith(suffix) and f"/{skip_folder}/" not in str(found.toUri().getPath()):
+            n += 1
+    return n

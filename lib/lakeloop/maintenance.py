@@ -71,9 +71,11 @@ def drop_stale_checkpoints(spark: "SparkSession", profile: Profile, now: datetim
             continue
         folder = f"{lake.checkpoints_root}/{model}"
         for run, run_is_dir, _ in hadoop.list_children(spark, folder):
-            files = hadoop.list_children(spark, f"{folder}/{run}")
-            newest = max((modified for _, _, modified in files), default=None)
-            if run_is_dir and (newest is None or newest < cutoff):
+            if not run_is_dir:
+                continue
+            newest = max((modified for _, _, modified in hadoop.list_children(spark, f"{folder}/{run}")),
+                         default=None)
+            if newest is None or newest < cutoff:
                 hadoop.delete(spark, f"{folder}/{run}")
                 dropped.append(f"{folder}/{run}")
     return dropped

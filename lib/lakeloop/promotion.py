@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from lakeloop.config import PromoteConfig, load_profile
 from lakeloop.errors import LakeloopError, PromotionRefused
 from lakeloop.layout import parse_model_ref
+from lakeloop.models import model_label
 from lakeloop.registry import ModelVersion, Registry
 
 
@@ -140,10 +141,9 @@ def list_lines(registry: Registry) -> list[str]:
         for number in registry.list_versions(name):
             metadata = registry.read_metadata(registry.resolve(name, number))
             held = ",".join(sorted(a for a, v in aliases.items() if v == number))
-            figures = " ".join(f"{m}={test_figure(metadata, m):.4f}" for m in ("accuracy", "macro_f1")
-                               if test_figure(metadata, m) is not None)
-            factory = (metadata.get("model") or {}).get("name") or metadata.get("architecture") or "?"
-            lines.append(f"{name}:{number:<4} {factory:<22} {('@' + held) if held else '':<22} test {figures or '-'}")
+            values = {m: test_figure(metadata, m) for m in ("accuracy", "macro_f1")}
+            figures = " ".join(f"{m}={v:.4f}" for m, v in values.items() if v is not None)
+            lines.append(f"{name}:{number:<4} {model_label(metadata):<22} {('@' + held) if held else '':<22} test {figures or '-'}")
     return lines or [f"no models under {registry.root}"]
 
 

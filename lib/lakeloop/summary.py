@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from lakeloop.config import Profile
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
+from lakeloop.models import model_label
 from lakeloop.registry import Registry
 
 if TYPE_CHECKING:
@@ -73,11 +74,10 @@ def _model_lines(registry: Registry) -> list[str]:
             metrics = metadata.get("metrics", {})
             accuracy = metrics.get("test_accuracy")
             shown = f"test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
-            factory = (metadata.get("model") or {}).get("name") or metadata.get("architecture") or "?"
             parent = ((metadata.get("lineage") or {}).get("init_from") or {})
             if parent.get("model"):
                 shown += f", from {parent['model']}:{parent['version']}"
-            lines.append(f"  model {model}:{number:<12} {factory}  {shown}  {registry.root}/{model}/{number}")
+            lines.append(f"  model {model}:{number:<12} {model_label(metadata)}  {shown}  {registry.root}/{model}/{number}")
     return lines
 
 

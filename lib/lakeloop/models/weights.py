@@ -92,6 +92,12 @@ def registered_factory(metadata: Mapping[str, Any]) -> tuple[str, ModelSpec]:
         metadata["input_shape"]), class_names=classes)
 
 
+def model_label(metadata: Mapping[str, Any]) -> str:
+    """How a registered version names its model for people: the ``train.model`` it was trained with
+    (a built-in name or a factory reference), or the architecture of a version from before factories."""
+    return (metadata.get("model") or {}).get("name") or metadata.get("architecture") or "?"
+
+
 def load_model(registry: "Registry", version: "ModelVersion") -> tuple["torch.nn.Module", dict]:
     """Rebuild a registered model (its factory and spec from the metadata, weights from the
     registry), in eval mode on the CPU; returns ``(model, metadata)``. Works without Spark.

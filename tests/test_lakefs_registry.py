@@ -317,6 +317,11 @@ def test_latest_and_production(registry: Registry) -> None:
     assert [(e["alias"], e["previous"], e["version"], e["action"]) for e in registry.alias_log("m")] == \
         [("production", None, 2, "set"), ("production", 2, 4, "set")]
     assert registry.list_aliases("m") == {"latest": 4, "production": 4}  # the log is not an alias
+    # A damaged log is named, with what to do; the aliases themselves still resolve.
+    registry.files.write_bytes_atomic(f"{registry.model_uri('m')}/_alias_log.json", b"{not json")
+    with pytest.raises(SourceError, match=r"_alias_log.json is not a JSON list of alias moves"):
+        registry.alias_log("m")
+    assert registry.resolve("m", "production").version == 4
 
 
 def test_resolve_errors_list_what_exists(registry: Registry) -> None:

@@ -148,6 +148,12 @@ def test_a_missing_factory_or_parent_fails_before_any_process_starts(trained, sp
     orphan = replace(profile, train=replace(profile.train, model_name="orphan", init_from="digits_lenet:7"))
     with pytest.raises(ModelNotFound, match="version 7"):
         train(spark, orphan, report=RunReport("train", "missing-parent"))
+    from lakeloop.errors import SourceError
+
+    no_file = replace(profile, train=replace(profile.train, model_name="no_file", init_from="file:/nowhere/w.pt"))
+    with pytest.raises(SourceError, match=r"train.init_from file:/nowhere/w.pt: no such file"):
+        train(spark, no_file, report=RunReport("train", "missing-weights"))
+    assert not {"nowhere", "orphan", "no_file"} & set(Registry.for_profile(profile).list_models())  # nothing published
 
 
 def test_rerun_publishes_nothing(trained, spark):

@@ -1,5 +1,6 @@
 """The demo raw zone: scikit-learn's bundled handwritten digits as PNG files, a CSV
-describing them, and a few deliberately broken files and rows so quarantine shows.
+describing them, scikit-learn's wine table as a CSV (trained on as a table), and a few
+deliberately broken files and rows so quarantine shows.
 
     python -m lakeloop_dev.demo_data [--profile P] [--out file:/path]     # writes demo.raw_root
 
@@ -7,7 +8,8 @@ describing them, and a few deliberately broken files and rows so quarantine show
 dependency (requirements-dev.txt), not one of the wheel's.
 
 Nothing is downloaded: ``sklearn.datasets.load_digits`` ships its 1,797 scans (8x8,
-16 grey levels, labels 0-9) inside the package.
+16 grey levels, labels 0-9) inside the package, ``load_wine`` its 178 wines (13 chemical
+measurements, 3 cultivars).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class DemoManifest:
     ignored_files: int
     table_rows: int
     broken_rows: int
+    wine_path: Path | None = None
+    wine_rows: int = 0
+    wine_broken_rows: int = 0
 
 
 def _local_dir(uri: str) -> Path:
@@ -107,8 +112,38 @@ def _odd_files(images_dir: Path) -> None:
     _write(images_dir / "README.txt", b"digits from scikit-learn's bundled copy of the UCI data set\n")
 
 
+# The wine table's measurement columns, as lakeloop names them (scikit-learn's names, made SQL-safe).
+WINE_COLUMNS = ("alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols", "flavanoids",
+                "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue", "od280_od315", "proline")
+# Rows whose magnesium is left empty: a missing value the table encoding fills (and flags).
+WINE_MISSING_MAGNESIUM = (5, 77, 140)
+
+
+def write_wine_table(path: Path) -> tuple[int, int]:
+    """scikit-learn's wine data as ``sample_id, <13 measurements>, cultivar`` with a few blank values
+    and broken rows; returns (rows written, broken rows)."""
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["sample_id", *WINE_COLUMNS, "cultivar"])
+    for i, (values, target) in enumerate(zip(data.data, data.target)):
+        cells = [f"{v:g}" for v in values]
+        if i in WINE_MISSING_MAGNESIUM:
+            cells[WINE_COLUMNS.index("magnesium")] = ""
+        writer.writerow([i, *cells, f"cultivar_{target + 1}"])
+    broken = [
+        "w-9," + ",".join(["1"] * len(WINE_COLUMNS)) + ",cultivar_1",  # key is not a number
+        "900,strong," + ",".join(["1"] * (len(WINE_COLUMNS) - 1)) + ",cultivar_2",  # alcohol is not a number
+        "901,13.2,1.8",  # most fields missing
+    ]
+    _write(path, (buffer.getvalue() + "\n".join(broken) + "\n").encode("utf-8"))
+    return len(data.target) + len(broken), len(broken)
+
+
 def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
-    """Write ``raw_root/images/<label>/*.png`` and ``raw_root/tables/digits_meta.csv``.
+    """Write ``raw_root/images/<label>/*.png``, ``raw_root/tables/digits_meta.csv`` and ``tables/wine.csv``.
 
     Files already there with the same bytes are left alone (not even touched), so running the
     demo twice adds nothing to the lake.
@@ -130,6 +165,8 @@ def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
         "0,0/digit_0000.png,0,0.9999,batch-00",  # second row for key 0
     ]
     _write(table_path, (buffer.getvalue() + "\n".join(broken_rows) + "\n").encode("utf-8"))
+    wine_path = tables_dir / "wine.csv"
+    wine_rows, wine_broken = write_wine_table(wine_path)
 
     return DemoManifest(
         images_dir=images_dir,
@@ -140,6 +177,9 @@ def write_demo_raw_zone(raw_root: Path) -> DemoManifest:
         ignored_files=1,
         table_rows=len(rows) + len(broken_rows),
         broken_rows=len(broken_rows),
+        wine_path=wine_path,
+        wine_rows=wine_rows,
+        wine_broken_rows=wine_broken,
     )
 
 
@@ -158,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"demo raw zone in {uri}: {manifest.digits} digit scans + {manifest.duplicate_images} duplicates + "
         f"{manifest.broken_images} broken images (+{manifest.ignored_files} non-image file), "
-        f"table of {manifest.table_rows} rows ({manifest.broken_rows} broken)"
+        f"table of {manifest.table_rows} rows ({manifest.broken_rows} broken), wine table of "
+        f"{manifest.wine_rows} rows ({manifest.wine_broken_rows} broken)"
     )
     return 0
 

@@ -133,10 +133,27 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class TableFeaturesConfig:
+    """A table as training data (``features.table``): which bronze table, its key, the columns a
+    model reads and the one it predicts; see README "Tables as training data"."""
+
+    source: str  # the bronze table, e.g. bronze.wine
+    key: str  # the column that names a row (the table's key): predictions are keyed by it
+    target: str  # the label: a class, a number (train.task = regression), or labels (multilabel)
+    numeric: tuple[str, ...] = ()  # standardised with the train split's mean and standard deviation
+    categorical: tuple[str, ...] = ()  # one-hot over the train split's values, plus an "unknown" bucket
+    fill: Literal["mean", "zero"] = "mean"  # what a missing numeric value becomes (before standardising)
+    missing_indicators: bool = True  # add a 0/1 input per numeric column: "this value was missing"
+    max_categories: int = 50  # a categorical column's most frequent training values kept; the rest are "unknown"
+    label_delimiter: str = ","  # multilabel: how a text target separates its labels ("a,b"); list columns as is
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     """Settings of ``jobs/build_features.py``; see README "build_features"."""
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    table: TableFeaturesConfig | None = None  # set: build features from this table instead of bronze.images
     split_seed: str = "lakeloop"
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     join_table: str | None = None
@@ -152,6 +169,8 @@ class TrainConfig:
     model_name: str = "digits_lenet"
     model: str = "lenet5"  # a built-in name or a factory reference "package.module:factory"
     model_options: dict[str, Any] = field(default_factory=dict)
+    task: Literal["classification", "multilabel", "regression"] = "classification"
+    multilabel_threshold: float = 0.5  # a label is predicted when its probability reaches this
     init_from: str | None = None  # NAME:VERSION, NAME@alias, or the URI of a state-dict file
     num_processes: int = 2
     use_gpu: bool = False
@@ -170,7 +189,10 @@ class TrainConfig:
     amp: bool = True
     torch_threads: int = 1
     early_stopping_patience: int | None = None
-    early_stopping_metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    # The validation figure that picks the best epoch and stops early; "auto": the task's headline
+    # (accuracy, micro-F1, RMSE). Higher is better except for loss, MAE and RMSE.
+    early_stopping_metric: Literal["auto", "val_accuracy", "val_macro_f1", "val_micro_f1", "val_loss", "val_mae",
+                                   "val_rmse", "val_r2"] = "auto"
     publish_epoch: Literal["best", "last"] = "best"
     class_weights: Literal["none", "balanced"] = "none"
     alias: str | None = None
@@ -503,6 +525,11 @@ def check_profile(profile: Profile) -> None:
         require_uri(join, "features.join_table (a lake table such as bronze.digits_meta, or a URI)")
     _check_features(profile.features)
     _check_train(profile.train)
+    if profile.features.table is not None:
+        _check_table_features(profile.features.table)
+    elif profile.train.task != "classification":
+        raise ConfigError(f"train.task = {profile.train.task!r} needs a table target: set features.table (image "
+                          f"features carry one class label per image)")
     _check_score(profile.score)
     _check_observe(profile)
 
@@ -577,6 +604,35 @@ def _check_features(cfg: FeaturesConfig) -> None:
     _at_least(cfg.training_set_files, 1, "features.training_set_files", "16")
 
 
+def _check_table_features(cfg: TableFeaturesConfig) -> None:
+    if table_ref(cfg.source) is None:
+        require_uri(cfg.source, "features.table.source (a lake table such as bronze.wine, or a URI)")
+    if not cfg.numeric and not cfg.categorical:
+        raise ConfigError("features.table lists no input columns: name them in features.table.numeric and/or "
+                          "features.table.categorical")
+    named = [cfg.key, cfg.target, *cfg.numeric, *cfg.categorical]
+    repeated = sorted({c for c in named if named.count(c) > 1})
+    if repeated:
+        raise ConfigError(f"features.table names {repeated} more than once (key, target, numeric and categorical "
+                          f"columns must differ)")
+    _at_least(cfg.max_categories, 1, "features.table.max_categories", "50")
+    if not cfg.label_delimiter:
+        raise ConfigError("features.table.label_delimiter is empty; use e.g. ','")
+
+
+def task_metric(task: str, setting: str) -> tuple[str, bool]:
+    """The validation figure that picks the best epoch (``train.early_stopping_metric``, ``auto``
+    meaning the task's headline) and whether higher is better."""
+    metric = setting if setting != "auto" else {"classification": "val_accuracy", "multilabel": "val_micro_f1",
+                                                "regression": "val_rmse"}[task]
+    return metric, metric not in ("val_loss", "val_mae", "val_rmse")
+
+
+_TASK_METRICS = {"classification": ("val_accuracy", "val_macro_f1", "val_loss"),
+                 "multilabel": ("val_micro_f1", "val_macro_f1", "val_loss"),
+                 "regression": ("val_mae", "val_rmse", "val_r2", "val_loss")}
+
+
 def _check_train(cfg: TrainConfig) -> None:
     check_model_name(cfg.model_name)
     for setting, value, example in (("num_processes", cfg.num_processes, "2"), ("epochs", cfg.epochs, "30"),
@@ -588,6 +644,15 @@ def _check_train(cfg: TrainConfig) -> None:
     factory_reference(cfg.model)  # the form only: the module may exist only where spark-submit ships it
     if cfg.init_from is not None:
         init_source(cfg.init_from)
+    if cfg.early_stopping_metric != "auto" and cfg.early_stopping_metric not in _TASK_METRICS[cfg.task]:
+        raise ConfigError(f"train.early_stopping_metric = {cfg.early_stopping_metric!r} is not measured for "
+                          f"train.task = {cfg.task!r}; use auto or one of {', '.join(_TASK_METRICS[cfg.task])}")
+    if not 0.0 < cfg.multilabel_threshold < 1.0:
+        raise ConfigError(f"train.multilabel_threshold = {cfg.multilabel_threshold!r} must lie between 0 and 1, "
+                          f"e.g. 0.5")
+    if cfg.class_weights == "balanced" and cfg.task != "classification":
+        raise ConfigError(f"train.class_weights = balanced applies to classification only (train.task = "
+                          f"{cfg.task!r}); set it to none")
     if cfg.early_stopping_patience is not None:
         _at_least(cfg.early_stopping_patience, 1, "train.early_stopping_patience", "5 (epochs without improvement)")
     if cfg.alias is not None:

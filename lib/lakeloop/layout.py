@@ -110,19 +110,32 @@ class LakeLayout:
     def quarantine_predictions(self) -> str:
         return self.table("quarantine", "predictions")
 
+    # -- a table as training data (features.table): named after its source table
+    def table_features(self, name: str) -> str:
+        """``silver.<name>_features``: the rows of a source table with their split and target."""
+        return self.table("silver", f"{name}_features")
+
+    def table_predictions(self, name: str) -> str:
+        """``gold.<name>_predictions``: a model's predictions for those rows, keyed by the table's key."""
+        return self.table("gold", f"{name}_predictions")
+
     # -- run reports
     @property
     def model_evaluations(self) -> str:
         """Per (model, version, split): accuracy, F1, top-k, calibration and per-group figures."""
         return self.table("gold", "model_evaluations")
 
-    def tables(self, ingested_tables: Iterable[str] = (), ledger: bool = False) -> list[tuple[str, str]]:
+    def tables(self, ingested_tables: Iterable[str] = (), ledger: bool = False,
+               feature_tables: Iterable[str] = ()) -> list[tuple[str, str]]:
         """(layer, name) of every Delta table the jobs write, in pipeline order; ``ingested_tables``:
-        the names of ``ingest_tables.tables``; ``ledger``: with the ingest ledger."""
+        the names of ``ingest_tables.tables``; ``ledger``: with the ingest ledger; ``feature_tables``:
+        the source tables trained on as tables (``features.table``)."""
         tables = [("bronze", "images"), ("quarantine", "images")] + ([("_ledger", "images")] if ledger else [])
         tables += [(layer, t) for t in ingested_tables for layer in ("bronze", "quarantine")]
         tables += [("silver", "features"), ("quarantine", "features"), ("gold", "predictions"),
                    ("quarantine", "predictions"), ("gold", "model_evaluations")]
+        tables += [t for name in feature_tables for t in (("silver", f"{name}_features"),
+                                                          ("gold", f"{name}_predictions"))]
         return tables
 
     def reports(self, job: str) -> str:
@@ -132,6 +145,13 @@ class LakeLayout:
     def tensorboard(self, run_id: str) -> str:
         """TensorBoard event files of one training run."""
         return f"{self.reports('train')}/{run_id}/tensorboard"
+
+    @staticmethod
+    def source_name(ref: str) -> str:
+        """The name a source table gives its feature and prediction tables: ``bronze.wine`` -> ``wine``,
+        a URI -> its last folder."""
+        parts = table_ref(ref)
+        return parts[1] if parts else ref.rstrip("/").rsplit("/", 1)[-1]
 
     def resolve_table(self, ref: str) -> str:
         """``bronze.digits_meta`` -> that table's URI in this lake; any other text is returned as it is
@@ -215,6 +235,7 @@ BUILTIN_FACTORIES = {
     "lenet5": "lakeloop.models.builtin:lenet5",
     "small_resnet": "lakeloop.models.builtin:small_resnet",
     "resnet18": "lakeloop.models.builtin:resnet18",
+    "mlp": "lakeloop.models.builtin:mlp",
 }
 _FACTORY_REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 

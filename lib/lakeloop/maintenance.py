@@ -34,7 +34,9 @@ def maintain_tables(spark: "SparkSession", profile: Profile, report: RunReport) 
     """OPTIMIZE and VACUUM every Delta table of the lake; per table, its files on storage before and after."""
     cfg, lake = profile.maintain, LakeLayout(profile.lake_root)
     done: dict[str, dict[str, Any]] = {}
-    for layer, name in lake.tables(profile.ingest_tables.tables, ledger=True):
+    table = profile.features.table
+    for layer, name in lake.tables(profile.ingest_tables.tables, ledger=True,
+                                   feature_tables=[LakeLayout.source_name(table.source)] if table else []):
         uri = lake.table(layer, name)
         if not delta.is_delta_table(spark, uri):
             continue

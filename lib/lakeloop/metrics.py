@@ -69,6 +69,31 @@ def classification_summary(matrix: Sequence[Sequence[int]], classes: Sequence[st
     }
 
 
+def multilabel_summary(true_pos: Sequence[int], false_pos: Sequence[int], false_neg: Sequence[int],
+                       labels: Sequence[str]) -> dict[str, object]:
+    """Micro-F1 (over every label decision), macro-F1 (the mean over labels that occur in the truth
+    or the predictions) and per-label precision, recall, F1 and support, from per-label counts."""
+    rows = []
+    for name, tp, fp, fn in zip(labels, true_pos, false_pos, false_neg):
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+        rows.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": tp + fn})
+    tp, fp, fn = sum(true_pos), sum(false_pos), sum(false_neg)
+    present = [r["f1"] for r in rows if r["f1"] is not None]
+    return {"micro_f1": _ratio(2 * tp, 2 * tp + fp + fn), "macro_f1": sum(present) / len(present) if present else None,
+            "per_label": rows}
+
+
+def regression_summary(rows: int, abs_error: float, squared_error: float, total: float,
+                       squares: float) -> dict[str, object]:
+    """MAE, RMSE and R² from sums over the rows: |error|, error², the target and the target²."""
+    if not rows:
+        return {"rows": 0, "mae": None, "rmse": None, "r2": None}
+    spread = squares - total * total / rows  # the target's sum of squared deviations
+    return {"rows": rows, "mae": abs_error / rows, "rmse": math.sqrt(squared_error / rows),
+            "r2": 1.0 - squared_error / spread if spread > 0 else None}
+
+
 def calibration_table(bins: Iterable[tuple[int, int, float, int]], n_bins: int) -> dict[str, object]:
     """Reliability bins from ``(bin, rows, mean confidence, correct)`` rows, bin = floor(score * n_bins)
     (a score of 1.0 falls in the last bin), and the expected calibration error (ECE)."""

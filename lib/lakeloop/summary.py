@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 def lake_tables(profile: Profile) -> list[tuple[str, str]]:
     """(layer, name) of every table the profile's jobs write, in pipeline order."""
-    return LakeLayout(profile.lake_root).tables(profile.ingest_tables.tables)
+    table = profile.features.table
+    return LakeLayout(profile.lake_root).tables(
+        profile.ingest_tables.tables, feature_tables=[LakeLayout.source_name(table.source)] if table else [])
 
 
 def _prediction_lines(df: "DataFrame") -> list[str]:
@@ -66,14 +68,26 @@ def _reason_lines(df: "DataFrame") -> list[str]:
             for row in df.groupBy(reason.alias("reason")).count().orderBy("reason").collect()]
 
 
+def test_headline(metrics: dict) -> str:
+    """A version's test figures in a few words: accuracy, micro-F1, or RMSE and R², whichever its task has."""
+    accuracy, test = metrics.get("test_accuracy"), metrics.get("test") or {}
+    if isinstance(accuracy, float):
+        return f"test accuracy {accuracy:.2%}"
+    if isinstance(test.get("micro_f1"), float):
+        return f"test micro-F1 {test['micro_f1']:.3f}"
+    if isinstance(test.get("rmse"), float):
+        r2 = test.get("r2")
+        return f"test RMSE {test['rmse']:.4g}" + (f", R² {r2:.3f}" if isinstance(r2, float) else "")
+    return ""
+
+
 def _model_lines(registry: Registry) -> list[str]:
     lines = []
     for model in registry.list_models():
         for number in registry.list_versions(model):
             metadata = registry.read_metadata(registry.resolve(model, number))
             metrics = metadata.get("metrics", {})
-            accuracy = metrics.get("test_accuracy")
-            shown = f"test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
+            shown = test_headline(metrics)
             parent = ((metadata.get("lineage") or {}).get("init_from") or {})
             if parent.get("model"):
                 shown += f", from {parent['model']}:{parent['version']}"

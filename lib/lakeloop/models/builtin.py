@@ -5,6 +5,8 @@
 * ``small_resnet``: a compact residual CNN for small colour images.
 * ``resnet18``: torchvision's ResNet-18 for transfer learning. Pretrained weights come only
   from a file the user supplies (``train.init_from``); nothing is downloaded.
+* ``mlp``: a multilayer perceptron for table rows (or flattened images); ``train.model_options``
+  ``hidden`` (layer widths, default ``[64, 32]``) and ``dropout`` (default 0.1).
 """
 
 from __future__ import annotations
@@ -72,3 +74,22 @@ def resnet18(spec: ModelSpec):
         model.conv1 = nn.Conv2d(spec.channels, 64, 7, 2, 3, bias=False)
     model.fc = nn.Linear(model.fc.in_features, spec.num_outputs)
     return model
+
+
+def mlp(spec: ModelSpec):
+    """Dense layers with ReLU and dropout over the flattened input, for table rows above all."""
+    from torch import nn
+
+    hidden = spec.options.get("hidden", [64, 32])
+    dropout = float(spec.options.get("dropout", 0.1))
+    if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ConfigError(f"train.model_options.hidden = {hidden!r} must be a list of layer widths, e.g. [64, 32]")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"train.model_options.dropout = {dropout!r} must lie in [0, 1), e.g. 0.1")
+    layers: list = [nn.Flatten()]
+    width = spec.input_width
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+        width = size
+    layers.append(nn.Linear(width, spec.num_outputs))
+    return nn.Sequential(*layers)

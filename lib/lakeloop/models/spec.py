@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 # The optional hooks, looked up on the factory object first, then in its module.
 HOOKS = ("make_loss", "make_optimizer", "batch_metrics")
-TASKS = ("classification",)
-INPUT_KINDS = ("image",)
+TASKS = ("classification", "multilabel", "regression")
+INPUT_KINDS = ("image", "table")
 SHIP_HINT = ("ship it with ./spark-submit.sh --py-files path/to/module.py (or a .zip of the package) JOB ..., "
              "or install its wheel on every node (a Databricks cluster library); for a run outside spark-submit, "
              "put its folder on PYTHONPATH")
@@ -37,14 +37,18 @@ class ModelSpec:
 
     Attributes
     ----------
-    num_outputs : outputs of the last layer (one logit per class for classification).
+    num_outputs : outputs of the last layer: one logit per class (classification), per label
+        (multilabel), or 1 (regression).
     input_kind : ``"image"``: a float tensor ``(batch, channels, height, width)``, normalised
-        as ``features.preprocess`` says.
-    input_shape : ``(channels, height, width)`` of one input.
-    task : ``"classification"`` (single label, softmax over ``num_outputs``).
-    class_names : the class of each output index, in order.
-    table_features : the table columns a model receives besides the image, as
-        ``{"name", "kind", "width"}`` entries; empty for image-only models.
+        as ``features.preprocess`` says; ``"table"``: a float tensor ``(batch, width)``, the
+        encoded table columns (:mod:`lakeloop.tabular`).
+    input_shape : ``(channels, height, width)`` of an image, ``(width,)`` of a table row.
+    task : ``"classification"`` (one label, softmax over the outputs), ``"multilabel"`` (a
+        sigmoid per output; trained with binary cross-entropy) or ``"regression"`` (one value,
+        trained with squared error on the standardised target).
+    class_names : the class (or label) of each output index, in order; empty for regression.
+    table_features : the blocks of a table input, in order, as ``{"name", "kind", "width"}``
+        entries (``kind``: numeric, missing_indicator or categorical); empty for images.
     options : ``train.model_options`` from the profile, passed through untouched (layer
         widths, dropout, ...): the factory's own settings.
     """
@@ -56,6 +60,14 @@ class ModelSpec:
     class_names: tuple[str, ...] = ()
     table_features: tuple[Mapping[str, Any], ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_width(self) -> int:
+        """The number of values in one input (``width`` of a table row, C x H x W of an image)."""
+        width = 1
+        for size in self.input_shape:
+            width *= int(size)
+        return width
 
     @property
     def channels(self) -> int:
@@ -139,7 +151,10 @@ def build_model(reference: str, spec: ModelSpec) -> "torch.nn.Module":
                                 f"{INPUT_KINDS}")
     if spec.task == "classification" and spec.num_outputs < 2:
         raise ConfigError(f"training needs at least 2 classes, found {spec.num_outputs}; check the labels in "
-                          f"bronze.images")
+                          f"bronze.images (or features.table.target)")
+    if spec.task == "multilabel" and spec.num_outputs < 1:
+        raise ConfigError("multilabel training found no label names in features.table.target; check the column "
+                          "and features.table.label_delimiter")
     factory = resolve_factory(reference)
     try:
         model = factory(spec)

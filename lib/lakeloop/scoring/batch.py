@@ -179,3 +179,61 @@ def _predictions(probs: "np.ndarray", classes: list[str], n: int, good: list[int
         scores[i] = probs[row]
     return pd.DataFrame({"label": label, "label_index": label_index, "score": score, "scores": scores,
                          "error": errors})
+
+
+# --------------------------------------------------------------------------- table rows
+
+# The prediction fields of a table model, per task (the struct the table-scoring UDF returns).
+TABLE_RESULT_SCHEMAS = {
+    "classification": "label string, label_index int, score double, scores array<double>",
+    "multilabel": "labels array<string>, scores array<double>",
+    "regression": "value double",
+}
+TABLE_RESULT_FIELDS = {task: [part.split()[0] for part in schema.split(", ")]
+                       for task, schema in TABLE_RESULT_SCHEMAS.items()}
+
+
+def score_rows(model: "torch.nn.Module", metadata: Mapping[str, Any], frame: pd.DataFrame,
+               device: "str | torch.device" = "cpu") -> pd.DataFrame:
+    """Score table rows with a loaded table model; runs without Spark.
+
+    ``frame`` holds the raw columns the model's encoding reads (``metadata["table"]["encoding"]``,
+    see :mod:`lakeloop.tabular`); they are encoded exactly as the training set was. Returns one row
+    per input with the task's fields (:data:`TABLE_RESULT_SCHEMAS`): ``label``, ``label_index``,
+    ``score``, ``scores`` (classification); ``labels`` over ``multilabel_threshold`` and ``scores``
+    per label (multilabel); ``value`` in the target's own units (regression). Every row is scored:
+    a value that is missing or not a number counts as missing, one never seen in training as
+    "unknown", both as the training set's encoding says.
+
+    Raises
+    ------
+    ValueError
+        the frame lacks a column the model reads, or the model's outputs do not match its metadata.
+    """
+    import numpy as np
+    import torch
+
+    from lakeloop.tabular import encode_inputs, encoded_columns, regression_values
+
+    table, task = metadata["table"], metadata.get("task", "classification")
+    missing = [c for c in encoded_columns(table["encoding"]) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"model {model_label(metadata)} reads column(s) {missing}, which the input lacks "
+                         f"(it has {', '.join(map(str, frame.columns))})")
+    n = len(frame)
+    x = torch.from_numpy(encode_inputs(frame, table["encoding"])).to(device)
+    with torch.inference_mode():
+        outputs = model(x).to("cpu", torch.float64) if n else torch.zeros(0, max(1, len(metadata["classes"])))
+    if task == "regression":
+        values = regression_values(outputs.numpy()[:, 0], table["target_scale"]) if n else np.zeros(0)
+        return pd.DataFrame({"value": values})
+    names = np.asarray(metadata["classes"], dtype=object)
+    if n and outputs.shape[1] != len(names):
+        raise ValueError(f"model {model_label(metadata)} returns {outputs.shape[1]} outputs but its metadata lists "
+                         f"{len(names)} classes; the registry entry is inconsistent, publish the model again")
+    if task == "multilabel":
+        probs = torch.sigmoid(outputs).numpy()
+        over = probs >= table["multilabel_threshold"]
+        return pd.DataFrame({"labels": [list(names[row]) for row in over], "scores": list(probs)})
+    probs = torch.softmax(outputs, dim=1).numpy()
+    return _predictions(probs, list(names), n, list(range(n)), [None] * n).drop(columns=["error"])

@@ -142,6 +142,10 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     ModelNotFound
         the model reference names no committed version.
     """
+    if profile.features.table is not None:
+        from lakeloop.scoring.tables import score_table_rows
+
+        return score_table_rows(spark, profile, report)
     cfg = profile.score
     report = report or RunReport.start("score")
     lake = LakeLayout(profile.lake_root)
@@ -191,6 +195,9 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
         raise SourceError(f"score.input {cfg.input!r} -> {input_uri} is not a Delta table; {hint}")
     with report.timed("resolve_model"):
         version, metadata = resolve_model(registry, cfg.model)
+    if metadata.get("input_kind") == "table":
+        raise ConfigError(f"model {version.name}:{version.version} was trained on a table, not on images; score it "
+                          f"with the profile that sets features.table (its rows go to gold.<table>_predictions)")
     report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
     input_version = delta.table_version(spark, input_uri)
     source = delta.read_table(spark, input_uri, input_version)

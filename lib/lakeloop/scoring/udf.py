@@ -40,6 +40,7 @@ ARROW_MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_MAX_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
 
 _REQUIRED_METADATA = ("classes", "preprocess", "input_shape")
+_REQUIRED_TABLE_METADATA = ("classes", "table", "input_shape")
 
 
 # --------------------------------------------------------------------------- per-worker model cache
@@ -197,7 +198,8 @@ def resolve_model(registry: Registry, model_ref: "str | ModelVersion") -> tuple[
         name, ref = parse_model_ref(model_ref)
         version = registry.resolve(name, ref)
     metadata = registry.read_metadata(version)
-    missing = [k for k in _REQUIRED_METADATA if k not in metadata]
+    required = _REQUIRED_TABLE_METADATA if metadata.get("input_kind") == "table" else _REQUIRED_METADATA
+    missing = [k for k in required if k not in metadata]
     if missing:
         raise SourceError(
             f"{version.uri}/metadata.json lacks {', '.join(missing)}, which scoring needs to rebuild the model "

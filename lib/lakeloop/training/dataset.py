@@ -10,8 +10,10 @@ key>-<files>/``) and is reused while all three match (uber/petastorm#735).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.config import Profile
@@ -20,6 +22,9 @@ from lakeloop.io import delta, hadoop
 from lakeloop.layout import LakeLayout
 from lakeloop.metrics import INTENSITY_BINS, histogram_fractions
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, SPLITS, PreprocessSpec, intensity_bin, mean_intensity
+from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, encode_training_rows, fit_encoding, input_layout,
+                              input_width, table_features_uri, target_stats)
+from lakeloop.training.loader import Feed
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -30,13 +35,39 @@ class TrainingSet:
 
     root: str
     features_version: int
-    spec: PreprocessSpec
+    spec: PreprocessSpec | None  # images; None for a table
     classes: tuple[str, ...]
     rows: dict[str, int]
     reused: bool
+    task: str = "classification"
+    features_uri: str = ""
+    encoding: dict[str, Any] | None = None  # a table: how its rows became inputs (lakeloop.tabular)
+    target: dict[str, float] | None = None  # regression: the train split's target mean and std
+    feed: Feed | None = field(default=None)
+
+    def __post_init__(self):
+        if self.feed is None and self.spec is not None:
+            object.__setattr__(self, "feed", Feed.for_images(self.spec))
 
     def split_uri(self, split: str) -> str:
         return f"{self.root}/{split}"
+
+    @property
+    def key(self) -> str:
+        """What names the set's content besides the features version: the spec's key, or a hash of
+        a table's encoding and target."""
+        if self.spec is not None:
+            return self.spec.key
+        material = {"encoding": self.encoding, "target": self.target, "task": self.task, "classes": self.classes}
+        return "t" + hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:11]
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.task == "regression" else len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.feed.input_shape
 
 
 def materialize_training_set(spark: "SparkSession", profile: Profile, features_version: int | None = None) -> TrainingSet:
@@ -74,14 +105,75 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
         rows[split] = spark.read.parquet(f"{root}/{split}").count()
     if rows["train"] == 0:
         raise SourceError(f"silver.features at version {version} has no labelled training rows; check the labels")
-    return TrainingSet(root, version, spec, classes, rows, reused)
+    return TrainingSet(root, version, spec, classes, rows, reused, features_uri=uri)
 
 
-def input_statistics(spark: "SparkSession", ts: TrainingSet) -> dict[str, Any]:
-    """What the training inputs looked like, stored with the model: the histogram of per-image mean
-    intensity over the train split (scoring compares its inputs with it), its mean and spread."""
+def materialize_table_training_set(spark: "SparkSession", profile: Profile,
+                                   features_version: int | None = None) -> TrainingSet:
+    """Write (or reuse) the Parquet splits of ``silver.<table>_features`` at a Delta version, its
+    inputs encoded with an encoding fitted on the train split (:mod:`lakeloop.tabular`).
+
+    Raises
+    ------
+    SourceError
+        the features table does not exist, has no labelled training rows, or was built for another task.
+    """
     from pyspark.sql import functions as F
 
+    cfg, task = profile.features.table, profile.train.task
+    uri = table_features_uri(profile)
+    if not delta.is_delta_table(spark, uri):
+        raise SourceError(f"{uri} is not a Delta table yet; run build_features first")
+    version = features_version if features_version is not None else delta.table_version(spark, uri)
+    built = json.loads(delta.table_properties(spark, uri)[TABLE_PROPERTY])
+    if built["task"] != task:
+        raise SourceError(f"{uri} was built for train.task = {built['task']!r}, not {task!r}; run build_features "
+                          f"again with this profile")
+    target_column = TARGET_COLUMNS[task]
+    table = delta.read_table(spark, uri, version).where(F.col(target_column).isNotNull())
+    train = table.where(F.col("split") == "train")
+    encoding, target = fit_encoding(train, cfg), target_stats(train) if task == "regression" else None
+    classes = tuple(built["classes"])
+    ts = TrainingSet("", version, None, classes, {}, False, task, uri, encoding, target,
+                     Feed.for_table(input_width(encoding), 0 if task == "classification" else
+                                    (1 if task == "regression" else len(classes))))
+    files = profile.features.training_set_files
+    root = LakeLayout(profile.lake_root).training_set(version, ts.key, files)
+    reused = all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS)
+    schema = "row_id string, inputs binary, " + ("label_index int" if task == "classification" else "target binary")
+    columns = ["row_id", *cfg.numeric, *cfg.categorical, target_column]
+    rows: dict[str, int] = {}
+    for split in SPLITS:
+        if not reused:
+            part = table.where(F.col("split") == split).select(*columns).mapInPandas(
+                lambda frames: (encode_training_rows(f, encoding, task, classes, target) for f in frames), schema)
+            part.repartition(files, "row_id").sortWithinPartitions("row_id").write.mode("overwrite") \
+                .parquet(f"{root}/{split}")
+        rows[split] = spark.read.parquet(f"{root}/{split}").count()
+    if rows["train"] == 0:
+        raise SourceError(f"{uri} at version {version} has no labelled training rows; check features.table.target")
+    return dataclasses.replace(ts, root=root, rows=rows, reused=reused)
+
+
+def materialize(spark: "SparkSession", profile: Profile) -> TrainingSet:
+    """The training set of the profile's features: a table's with ``features.table``, else the images'."""
+    if profile.features.table is not None:
+        return materialize_table_training_set(spark, profile)
+    return materialize_training_set(spark, profile)
+
+
+def table_layout(ts: TrainingSet) -> list[dict[str, Any]]:
+    return input_layout(ts.encoding) if ts.encoding else []
+
+
+def input_statistics(spark: "SparkSession", ts: TrainingSet) -> dict[str, Any] | None:
+    """What the training inputs looked like, stored with the model: the histogram of per-image mean
+    intensity over the train split (scoring compares its inputs with it), its mean and spread.
+    None for a table (its encoding holds each column's train mean and spread)."""
+    from pyspark.sql import functions as F
+
+    if ts.spec is None:
+        return None
     means = spark.read.parquet(ts.split_uri("train")).select(mean_intensity(F.col("pixels")).alias("m"))
     rows = means.groupBy(intensity_bin(F.col("m"), INTENSITY_BINS).alias("bin")).agg(
         F.count("*").alias("rows"), F.sum("m").alias("total"), F.sum(F.col("m") * F.col("m")).alias("squares")

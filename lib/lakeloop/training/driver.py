@@ -23,7 +23,7 @@ from lakeloop.layout import LakeLayout, factory_reference
 from lakeloop.models.spec import ModelSpec
 from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.training.dataset import TrainingSet, input_statistics, materialize_training_set
+from lakeloop.training.dataset import TrainingSet, input_statistics, materialize, table_layout
 from lakeloop.training.loader import plan_shards
 from lakeloop.training.rank import TrainPlan, train_rank
 
@@ -54,7 +54,7 @@ def training_key(cfg: TrainConfig, ts: TrainingSet, init: dict[str, Any] | None 
     """Names one training run by everything that decides its result (the starting weights by their
     checksum, so a moved alias or a replaced file is a new run)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("alias", "local_mode")}
-    material = {"settings": settings, "features_version": ts.features_version, "spec": ts.spec.key,
+    material = {"settings": settings, "features_version": ts.features_version, "spec": ts.key,
                 "root": ts.root, "classes": ts.classes}
     if init is not None:
         material["init_sha256"] = init["sha256"]
@@ -62,9 +62,12 @@ def training_key(cfg: TrainConfig, ts: TrainingSet, init: dict[str, Any] | None 
 
 
 def model_spec(cfg: TrainConfig, ts: TrainingSet) -> ModelSpec:
-    """What the factory is told: the image shape, one output per class, train.model_options."""
-    return ModelSpec(num_outputs=len(ts.classes), input_shape=(ts.spec.channels, ts.spec.height, ts.spec.width),
-                     class_names=tuple(ts.classes), options=dict(cfg.model_options))
+    """What the factory is told: the input's kind and shape (and a table's column layout), the
+    task and its outputs (one per class or label, or one value), train.model_options."""
+    return ModelSpec(num_outputs=ts.num_outputs, input_shape=ts.input_shape,
+                     input_kind="image" if ts.spec is not None else "table", task=ts.task,
+                     class_names=tuple(ts.classes), table_features=tuple(table_layout(ts)),
+                     options=dict(cfg.model_options))
 
 
 def resolve_init(profile: Profile, registry: Registry) -> dict[str, Any] | None:
@@ -171,7 +174,7 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         train_url=ts.split_uri("train"),
         val_url=ts.split_uri("validation"),
         test_url=ts.split_uri("test"),
-        spec_json=ts.spec.to_json(),
+        spec_json=ts.spec.to_json() if ts.spec is not None else "",
         classes=ts.classes,
         shards=plan_shards(ts.split_uri("train"), cfg.num_processes, cfg.batch_size, profile.hadoop_conf()),
         checkpoint_dir=LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key),
@@ -200,6 +203,10 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         early_stopping_metric=cfg.early_stopping_metric,
         publish_epoch=cfg.publish_epoch,
         class_weights=weights,
+        task=ts.task,
+        feed=ts.feed.to_dict(),
+        multilabel_threshold=cfg.multilabel_threshold,
+        target_scale=ts.target["std"] if ts.target else 1.0,
     )
 
 
@@ -221,18 +228,24 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
     from lakeloop.models import model_record
 
     cfg = profile.train
+    inputs: dict[str, Any] = {"preprocess": json.loads(ts.spec.to_json())} if ts.spec is not None else {
+        "table": {"source": profile.features.table.source, "key": profile.features.table.key,
+                  "target": profile.features.table.target, "encoding": ts.encoding, "target_scale": ts.target,
+                  "multilabel_threshold": cfg.multilabel_threshold}}
     return {
         "model": model_record(cfg.model, plan.factory_spec()),
+        "task": ts.task,
+        "input_kind": plan.factory_spec().input_kind,
         "classes": list(ts.classes),
-        "preprocess": json.loads(ts.spec.to_json()),
-        "input_shape": [ts.spec.channels, ts.spec.height, ts.spec.width],
+        **inputs,
+        "input_shape": list(ts.input_shape),
         "metrics": {"per_epoch": result["history"], "val_accuracy": result["val_accuracy"],
                     "test_accuracy": result["test_accuracy"], "val": result["val"], "test": result["test"],
                     "published_epoch": result["published_epoch"], "epochs_trained": result["epochs_trained"],
                     "stopped_early": result["stopped_early"], "initial_val": result["initial_val"]},
         "lineage": {"init_from": {**init["lineage"], "sha256": init["sha256"], "fit": result["init_fit"]}
                     if init else None},
-        "features": {"table": LakeLayout(profile.lake_root).features, "delta_version": ts.features_version,
+        "features": {"table": ts.features_uri, "delta_version": ts.features_version,
                      "training_set": ts.root, "rows": ts.rows},
         "training": {**dataclasses.asdict(cfg), "run_id": run_id, "world_size": result["world_size"],
                      "device": result["device"], "resumed_from_epoch": result["resumed_from_epoch"],
@@ -256,7 +269,7 @@ def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict
     cfg = profile.train
     model = build_model(plan.model, plan.factory_spec())
     model.load_state_dict(load_state_dict_bytes(result["weights"]))
-    example = torch.zeros(1, ts.spec.channels, ts.spec.height, ts.spec.width)
+    example = torch.zeros(1, *ts.input_shape)
     metadata = _metadata(profile, ts, result, report.run_id, statistics, plan, init)
     version = registry.publish(cfg.model_name, result["weights"], metadata, idempotency_key=key)
     if cfg.alias:
@@ -276,7 +289,7 @@ def _log_mlflow(profile: Profile, ts: TrainingSet, result: dict[str, Any], versi
         "lakeloop.run_id": report.run_id,
         "lakeloop.model": f"{version.name}:{version.version}",
         "lakeloop.model_uri": version.uri,
-        "lakeloop.features_table": LakeLayout(profile.lake_root).features,
+        "lakeloop.features_table": ts.features_uri,
         "lakeloop.features_delta_version": str(ts.features_version),
         "lakeloop.training_set": ts.root,
         "lakeloop.code_version": code_version(),
@@ -285,10 +298,17 @@ def _log_mlflow(profile: Profile, ts: TrainingSet, result: dict[str, Any], versi
         profile.observe.mlflow_tracking_uri, profile.observe.mlflow_experiment, report.run_id,
         params={k: v for k, v in dataclasses.asdict(profile.train).items() if v is not None},
         history=result["history"],
-        metrics={"final_val_accuracy": result["val_accuracy"], "test_accuracy": result["test_accuracy"]},
+        metrics=_final_metrics(result),
         # A batch of two: torch.export specialises a dimension whose example size is 1.
-        tags=lineage, model=model, input_example=example.repeat(2, 1, 1, 1).numpy(),
+        tags=lineage, model=model, input_example=example.repeat(2, *[1] * (example.dim() - 1)).numpy(),
     )
+
+
+def _final_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The run's final figures, named as MLflow and the run report show them: ``final_val_<x>``, ``test_<x>``."""
+    figures = {f"final_val_{k}": v for k, v in result["val"].items()}
+    figures.update({f"test_{k}": v for k, v in result["test"].items()})
+    return {k: float(v) for k, v in figures.items() if isinstance(v, (int, float)) and v == v}
 
 
 def train(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> ModelVersion:
@@ -313,7 +333,7 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
     report = report or RunReport.start("train")
     registry = Registry.for_profile(profile)
     with report.timed("materialize"):
-        ts = materialize_training_set(spark, profile)
+        ts = materialize(spark, profile)
     report.details["training_set"] = {"root": ts.root, "rows": ts.rows, "reused": ts.reused,
                                       "features_version": ts.features_version}
     init = resolve_init(profile, registry)
@@ -371,14 +391,18 @@ def _report_training(report: RunReport, result: dict[str, Any], ts: TrainingSet,
         report.outputs["tensorboard"] = plan.tensorboard_dir
     report.details["val_accuracy"] = result["val_accuracy"]
     report.details["test_accuracy"] = result["test_accuracy"]
-    report.metrics.update(val_accuracy=result["val_accuracy"], test_accuracy=result["test_accuracy"])
+    report.details.update(val=result["val"], test=result["test"])
+    if result["val_accuracy"] is not None:
+        report.metrics.update(val_accuracy=result["val_accuracy"], test_accuracy=result["test_accuracy"])
+    else:
+        report.metrics.update({k: round(v, 6) for k, v in _final_metrics(result).items() if k.startswith("test_")})
 
 
 def write_plan(spark: "SparkSession", profile: Profile, path: str, report: RunReport | None = None) -> TrainPlan:
     """Materialize the training set and write the per-process :class:`TrainPlan` to the local
     file ``path`` instead of training (``train --plan-only``): run it with ``lakeloop train-rank --plan``."""
     report = report or RunReport.start("train")
-    ts = materialize_training_set(spark, profile)
+    ts = materialize(spark, profile)
     init = resolve_init(profile, Registry.for_profile(profile))
     check_factory(profile.train, model_spec(profile.train, ts))
     plan = make_plan(profile, ts, report.run_id, training_key(profile.train, ts, init), init,

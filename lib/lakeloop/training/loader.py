@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from lakeloop.errors import ConfigError
 from lakeloop.preprocess import PreprocessSpec, normalize, pixels_to_array, random_shift
@@ -33,6 +33,50 @@ if TYPE_CHECKING:
 
 # Columns of a materialized training set (lakeloop.training.dataset.materialize_training_set).
 ID_COLUMN, LABEL_COLUMN, PIXELS_COLUMN, IMAGE_FIELD = "image_id", "label_index", "pixels", "image"
+# ... and of a table's (materialize_table_training_set): float32 input vectors, float32 targets.
+ROW_ID_COLUMN, INPUTS_COLUMN, TARGET_COLUMN = "row_id", "inputs", "target"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What a training set's columns hold, and how a batch of them becomes tensors.
+
+    Images: ``pixels`` (uint8 H x W x C bytes) normalised with the preprocessing spec, and a
+    class index. Tables: ``inputs`` (float32 bytes, already encoded) as they are, and a class
+    index or ``target_width`` float32 values (a regression value, or 0/1 per label).
+    """
+
+    input_shape: tuple[int, ...]
+    input_column: str = PIXELS_COLUMN
+    target_column: str = LABEL_COLUMN
+    target_width: int = 0  # 0: one class index per row (int64); k: k float32 values per row
+    preprocess_json: str | None = None  # pixels: how they are normalised; None: inputs are float32 already
+    id_column: str = ID_COLUMN
+
+    @classmethod
+    def for_images(cls, spec: PreprocessSpec) -> "Feed":
+        return cls((spec.channels, spec.height, spec.width), preprocess_json=spec.to_json())
+
+    @classmethod
+    def for_table(cls, width: int, target_width: int) -> "Feed":
+        return cls((width,), INPUTS_COLUMN, TARGET_COLUMN if target_width else LABEL_COLUMN, target_width,
+                   None, ROW_ID_COLUMN)
+
+    @property
+    def spec(self) -> PreprocessSpec | None:
+        return PreprocessSpec.from_json(self.preprocess_json) if self.preprocess_json else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Feed":
+        return cls(**{**data, "input_shape": tuple(data["input_shape"])})
+
+
+def as_feed(feed: "Feed | PreprocessSpec") -> Feed:
+    """A :class:`Feed`; a preprocessing spec stands for an image training set's."""
+    return feed if isinstance(feed, Feed) else Feed.for_images(feed)
 
 
 @dataclass(frozen=True)
@@ -105,22 +149,28 @@ def plan_shards(url: str, world_size: int, batch_size: int, hadoop_conf: Mapping
     return ShardPlan(world_size, batch_size, per_rank, len(sizes), steps)
 
 
-class ImageTransform:
-    """Petastorm TransformSpec function: ``pixels`` bytes -> normalised float32 ``image`` (C, H, W)."""
+class BatchTransform:
+    """Petastorm TransformSpec function: the input column -> float32 ``image`` bytes per row
+    (pixels normalised, shifted when augmenting; table inputs passed as they are)."""
 
-    def __init__(self, spec: PreprocessSpec, max_shift: int = 0, seed: tuple[int, ...] = (0,)):
+    def __init__(self, feed: "Feed | PreprocessSpec", max_shift: int = 0, seed: tuple[int, ...] = (0,)):
         import numpy as np
 
-        self.spec = spec
+        self.feed = as_feed(feed)
+        self.spec = self.feed.spec
         self.max_shift = max_shift
         self.rng = np.random.default_rng(list(seed))
 
     def __call__(self, frame):
-        batch = pixels_to_array(list(frame[PIXELS_COLUMN]), self.spec)
+        column = self.feed.input_column
+        if self.spec is None:
+            frame[IMAGE_FIELD] = frame[column]
+            return frame.drop(columns=[column])
+        batch = pixels_to_array(list(frame[column]), self.spec)
         if self.max_shift:
             batch = random_shift(batch, self.max_shift, self.rng)
         images = normalize(batch, self.spec)
-        frame = frame.drop(columns=[PIXELS_COLUMN])
+        frame = frame.drop(columns=[column])
         # Each row leaves as the bytes of its float32 C x H x W tensor: Petastorm moves a binary
         # column through Arrow without per-row reshaping, and the loader views the joined
         # bytes as one array (images_from_chunk). Per-row ndarray fields cost ~10x more.
@@ -132,21 +182,30 @@ class ImageTransform:
         from petastorm.transform import TransformSpec
 
         return TransformSpec(
-            self, edit_fields=[(IMAGE_FIELD, np.bytes_, (), False)], removed_fields=[PIXELS_COLUMN]
+            self, edit_fields=[(IMAGE_FIELD, np.bytes_, (), False)], removed_fields=[self.feed.input_column]
         )
 
 
-def images_from_chunk(chunk, spec: PreprocessSpec) -> "np.ndarray":
-    """The ``image`` column of a reader chunk as one float32 ``N x C x H x W`` array."""
+def images_from_chunk(chunk, feed: "Feed | PreprocessSpec") -> "np.ndarray":
+    """The ``image`` column of a reader chunk as one float32 ``N x <input shape>`` array."""
     import numpy as np
 
     data = getattr(chunk, IMAGE_FIELD)
     # bytearray: a writable buffer, so torch.from_numpy gets memory it may own.
-    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), spec.channels, spec.height,
-                                                                     spec.width)
+    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), *as_feed(feed).input_shape)
 
 
-def _reader(url: str, transform: ImageTransform, *, seed: int | None, shuffle: bool, num_epochs: int | None,
+def targets_from_chunk(chunk, feed: Feed) -> "np.ndarray":
+    """The target column of a reader chunk: int64 class indices, or float32 ``N x target_width``."""
+    import numpy as np
+
+    data = getattr(chunk, feed.target_column)
+    if not feed.target_width:
+        return np.asarray(data).astype(np.int64)
+    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), feed.target_width)
+
+
+def _reader(url: str, transform: BatchTransform, *, seed: int | None, shuffle: bool, num_epochs: int | None,
             rank: int | None, world: int | None, pool: str, workers: int,
             hadoop_conf: Mapping[str, str] | None = None):
     from petastorm import make_batch_reader
@@ -158,7 +217,7 @@ def _reader(url: str, transform: ImageTransform, *, seed: int | None, shuffle: b
         warnings.simplefilter("ignore", FutureWarning)
         return make_batch_reader(
             dataset_url(url),
-            schema_fields=[ID_COLUMN, LABEL_COLUMN, PIXELS_COLUMN],
+            schema_fields=[transform.feed.id_column, transform.feed.target_column, transform.feed.input_column],
             reader_pool_type=pool,
             workers_count=workers,
             shuffle_row_groups=shuffle,
@@ -175,7 +234,7 @@ def _reader(url: str, transform: ImageTransform, *, seed: int | None, shuffle: b
 def epoch_batches(
     url: str,
     plan: ShardPlan,
-    spec: PreprocessSpec,
+    feed: "Feed | PreprocessSpec",
     *,
     rank: int,
     epoch: int,
@@ -187,11 +246,13 @@ def epoch_batches(
 ) -> Iterator[tuple["np.ndarray", "np.ndarray", "np.ndarray"]]:
     """Exactly ``plan.steps_per_epoch`` batches of ``plan.batch_size`` for ``rank`` in ``epoch``.
 
-    Yields ``(images float32 N x C x H x W, label_index int64 N, image_id str N)``.
+    Yields ``(inputs float32 N x <input shape>, targets, ids str N)``; targets are int64 class
+    indices, or float32 ``N x target_width`` (see :class:`Feed`).
     """
     import numpy as np
 
-    transform = ImageTransform(spec, max_shift, seed=(seed, epoch, rank))
+    feed = as_feed(feed)
+    transform = BatchTransform(feed, max_shift, seed=(seed, epoch, rank))
     need = plan.steps_per_epoch * plan.batch_size
     images, labels, ids, have, emitted = [], [], [], 0, 0
     for pass_no in range(need):  # a smaller shard takes a second (partial) pass
@@ -200,14 +261,14 @@ def epoch_batches(
         with _reader(url, transform, seed=(seed * 100_003 + epoch) * 1_009 + pass_no, shuffle=True, num_epochs=1,
                      rank=rank, world=plan.world_size, pool=pool, workers=workers, hadoop_conf=hadoop_conf) as reader:
             for chunk in reader:
-                images.append(images_from_chunk(chunk, spec))
-                labels.append(getattr(chunk, LABEL_COLUMN))
-                ids.append(getattr(chunk, ID_COLUMN))
+                images.append(images_from_chunk(chunk, feed))
+                labels.append(targets_from_chunk(chunk, feed))
+                ids.append(getattr(chunk, feed.id_column))
                 have += len(labels[-1])
                 while have >= plan.batch_size and emitted < need:
                     x, y, i = np.concatenate(images), np.concatenate(labels), np.concatenate(ids)
                     b = plan.batch_size
-                    yield x[:b], y[:b].astype(np.int64), i[:b]
+                    yield x[:b], y[:b], i[:b]
                     emitted += b
                     images, labels, ids, have = [x[b:]], [y[b:]], [i[b:]], len(y) - b
                 if emitted >= need:
@@ -215,17 +276,16 @@ def epoch_batches(
 
 
 def shard_batches(
-    url: str, spec: PreprocessSpec, *, rank: int, world: int, batch_size: int, pool: str = "dummy", workers: int = 1,
+    url: str, feed: "Feed | PreprocessSpec", *, rank: int, world: int, batch_size: int, pool: str = "dummy", workers: int = 1,
     hadoop_conf: Mapping[str, str] | None = None,
 ) -> Iterator[tuple["np.ndarray", "np.ndarray", "np.ndarray"]]:
     """One pass over ``rank``'s shard, unshuffled, no augmentation (evaluation); last batch may be short."""
-    import numpy as np
-
-    transform = ImageTransform(spec)
+    feed = as_feed(feed)
+    transform = BatchTransform(feed)
     shard = dict(rank=rank, world=world) if world > 1 else dict(rank=None, world=None)
     with _reader(url, transform, seed=None, shuffle=False, num_epochs=1, pool=pool, workers=workers,
                  hadoop_conf=hadoop_conf, **shard) as reader:
         for chunk in reader:
-            x, y, i = images_from_chunk(chunk, spec), getattr(chunk, LABEL_COLUMN), getattr(chunk, ID_COLUMN)
+            x, y, i = images_from_chunk(chunk, feed), targets_from_chunk(chunk, feed), getattr(chunk, feed.id_column)
             for start in range(0, len(y), batch_size):
-                yield x[start:start + batch_size], y[start:start + batch_size].astype(np.int64), i[start:start + batch_size]
+                yield x[start:start + batch_size], y[start:start + batch_size], i[start:start + batch_size]

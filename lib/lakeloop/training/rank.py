@@ -20,16 +20,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lakeloop.config import task_metric
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.models.spec import ModelSpec
 from lakeloop.preprocess import PreprocessSpec
-from lakeloop.training.loader import ShardPlan, epoch_batches, shard_batches
+from lakeloop.training.loader import Feed, ShardPlan, epoch_batches, shard_batches
 
 CHECKPOINT_PREFIX = "epoch-"
 AUGMENT_MAX_SHIFT = 2
@@ -72,6 +74,10 @@ class TrainPlan:
     early_stopping_metric: str = "val_accuracy"
     publish_epoch: str = "best"
     class_weights: tuple[float, ...] | None = None
+    task: str = "classification"
+    feed: dict[str, Any] = field(default_factory=dict)  # a Feed; empty: images, as spec_json says
+    multilabel_threshold: float = 0.5
+    target_scale: float = 1.0  # regression: the target's train std, to report errors in its own units
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -84,6 +90,10 @@ class TrainPlan:
         if data.get("class_weights") is not None:
             data["class_weights"] = tuple(data["class_weights"])
         return cls(**data)
+
+    def feed_spec(self) -> Feed:
+        """How this run's training set becomes tensors."""
+        return Feed.from_dict(self.feed) if self.feed else Feed.for_images(PreprocessSpec.from_json(self.spec_json))
 
     def factory_spec(self) -> ModelSpec:
         """The :class:`ModelSpec` the model factory is called with."""
@@ -132,7 +142,8 @@ def _scheduler(plan: TrainPlan, optimizer):
 
 
 def _loss(plan: TrainPlan, device):
-    """The factory's ``make_loss(spec)`` hook if it has one, else cross-entropy (class-weighted if asked)."""
+    """The factory's ``make_loss(spec)`` hook if it has one, else the task's: cross-entropy (class-weighted
+    if asked), binary cross-entropy per label, or mean squared error (on the standardised target)."""
     import torch
 
     from lakeloop.models import find_hook
@@ -140,46 +151,96 @@ def _loss(plan: TrainPlan, device):
     hook = find_hook(plan.model, "make_loss")
     if hook is not None:
         return hook(plan.factory_spec())
+    if plan.task == "multilabel":
+        return torch.nn.BCEWithLogitsLoss()
+    if plan.task == "regression":
+        return torch.nn.MSELoss()
     weight = torch.tensor(plan.class_weights, dtype=torch.float32, device=device) if plan.class_weights else None
     return torch.nn.CrossEntropyLoss(weight=weight)
 
 
-def _evaluate(trainer: "_Trainer", url: str, spec: PreprocessSpec, plan: TrainPlan, proc: "_Process") -> dict:
-    """Accuracy, macro-F1, loss and the factory's ``batch_metrics`` over the whole split: each rank
-    scores its shard; the confusion counts and row-weighted sums are added across ranks."""
+def _batch_counts(plan: TrainPlan, outputs, targets) -> "Any":
+    """What one batch adds to the split's figures, as a float64 vector summed over batches and ranks:
+    confusion counts (classification); true/false positives and false negatives per label
+    (multilabel); rows, |error|, error², target and target² in the target's units (regression)."""
+    import torch
+
+    outputs, targets = outputs.detach().float().cpu(), targets.cpu()
+    if plan.task == "classification":
+        k = len(plan.classes)
+        return torch.bincount(targets * k + outputs.argmax(dim=1), minlength=k * k).double()
+    if plan.task == "multilabel":
+        predicted, truth = torch.sigmoid(outputs) >= plan.multilabel_threshold, targets >= 0.5
+        return torch.cat([(predicted & truth).sum(0), (predicted & ~truth).sum(0), (~predicted & truth).sum(0)]).double()
+    error, truth = (outputs - targets).double() * plan.target_scale, targets.double() * plan.target_scale
+    return torch.stack([torch.tensor(float(len(truth)), dtype=torch.float64), error.abs().sum(),
+                        (error * error).sum(), truth.sum(), (truth * truth).sum()])
+
+
+def _summary(plan: TrainPlan, counts: list[float]) -> dict[str, Any]:
+    """The task's headline figures from the summed counts."""
+    from lakeloop.metrics import classification_summary, multilabel_summary, regression_summary
+
+    if plan.task == "classification":
+        k = len(plan.classes)
+        matrix = [[int(c) for c in counts[i * k:(i + 1) * k]] for i in range(k)]
+        summary = classification_summary(matrix, plan.classes)
+        return {"accuracy": summary["accuracy"] if summary["rows"] else float("nan"),
+                "macro_f1": summary["macro_f1"]}
+    if plan.task == "multilabel":
+        k = len(plan.classes)
+        tp, fp, fn = ([int(c) for c in counts[j * k:(j + 1) * k]] for j in range(3))
+        summary = multilabel_summary(tp, fp, fn, plan.classes)
+        return {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"]}
+    summary = regression_summary(int(counts[0]), *counts[1:])
+    return {k: summary[k] for k in ("mae", "rmse", "r2")}
+
+
+def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: "_Process") -> dict:
+    """The task's figures (:func:`_summary`), the loss and the factory's ``batch_metrics`` over the whole
+    split: each rank scores its shard; counts and row-weighted sums are added across ranks."""
     import torch
     import torch.distributed as dist
 
-    from lakeloop.metrics import classification_summary
-
-    model, k = trainer.model, len(plan.classes)
+    model = trainer.model
     model.eval()
-    sums: dict[str, float] = {"loss": 0.0}
-    confusion = torch.zeros(k * k, dtype=torch.int64)
+    sums: dict[str, float] = {"loss": 0.0, "rows": 0.0}
+    counts = None
     with torch.inference_mode():
-        for x, y, _ in shard_batches(url, spec, rank=proc.rank, world=proc.world, batch_size=256,
+        for x, y, _ in shard_batches(url, feed, rank=proc.rank, world=proc.world, batch_size=256,
                                      pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf):
             outputs = model(torch.from_numpy(x).to(proc.device))
             targets = torch.from_numpy(y).to(proc.device)
             n = len(y)
-            confusion += torch.bincount((targets * k + outputs.argmax(dim=1)).cpu(), minlength=k * k)
+            batch = _batch_counts(plan, outputs, targets)
+            counts = batch if counts is None else counts + batch
             sums["loss"] += float(trainer.loss_fn(outputs.float(), targets)) * n
+            sums["rows"] += n
             if trainer.batch_metrics is not None:
                 for name, value in trainer.batch_metrics(outputs, targets).items():
                     sums[name] = sums.get(name, 0.0) + float(value) * n
-    parts: list[Any] = [(sums, confusion.tolist())]
+    parts: list[Any] = [(sums, counts.tolist() if counts is not None else None)]
     if proc.world > 1:
         parts = [None] * proc.world
-        dist.all_gather_object(parts, (sums, confusion.tolist()))
+        dist.all_gather_object(parts, (sums, counts.tolist() if counts is not None else None))
     model.train()
-    counts = [sum(part[1][i] for part in parts) for i in range(k * k)]
-    matrix = [counts[i * k:(i + 1) * k] for i in range(k)]
-    summary = classification_summary(matrix, plan.classes)
-    rows = summary["rows"]
-    out = {"accuracy": summary["accuracy"] if rows else float("nan"), "macro_f1": summary["macro_f1"]}
-    for name in sorted({name for part, _ in parts for name in part}):
+    vectors = [v for _, v in parts if v is not None]
+    total = [sum(values) for values in zip(*vectors)] if vectors else \
+        _batch_counts(plan, *_empty_batch(plan)).tolist()
+    out = _summary(plan, total)
+    rows = sum(part["rows"] for part, _ in parts)
+    for name in sorted({name for part, _ in parts for name in part} - {"rows"}):
         out[name] = sum(part.get(name, 0.0) for part, _ in parts) / rows if rows else float("nan")
     return out
+
+
+def _empty_batch(plan: TrainPlan):
+    """Outputs and targets of no rows, shaped for the task (a split with no rows still has figures)."""
+    import torch
+
+    k = 1 if plan.task == "regression" else len(plan.classes)
+    targets = torch.zeros(0, dtype=torch.int64) if plan.task == "classification" else torch.zeros(0, k)
+    return torch.zeros(0, k), targets
 
 
 @dataclass
@@ -254,7 +315,7 @@ def _start_weights(plan: TrainPlan, model) -> dict[str, Any] | None:
     return fit_state_dict(model, load_state_dict_bytes(data), plan.init_source or plan.init_weights)
 
 
-def _build_trainer(plan: TrainPlan, spec: PreprocessSpec, proc: _Process) -> _Trainer:
+def _build_trainer(plan: TrainPlan, feed: Feed, proc: _Process) -> _Trainer:
     """A fresh model (same initial weights on every rank), resumed from the newest checkpoint if any."""
     import torch
 
@@ -284,11 +345,11 @@ def _build_trainer(plan: TrainPlan, spec: PreprocessSpec, proc: _Process) -> _Tr
         trainer.init_fit, trainer.initial_val = state["init_fit"], state["initial_val"]
     elif init_fit is not None:
         # Where the run starts from: the parent's validation figures, before any step.
-        trainer.initial_val = _evaluate(trainer, plan.val_url, spec, plan, proc)
+        trainer.initial_val = _evaluate(trainer, plan.val_url, feed, plan, proc)
     return trainer
 
 
-def _train_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer, ddp, epoch: int,
+def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, ddp, epoch: int,
                  collect_ids: bool) -> tuple[float, int, list[str]]:
     """One epoch over this rank's shard; returns (summed loss, rows seen, the ids seen if asked for)."""
     import torch
@@ -296,7 +357,7 @@ def _train_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer:
     ddp.train()
     loss_sum, seen, epoch_ids = 0.0, 0, []
     for x, y, ids in epoch_batches(
-        plan.train_url, plan.shards, spec, rank=proc.rank, epoch=epoch, seed=plan.seed,
+        plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.seed,
         max_shift=AUGMENT_MAX_SHIFT if plan.augment else 0, pool=plan.reader_pool, workers=plan.reader_workers,
         hadoop_conf=plan.hadoop_conf,
     ):
@@ -346,9 +407,11 @@ def _track_best(plan: TrainPlan, trainer: _Trainer) -> None:
 
     Every rank sees the same (all-reduced) validation figures, so every rank decides alike."""
     last = trainer.history[-1]
-    metric = plan.early_stopping_metric
-    value = last[metric]
-    better = (not trainer.best or (value > trainer.best["value"] if metric == "val_accuracy"
+    metric, higher_is_better = task_metric(plan.task, plan.early_stopping_metric)
+    value = last.get(metric)
+    if value is None or value != value:  # not measurable this epoch (a constant target's R², no rows)
+        value = -math.inf if higher_is_better else math.inf
+    better = (not trainer.best or (value > trainer.best["value"] if higher_is_better
                                    else value < trainer.best["value"]))
     if better:
         state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
@@ -360,7 +423,7 @@ def _track_best(plan: TrainPlan, trainer: _Trainer) -> None:
         trainer.stopped_early = True
 
 
-def _run_epochs(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer) -> dict[int, list[str]]:
+def _run_epochs(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer) -> dict[int, list[str]]:
     """Train the remaining epochs (or until early stopping): evaluate after each, rank 0 reports,
     logs (TensorBoard) and checkpoints; returns the shard audit."""
     from torch.nn.parallel import DistributedDataParallel
@@ -373,7 +436,7 @@ def _run_epochs(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: 
         for epoch in range(trainer.start_epoch, plan.epochs):
             if trainer.stopped_early:
                 break
-            shard_audit = _run_epoch(plan, spec, proc, trainer, ddp, epoch, shard_audit, events)
+            shard_audit = _run_epoch(plan, feed, proc, trainer, ddp, epoch, shard_audit, events)
     finally:
         if events is not None:
             events.close()
@@ -390,7 +453,7 @@ def _open_events(plan: TrainPlan):
     return events
 
 
-def _run_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _Trainer, ddp, epoch: int,
+def _run_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, ddp, epoch: int,
                shard_audit: dict[int, list[str]], events) -> dict[int, list[str]]:
     """Train and evaluate one epoch; rank 0 prints, logs and checkpoints it."""
     import torch
@@ -398,19 +461,17 @@ def _run_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _
 
     started = time.perf_counter()
     first = epoch == trainer.start_epoch
-    loss_sum, seen, epoch_ids = _train_epoch(plan, spec, proc, trainer, ddp, epoch, collect_ids=first)
+    loss_sum, seen, epoch_ids = _train_epoch(plan, feed, proc, trainer, ddp, epoch, collect_ids=first)
     totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
     if proc.world > 1:
         dist.all_reduce(totals)
     if first:
         shard_audit = _shard_audit(proc, epoch_ids)
-    val = _evaluate(trainer, plan.val_url, spec, plan, proc)
+    val = _evaluate(trainer, plan.val_url, feed, plan, proc)
     elapsed = time.perf_counter() - started
     trainer.history.append({
         "epoch": epoch + 1,
         "train_loss": round(float(totals[0] / totals[1]), 5),
-        "val_accuracy": round(val.pop("accuracy"), 5),
-        "val_loss": round(val.pop("loss"), 5),
         **{f"val_{name}": round(value, 5) for name, value in val.items() if value is not None},
         "learning_rate": trainer.optimizer.param_groups[0]["lr"],
         "seconds": round(elapsed, 3),
@@ -419,10 +480,11 @@ def _run_epoch(plan: TrainPlan, spec: PreprocessSpec, proc: _Process, trainer: _
     _track_best(plan, trainer)
     if proc.rank == 0:
         last = trainer.history[-1]
-        stop = f"; no better {plan.early_stopping_metric} for {trainer.stale_epochs} epochs: stopping" \
-            if trainer.stopped_early else ""
+        metric = task_metric(plan.task, plan.early_stopping_metric)[0]
+        stop = f"; no better {metric} for {trainer.stale_epochs} epochs: stopping" if trainer.stopped_early else ""
+        shown = f"{metric.replace('_', ' ')} {last[metric]:.4f}" if last.get(metric) is not None else f"{metric} -"
         print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
-              f"val accuracy {last['val_accuracy']:.4f}, {last['images_per_s']:,.0f} images/s{stop}", flush=True)
+              f"{shown}, {last['images_per_s']:,.0f} rows/s{stop}", flush=True)
         _save_checkpoint(plan, trainer, epoch)
         if events is not None:
             for entry in trainer.history if first else [last]:
@@ -450,15 +512,15 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     from lakeloop.models import state_dict_bytes
 
     proc = _join_group(plan)
-    spec = PreprocessSpec.from_json(plan.spec_json)
-    trainer = _build_trainer(plan, spec, proc)
-    shard_audit = _run_epochs(plan, spec, proc, trainer)
+    feed = plan.feed_spec()
+    trainer = _build_trainer(plan, feed, proc)
+    shard_audit = _run_epochs(plan, feed, proc, trainer)
     last_epoch = trainer.history[-1]["epoch"] if trainer.history else 0
     if plan.publish_epoch == "best" and trainer.best:
         trainer.model.load_state_dict(trainer.best["state"])
     published_epoch = trainer.best["epoch"] if plan.publish_epoch == "best" and trainer.best else last_epoch
-    val = _evaluate(trainer, plan.val_url, spec, plan, proc)
-    test = _evaluate(trainer, plan.test_url, spec, plan, proc)
+    val = _evaluate(trainer, plan.val_url, feed, plan, proc)
+    test = _evaluate(trainer, plan.test_url, feed, plan, proc)
     if proc.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -467,8 +529,8 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     return {
         "weights": state_dict_bytes(trainer.model),
         "history": trainer.history,
-        "val_accuracy": val["accuracy"],
-        "test_accuracy": test["accuracy"],
+        "val_accuracy": val.get("accuracy"),
+        "test_accuracy": test.get("accuracy"),
         "val": val,
         "test": test,
         "published_epoch": published_epoch,

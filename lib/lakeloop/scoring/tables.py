@@ -1,0 +1,220 @@
+"""Scoring table rows: the rows of a table that have no prediction yet -> Delta ``gold.<table>_predictions``.
+
+The table counterpart of :mod:`lakeloop.scoring.job`, used when the profile sets
+``features.table``. The input is ``silver.<table>_features`` (``score.input: features``, the
+default) or any lake table or Delta URI with the model's key and input columns (the bronze
+table itself, new rows from another team). A pandas UDF (iterator form, the model loaded once
+per Python worker: :func:`lakeloop.scoring.udf.cached_model`) encodes each Arrow batch with
+the encoding stored in the model's metadata and runs :func:`lakeloop.scoring.batch.score_rows`.
+
+``gold.<table>_predictions`` is keyed by (the table's key, ``model_name``, ``model_version``)
+and holds the task's columns (``label``, ``label_index``, ``score``, ``scores``; ``labels``,
+``scores``; or ``value``), the input's truth when it has the target (``true_label``,
+``true_labels`` or ``true_value``), ``split``, ``scored_at`` and ``run_id``. Incremental and
+idempotent as image scoring is: the rows to score are the pinned input minus the keys this
+version already predicted, written with one MERGE that inserts only new keys; a rerun after
+success commits nothing, one after a crash scores what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pandas as pd  # module level: pandas UDF type hints resolve in this module's globals
+
+from lakeloop.config import Profile
+from lakeloop.errors import ConfigError, SourceError
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.registry import ModelVersion, Registry
+from lakeloop.report import RunReport
+from lakeloop.scoring.batch import TABLE_RESULT_FIELDS, TABLE_RESULT_SCHEMAS, score_rows
+from lakeloop.scoring.udf import arrow_batch_settings, resolve_model, scoped_conf
+from lakeloop.tabular import TARGET_COLUMNS, encoded_columns, table_features_uri
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# The truth column a prediction row carries, per task, when the input has the target.
+TRUTH_COLUMNS = {"classification": "true_label", "multilabel": "true_labels", "regression": "true_value"}
+
+
+def predict_rows(batches: Iterator[pd.DataFrame], registry: Registry, version: ModelVersion,
+                 torch_threads: int) -> Iterator[pd.DataFrame]:
+    """The body of the table-scoring UDF: the model from the per-worker cache, one batch at a time."""
+    import torch
+
+    from lakeloop.scoring.udf import cached_model, task_device
+
+    torch.set_num_threads(torch_threads)
+    device = task_device()
+    entry = cached_model(registry, version, device)
+    for frame in batches:
+        entry.batches += 1
+        yield score_rows(entry.model, entry.metadata, frame, device)
+
+
+def make_table_udf(registry: Registry, version: ModelVersion, task: str, torch_threads: int = 1):
+    """The pandas UDF over a struct of the model's input columns; returns the task's struct."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(TABLE_RESULT_SCHEMAS[task])
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        # Imported in the worker, so the model cache is the worker's own module dict (see scoring.udf).
+        from lakeloop.scoring.tables import predict_rows
+
+        yield from predict_rows(batches, registry, version, torch_threads)
+
+    return predict
+
+
+def _input_uri(profile: Profile) -> str:
+    ref = profile.score.input
+    return table_features_uri(profile) if ref == "features" else LakeLayout(profile.lake_root).resolve_table(ref)
+
+
+def _open(spark: "SparkSession", profile: Profile, registry: Registry,
+          report: RunReport) -> tuple[str, "DataFrame", ModelVersion, dict[str, Any]]:
+    """The input pinned to its current version and checked against the model, and the pinned model."""
+    uri = _input_uri(profile)
+    if not delta.is_delta_table(spark, uri):
+        raise SourceError(f"score.input {profile.score.input!r} -> {uri} is not a Delta table; run build_features "
+                          f"first (or check score.input)")
+    with report.timed("resolve_model"):
+        version, metadata = resolve_model(registry, profile.score.model)
+    if metadata.get("input_kind") != "table":
+        raise ConfigError(f"model {version.name}:{version.version} was trained on images, not on a table; score "
+                          f"it with a profile without features.table, or pick a table model with score.model")
+    input_version = delta.table_version(spark, uri)
+    source = delta.read_table(spark, uri, input_version)
+    needed = [metadata["table"]["key"], *encoded_columns(metadata["table"]["encoding"])]
+    missing = [c for c in needed if c not in source.columns]
+    if missing:
+        raise ConfigError(f"score.input {uri} lacks column(s) {missing} that model {version.name}:{version.version} "
+                          f"reads (it has {', '.join(source.columns)}); score a table with the model's key and "
+                          f"input columns")
+    report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
+    report.details["input"] = {"uri": uri, "delta_version": input_version}
+    return uri, source, version, metadata
+
+
+def predictions_uri(profile: Profile) -> str:
+    """``gold.<table>_predictions`` of ``features.table``."""
+    return LakeLayout(profile.lake_root).table_predictions(LakeLayout.source_name(profile.features.table.source))
+
+
+def _with_split(spark: "SparkSession", profile: Profile, rows: "DataFrame", uri: str, key: str) -> "DataFrame":
+    """``rows`` with the split each key has in silver.<table>_features (null for a key that is not there)."""
+    features = table_features_uri(profile)
+    if "split" in rows.columns or uri == features or not delta.is_delta_table(spark, features):
+        return rows
+    splits = delta.read_table(spark, features, delta.table_version(spark, features)).select(key, "split")
+    return rows.join(splits, key, "left")
+
+
+def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
+    """Score the input table's rows that have no prediction yet for the model version.
+
+    Raises
+    ------
+    SourceError
+        the input is not a Delta table yet, or the model's metadata is unusable.
+    ConfigError
+        an image model, or an input without the model's key or input columns.
+    ModelNotFound
+        the model reference names no committed version.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    cfg = profile.score
+    report = report or RunReport.start("score")
+    registry = Registry.for_profile(profile)
+    uri, source, version, metadata = _open(spark, profile, registry, report)
+    gold = predictions_uri(profile)
+    report.outputs["predictions"] = gold
+    key, task = metadata["table"]["key"], metadata["task"]
+    with report.timed("plan"):
+        keyed, n_inputs, n_null = _keyed(source, key, report, uri)
+        this_version = (F.col("model_name") == version.name) & (F.col("model_version") == version.version)
+        # Pinned: the plan is recomputed after this run's MERGE and must not see it.
+        done = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(this_version).select(key) \
+            if delta.is_delta_table(spark, gold) else None
+        pending = keyed.join(done, key, "left_anti") if done is not None else keyed
+        pending = _with_split(spark, profile, pending, uri, key)
+    truth = TARGET_COLUMNS[task] if TARGET_COLUMNS[task] in pending.columns else None
+    udf = make_table_udf(registry, version, task, cfg.torch_threads_per_task)
+    inputs = F.struct(*[F.col(c) for c in encoded_columns(metadata["table"]["encoding"])])
+    scored = pending.select(
+        key, F.lit(version.name).alias("model_name"), F.lit(version.version).cast("int").alias("model_version"),
+        udf(inputs).alias("p"),
+        (F.col(truth) if truth else F.lit(None)).cast(
+            {"classification": "string", "multilabel": "array<string>", "regression": "double"}[task])
+        .alias(TRUTH_COLUMNS[task]),
+        (F.col("split").cast("string") if "split" in pending.columns else F.lit(None).cast("string")).alias("split"),
+        F.current_timestamp().alias("scored_at"), F.lit(report.run_id).alias("run_id"))
+    scored = scored.select(key, "model_name", "model_version",
+                           *[F.col(f"p.{f}").alias(f) for f in TABLE_RESULT_FIELDS[task]],
+                           TRUTH_COLUMNS[task], "split", "scored_at", "run_id")
+    with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
+        with report.timed("score"):
+            scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+            n_scored = scored.count()
+    try:
+        with report.timed("write_predictions"):
+            if n_scored:
+                report.details["predictions_merge"] = delta.merge_insert_new(
+                    spark, scored, gold, [key, "model_name", "model_version"])
+            else:
+                delta.ensure_table(spark, gold, scored.schema)
+        quality = _quality_this_run(scored, task)
+    finally:
+        scored.unpersist()
+    report.counts.update(inputs=n_inputs, scored=n_scored, already_scored=n_inputs - n_null - n_scored)
+    if n_null:
+        report.counts["skipped_null_key"] = n_null
+    report.counts["labelled"] = quality.pop("labelled_this_run")
+    report.details.update(quality)
+    report.metrics.update({k: v for k, v in quality.items() if v is not None})
+    report.throughput["rows_per_s"] = round(n_scored / report.durations_s["score"], 1) \
+        if n_scored and report.durations_s.get("score") else 0.0
+    return report
+
+
+def _keyed(source: "DataFrame", key: str, report: RunReport, uri: str) -> tuple["DataFrame", int, int]:
+    """Input rows with a key, one per key; the number of input rows and of rows without a key."""
+    from pyspark.sql import functions as F
+
+    sizes = source.agg(F.count(F.lit(1)).alias("rows"), F.count(key).alias("keys"),
+                       F.countDistinct(key).alias("distinct")).first()
+    n_null, n_repeated = sizes["rows"] - sizes["keys"], sizes["keys"] - sizes["distinct"]
+    keyed = source.where(F.col(key).isNotNull())
+    if n_null:
+        report.warnings.append(f"{n_null} input row(s) have no {key} and were not scored (nothing to key their "
+                               f"prediction by); fix them in {uri}")
+    if n_repeated:
+        keyed = keyed.dropDuplicates([key])
+        report.warnings.append(f"{n_repeated} input row(s) repeat a {key}; one row per key was scored")
+    return keyed, int(sizes["rows"]), int(n_null + n_repeated)
+
+
+def _quality_this_run(scored: "DataFrame", task: str) -> dict[str, Any]:
+    """This run's figures on the rows whose truth the input had: accuracy; exact-match rate of the
+    label sets; or MAE and RMSE."""
+    from pyspark.sql import functions as F
+
+    truth = F.col(TRUTH_COLUMNS[task])
+    labelled = scored.where(truth.isNotNull())
+    if task == "classification":
+        row = labelled.agg(F.count("*").alias("n"), F.count(F.when(F.col("label") == truth, 1)).alias("ok")).first()
+        return {"labelled_this_run": row["n"], "accuracy_this_run": round(row["ok"] / row["n"], 6) if row["n"] else None}
+    if task == "multilabel":
+        same = F.array_sort(F.col("labels")) == F.array_sort(truth)
+        row = labelled.agg(F.count("*").alias("n"), F.count(F.when(same, 1)).alias("ok")).first()
+        return {"labelled_this_run": row["n"],
+                "exact_match_this_run": round(row["ok"] / row["n"], 6) if row["n"] else None}
+    error = F.col("value") - truth
+    row = labelled.agg(F.count("*").alias("n"), F.avg(F.abs(error)).alias("mae"),
+                       F.sqrt(F.avg(error * error)).alias("rmse")).first()
+    return {"labelled_this_run": row["n"], "mae_this_run": round(row["mae"], 6) if row["n"] else None,
+            "rmse_this_run": round(row["rmse"], 6) if row["n"] else None}

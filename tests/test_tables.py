@@ -177,7 +177,7 @@ def test_a_table_model_scores_a_pandas_batch_without_spark(regression):
         score_rows(model, metadata, rows.drop(columns=["colour"]))
 
 
-def test_a_regression_target_that_is_text_is_refused_with_the_fix(spark, regression, tmp_path):
+def test_a_regression_target_that_is_text_is_refused_with_the_fix(spark, regression):
     from lakeloop.features import build_features
 
     profile, _ = regression

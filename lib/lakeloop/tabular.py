@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
     from lakeloop.config import Profile, TableFeaturesConfig
 
-TASKS = ("classification", "multilabel", "regression")
 # silver.<table>_features' table property holding what it was built with (key, columns, task, classes).
 TABLE_PROPERTY = "lakeloop.table_features"
 # The target column of silver.<table>_features, per task.

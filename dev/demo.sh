@@ -27,5 +27,16 @@ step "score the demo images with the latest model -> gold.predictions"
 "$repo/spark-submit.sh" --profile "$profile" score --input images
 step "evaluate it on the test split, per scan_batch -> gold.model_evaluations"
 "$repo/spark-submit.sh" --profile "$profile" evaluate
+if [ "$profile" = local ]; then
+  # The same jobs on a table: profile local-wine (conf/local-wine.yaml) reads the demo's wine CSV.
+  step "a table as training data: ingest tables/wine.csv -> bronze.wine (local-wine)"
+  "$repo/spark-submit.sh" --profile local-wine ingest_tables
+  step "build features -> silver.wine_features (split; the encoding is fitted at train time)"
+  "$repo/spark-submit.sh" --profile local-wine build_features
+  step "train the built-in mlp with TorchDistributor -> models/wine_mlp"
+  "$repo/spark-submit.sh" --profile local-wine train
+  step "score every wine row -> gold.wine_predictions"
+  "$repo/spark-submit.sh" --profile local-wine score
+fi
 step "the lake"
 "$py" -m lakeloop.cli show --profile "$profile" 2>/dev/null

@@ -4,6 +4,7 @@ answers; and the encoding and batch scoring on their own, without Spark."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -205,3 +206,35 @@ def test_table_features_name_columns_the_source_lacks(spark, regression):
     properties = json.loads(delta.table_properties(
         spark, profile.lake_root + "/silver/measurements_features")["lakeloop.table_features"])
     assert properties["task"] == "regression" and properties["numeric"] == ["x1", "x2"]
+
+
+def test_a_second_training_run_reuses_the_table_training_set_and_the_encoding_fitted_for_it(spark, regression):
+    from lakeloop.training.dataset import FITTED_FILE, materialize_table_training_set
+
+    profile, reports = regression
+    first = materialize_table_training_set(spark, profile)
+    again = materialize_table_training_set(spark, profile)
+    assert again.reused and again.root == first.root
+    assert again.encoding == first.encoding == metadata_of(profile, reports["version"])["table"]["encoding"]
+    assert again.target == first.target and again.rows == first.rows
+    assert Path(first.root.removeprefix("file:"), FITTED_FILE).is_file()
+
+
+def test_scoring_a_table_with_a_repeated_key_and_a_missing_key_counts_each_and_scores_a_key_once(
+        spark, regression, tmp_path):
+    from pyspark.sql import functions as F
+
+    from lakeloop.layout import LakeLayout
+    from lakeloop.scoring.job import score_table
+
+    profile, _ = regression
+    bronze = delta.read_table(spark, LakeLayout(profile.lake_root).table("bronze", "measurements")).orderBy("id")
+    first = bronze.limit(5)
+    uri = f"file:{tmp_path}/new_rows"
+    first.unionByName(first.limit(1)).unionByName(first.limit(1).withColumn("id", F.lit(None).cast("int"))) \
+        .write.format("delta").save(uri)
+    report = score_table(spark, dataclasses.replace(profile, score=dataclasses.replace(profile.score, input=uri)))
+    assert report.counts["inputs"] == 7
+    assert report.counts["skipped_null_key"] == 1 and report.counts["skipped_duplicate_key"] == 1
+    assert report.counts["already_scored"] == 5 and report.counts["scored"] == 0
+    assert any("1 input row(s) have no id" in w for w in report.warnings)

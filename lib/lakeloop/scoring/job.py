@@ -23,7 +23,8 @@ from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec,
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import INPUT_PIXELS, model_label, model_spec
-from lakeloop.scoring.udf import UdfPlan, arrow_batch_settings, image_column, make_udf, resolve_model, scoped_conf
+from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, image_column, make_udf, one_row_per_key,
+                                  resolve_model, scoped_conf)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -241,25 +242,10 @@ class _Pending:
 def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,
                   report: RunReport) -> _Pending:
     """Input rows with an id, one per id, minus those with a prediction or a quarantine row for this version."""
-    from pyspark.sql import functions as F
-
-    source = scoring_input.source
-    # bronze.images and silver.features are unique by image_id (MERGEd on it); another table may
-    # not be, and MERGE needs one source row per key.
-    lake_input = cfg.input in ("features", "images")
-    sizes = source.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count("image_id").alias("ids"),
-        (F.count("image_id") if lake_input else F.countDistinct("image_id")).alias("distinct"),
-    ).first()
-    n_null_ids, n_duplicates = sizes["rows"] - sizes["ids"], sizes["ids"] - sizes["distinct"]
-    keyed = source.where(F.col("image_id").isNotNull())
-    if n_null_ids:
-        report.warnings.append(f"{n_null_ids} input row(s) have no image_id and were not scored (nothing to key "
-                               f"their prediction by); fix them in {scoring_input.uri}")
-    if n_duplicates:
-        keyed = keyed.dropDuplicates(["image_id"])
-        report.warnings.append(f"{n_duplicates} input row(s) repeat an image_id; one row per id was scored")
+    # bronze.images and silver.features are unique by image_id (MERGEd on it); another table may not be.
+    keyed = one_row_per_key(scoring_input.source, "image_id", scoring_input.uri,
+                            unique=cfg.input in ("features", "images"))
+    report.warnings.extend(keyed.warnings)
     this_version = _this_version(scoring_input.version)
     # Pinned reads: the plan below may be recomputed after this run's own MERGEs, and must not
     # see them (it would then find nothing to write, or count rows twice).
@@ -267,9 +253,9 @@ def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig
         .where(this_version).select("image_id")
     quarantined_ids = delta.read_pinned_or_empty(spark, lake.quarantine_predictions, quarantine_schema()) \
         .where(this_version).select("image_id")
-    n_already = keyed.join(predicted_ids, "image_id", "left_semi").count()
-    pending = keyed.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
-    return _Pending(pending, sizes["rows"], n_null_ids, n_duplicates, n_already)
+    n_already = keyed.rows.join(predicted_ids, "image_id", "left_semi").count()
+    pending = keyed.rows.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
+    return _Pending(pending, keyed.n_inputs, keyed.n_without_key, keyed.n_repeated, n_already)
 
 
 def _bounded(pending: _Pending, cfg: ScoreConfig) -> tuple[list["DataFrame"], int | None]:

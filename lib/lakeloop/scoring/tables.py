@@ -29,7 +29,7 @@ from lakeloop.layout import LakeLayout
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import TABLE_RESULT_FIELDS, TABLE_RESULT_SCHEMAS, score_rows
-from lakeloop.scoring.udf import arrow_batch_settings, resolve_model, scoped_conf
+from lakeloop.scoring.udf import arrow_batch_settings, one_row_per_key, resolve_model, scoped_conf
 from lakeloop.tabular import TARGET_COLUMNS, encoded_columns, table_features_uri
 
 if TYPE_CHECKING:
@@ -135,12 +135,13 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
     report.outputs["predictions"] = gold
     key, task = metadata["table"]["key"], metadata["task"]
     with report.timed("plan"):
-        keyed, n_inputs, n_null = _keyed(source, key, report, uri)
+        keyed = one_row_per_key(source, key, uri)
+        report.warnings.extend(keyed.warnings)
         this_version = (F.col("model_name") == version.name) & (F.col("model_version") == version.version)
         # Pinned: the plan is recomputed after this run's MERGE and must not see it.
         done = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(this_version).select(key) \
             if delta.is_delta_table(spark, gold) else None
-        pending = keyed.join(done, key, "left_anti") if done is not None else keyed
+        pending = keyed.rows.join(done, key, "left_anti") if done is not None else keyed.rows
         pending = _with_split(spark, profile, pending, uri, key)
     truth = TARGET_COLUMNS[task] if TARGET_COLUMNS[task] in pending.columns else None
     udf = make_table_udf(registry, version, task, cfg.torch_threads_per_task)
@@ -170,32 +171,16 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
         quality = _quality_this_run(scored, task)
     finally:
         scored.unpersist()
-    report.counts.update(inputs=n_inputs, scored=n_scored, already_scored=n_inputs - n_null - n_scored)
-    if n_null:
-        report.counts["skipped_null_key"] = n_null
+    n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
+    report.counts.update(inputs=keyed.n_inputs, scored=n_scored, already_scored=n_keyed - n_scored)
+    if keyed.n_without_key or keyed.n_repeated:
+        report.counts.update(skipped_null_key=keyed.n_without_key, skipped_duplicate_key=keyed.n_repeated)
     report.counts["labelled"] = quality.pop("labelled_this_run")
     report.details.update(quality)
     report.metrics.update({k: v for k, v in quality.items() if v is not None})
     report.throughput["rows_per_s"] = round(n_scored / report.durations_s["score"], 1) \
         if n_scored and report.durations_s.get("score") else 0.0
     return report
-
-
-def _keyed(source: "DataFrame", key: str, report: RunReport, uri: str) -> tuple["DataFrame", int, int]:
-    """Input rows with a key, one per key; the number of input rows and of rows without a key."""
-    from pyspark.sql import functions as F
-
-    sizes = source.agg(F.count(F.lit(1)).alias("rows"), F.count(key).alias("keys"),
-                       F.countDistinct(key).alias("distinct")).first()
-    n_null, n_repeated = sizes["rows"] - sizes["keys"], sizes["keys"] - sizes["distinct"]
-    keyed = source.where(F.col(key).isNotNull())
-    if n_null:
-        report.warnings.append(f"{n_null} input row(s) have no {key} and were not scored (nothing to key their "
-                               f"prediction by); fix them in {uri}")
-    if n_repeated:
-        keyed = keyed.dropDuplicates([key])
-        report.warnings.append(f"{n_repeated} input row(s) repeat a {key}; one row per key was scored")
-    return keyed, int(sizes["rows"]), int(n_null + n_repeated)
 
 
 def _quality_this_run(scored: "DataFrame", task: str) -> dict[str, Any]:

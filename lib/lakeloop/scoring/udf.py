@@ -381,3 +381,36 @@ def scoped_conf(spark: "SparkSession", settings: Mapping[str, str]) -> Iterator[
 def arrow_batch_settings(batch_size: int, max_batch_bytes: int) -> dict[str, str]:
     """Arrow batches to the Python workers cut at ``batch_size`` rows or ``max_batch_bytes``."""
     return {ARROW_MAX_RECORDS: str(batch_size), ARROW_MAX_BYTES: str(max_batch_bytes)}
+
+
+@dataclass(frozen=True)
+class KeyedRows:
+    """An input's rows with a key, one row per key, and what was left out on the way."""
+
+    rows: "DataFrame"
+    n_inputs: int
+    n_without_key: int
+    n_repeated: int
+    warnings: tuple[str, ...]
+
+
+def one_row_per_key(source: "DataFrame", key: str, uri: str, unique: bool = False) -> KeyedRows:
+    """The rows of ``source`` that have a ``key``, one per key (MERGE needs one source row per key).
+
+    ``unique``: the input is known to be unique by the key (a lake table MERGEd on it), so the
+    distinct count, a shuffle, is skipped.
+    """
+    from pyspark.sql import functions as F
+
+    sizes = source.agg(F.count(F.lit(1)).alias("rows"), F.count(key).alias("keys"),
+                       (F.count(key) if unique else F.countDistinct(key)).alias("distinct")).first()
+    n_without_key, n_repeated = sizes["rows"] - sizes["keys"], sizes["keys"] - sizes["distinct"]
+    rows = source.where(F.col(key).isNotNull())
+    warnings = []
+    if n_without_key:
+        warnings.append(f"{n_without_key} input row(s) have no {key} and were not scored (nothing to key their "
+                        f"prediction by); fix them in {uri}")
+    if n_repeated:
+        rows = rows.dropDuplicates([key])
+        warnings.append(f"{n_repeated} input row(s) repeat a {key}; one row per key was scored")
+    return KeyedRows(rows, int(sizes["rows"]), int(n_without_key), int(n_repeated), tuple(warnings))

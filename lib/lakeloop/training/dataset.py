@@ -29,6 +29,9 @@ from lakeloop.training.loader import Feed
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+# A table's training set keeps the encoding fitted for it beside its splits.
+FITTED_FILE = "encoding.json"
+
 @dataclass(frozen=True)
 class TrainingSet:
     """A materialized training set: one Parquet folder per split, keyed by what it came from."""
@@ -44,6 +47,7 @@ class TrainingSet:
     encoding: dict[str, Any] | None = None  # a table: how its rows became inputs (lakeloop.tabular)
     target: dict[str, float] | None = None  # regression: the train split's target mean and std
     feed: Feed | None = field(default=None)
+    recipe_key: str = ""  # a table: a hash of features.table, the task and the classes
 
     def __post_init__(self):
         if self.feed is None and self.spec is not None:
@@ -54,12 +58,9 @@ class TrainingSet:
 
     @property
     def key(self) -> str:
-        """What names the set's content besides the features version: the spec's key, or a hash of
-        a table's encoding and target."""
-        if self.spec is not None:
-            return self.spec.key
-        material = {"encoding": self.encoding, "target": self.target, "task": self.task, "classes": self.classes}
-        return "t" + hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:11]
+        """What names the set's content besides the features version: the spec's key, or the table's
+        recipe key (at one Delta version the recipe fixes the fitted encoding)."""
+        return self.spec.key if self.spec is not None else self.recipe_key
 
     @property
     def num_outputs(self) -> int:
@@ -131,15 +132,21 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
                           f"again with this profile")
     target_column = TARGET_COLUMNS[task]
     table = delta.read_table(spark, uri, version).where(F.col(target_column).isNotNull())
-    train = table.where(F.col("split") == "train")
-    encoding, target = fit_encoding(train, cfg), target_stats(train) if task == "regression" else None
     classes = tuple(built["classes"])
-    ts = TrainingSet("", version, None, classes, {}, False, task, uri, encoding, target,
-                     Feed.for_table(input_width(encoding), 0 if task == "classification" else
-                                    (1 if task == "regression" else len(classes))))
+    recipe = {"table": dataclasses.asdict(cfg), "task": task, "classes": classes}
+    recipe_key = "t" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:11]
     files = profile.features.training_set_files
-    root = LakeLayout(profile.lake_root).training_set(version, ts.key, files)
-    reused = all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS)
+    root = LakeLayout(profile.lake_root).training_set(version, recipe_key, files)
+    # Written last: a set with its encoding file is whole, and is reused without refitting.
+    fitted_uri = f"{root}/{FITTED_FILE}"
+    reused = hadoop.exists(spark, fitted_uri) and all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS")
+                                                      for split in SPLITS)
+    if reused:
+        fitted = json.loads(hadoop.read_text(spark, fitted_uri))
+        encoding, target = fitted["encoding"], fitted["target"]
+    else:
+        train = table.where(F.col("split") == "train")
+        encoding, target = fit_encoding(train, cfg), target_stats(train) if task == "regression" else None
     schema = "row_id string, inputs binary, " + ("label_index int" if task == "classification" else "target binary")
     columns = ["row_id", *cfg.numeric, *cfg.categorical, target_column]
     rows: dict[str, int] = {}
@@ -152,7 +159,11 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
         rows[split] = spark.read.parquet(f"{root}/{split}").count()
     if rows["train"] == 0:
         raise SourceError(f"{uri} at version {version} has no labelled training rows; check features.table.target")
-    return dataclasses.replace(ts, root=root, rows=rows, reused=reused)
+    if not reused:
+        hadoop.write_text(spark, fitted_uri, json.dumps({"encoding": encoding, "target": target}, sort_keys=True))
+    feed = Feed.for_table(input_width(encoding), 0 if task == "classification" else
+                          (1 if task == "regression" else len(classes)))
+    return TrainingSet(root, version, None, classes, rows, reused, task, uri, encoding, target, feed, recipe_key)
 
 
 def materialize(spark: "SparkSession", profile: Profile) -> TrainingSet:

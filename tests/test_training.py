@@ -213,3 +213,22 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_the_clean_run(traine
     assert resumed["test_accuracy"] == clean["test_accuracy"]
     assert [e["train_loss"] for e in resumed["per_epoch"]] == pytest.approx(
         [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
+
+
+def test_a_failed_training_process_is_named_by_its_own_error_not_by_torchruns_wrapper():
+    from lakeloop.training.driver import process_error
+
+    # The shape of TorchDistributor's failure: Spark's and torchrun's wrappers around a rank's traceback.
+    text = (
+        "An error occurred while calling o412.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Could not recover from a failed "
+        "barrier ResultStage.\norg.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        "RuntimeError: Command ['python', '-m', 'torch.distributed.run', '--nnodes=2'] failed with return code 1. "
+        "The last 100 lines of the task output are included below: Traceback (most recent call last):\n"
+        '  File "/lib/lakeloop/training/rank.py", line 151, in _loss\n'
+        "    return hook(plan.factory_spec())\n"
+        "ValueError: my_models.make_loss: no loss for regression\n"
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+    )
+    assert process_error(text) == "ValueError: my_models.make_loss: no loss for regression"
+    assert process_error("Killed") == "Killed"

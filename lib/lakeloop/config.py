@@ -149,11 +149,24 @@ class TableFeaturesConfig:
 
 
 @dataclass(frozen=True)
+class TableInputsConfig:
+    """Columns of ``silver.features`` (joined from ``features.join_table``) that an image model reads
+    beside each image (``features.table_inputs``), encoded as ``features.table`` columns are."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    fill: Literal["mean", "zero"] = "mean"
+    missing_indicators: bool = True
+    max_categories: int = 50
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     """Settings of ``jobs/build_features.py``; see README "build_features"."""
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     table: TableFeaturesConfig | None = None  # set: build features from this table instead of bronze.images
+    table_inputs: TableInputsConfig | None = None  # set: image models also read these joined columns
     split_seed: str = "lakeloop"
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     join_table: str | None = None
@@ -525,6 +538,8 @@ def check_profile(profile: Profile) -> None:
         require_uri(join, "features.join_table (a lake table such as bronze.digits_meta, or a URI)")
     _check_features(profile.features)
     _check_train(profile.train)
+    if profile.features.table_inputs is not None:
+        _check_table_inputs(profile.features)
     if profile.features.table is not None:
         _check_table_features(profile.features.table)
     elif profile.train.task != "classification":
@@ -618,6 +633,28 @@ def _check_table_features(cfg: TableFeaturesConfig) -> None:
     _at_least(cfg.max_categories, 1, "features.table.max_categories", "50")
     if not cfg.label_delimiter:
         raise ConfigError("features.table.label_delimiter is empty; use e.g. ','")
+
+
+def _check_table_inputs(cfg: FeaturesConfig) -> None:
+    inputs = cfg.table_inputs
+    if cfg.table is not None:
+        raise ConfigError("features.table_inputs and features.table are both set; table_inputs adds joined columns "
+                          "to image features, features.table makes a table the training data: keep one")
+    named = [*inputs.numeric, *inputs.categorical]
+    if not named:
+        raise ConfigError("features.table_inputs lists no columns: name them in features.table_inputs.numeric "
+                          "and/or features.table_inputs.categorical")
+    if cfg.join_table is None:
+        raise ConfigError("features.table_inputs needs features.join_table: its columns are joined to the images "
+                          "there (features.join_columns)")
+    unjoined = [c for c in named if c not in cfg.join_columns]
+    if unjoined:
+        raise ConfigError(f"features.table_inputs names {unjoined}, which features.join_columns "
+                          f"({list(cfg.join_columns)}) does not join; add them there")
+    repeated = sorted({c for c in named if named.count(c) > 1})
+    if repeated:
+        raise ConfigError(f"features.table_inputs names {repeated} more than once")
+    _at_least(inputs.max_categories, 1, "features.table_inputs.max_categories", "50")
 
 
 def task_metric(task: str, setting: str) -> tuple[str, bool]:

@@ -41,3 +41,7 @@ class ModelFactoryError(ConfigError):
 
 class PromotionRefused(LakeloopError):
     """Thrown when the promotion gate keeps an alias where it is (the challenger does not beat the holder)."""
+
+
+class TrainingFailed(LakeloopError):
+    """Thrown when a training process started by TorchDistributor fails; names the process's own error."""

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from lakeloop.config import Profile, TableFeaturesConfig
+    from lakeloop.config import Profile, TableFeaturesConfig, TableInputsConfig
 
 # silver.<table>_features' table property holding what it was built with (key, columns, task, classes).
 TABLE_PROPERTY = "lakeloop.table_features"
@@ -46,9 +46,10 @@ def table_features_uri(profile: "Profile") -> str:
     return LakeLayout(profile.lake_root).table_features(LakeLayout.source_name(profile.features.table.source))
 
 
-def fit_encoding(train: "DataFrame", cfg: "TableFeaturesConfig") -> dict[str, Any]:
-    """The encoding of ``cfg``'s input columns, from the rows of the train split (two Spark jobs:
-    one aggregation for every numeric column, one count per categorical value)."""
+def fit_encoding(train: "DataFrame", cfg: "TableFeaturesConfig | TableInputsConfig") -> dict[str, Any]:
+    """The encoding of ``cfg``'s input columns (``features.table``, or an image model's
+    ``features.table_inputs``), from the rows of the train split (one aggregation for every
+    numeric column, one count per categorical value)."""
     from pyspark.sql import functions as F
 
     numeric: list[dict[str, Any]] = []
@@ -204,4 +205,13 @@ def encode_training_rows(frame: "pd.DataFrame", encoding: Mapping[str, Any], tas
         out["target"] = [v.tobytes() for v in values[:, None]]
     else:
         out["target"] = [r.tobytes() for r in multi_hot(list(frame["labels"]), classes)]
+    return out
+
+
+def with_encoded_inputs(frame: "pd.DataFrame", encoding: Mapping[str, Any]) -> "pd.DataFrame":
+    """``frame`` with its encoded columns replaced by ``inputs``: each row's float32 vector as bytes
+    (an image training set's rows when the model also reads table columns)."""
+    x = encode_inputs(frame, encoding)
+    out = frame.drop(columns=encoded_columns(encoding))
+    out["inputs"] = [row.tobytes() for row in x]
     return out

@@ -7,6 +7,10 @@
   from a file the user supplies (``train.init_from``); nothing is downloaded.
 * ``mlp``: a multilayer perceptron for table rows (or flattened images); ``train.model_options``
   ``hidden`` (layer widths, default ``[64, 32]``) and ``dropout`` (default 0.1).
+
+``lenet5`` and ``mlp`` also take images with table columns (``input_kind = "image_table"``,
+``features.table_inputs``): LeNet-5's 84 image features and a 16-wide layer over the table
+columns meet in its last layer; the MLP reads the flattened image and the table columns as one row.
 """
 
 from __future__ import annotations
@@ -24,14 +28,35 @@ def lenet5(spec: ModelSpec):
     h, w = ((height - 4) // 2 - 4) // 2, ((width - 4) // 2 - 4) // 2
     if h < 1 or w < 1:
         raise ConfigError(f"lenet5 needs inputs of at least 16x16; features.preprocess is {height}x{width}")
-    return nn.Sequential(
+    trunk = [
         nn.Conv2d(in_channels, 6, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(16 * h * w, 120), nn.ReLU(),
         nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, num_classes),
-    )
+    ]
+    if spec.input_kind == "image_table":
+        return image_and_table(nn.Sequential(*trunk), 84, spec)
+    return nn.Sequential(*trunk, nn.Linear(84, num_classes))
+
+
+def image_and_table(trunk, trunk_width: int, spec: ModelSpec, table_hidden: int = 16):
+    """An image trunk (``images -> trunk_width`` features) and a small layer over the table
+    columns, joined in the output layer: a module called as ``model(images, table)``."""
+    import torch
+    from torch import nn
+
+    class ImageAndTable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = trunk
+            self.table = nn.Sequential(nn.Linear(spec.table_width, table_hidden), nn.ReLU())
+            self.head = nn.Linear(trunk_width + table_hidden, spec.num_outputs)
+
+        def forward(self, images, table):
+            return self.head(torch.cat([self.trunk(images), self.table(table)], dim=1))
+
+    return ImageAndTable()
 
 
 def small_resnet(spec: ModelSpec):
@@ -87,9 +112,26 @@ def mlp(spec: ModelSpec):
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"train.model_options.dropout = {dropout!r} must lie in [0, 1), e.g. 0.1")
     layers: list = [nn.Flatten()]
-    width = spec.input_width
+    width = spec.input_width + (spec.table_width if spec.input_kind == "image_table" else 0)
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
         width = size
     layers.append(nn.Linear(width, spec.num_outputs))
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    if spec.input_kind != "image_table":
+        return net
+
+    class FlatRow(nn.Module):
+        """The flattened image and the table columns as one row."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images, table):
+            import torch
+
+            return self.net(torch.cat([images.flatten(1), table], dim=1))
+
+    return FlatRow()
+

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # The optional hooks, looked up on the factory object first, then in its module.
 HOOKS = ("make_loss", "make_optimizer", "batch_metrics")
 TASKS = ("classification", "multilabel", "regression")
-INPUT_KINDS = ("image", "table")
+INPUT_KINDS = ("image", "table", "image_table")
 SHIP_HINT = ("ship it with ./spark-submit.sh --py-files path/to/module.py (or a .zip of the package) JOB ..., "
              "or install its wheel on every node (a Databricks cluster library); for a run outside spark-submit, "
              "put its folder on PYTHONPATH")
@@ -39,16 +39,18 @@ class ModelSpec:
     ----------
     num_outputs : outputs of the last layer: one logit per class (classification), per label
         (multilabel), or 1 (regression).
-    input_kind : ``"image"``: a float tensor ``(batch, channels, height, width)``, normalised
-        as ``features.preprocess`` says; ``"table"``: a float tensor ``(batch, width)``, the
-        encoded table columns (:mod:`lakeloop.tabular`).
+    input_kind : ``"image"``: the model is called as ``model(images)``, a float tensor ``(batch,
+        channels, height, width)`` normalised as ``features.preprocess`` says; ``"table"``:
+        ``model(rows)``, a float tensor ``(batch, width)``, the encoded table columns
+        (:mod:`lakeloop.tabular`); ``"image_table"``: ``model(images, table)``, both of those
+        (``features.table_inputs``: columns joined to each image), ``table`` ``(batch, table_width)``.
     input_shape : ``(channels, height, width)`` of an image, ``(width,)`` of a table row.
     task : ``"classification"`` (one label, softmax over the outputs), ``"multilabel"`` (a
         sigmoid per output; trained with binary cross-entropy) or ``"regression"`` (one value,
         trained with squared error on the standardised target).
     class_names : the class (or label) of each output index, in order; empty for regression.
     table_features : the blocks of a table input, in order, as ``{"name", "kind", "width"}``
-        entries (``kind``: numeric, missing_indicator or categorical); empty for images.
+        entries (``kind``: numeric, missing_indicator or categorical); empty for images alone.
     options : ``train.model_options`` from the profile, passed through untouched (layer
         widths, dropout, ...): the factory's own settings.
     """
@@ -68,6 +70,11 @@ class ModelSpec:
         for size in self.input_shape:
             width *= int(size)
         return width
+
+    @property
+    def table_width(self) -> int:
+        """The number of encoded table values per row (``image_table`` and ``table`` inputs)."""
+        return sum(int(block["width"]) for block in self.table_features)
 
     @property
     def channels(self) -> int:

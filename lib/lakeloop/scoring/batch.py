@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pandas as pd
 
 from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixel_means, pixels_to_tensor
+from lakeloop.tabular import encode_inputs, encoded_columns
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,6 +87,7 @@ def score_batch(
     input_kind: str,
     device: "str | torch.device" = "cpu",
     input_means: bool = False,
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Score one batch of images with a loaded model; runs without Spark.
 
@@ -100,6 +102,8 @@ def score_batch(
     device : where the forward pass runs, e.g. ``"cpu"`` or ``"cuda:0"``.
     input_means : also return ``input_mean``, each prepared image's mean intensity (0..1),
         the statistic the scoring job compares with the training set's (drift).
+    table : for a model of images and table columns (metadata ``table_inputs``): the raw
+        columns it reads, one row per input, in order; encoded as in training.
 
     Returns
     -------
@@ -111,14 +115,16 @@ def score_batch(
     Raises
     ------
     ValueError
-        an unknown ``input_kind``, or a model whose outputs do not match its classes. Bad
+        an unknown ``input_kind``, a model whose outputs do not match its classes, or one
+        that reads table columns without ``table`` (or with a ``table`` lacking some). Bad
         rows never raise; they get ``error``.
     """
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"score_batch: input_kind {input_kind!r} is not one of {', '.join(INPUT_KINDS)}")
     spec = model_spec(metadata)
     pixels, good, errors = _prepare(inputs, input_kind, spec, model_label(metadata))
-    probs = _probabilities(model, metadata, pixels, spec, device)
+    extra = _table_inputs(metadata, table, len(inputs))
+    probs = _probabilities(model, metadata, pixels, spec, device, extra[good] if extra is not None else None)
     out = _predictions(probs, list(metadata["classes"]), len(inputs), good, errors)
     if input_means:
         import numpy as np
@@ -129,8 +135,21 @@ def score_batch(
     return out
 
 
+def _table_inputs(metadata: Mapping[str, Any], table: pd.DataFrame | None, n: int) -> "np.ndarray | None":
+    """The encoded table columns of a model of images and table columns (rows x width); None for others."""
+    inputs = metadata.get("table_inputs")
+    if not inputs:
+        return None
+    columns = encoded_columns(inputs["encoding"])
+    if table is None or len(table) != n or any(c not in table.columns for c in columns):
+        have = "no table" if table is None else f"{len(table)} row(s) of {list(table.columns)}"
+        raise ValueError(f"model {model_label(metadata)} reads table column(s) {columns} beside each image; "
+                         f"pass them as table= (one row per input; got {have})")
+    return encode_inputs(table.reset_index(drop=True), inputs["encoding"])
+
+
 def _probabilities(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels: list[bytes],
-                   spec: PreprocessSpec, device: "str | torch.device") -> "np.ndarray":
+                   spec: PreprocessSpec, device: "str | torch.device", table: "np.ndarray | None" = None) -> "np.ndarray":
     """Class probabilities (float64, rows x classes) of the prepared rows."""
     import numpy as np
     import torch
@@ -140,7 +159,7 @@ def _probabilities(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels
         return np.zeros((0, len(classes)))
     batch = torch.from_numpy(pixels_to_tensor(pixels, spec)).to(device)
     with torch.inference_mode():
-        logits = model(batch)
+        logits = model(batch) if table is None else model(batch, torch.from_numpy(table).to(device))
     # Softmax in float64 on the CPU: the scores written to the lake do not depend on the device's
     # float32 reduction order beyond the logits themselves.
     probs = torch.softmax(logits.to("cpu", torch.float64), dim=1).numpy()
@@ -213,7 +232,7 @@ def score_rows(model: "torch.nn.Module", metadata: Mapping[str, Any], frame: pd.
     import numpy as np
     import torch
 
-    from lakeloop.tabular import encode_inputs, encoded_columns, regression_values
+    from lakeloop.tabular import regression_values
 
     table, task = metadata["table"], metadata.get("task", "classification")
     missing = [c for c in encoded_columns(table["encoding"]) if c not in frame.columns]

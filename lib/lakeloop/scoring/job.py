@@ -23,8 +23,8 @@ from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec,
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import INPUT_PIXELS, model_label, model_spec
-from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, image_column, make_udf, one_row_per_key,
-                                  resolve_model, scoped_conf)
+from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, check_table_columns, image_column, make_udf,
+                                  one_row_per_key, resolve_model, scoped_conf, table_columns, udf_input)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -203,6 +203,8 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
     input_version = delta.table_version(spark, input_uri)
     source = delta.read_table(spark, input_uri, input_version)
     column, kind = image_column(source, cfg.input_column, "score.input_column")
+    check_table_columns(source.columns, {**metadata, "name": version.name, "version": version.version},
+                        f"score.input {input_uri}")
     if "image_id" not in source.columns:
         raise ConfigError(
             f"score.input {input_uri} has no image_id column (it has {', '.join(source.columns)}); "
@@ -323,8 +325,9 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    udf = make_udf(UdfPlan(registry, scoring_input.version, scoring_input.kind, cfg.batch_size,
-                           cfg.torch_threads_per_task, diagnostics=True))
+    plan = UdfPlan(registry, scoring_input.version, scoring_input.kind, cfg.batch_size, cfg.torch_threads_per_task,
+                   diagnostics=True, table_columns=table_columns(scoring_input.metadata))
+    udf = make_udf(plan)
     has_label = "label" in scoring_input.source.columns
     true_label = F.col("label").cast("string") if has_label else F.lit(None).cast("string")
     if scoring_input.splits is not None:
@@ -334,7 +337,7 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
         "image_id",
         true_label.alias("true_label"),
         split.alias("split"),
-        udf(F.col(scoring_input.column)).alias("p"),
+        udf(udf_input(scoring_input.column, plan)).alias("p"),
         F.current_timestamp().alias("scored_at"),
     )
     # Persisted so the UDF runs once for the counts and both MERGEs. The Arrow batch settings are

@@ -27,7 +27,7 @@ from lakeloop.registry import ModelVersion, Registry
 from lakeloop.scoring.batch import INPUT_CONTENT, INPUT_KINDS, INPUT_PIXELS, PREDICTION_FIELDS, score_batch
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 DEFAULT_BATCH_SIZE = 512
 RESULT_SCHEMA = "label string, label_index int, score double, scores array<double>, error string"
@@ -127,11 +127,45 @@ class UdfPlan:
     batch_size: int = DEFAULT_BATCH_SIZE
     torch_threads: int = 1
     diagnostics: bool = False
+    table_columns: tuple[str, ...] = ()  # a model of images and table columns: the columns it reads
 
 
-def predict_partition(batches: Iterator[pd.Series], plan: UdfPlan) -> Iterator[pd.DataFrame]:
+# The image's field in the struct the UDF gets when the model also reads table columns.
+IMAGE_FIELD = "__lakeloop_image"
+
+
+def table_columns(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The table columns a model reads beside each image (``features.table_inputs``); () for none."""
+    from lakeloop.tabular import encoded_columns
+
+    inputs = metadata.get("table_inputs")
+    return tuple(encoded_columns(inputs["encoding"])) if inputs else ()
+
+
+def udf_input(column: str, plan: UdfPlan) -> "Column":
+    """What the UDF is called on: the image column, or a struct of it and the model's table columns."""
+    from pyspark.sql import functions as F
+
+    if not plan.table_columns:
+        return F.col(column)
+    return F.struct(F.col(column).alias(IMAGE_FIELD), *[F.col(c) for c in plan.table_columns])
+
+
+def check_table_columns(columns: list[str], metadata: Mapping[str, Any], where: str) -> None:
+    """Raise a ConfigError naming the model's table columns that ``where`` lacks."""
+    missing = [c for c in table_columns(metadata) if c not in columns]
+    if missing:
+        raise ConfigError(
+            f"model {metadata.get('name', '?')}:{metadata.get('version', '?')} reads table column(s) {missing} "
+            f"beside each image, and {where} does not have them (it has {', '.join(columns)}); score "
+            f"silver.features (score.input: features, built with features.join_columns listing them) or a table "
+            f"that has them")
+
+
+def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPlan) -> Iterator[pd.DataFrame]:
     """The body of the scoring UDF: model from the per-worker cache, then :func:`score_batch`
-    on chunks of at most ``plan.batch_size`` rows of each Arrow batch."""
+    on chunks of at most ``plan.batch_size`` rows of each Arrow batch (a struct of the image
+    and the table columns arrives as a DataFrame)."""
     import torch
 
     # Spark runs one task per core; one intra-op thread per task keeps them from oversubscribing.
@@ -139,14 +173,16 @@ def predict_partition(batches: Iterator[pd.Series], plan: UdfPlan) -> Iterator[p
     device = task_device()
     entry = cached_model(plan.registry, plan.version, device)
     size = plan.batch_size
-    for series in batches:
-        values = series.tolist()
+    for batch in batches:
+        table = batch.drop(columns=[IMAGE_FIELD]).reset_index(drop=True) if plan.table_columns else None
+        values = (batch[IMAGE_FIELD] if plan.table_columns else batch).tolist()
         parts = [score_batch(entry.model, entry.metadata, values[i:i + size], plan.input_kind, device,
-                             input_means=plan.diagnostics)
+                             input_means=plan.diagnostics, table=table.iloc[i:i + size] if table is not None else None)
                  for i in range(0, len(values), size)]
         out = parts[0] if len(parts) == 1 else (
             pd.concat(parts, ignore_index=True) if parts else
-            score_batch(entry.model, entry.metadata, [], plan.input_kind, device, input_means=plan.diagnostics))
+            score_batch(entry.model, entry.metadata, [], plan.input_kind, device, input_means=plan.diagnostics,
+                        table=table))
         entry.batches += len(parts)
         if plan.diagnostics:
             out["worker_pid"] = os.getpid()
@@ -270,7 +306,8 @@ def score(
 
     Parameters
     ----------
-    df : rows to score; only the image column is sent to Python.
+    df : rows to score; only the image column (and the table columns a model of images and
+        table columns reads) is sent to Python.
     model_ref : ``"digits_lenet"`` (latest), ``"digits_lenet:3"``, ``"digits_lenet@production"``
         or a :class:`~lakeloop.registry.ModelVersion`. Pinned to one version here.
     registry : the model registry, e.g. ``Registry.for_profile(profile)``; the executors
@@ -307,9 +344,10 @@ def score(
     kind = input_kind or kind
     if kind not in INPUT_KINDS:
         raise ConfigError(f"input_kind = {kind!r} is not one of {', '.join(INPUT_KINDS)}")
-    version, _ = resolve_model(registry, model_ref)
-    plan = UdfPlan(registry, version, kind, batch_size, torch_threads, diagnostics)
-    predicted = make_udf(plan)(F.col(column))
+    version, metadata = resolve_model(registry, model_ref)
+    check_table_columns(df.columns, metadata, "the DataFrame")
+    plan = UdfPlan(registry, version, kind, batch_size, torch_threads, diagnostics, table_columns(metadata))
+    predicted = make_udf(plan)(udf_input(column, plan))
     if not flatten:
         if output_col in df.columns:
             raise ConfigError(f"output_col = {output_col!r} is already a column of the input; pick another name")
@@ -350,14 +388,19 @@ def register_udf(
     Raises
     ------
     ConfigError, ModelNotFound, SourceError
-        as for :func:`score`; also an ``input_kind`` that is not ``pixels``/``content``.
+        as for :func:`score`; also an ``input_kind`` that is not ``pixels``/``content``, and a
+        model that reads table columns beside each image (score it with :func:`score`).
     """
     _check_batch(batch_size, torch_threads, "")
     if input_kind not in INPUT_KINDS:
         raise ConfigError(f"register_udf({name!r}): input_kind {input_kind!r} is not one of {', '.join(INPUT_KINDS)}")
     if not re.fullmatch(r"[A-Za-z_]\w*", name or ""):
         raise ConfigError(f"register_udf: {name!r} is not a valid SQL function name (letters, digits, _)")
-    version, _ = resolve_model(registry, model_ref)
+    version, metadata = resolve_model(registry, model_ref)
+    if table_columns(metadata):
+        raise ConfigError(f"register_udf({name!r}): model {version.name}:{version.version} reads table columns "
+                          f"{list(table_columns(metadata))} beside each image, and a SQL function takes the image "
+                          f"alone; score it with lakeloop.score(df, ...) or the score job")
     spark.udf.register(name, make_udf(UdfPlan(registry, version, input_kind, batch_size, torch_threads)))
     return version
 

@@ -22,8 +22,8 @@ from lakeloop.io import delta, hadoop
 from lakeloop.layout import LakeLayout
 from lakeloop.metrics import INTENSITY_BINS, histogram_fractions
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, SPLITS, PreprocessSpec, intensity_bin, mean_intensity
-from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, encode_training_rows, fit_encoding, input_layout,
-                              input_width, table_features_uri, target_stats)
+from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, encode_training_rows, encoded_columns, fit_encoding,
+                              input_layout, input_width, table_features_uri, target_stats, with_encoded_inputs)
 from lakeloop.training.loader import Feed
 
 if TYPE_CHECKING:
@@ -44,10 +44,10 @@ class TrainingSet:
     reused: bool
     task: str = "classification"
     features_uri: str = ""
-    encoding: dict[str, Any] | None = None  # a table: how its rows became inputs (lakeloop.tabular)
+    encoding: dict[str, Any] | None = None  # table columns: how they became inputs (lakeloop.tabular)
     target: dict[str, float] | None = None  # regression: the train split's target mean and std
     feed: Feed | None = field(default=None)
-    recipe_key: str = ""  # a table: a hash of features.table, the task and the classes
+    recipe_key: str = ""  # a table: a hash of features.table, the task and the classes; images: see key
 
     def __post_init__(self):
         if self.feed is None and self.spec is not None:
@@ -58,9 +58,17 @@ class TrainingSet:
 
     @property
     def key(self) -> str:
-        """What names the set's content besides the features version: the spec's key, or the table's
-        recipe key (at one Delta version the recipe fixes the fitted encoding)."""
-        return self.spec.key if self.spec is not None else self.recipe_key
+        """What names the set's content besides the features version: the spec's key (with a hash of
+        ``features.table_inputs`` when the images come with table columns), or a table's recipe key
+        (at one Delta version the recipe fixes the fitted encoding)."""
+        return self.recipe_key or self.spec.key
+
+    @property
+    def input_kind(self) -> str:
+        """``image``, ``table``, or ``image_table`` (images with encoded table columns)."""
+        if self.spec is None:
+            return "table"
+        return "image_table" if self.encoding is not None else "image"
 
     @property
     def num_outputs(self) -> int:
@@ -92,21 +100,57 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     properties = delta.table_properties(spark, uri)
     spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
     classes = tuple(json.loads(properties[CLASSES_PROPERTY]))
+    inputs_cfg = profile.features.table_inputs
+    key = spec.key if inputs_cfg is None else f"{spec.key}-{_recipe_key(dataclasses.asdict(inputs_cfg))}"
     files = profile.features.training_set_files
-    root = lake.training_set(version, spec.key, files)
-    rows: dict[str, int] = {}
-    reused = all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS)
+    root = lake.training_set(version, key, files)
     table = delta.read_table(spark, uri, version).where("label_index IS NOT NULL AND spec_key = '%s'" % spec.key)
+    reused = all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS)
+    encoding = None
+    if inputs_cfg is not None:
+        _check_joined(table.columns, inputs_cfg, uri)
+        reused, fitted = _fitted(spark, root, reused, lambda: {
+            "encoding": fit_encoding(table.where(F.col("split") == "train"), inputs_cfg), "target": None})
+        encoding = fitted["encoding"]
+    rows: dict[str, int] = {}
     for split in SPLITS:
-        part = table.where(F.col("split") == split).select("image_id", "label_index", "pixels")
         if not reused:
+            part = table.where(F.col("split") == split).select(
+                "image_id", "label_index", "pixels", *(encoded_columns(encoding) if encoding else ()))
+            if encoding is not None:
+                part = part.mapInPandas(lambda frames: (with_encoded_inputs(f, encoding) for f in frames),
+                                        "image_id string, label_index int, pixels binary, inputs binary")
             # Hash-partitioned and sorted: the same files, in the same order, every time.
             part.repartition(files, "image_id").sortWithinPartitions("image_id") \
                 .write.mode("overwrite").parquet(f"{root}/{split}")
         rows[split] = spark.read.parquet(f"{root}/{split}").count()
     if rows["train"] == 0:
         raise SourceError(f"silver.features at version {version} has no labelled training rows; check the labels")
-    return TrainingSet(root, version, spec, classes, rows, reused, features_uri=uri)
+    if encoding is not None and not reused:
+        hadoop.write_text(spark, f"{root}/{FITTED_FILE}", json.dumps(fitted, sort_keys=True))
+    feed = Feed.for_images(spec, input_width(encoding) if encoding else 0)
+    return TrainingSet(root, version, spec, classes, rows, reused, features_uri=uri, encoding=encoding, feed=feed,
+                       recipe_key=key)
+
+
+def _recipe_key(recipe: Any) -> str:
+    return "t" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:11]
+
+
+def _fitted(spark: "SparkSession", root: str, splits_written: bool, fit: Any) -> tuple[bool, dict[str, Any]]:
+    """(whether the set at ``root`` is whole and reused, its ``{"encoding", "target"}``): the one
+    stored beside its splits when it is (written last, so a set with it is whole), else ``fit()``."""
+    fitted_uri = f"{root}/{FITTED_FILE}"
+    if splits_written and hadoop.exists(spark, fitted_uri):
+        return True, json.loads(hadoop.read_text(spark, fitted_uri))
+    return False, fit()
+
+
+def _check_joined(columns: list[str], cfg: Any, uri: str) -> None:
+    missing = [c for c in (*cfg.numeric, *cfg.categorical) if c not in columns]
+    if missing:
+        raise SourceError(f"features.table_inputs names {missing}, which {uri} does not have (it has "
+                          f"{', '.join(columns)}); run build_features again with features.join_columns listing them")
 
 
 def materialize_table_training_set(spark: "SparkSession", profile: Profile,
@@ -133,20 +177,14 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
     target_column = TARGET_COLUMNS[task]
     table = delta.read_table(spark, uri, version).where(F.col(target_column).isNotNull())
     classes = tuple(built["classes"])
-    recipe = {"table": dataclasses.asdict(cfg), "task": task, "classes": classes}
-    recipe_key = "t" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:11]
+    recipe_key = _recipe_key({"table": dataclasses.asdict(cfg), "task": task, "classes": classes})
     files = profile.features.training_set_files
     root = LakeLayout(profile.lake_root).training_set(version, recipe_key, files)
-    # Written last: a set with its encoding file is whole, and is reused without refitting.
-    fitted_uri = f"{root}/{FITTED_FILE}"
-    reused = hadoop.exists(spark, fitted_uri) and all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS")
-                                                      for split in SPLITS)
-    if reused:
-        fitted = json.loads(hadoop.read_text(spark, fitted_uri))
-        encoding, target = fitted["encoding"], fitted["target"]
-    else:
-        train = table.where(F.col("split") == "train")
-        encoding, target = fit_encoding(train, cfg), target_stats(train) if task == "regression" else None
+    train = table.where(F.col("split") == "train")
+    reused, fitted = _fitted(spark, root, all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS),
+                             lambda: {"encoding": fit_encoding(train, cfg),
+                                      "target": target_stats(train) if task == "regression" else None})
+    encoding, target = fitted["encoding"], fitted["target"]
     schema = "row_id string, inputs binary, " + ("label_index int" if task == "classification" else "target binary")
     columns = ["row_id", *cfg.numeric, *cfg.categorical, target_column]
     rows: dict[str, int] = {}
@@ -160,7 +198,7 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
     if rows["train"] == 0:
         raise SourceError(f"{uri} at version {version} has no labelled training rows; check features.table.target")
     if not reused:
-        hadoop.write_text(spark, fitted_uri, json.dumps({"encoding": encoding, "target": target}, sort_keys=True))
+        hadoop.write_text(spark, f"{root}/{FITTED_FILE}", json.dumps(fitted, sort_keys=True))
     feed = Feed.for_table(input_width(encoding), 0 if task == "classification" else
                           (1 if task == "regression" else len(classes)))
     return TrainingSet(root, version, None, classes, rows, reused, task, uri, encoding, target, feed, recipe_key)

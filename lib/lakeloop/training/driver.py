@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.config import Profile, TrainConfig, init_source
-from lakeloop.errors import ConfigError, SourceError
+from lakeloop.errors import ConfigError, SourceError, TrainingFailed
 from lakeloop.layout import LakeLayout, factory_reference
 from lakeloop.models.spec import ModelSpec
 from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry
@@ -62,10 +62,9 @@ def training_key(cfg: TrainConfig, ts: TrainingSet, init: dict[str, Any] | None 
 
 
 def model_spec(cfg: TrainConfig, ts: TrainingSet) -> ModelSpec:
-    """What the factory is told: the input's kind and shape (and a table's column layout), the
+    """What the factory is told: the input's kind and shape (and the table columns' layout), the
     task and its outputs (one per class or label, or one value), train.model_options."""
-    return ModelSpec(num_outputs=ts.num_outputs, input_shape=ts.input_shape,
-                     input_kind="image" if ts.spec is not None else "table", task=ts.task,
+    return ModelSpec(num_outputs=ts.num_outputs, input_shape=ts.input_shape, input_kind=ts.input_kind, task=ts.task,
                      class_names=tuple(ts.classes), table_features=tuple(table_layout(ts)),
                      options=dict(cfg.model_options))
 
@@ -210,12 +209,35 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
     )
 
 
+# A Python exception line in torchrun's output ("ValueError: ..."), as a traceback ends.
+_EXCEPTION_LINE = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Failed|Interrupt)): (.+)$",
+                             re.MULTILINE)
+# ... that only wrap the process's own: torchrun's, TorchDistributor's, Spark's.
+_WRAPPERS = ("ChildFailedError", "PythonException", "Py4JJavaError", "SparkException", "BarrierJobRunFailed")
+
+
+def process_error(text: str) -> str:
+    """The first error a training process raised, from the text of TorchDistributor's failure (its
+    message holds the tail of torchrun's output), e.g. ``ConfigError: ...``; else its first line."""
+    for match in _EXCEPTION_LINE.finditer(text):
+        name, message = match.group(1), match.group(2).strip()
+        if name.rsplit(".", 1)[-1] in _WRAPPERS or message.startswith("Command ["):
+            continue
+        return f"{name.rsplit('.', 1)[-1]}: {message[:500]}"
+    return text.strip().splitlines()[0][:500] if text.strip() else "no output"
+
+
 def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
     """Run :func:`train_rank` in ``cfg.num_processes`` processes through TorchDistributor."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     distributor = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu)
-    result = distributor.run(train_rank, plan)
+    try:
+        result = distributor.run(train_rank, plan)
+    except Exception as exc:  # a Py4JJavaError (barrier job) or RuntimeError (local mode) around torchrun's output
+        raise TrainingFailed(
+            f"training failed in a TorchDistributor process: {process_error(str(exc))}. The processes' output "
+            f"is printed above (on a cluster also in the executors' logs); the full error follows") from exc
     if not isinstance(result, dict) or "weights" not in result:
         raise RuntimeError(f"training returned no result from rank 0 (got {type(result).__name__})")
     return result
@@ -232,6 +254,8 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
         "table": {"source": profile.features.table.source, "key": profile.features.table.key,
                   "target": profile.features.table.target, "encoding": ts.encoding, "target_scale": ts.target,
                   "multilabel_threshold": cfg.multilabel_threshold}}
+    if ts.input_kind == "image_table":
+        inputs["table_inputs"] = {"encoding": ts.encoding}
     return {
         "model": model_record(cfg.model, plan.factory_spec()),
         "task": ts.task,
@@ -300,7 +324,9 @@ def _log_mlflow(profile: Profile, ts: TrainingSet, result: dict[str, Any], versi
         history=result["history"],
         metrics=_final_metrics(result),
         # A batch of two: torch.export specialises a dimension whose example size is 1.
-        tags=lineage, model=model, input_example=example.repeat(2, *[1] * (example.dim() - 1)).numpy(),
+        # A model of images and table columns takes two arguments: its run is logged, not the model.
+        tags=lineage, model=model if ts.input_kind != "image_table" else None,
+        input_example=example.repeat(2, *[1] * (example.dim() - 1)).numpy(),
     )
 
 

@@ -42,8 +42,10 @@ class Feed:
     """What a training set's columns hold, and how a batch of them becomes tensors.
 
     Images: ``pixels`` (uint8 H x W x C bytes) normalised with the preprocessing spec, and a
-    class index. Tables: ``inputs`` (float32 bytes, already encoded) as they are, and a class
-    index or ``target_width`` float32 values (a regression value, or 0/1 per label).
+    class index; with ``table_width``, also ``inputs``: that many encoded table values per image
+    (the model then gets ``(images, table)``). Tables: ``inputs`` (float32 bytes, already
+    encoded) as they are, and a class index or ``target_width`` float32 values (a regression
+    value, or 0/1 per label).
     """
 
     input_shape: tuple[int, ...]
@@ -52,10 +54,16 @@ class Feed:
     target_width: int = 0  # 0: one class index per row (int64); k: k float32 values per row
     preprocess_json: str | None = None  # pixels: how they are normalised; None: inputs are float32 already
     id_column: str = ID_COLUMN
+    table_width: int = 0  # images with table columns: the width of their encoded ``inputs``
 
     @classmethod
-    def for_images(cls, spec: PreprocessSpec) -> "Feed":
-        return cls((spec.channels, spec.height, spec.width), preprocess_json=spec.to_json())
+    def for_images(cls, spec: PreprocessSpec, table_width: int = 0) -> "Feed":
+        return cls((spec.channels, spec.height, spec.width), preprocess_json=spec.to_json(), table_width=table_width)
+
+    @property
+    def columns(self) -> list[str]:
+        """The training-set columns a reader loads."""
+        return [self.id_column, self.target_column, self.input_column, *([INPUTS_COLUMN] if self.table_width else [])]
 
     @classmethod
     def for_table(cls, width: int, target_width: int) -> "Feed":
@@ -72,6 +80,20 @@ class Feed:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Feed":
         return cls(**{**data, "input_shape": tuple(data["input_shape"])})
+
+
+def table_from_chunk(chunk, feed: Feed) -> "np.ndarray":
+    """The ``inputs`` column of an image reader chunk: float32 ``N x table_width``."""
+    import numpy as np
+
+    data = getattr(chunk, INPUTS_COLUMN)
+    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), feed.table_width)
+
+
+def chunk_inputs(chunk, feed: Feed) -> "np.ndarray | tuple[np.ndarray, np.ndarray]":
+    """A reader chunk's model input: the image (or table-row) array, or ``(images, table)``."""
+    images = images_from_chunk(chunk, feed)
+    return (images, table_from_chunk(chunk, feed)) if feed.table_width else images
 
 
 def as_feed(feed: "Feed | PreprocessSpec") -> Feed:
@@ -217,7 +239,7 @@ def _reader(url: str, transform: BatchTransform, *, seed: int | None, shuffle: b
         warnings.simplefilter("ignore", FutureWarning)
         return make_batch_reader(
             dataset_url(url),
-            schema_fields=[transform.feed.id_column, transform.feed.target_column, transform.feed.input_column],
+            schema_fields=transform.feed.columns,
             reader_pool_type=pool,
             workers_count=workers,
             shuffle_row_groups=shuffle,
@@ -246,7 +268,8 @@ def epoch_batches(
 ) -> Iterator[tuple["np.ndarray", "np.ndarray", "np.ndarray"]]:
     """Exactly ``plan.steps_per_epoch`` batches of ``plan.batch_size`` for ``rank`` in ``epoch``.
 
-    Yields ``(inputs float32 N x <input shape>, targets, ids str N)``; targets are int64 class
+    Yields ``(inputs float32 N x <input shape>, targets, ids str N)``; inputs are
+    ``(images, table N x table_width)`` when the feed has table columns; targets are int64 class
     indices, or float32 ``N x target_width`` (see :class:`Feed`).
     """
     import numpy as np
@@ -254,23 +277,23 @@ def epoch_batches(
     feed = as_feed(feed)
     transform = BatchTransform(feed, max_shift, seed=(seed, epoch, rank))
     need = plan.steps_per_epoch * plan.batch_size
-    images, labels, ids, have, emitted = [], [], [], 0, 0
+    inputs, labels, ids, have, emitted = [], [], [], 0, 0
     for pass_no in range(need):  # a smaller shard takes a second (partial) pass
         # One reader per pass with num_epochs=1: Petastorm's ventilator re-shuffles at an epoch
         # boundary as often as its queue is full, which makes num_epochs=None irreproducible.
         with _reader(url, transform, seed=(seed * 100_003 + epoch) * 1_009 + pass_no, shuffle=True, num_epochs=1,
                      rank=rank, world=plan.world_size, pool=pool, workers=workers, hadoop_conf=hadoop_conf) as reader:
             for chunk in reader:
-                images.append(images_from_chunk(chunk, feed))
+                inputs.append(chunk_inputs(chunk, feed))
                 labels.append(targets_from_chunk(chunk, feed))
                 ids.append(getattr(chunk, feed.id_column))
                 have += len(labels[-1])
                 while have >= plan.batch_size and emitted < need:
-                    x, y, i = np.concatenate(images), np.concatenate(labels), np.concatenate(ids)
+                    x, y, i = _concat(inputs), np.concatenate(labels), np.concatenate(ids)
                     b = plan.batch_size
-                    yield x[:b], y[:b], i[:b]
+                    yield _rows(x, 0, b), y[:b], i[:b]
                     emitted += b
-                    images, labels, ids, have = [x[b:]], [y[b:]], [i[b:]], len(y) - b
+                    inputs, labels, ids, have = [_rows(x, b, None)], [y[b:]], [i[b:]], len(y) - b
                 if emitted >= need:
                     return
 
@@ -286,6 +309,19 @@ def shard_batches(
     with _reader(url, transform, seed=None, shuffle=False, num_epochs=1, pool=pool, workers=workers,
                  hadoop_conf=hadoop_conf, **shard) as reader:
         for chunk in reader:
-            x, y, i = images_from_chunk(chunk, feed), targets_from_chunk(chunk, feed), getattr(chunk, feed.id_column)
+            x, y, i = chunk_inputs(chunk, feed), targets_from_chunk(chunk, feed), getattr(chunk, feed.id_column)
             for start in range(0, len(y), batch_size):
-                yield x[start:start + batch_size], y[start:start + batch_size], i[start:start + batch_size]
+                yield _rows(x, start, start + batch_size), y[start:start + batch_size], i[start:start + batch_size]
+
+
+def _concat(parts: list) -> "np.ndarray | tuple[np.ndarray, ...]":
+    """Concatenated model inputs: arrays, or ``(images, table)`` tuples position by position."""
+    import numpy as np
+
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*parts))
+    return np.concatenate(parts)
+
+
+def _rows(x: "np.ndarray | tuple[np.ndarray, ...]", start: int, stop: int | None):
+    return tuple(a[start:stop] for a in x) if isinstance(x, tuple) else x[start:stop]

@@ -209,7 +209,7 @@ def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: 
     with torch.inference_mode():
         for x, y, _ in shard_batches(url, feed, rank=proc.rank, world=proc.world, batch_size=256,
                                      pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf):
-            outputs = model(torch.from_numpy(x).to(proc.device))
+            outputs = model(*model_inputs(x, proc.device))
             targets = torch.from_numpy(y).to(proc.device)
             n = len(y)
             batch = _batch_counts(plan, outputs, targets)
@@ -232,6 +232,13 @@ def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: 
     for name in sorted({name for part, _ in parts for name in part} - {"rows"}):
         out[name] = sum(part.get(name, 0.0) for part, _ in parts) / rows if rows else float("nan")
     return out
+
+
+def model_inputs(x: "Any", device: "Any") -> tuple:
+    """A batch's arguments to ``model(...)`` on ``device``: ``(images,)``, ``(rows,)`` or ``(images, table)``."""
+    import torch
+
+    return tuple(torch.from_numpy(a).to(device) for a in (x if isinstance(x, tuple) else (x,)))
 
 
 def _empty_batch(plan: TrainPlan):
@@ -361,10 +368,10 @@ def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer,
         max_shift=AUGMENT_MAX_SHIFT if plan.augment else 0, pool=plan.reader_pool, workers=plan.reader_workers,
         hadoop_conf=plan.hadoop_conf,
     ):
-        inputs, targets = torch.from_numpy(x).to(proc.device), torch.from_numpy(y).to(proc.device)
+        inputs, targets = model_inputs(x, proc.device), torch.from_numpy(y).to(proc.device)
         trainer.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=trainer.amp):
-            loss = trainer.loss_fn(ddp(inputs), targets)
+            loss = trainer.loss_fn(ddp(*inputs), targets)
         trainer.scaler.scale(loss).backward()
         trainer.scaler.step(trainer.optimizer)
         trainer.scaler.update()

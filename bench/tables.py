@@ -22,6 +22,7 @@ lakeloop minus the baseline.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(f"| {dataset.name} | {seed} | {counts.get('train', 0)}/{counts.get('test', 0)} | "
                                  f"test {metric} | {ours[metric]:.4f} | {value:.4f} ({baseline}) | "
                                  f"{ours[metric] - value:+.4f} | {our_s:.1f} | {their_s:.2f} |")
-                print(lines[-1], flush=True)
+                print(f"{dataset.name} {seed}: done in {our_s:.0f} s", file=sys.stderr, flush=True)
             for metric, pairs in figures.items():
                 ours_mean, theirs_mean = (float(np.mean(side)) for side in zip(*pairs))
                 means.append(f"| {dataset.name} | mean of {len(pairs)} | | test {metric} | {ours_mean:.4f} | "

@@ -29,7 +29,7 @@ from lakeloop.training.loader import Feed
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-# A table's training set keeps the encoding fitted for it beside its splits.
+# A training set with table columns keeps the encoding fitted for it beside its splits.
 FITTED_FILE = "encoding.json"
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     files = profile.features.training_set_files
     root = lake.training_set(version, key, files)
     table = delta.read_table(spark, uri, version).where("label_index IS NOT NULL AND spec_key = '%s'" % spec.key)
-    reused = all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS)
+    reused = _splits_written(spark, root)
     encoding = None
     if inputs_cfg is not None:
         _check_joined(table.columns, inputs_cfg, uri)
@@ -131,6 +131,10 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     feed = Feed.for_images(spec, input_width(encoding) if encoding else 0)
     return TrainingSet(root, version, spec, classes, rows, reused, features_uri=uri, encoding=encoding, feed=feed,
                        recipe_key=key)
+
+
+def _splits_written(spark: "SparkSession", root: str) -> bool:
+    return all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS)
 
 
 def _recipe_key(recipe: Any) -> str:
@@ -181,7 +185,7 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
     files = profile.features.training_set_files
     root = LakeLayout(profile.lake_root).training_set(version, recipe_key, files)
     train = table.where(F.col("split") == "train")
-    reused, fitted = _fitted(spark, root, all(hadoop.exists(spark, f"{root}/{split}/_SUCCESS") for split in SPLITS),
+    reused, fitted = _fitted(spark, root, _splits_written(spark, root),
                              lambda: {"encoding": fit_encoding(train, cfg),
                                       "target": target_stats(train) if task == "regression" else None})
     encoding, target = fitted["encoding"], fitted["target"]

@@ -189,11 +189,6 @@ def test_a_regression_target_that_is_text_is_refused_with_the_fix(spark, regress
         build_features(spark, bad)
 
 
-def test_a_task_other_than_classification_needs_a_table():
-    with pytest.raises(ConfigError, match=r"train.task = 'regression' needs a table target: set features.table"):
-        make_profile("file:/tmp/nowhere", ("train.task", "regression"))
-
-
 def test_table_features_name_columns_the_source_lacks(spark, regression):
     from lakeloop.features import build_features
 
@@ -238,3 +233,30 @@ def test_scoring_a_table_with_a_repeated_key_and_a_missing_key_counts_each_and_s
     assert report.counts["skipped_null_key"] == 1 and report.counts["skipped_duplicate_key"] == 1
     assert report.counts["already_scored"] == 5 and report.counts["scored"] == 0
     assert any("1 input row(s) have no id" in w for w in report.warnings)
+
+
+def test_a_bounded_table_backfill_commits_in_chunks_and_leaves_the_rest_for_the_next_run(spark, regression, tmp_path):
+    from pyspark.sql import functions as F
+
+    from lakeloop.layout import LakeLayout
+    from lakeloop.scoring.job import score_table
+
+    profile, _ = regression
+    lake = LakeLayout(profile.lake_root)
+    uri = f"file:{tmp_path}/new_ids"
+    delta.read_table(spark, lake.table("bronze", "measurements")).orderBy("id").limit(50) \
+        .withColumn("id", F.col("id") + 100_000).write.format("delta").save(uri)
+    bounded = dataclasses.replace(profile, score=dataclasses.replace(
+        profile.score, input=uri, max_rows_per_run=30, commit_every_rows=10))
+    gold = lake.table_predictions("measurements")
+    before = delta.table_version(spark, gold)
+    first = score_table(spark, bounded)
+    assert first.counts["scored"] == 30 and first.counts["remaining"] == 20
+    assert any("20 row(s) left for the next run" in w for w in first.warnings)
+    assert delta.table_version(spark, gold) >= before + 2  # one MERGE per chunk of about 10 rows
+    second = score_table(spark, bounded)
+    assert second.counts["scored"] == 20 and second.counts["remaining"] == 0
+    assert second.counts["already_scored"] == 30
+    new = delta.read_table(spark, gold).where(F.col("id") >= 100_000)
+    assert new.count() == new.select("id").distinct().count() == 50
+    assert score_table(spark, bounded).counts["scored"] == 0

@@ -172,6 +172,10 @@ class FeaturesConfig:
     join_table: str | None = None
     join_key: str = "path"
     join_columns: tuple[str, ...] = ()
+    # Images, train.task multilabel or regression: the column of silver.features holding the target,
+    # "label" (the image's label, ingest_images.label_from) or one of join_columns.
+    target: str = "label"
+    label_delimiter: str = ","  # multilabel: how a text target separates its labels ("a,b"); list columns as is
     training_set_files: int = 16
 
 
@@ -542,9 +546,7 @@ def check_profile(profile: Profile) -> None:
         _check_table_inputs(profile.features)
     if profile.features.table is not None:
         _check_table_features(profile.features.table)
-    elif profile.train.task != "classification":
-        raise ConfigError(f"train.task = {profile.train.task!r} needs a table target: set features.table (image "
-                          f"features carry one class label per image)")
+    _check_image_target(profile.features, profile.train.task)
     _check_score(profile.score)
     _check_observe(profile)
 
@@ -655,6 +657,26 @@ def _check_table_inputs(cfg: FeaturesConfig) -> None:
     if repeated:
         raise ConfigError(f"features.table_inputs names {repeated} more than once")
     _at_least(inputs.max_categories, 1, "features.table_inputs.max_categories", "50")
+
+
+def _check_image_target(cfg: FeaturesConfig, task: str) -> None:
+    """features.target: the image label, or a joined column for a multilabel or regression image model."""
+    if cfg.target == "label":
+        return
+    if cfg.table is not None:
+        raise ConfigError(f"features.target = {cfg.target!r} applies to images; a table's target is "
+                          f"features.table.target: set it there and remove features.target")
+    if task == "classification":
+        raise ConfigError(f"features.target = {cfg.target!r} but train.task = classification, whose classes are the "
+                          f"images' labels (ingest_images.label_from); set train.task to multilabel or regression, "
+                          f"or remove features.target")
+    if cfg.target not in cfg.join_columns or cfg.join_table is None:
+        raise ConfigError(f"features.target = {cfg.target!r} is neither label nor a column that features.join_columns "
+                          f"({list(cfg.join_columns)}) joins from features.join_table; add it there or use label")
+    inputs = cfg.table_inputs
+    if inputs is not None and cfg.target in (*inputs.numeric, *inputs.categorical):
+        raise ConfigError(f"features.target {cfg.target!r} is also in features.table_inputs: a model must not read "
+                          f"the value it predicts; remove it from table_inputs")
 
 
 def task_metric(task: str, setting: str) -> tuple[str, bool]:

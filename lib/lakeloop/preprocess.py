@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 # pixels were made with and the class list, and the values of its split column.
 SPEC_PROPERTY = "lakeloop.preprocess"
 CLASSES_PROPERTY = "lakeloop.classes"
+# ... and the task its target serves (train.task), the column it came from (features.target) and a
+# multilabel model's label list: {"task", "target", "labels"}.
+IMAGE_TARGET_PROPERTY = "lakeloop.image_target"
 SPLITS = ("train", "validation", "test")
 
 

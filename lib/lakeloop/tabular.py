@@ -147,6 +147,36 @@ def labels_column(column: "Any", data_type: Any, delimiter: str):
         F.array_distinct(F.filter(F.transform(parts, lambda x: F.trim(x)), lambda x: (x.isNotNull()) & (x != ""))))
 
 
+NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "decimal")
+
+
+def task_target(frame: "DataFrame", name: str, task: str, delimiter: str, setting: str, text_numbers: bool = False):
+    """Column ``name`` of ``frame`` as ``task``'s target (:data:`TARGET_COLUMNS`): a double for
+    regression, ``array<string>`` for multilabel, text for classification; raises a ConfigError
+    naming ``setting`` when the column's type cannot serve the task. With ``text_numbers`` a text
+    column may hold a regression target (an image label such as ``"3.25"``; other text: no target)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, StringType
+
+    data_type = frame.schema[name].dataType
+    column = F.col(name)
+    if task == "regression":
+        text = text_numbers and isinstance(data_type, StringType)
+        if not data_type.simpleString().startswith(NUMERIC_TYPES) and not text:
+            raise ConfigError(f"train.task = regression but {setting} {name!r} is {data_type.simpleString()}; "
+                              f"give it a numeric type in the ingest schema (ingest_tables.tables.<t>.schema) "
+                              f"or pick a numeric column")
+        if text:
+            return F.expr(f"try_cast(`{name}` AS double)")
+        return column.cast("double")
+    if task == "multilabel":
+        if not isinstance(data_type, (StringType, ArrayType)):
+            raise ConfigError(f"train.task = multilabel but {setting} {name!r} is {data_type.simpleString()}; "
+                              f"it must be text ('a,b') or an array of text")
+        return labels_column(column, data_type, delimiter)
+    return column.cast("string")
+
+
 def target_stats(train: "DataFrame") -> dict[str, float]:
     """Mean and standard deviation of a regression target over the train split."""
     from pyspark.sql import functions as F
@@ -200,12 +230,21 @@ def encode_training_rows(frame: "pd.DataFrame", encoding: Mapping[str, Any], tas
     if task == "classification":
         index = {c: i for i, c in enumerate(classes)}
         out["label_index"] = np.array([index[v] for v in frame["label"]], dtype=np.int32)
-    elif task == "regression":
-        values = ((frame["target"].to_numpy(dtype=np.float64) - target["mean"]) / target["std"]).astype(np.float32)
-        out["target"] = [v.tobytes() for v in values[:, None]]
     else:
-        out["target"] = [r.tobytes() for r in multi_hot(list(frame["labels"]), classes)]
+        out["target"] = encode_targets(frame, task, classes, target)
     return out
+
+
+def encode_targets(frame: "pd.DataFrame", task: str, classes: Sequence[str],
+                   target: Mapping[str, float] | None) -> list[bytes]:
+    """A multilabel or regression target per row as float32 bytes: 0/1 per label of ``classes`` (from
+    ``labels``), or the ``target`` value standardised with the train split's ``target`` mean and std."""
+    import numpy as np
+
+    if task == "regression":
+        values = ((frame["target"].to_numpy(dtype=np.float64) - target["mean"]) / target["std"]).astype(np.float32)
+        return [v.tobytes() for v in values[:, None]]
+    return [r.tobytes() for r in multi_hot(list(frame["labels"]), classes)]
 
 
 def with_encoded_inputs(frame: "pd.DataFrame", encoding: Mapping[str, Any]) -> "pd.DataFrame":

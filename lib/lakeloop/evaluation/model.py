@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.config import Profile
-from lakeloop.errors import SourceError
+from lakeloop.errors import ConfigError, SourceError
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout, parse_model_ref
 from lakeloop.metrics import calibration_table, classification_summary, confusion_matrix, group_accuracy
@@ -151,6 +151,8 @@ def evaluate_model(spark: "SparkSession", profile: Profile, report: RunReport | 
     ------
     SourceError
         no predictions or features yet, or no labelled prediction of the version.
+    ConfigError
+        the model is not a classifier.
     ModelNotFound
         the model reference names no committed version.
     QualityError
@@ -162,7 +164,12 @@ def evaluate_model(spark: "SparkSession", profile: Profile, report: RunReport | 
     registry = Registry.for_profile(profile)
     name, ref = parse_model_ref(cfg.model or profile.score.model)
     version = registry.resolve(name, ref)
-    classes = list(registry.read_metadata(version)["classes"])
+    metadata = registry.read_metadata(version)
+    if metadata.get("task", "classification") != "classification":
+        raise ConfigError(f"evaluate computes a classifier's figures, and {version.name}:{version.version} is a "
+                          f"{metadata['task']} model: its validation and test figures are in its metadata "
+                          f"(metrics.val, metrics.test) and the score job reports them for what it scores")
+    classes = list(metadata["classes"])
     report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
     with report.timed("read"):
         group_column = _group_column(spark, profile, lake, report)

@@ -23,8 +23,9 @@ from lakeloop.errors import ConfigError, SourceError
 from lakeloop.features.quality import check_features_quality, features_quality
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
-from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec
+from lakeloop.preprocess import CLASSES_PROPERTY, IMAGE_TARGET_PROPERTY, SPEC_PROPERTY, PreprocessSpec
 from lakeloop.report import RunReport
+from lakeloop.tabular import TARGET_COLUMNS, task_target
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -138,6 +139,21 @@ def _read_bronze(spark: "SparkSession", lake: LakeLayout) -> tuple["DataFrame", 
     return bronze, version, stable_classes(previous, labels)
 
 
+def _label_list(spark: "SparkSession", features: "DataFrame", lake: LakeLayout) -> list[str]:
+    """A multilabel image model's labels: the ones silver.features lists already, new ones appended."""
+    from pyspark.sql import functions as F
+
+    names = {r["c"] for r in features.where("error IS NULL").select(F.explode("labels").alias("c")).distinct()
+             .collect()}
+    previous: list[str] = []
+    if delta.is_delta_table(spark, lake.features):
+        properties = delta.table_properties(spark, lake.features)
+        built = json.loads(properties.get(IMAGE_TARGET_PROPERTY, "{}"))
+        if built.get("task") == "multilabel":
+            previous = list(built["labels"])
+    return stable_classes(previous, names)
+
+
 def _join_configured_table(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig,
                            lake: LakeLayout) -> "DataFrame":
     """``features`` with ``features.join_columns`` of ``features.join_table`` (pinned to its current version)."""
@@ -150,7 +166,8 @@ def _join_configured_table(spark: "SparkSession", features: "DataFrame", cfg: Fe
 
 
 def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig, spec: PreprocessSpec,
-                    classes: list[str], lake: LakeLayout, report: RunReport) -> tuple[dict[str, int], int]:
+                    classes: list[str], task: str, lake: LakeLayout,
+                    report: RunReport) -> tuple[dict[str, int], int]:
     """MERGE the good rows into silver, the failed ones into quarantine, set the table's properties;
     returns the MERGE metrics and the number quarantined."""
     from pyspark.sql import functions as F
@@ -159,20 +176,33 @@ def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesC
     bad = features.where("error IS NOT NULL").select(
         "image_id", "path", "error", F.current_timestamp().alias("quarantined_at"),
         F.lit(report.run_id).alias("run_id"))
-    compare = ["label", "label_index", "split", "spec_key", *(cfg.join_columns if cfg.join_table else ())]
-    metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], compare)
+    target = [TARGET_COLUMNS[task]] if task != "classification" else []
+    compare = ["label", "label_index", "split", "spec_key", *(cfg.join_columns if cfg.join_table else ()), *target]
+    # add_columns: a features table built for one task gains the target column of another (and a
+    # row rewritten for one task leaves another's target null).
+    metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], compare, add_columns=True)
     bad_count = bad.count()
     if bad_count:
         delta.merge_insert_new(spark, bad, lake.quarantine_features, ["image_id"])
-    delta.set_table_properties(spark, lake.features,
-                               {SPEC_PROPERTY: spec.to_json(), CLASSES_PROPERTY: json.dumps(classes)})
+    # A classifier's class list is kept through a run for another task, so its indices never shift.
+    properties = {SPEC_PROPERTY: spec.to_json(), IMAGE_TARGET_PROPERTY: json.dumps(
+        {"task": task, "target": cfg.target if target else "label", "labels": classes if task == "multilabel" else []})}
+    if task == "classification":
+        properties[CLASSES_PROPERTY] = json.dumps(classes)
+    delta.set_table_properties(spark, lake.features, properties)
     return metrics, bad_count
 
 
 def _quality(spark: "SparkSession", profile: Profile, lake: LakeLayout, version: int,
              report: RunReport) -> dict:
     """The quality figures of silver.features at ``version``, kept in the report's details."""
+    from pyspark.sql import functions as F
+
     table = delta.read_table(spark, lake.features, version)
+    task = profile.train.task
+    if task != "classification":
+        # Class counts are a classifier's; another task's rows count as labelled when they have a target.
+        table = table.withColumn("label", F.when(F.col(TARGET_COLUMNS[task]).isNotNull(), F.lit(task)))
     group_column = profile.quality.group_column
     if group_column is not None and group_column not in table.columns:
         report.warnings.append(f"quality.group_column {group_column!r} is not a column of {lake.features} (it has "
@@ -202,18 +232,28 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
     report = report or RunReport.start("build_features")
     lake = LakeLayout(profile.lake_root)
     spec = PreprocessSpec.from_config(cfg.preprocess)
+    task = profile.train.task
     with report.timed("read"):
         bronze, source_version, classes = _read_bronze(spark, lake)
-    report.details.update(bronze_version=source_version, classes=classes, preprocess=json.loads(spec.to_json()))
+    if task != "classification":
+        classes = []  # a class index is a classifier's; multilabel's label list comes from the targets below
     features = to_features(bronze, spec, classes, cfg.split_seed, cfg.split_fractions, source_version, report.run_id)
     if cfg.join_table:
         features = _join_configured_table(spark, features, cfg, lake)
+    if task != "classification":
+        features = features.withColumn(TARGET_COLUMNS[task], task_target(
+            features, cfg.target, task, cfg.label_delimiter, "features.target",
+            text_numbers=cfg.target == "label"))  # an image label is text: "3.25"
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with report.timed("preprocess"):
             n_images = features.count()
+        if task == "multilabel":
+            classes = _label_list(spark, features, lake)
+        report.details.update(bronze_version=source_version, classes=classes, task=task,
+                              preprocess=json.loads(spec.to_json()))
         with report.timed("write"):
-            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, lake, report)
+            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, task, lake, report)
     finally:
         features.unpersist()
     version = delta.table_version(spark, lake.features)

@@ -18,41 +18,16 @@ import json
 from typing import TYPE_CHECKING
 
 from lakeloop.config import Profile
-from lakeloop.errors import ConfigError, SourceError
+from lakeloop.errors import SourceError
 from lakeloop.features.silver import assign_split, stable_classes
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
 from lakeloop.report import RunReport
-from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, check_columns, labels_column, table_features_uri,
-                              table_properties)
+from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, check_columns, table_features_uri, table_properties,
+                              task_target)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "decimal")
-
-
-def _target(bronze: "DataFrame", profile: Profile):
-    """The target column in the task's form, after checking the source column can be one."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, StringType
-
-    cfg, task = profile.features.table, profile.train.task
-    data_type = bronze.schema[cfg.target].dataType
-    column = F.col(cfg.target)
-    if task == "regression":
-        if not data_type.simpleString().startswith(NUMERIC_TYPES):
-            raise ConfigError(f"train.task = regression but features.table.target {cfg.target!r} is "
-                              f"{data_type.simpleString()}; give it a numeric type in the ingest schema "
-                              f"(ingest_tables.tables.<t>.schema) or pick a numeric column")
-        return column.cast("double")
-    if task == "multilabel":
-        if not isinstance(data_type, (StringType, ArrayType)):
-            raise ConfigError(f"train.task = multilabel but features.table.target {cfg.target!r} is "
-                              f"{data_type.simpleString()}; it must be text ('a,b') or an array of text")
-        return labels_column(column, data_type, cfg.label_delimiter)
-    return column.cast("string")
-
 
 def _classes(spark: "SparkSession", features: "DataFrame", uri: str, task: str) -> list[str]:
     """The stable class (or label) list: the one stored on the table, new names appended."""
@@ -96,7 +71,7 @@ def build_table_features(spark: "SparkSession", profile: Profile, report: RunRep
     target_column = TARGET_COLUMNS[task]
     features = bronze.select(
         F.col(cfg.key).cast("string").alias("row_id"), cfg.key, *cfg.numeric, *cfg.categorical,
-        _target(bronze, profile).alias(target_column),
+        task_target(bronze, cfg.target, task, cfg.label_delimiter, "features.table.target").alias(target_column),
         assign_split(F.col(cfg.key).cast("string"), profile.features.split_seed,
                      profile.features.split_fractions).alias("split"),
         F.lit(version).cast("long").alias("source_version"), F.current_timestamp().alias("built_at"),

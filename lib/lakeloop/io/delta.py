@@ -129,20 +129,32 @@ def add_missing_columns(spark: "SparkSession", uri: str, schema: "StructType") -
     return [f.name for f in new]
 
 
+def _with_table_columns(spark: "SparkSession", df: "DataFrame", uri: str) -> "DataFrame":
+    """``df``'s columns added to the table (:func:`add_missing_columns`), and the table's other columns
+    added to ``df`` as nulls: a MERGE of ``*`` then needs no schema evolution either way."""
+    from pyspark.sql import functions as F
+
+    add_missing_columns(spark, uri, df.schema)
+    present = {c.lower() for c in df.columns}
+    return df.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in read_table(spark, uri).schema.fields
+                            if f.name.lower() not in present])
+
+
 def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str],
                      add_columns: bool = False) -> dict[str, int]:
     """Insert the rows of ``df`` whose key is not in the table yet; create the table if needed.
 
     ``df`` must hold at most one row per key. Returns Delta's MERGE metrics. When no row
     is new, nothing is committed (Delta would otherwise record an empty MERGE). With
-    ``add_columns`` columns of ``df`` the table lacks are added first.
+    ``add_columns`` columns of ``df`` the table lacks are added first, and columns the table
+    has but ``df`` lacks are inserted as nulls (rows of a model of another task in one table).
     """
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, uri):
         return _create_with(spark, df, uri)
     if add_columns:
-        add_missing_columns(spark, uri, df.schema)
+        df = _with_table_columns(spark, df, uri)
     if _pending_rows(spark, df, uri, keys).isEmpty():
         return dict(_NOTHING)
     merge = (
@@ -169,14 +181,15 @@ def merge_upsert(
     Unchanged rows are left alone, and when no row is new or changed nothing is committed,
     so a rerun on the same input leaves the table's version as it was.
     With ``evolve_schema`` new source columns are added to the table (Delta's
-    ``withSchemaEvolution``); with ``add_columns`` they are added before the MERGE.
+    ``withSchemaEvolution``); with ``add_columns`` they are added before the MERGE, and the
+    table's columns ``df`` lacks are written as nulls in the rows it inserts or updates.
     """
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, uri):
         return _create_with(spark, df, uri)
     if add_columns:
-        add_missing_columns(spark, uri, df.schema)
+        df = _with_table_columns(spark, df, uri)
     table_columns = set(read_table(spark, uri).columns)
     known = [c for c in compare_columns if c in table_columns]
     new_columns = evolve_schema and bool(set(df.columns) - table_columns)

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 INPUT_PIXELS = "pixels"
 INPUT_CONTENT = "content"
 INPUT_KINDS = (INPUT_PIXELS, INPUT_CONTENT)
-PREDICTION_FIELDS = ("label", "label_index", "score", "scores", "error")
 
 
 def model_spec(metadata: Mapping[str, Any]) -> PreprocessSpec:
@@ -108,9 +107,12 @@ def score_batch(
     Returns
     -------
     pandas.DataFrame
-        One row per input, in order: ``label`` (class name), ``label_index``, ``score``
-        (the top softmax probability), ``scores`` (all class probabilities, float64),
+        One row per input, in order, with the task's fields (:data:`TASK_RESULT_SCHEMAS`) and
         ``error`` (null, or why the row could not be scored; the other columns are then null).
+        A classifier's: ``label`` (class name), ``label_index``, ``score`` (the top softmax
+        probability), ``scores`` (all class probabilities, float64). A multilabel model's:
+        ``labels`` (those whose sigmoid reaches the model's ``multilabel_threshold``) and
+        ``scores`` per label. A regression model's: ``value``, in the target's own units.
 
     Raises
     ------
@@ -124,8 +126,13 @@ def score_batch(
     spec = model_spec(metadata)
     pixels, good, errors = _prepare(inputs, input_kind, spec, model_label(metadata))
     extra = _table_inputs(metadata, table, len(inputs))
-    probs = _probabilities(model, metadata, pixels, spec, device, extra[good] if extra is not None else None)
-    out = _predictions(probs, list(metadata["classes"]), len(inputs), good, errors)
+    outputs = _outputs(model, metadata, pixels, spec, device, extra[good] if extra is not None else None)
+    task, threshold, scale = task_settings(metadata)
+    if task == "classification":
+        out = _predictions(_class_probabilities(outputs, metadata), list(metadata["classes"]), len(inputs), good,
+                           errors)
+    else:
+        out = _at_positions(task_fields(outputs, metadata, task, threshold, scale), len(inputs), good, errors)
     if input_means:
         import numpy as np
 
@@ -133,6 +140,13 @@ def score_batch(
         means[good] = pixel_means(pixels)
         out["input_mean"] = means
     return out
+
+
+def task_settings(metadata: Mapping[str, Any]) -> tuple[str, float, Mapping[str, float] | None]:
+    """A model's task, multilabel threshold and regression target scale (a table's or an image model's)."""
+    task = metadata.get("task", "classification")
+    settings = metadata.get("table") or metadata.get("image_target") or {}
+    return task, settings.get("multilabel_threshold", 0.5), settings.get("target_scale")
 
 
 def _table_inputs(metadata: Mapping[str, Any], table: pd.DataFrame | None, n: int) -> "np.ndarray | None":
@@ -148,27 +162,67 @@ def _table_inputs(metadata: Mapping[str, Any], table: pd.DataFrame | None, n: in
     return encode_inputs(table.reset_index(drop=True), inputs["encoding"])
 
 
-def _probabilities(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels: list[bytes],
-                   spec: PreprocessSpec, device: "str | torch.device", table: "np.ndarray | None" = None) -> "np.ndarray":
-    """Class probabilities (float64, rows x classes) of the prepared rows."""
+def _outputs(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels: list[bytes],
+             spec: PreprocessSpec, device: "str | torch.device", table: "np.ndarray | None" = None) -> "torch.Tensor":
+    """The model's outputs for the prepared rows, float64 on the CPU (rows x outputs)."""
+    import torch
+
+    if not pixels:
+        return torch.zeros(0, max(1, len(metadata["classes"])), dtype=torch.float64)
+    batch = torch.from_numpy(pixels_to_tensor(pixels, spec)).to(device)
+    with torch.inference_mode():
+        outputs = model(batch) if table is None else model(batch, torch.from_numpy(table).to(device))
+    # float64 on the CPU: the scores written to the lake do not depend on the device's float32
+    # reduction order beyond the outputs themselves.
+    return outputs.to("cpu", torch.float64)
+
+
+def _check_outputs(outputs: "torch.Tensor", metadata: Mapping[str, Any]) -> None:
+    if len(outputs) and outputs.shape[1] != len(metadata["classes"]):
+        raise ValueError(
+            f"model {model_label(metadata)} returns {outputs.shape[1]} outputs but its metadata lists "
+            f"{len(metadata['classes'])} classes; the registry entry is inconsistent, publish the model again"
+        )
+
+
+def _class_probabilities(outputs: "torch.Tensor", metadata: Mapping[str, Any]) -> "np.ndarray":
+    """Softmax class probabilities (float64, rows x classes)."""
+    import torch
+
+    _check_outputs(outputs, metadata)
+    return torch.softmax(outputs, dim=1).numpy()
+
+
+def task_fields(outputs: "torch.Tensor", metadata: Mapping[str, Any], task: str, threshold: float,
+                scale: Mapping[str, float] | None) -> pd.DataFrame:
+    """The task's prediction fields (:data:`TASK_RESULT_SCHEMAS`) of scored rows' outputs (float64)."""
     import numpy as np
     import torch
 
-    classes = metadata["classes"]
-    if not pixels:
-        return np.zeros((0, len(classes)))
-    batch = torch.from_numpy(pixels_to_tensor(pixels, spec)).to(device)
-    with torch.inference_mode():
-        logits = model(batch) if table is None else model(batch, torch.from_numpy(table).to(device))
-    # Softmax in float64 on the CPU: the scores written to the lake do not depend on the device's
-    # float32 reduction order beyond the logits themselves.
-    probs = torch.softmax(logits.to("cpu", torch.float64), dim=1).numpy()
-    if probs.shape[1] != len(classes):
-        raise ValueError(
-            f"model {model_label(metadata)} returns {probs.shape[1]} outputs but its metadata lists "
-            f"{len(classes)} classes; the registry entry is inconsistent, publish the model again"
-        )
-    return probs
+    from lakeloop.tabular import regression_values
+
+    if task == "regression":
+        return pd.DataFrame({"value": regression_values(outputs.numpy()[:, 0], scale) if len(outputs)
+                             else np.zeros(0)})
+    names = np.asarray(metadata["classes"], dtype=object)
+    if task == "multilabel":
+        _check_outputs(outputs, metadata)
+        probs = torch.sigmoid(outputs).numpy()
+        return pd.DataFrame({"labels": [list(names[row]) for row in probs >= threshold], "scores": list(probs)})
+    probs = _class_probabilities(outputs, metadata)
+    return _predictions(probs, list(names), len(probs), list(range(len(probs))), [None] * len(probs)) \
+        .drop(columns=["error"])
+
+
+def _at_positions(fields: pd.DataFrame, n: int, good: list[int], errors: list[str | None]) -> pd.DataFrame:
+    """``n`` rows: ``fields`` at positions ``good`` (nulls elsewhere), and ``error``."""
+    if len(good) == n:
+        return fields.assign(error=[None] * n)
+    out = pd.DataFrame({c: pd.Series([None] * n, dtype=object) for c in fields.columns})
+    for c in fields.columns:
+        out.loc[good, c] = pd.Series(list(fields[c]), index=good, dtype=object)
+    out["error"] = errors
+    return out
 
 
 def _predictions(probs: "np.ndarray", classes: list[str], n: int, good: list[int],
@@ -202,14 +256,17 @@ def _predictions(probs: "np.ndarray", classes: list[str], n: int, good: list[int
 
 # --------------------------------------------------------------------------- table rows
 
-# The prediction fields of a table model, per task (the struct the table-scoring UDF returns).
-TABLE_RESULT_SCHEMAS = {
+# The prediction fields per task (the struct the table-scoring UDF returns; image scoring adds ``error``).
+TASK_RESULT_SCHEMAS = {
     "classification": "label string, label_index int, score double, scores array<double>",
     "multilabel": "labels array<string>, scores array<double>",
     "regression": "value double",
 }
-TABLE_RESULT_FIELDS = {task: [part.split()[0] for part in schema.split(", ")]
-                       for task, schema in TABLE_RESULT_SCHEMAS.items()}
+# The column a prediction row keeps the input's truth in, per task, and its type.
+TRUTH_COLUMNS = {"classification": "true_label", "multilabel": "true_labels", "regression": "true_value"}
+TRUTH_TYPES = {"classification": "string", "multilabel": "array<string>", "regression": "double"}
+TASK_RESULT_FIELDS = {task: [part.split()[0] for part in schema.split(", ")]
+                      for task, schema in TASK_RESULT_SCHEMAS.items()}
 
 
 def score_rows(model: "torch.nn.Module", metadata: Mapping[str, Any], frame: pd.DataFrame,
@@ -218,7 +275,7 @@ def score_rows(model: "torch.nn.Module", metadata: Mapping[str, Any], frame: pd.
 
     ``frame`` holds the raw columns the model's encoding reads (``metadata["table"]["encoding"]``,
     see :mod:`lakeloop.tabular`); they are encoded exactly as the training set was. Returns one row
-    per input with the task's fields (:data:`TABLE_RESULT_SCHEMAS`): ``label``, ``label_index``,
+    per input with the task's fields (:data:`TASK_RESULT_SCHEMAS`): ``label``, ``label_index``,
     ``score``, ``scores`` (classification); ``labels`` over ``multilabel_threshold`` and ``scores``
     per label (multilabel); ``value`` in the target's own units (regression). Every row is scored:
     a value that is missing or not a number counts as missing, one never seen in training as
@@ -229,30 +286,15 @@ def score_rows(model: "torch.nn.Module", metadata: Mapping[str, Any], frame: pd.
     ValueError
         the frame lacks a column the model reads, or the model's outputs do not match its metadata.
     """
-    import numpy as np
     import torch
 
-    from lakeloop.tabular import regression_values
-
-    table, task = metadata["table"], metadata.get("task", "classification")
+    table = metadata["table"]
     missing = [c for c in encoded_columns(table["encoding"]) if c not in frame.columns]
     if missing:
         raise ValueError(f"model {model_label(metadata)} reads column(s) {missing}, which the input lacks "
                          f"(it has {', '.join(map(str, frame.columns))})")
-    n = len(frame)
     x = torch.from_numpy(encode_inputs(frame, table["encoding"])).to(device)
     with torch.inference_mode():
-        outputs = model(x).to("cpu", torch.float64) if n else torch.zeros(0, max(1, len(metadata["classes"])))
-    if task == "regression":
-        values = regression_values(outputs.numpy()[:, 0], table["target_scale"]) if n else np.zeros(0)
-        return pd.DataFrame({"value": values})
-    names = np.asarray(metadata["classes"], dtype=object)
-    if n and outputs.shape[1] != len(names):
-        raise ValueError(f"model {model_label(metadata)} returns {outputs.shape[1]} outputs but its metadata lists "
-                         f"{len(names)} classes; the registry entry is inconsistent, publish the model again")
-    if task == "multilabel":
-        probs = torch.sigmoid(outputs).numpy()
-        over = probs >= table["multilabel_threshold"]
-        return pd.DataFrame({"labels": [list(names[row]) for row in over], "scores": list(probs)})
-    probs = torch.softmax(outputs, dim=1).numpy()
-    return _predictions(probs, list(names), n, list(range(n)), [None] * n).drop(columns=["error"])
+        outputs = model(x).to("cpu", torch.float64) if len(frame) else \
+            torch.zeros(0, max(1, len(metadata["classes"])), dtype=torch.float64)
+    return task_fields(outputs, metadata, *task_settings(metadata))

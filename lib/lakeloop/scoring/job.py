@@ -9,7 +9,6 @@ pending, score it, write it, summarise.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
@@ -22,9 +21,11 @@ from lakeloop.metrics import INTENSITY_BINS, histogram_fractions, population_sta
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, intensity_bin
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.scoring.batch import INPUT_PIXELS, model_label, model_spec
-from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, check_table_columns, image_column, make_udf,
-                                  one_row_per_key, resolve_model, scoped_conf, table_columns, udf_input)
+from lakeloop.scoring.batch import (INPUT_PIXELS, TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES, model_label,
+                                    model_spec)
+from lakeloop.tabular import TARGET_COLUMNS
+from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, bounded_chunks, check_table_columns, image_column,
+                                  make_udf, one_row_per_key, resolve_model, scoped_conf, table_columns, udf_input)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -81,7 +82,8 @@ def _spec_warning(spark: "SparkSession", input_uri: str, metadata: Mapping[str, 
     geometry = ("height", "width", "channels", "resize")
     if all(getattr(table_spec, g) == getattr(wanted, g) for g in geometry):
         classes = properties.get(CLASSES_PROPERTY)
-        if classes and sorted(json.loads(classes)) != sorted(metadata["classes"]):
+        classifier = metadata.get("task", "classification") == "classification"
+        if classifier and classes and sorted(json.loads(classes)) != sorted(metadata["classes"]):
             return (f"{input_uri} lists classes {classes} but the model predicts {metadata['classes']}; "
                     f"accuracy compares label names")
         return None
@@ -104,7 +106,9 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     ------
     ``gold.predictions``
         MERGE keyed by (image_id, model_name, model_version): ``label``, ``label_index``,
-        ``score``, ``scores``, ``true_label`` (the input's ``label``), ``scored_at``, ``run_id``,
+        ``score``, ``scores``, ``true_label`` (the input's ``label``) for a classifier; ``labels``,
+        ``scores``, ``true_labels`` or ``value``, ``true_value`` (from the input's target column)
+        for a multilabel or regression model, the other tasks' columns null; ``scored_at``, ``run_id``,
         ``split`` (the row's split in silver.features: from the input when it has one, else
         joined from silver.features; null for rows that are in no features table).
     ``quarantine.predictions``
@@ -159,7 +163,7 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     scoring_input = _open_input(spark, profile, registry, report)
     with report.timed("plan"):
         pending = _plan_pending(spark, scoring_input, cfg, lake, report)
-        chunks, n_pending = _bounded(pending, cfg)
+        chunks, n_pending = bounded_chunks(pending.rows, "image_id", cfg)
     stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started)
     _count(report, pending, n_pending if n_pending is not None else n_scored, stats, workers, cfg)
     if n_pending is not None:
@@ -167,7 +171,7 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
         if n_pending > n_scored:
             report.warnings.append(f"{n_pending - n_scored} row(s) left for the next run (score.max_rows_per_run = "
                                    f"{cfg.max_rows_per_run}); run score again to go on")
-    _record_accuracy(spark, report, stats, scoring_input.version, lake)
+    _record_quality(spark, report, stats, scoring_input, lake)
     _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
@@ -184,6 +188,10 @@ class _Input:
     version: ModelVersion
     metadata: dict[str, Any]
     splits: "DataFrame | None"  # (image_id, split) from silver.features, for an input without a split
+
+    @property
+    def task(self) -> str:
+        return self.metadata.get("task", "classification")
 
 
 def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, report: RunReport) -> _Input:
@@ -260,30 +268,6 @@ def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig
     return _Pending(pending, keyed.n_inputs, keyed.n_without_key, keyed.n_repeated, n_already)
 
 
-def _bounded(pending: _Pending, cfg: ScoreConfig) -> tuple[list["DataFrame"], int | None]:
-    """The pending rows as the chunks to score and commit one after the other, and how many rows are
-    pending in all (``None`` when nothing bounds the run: then it is one chunk, counted as it is scored).
-
-    ``score.max_rows_per_run`` keeps the first rows by image_id; ``score.commit_every_rows`` splits
-    them into that many rows per chunk (about: by a hash of the id), each MERGEd on its own. A run
-    killed after some chunks has committed them; the next run's plan leaves them out.
-    """
-    from pyspark.sql import functions as F
-
-    if cfg.max_rows_per_run is None and cfg.commit_every_rows is None:
-        return [pending.rows], None
-    total = pending.rows.count()
-    rows, take = pending.rows, total
-    if cfg.max_rows_per_run is not None and total > cfg.max_rows_per_run:
-        take = cfg.max_rows_per_run
-        rows = rows.orderBy("image_id").limit(take)
-    n_chunks = max(1, math.ceil(take / cfg.commit_every_rows)) if cfg.commit_every_rows else 1
-    if n_chunks == 1:
-        return [rows], total
-    bucket = F.pmod(F.xxhash64("image_id"), F.lit(n_chunks))
-    return [rows.where(bucket == i) for i in range(n_chunks)], total
-
-
 def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_input: _Input, registry: Registry,
                   cfg: ScoreConfig, lake: LakeLayout, report: RunReport,
                   started: float) -> tuple[dict[str, Any], list[Any], int]:
@@ -294,7 +278,8 @@ def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_inpu
     for number, rows in enumerate(chunks, 1):
         scored, n_chunk = _score_pending(spark, rows, scoring_input, registry, cfg, report)
         try:
-            chunk_stats, chunk_workers = _write_scored(spark, scored, scoring_input.version, lake, report)
+            chunk_stats, chunk_workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake,
+                                                       report)
         finally:
             scored.unpersist()
         stats, workers, n_scored = _add_stats(stats, chunk_stats), workers + chunk_workers, n_scored + n_chunk
@@ -325,17 +310,19 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    task = scoring_input.task
     plan = UdfPlan(registry, scoring_input.version, scoring_input.kind, cfg.batch_size, cfg.torch_threads_per_task,
-                   diagnostics=True, table_columns=table_columns(scoring_input.metadata))
+                   diagnostics=True, table_columns=table_columns(scoring_input.metadata), task=task)
     udf = make_udf(plan)
-    has_label = "label" in scoring_input.source.columns
-    true_label = F.col("label").cast("string") if has_label else F.lit(None).cast("string")
+    # The input's truth: its label, or the target column silver.features keeps for another task.
+    truth_column = "label" if task == "classification" else TARGET_COLUMNS[task]
+    truth = F.col(truth_column) if truth_column in scoring_input.source.columns else F.lit(None)
     if scoring_input.splits is not None:
         rows = rows.join(scoring_input.splits, "image_id", "left")
     split = F.col("split").cast("string") if "split" in rows.columns else F.lit(None).cast("string")
     scored = rows.select(
         "image_id",
-        true_label.alias("true_label"),
+        truth.cast(TRUTH_TYPES[task]).alias(TRUTH_COLUMNS[task]),
         split.alias("split"),
         udf(udf_input(scoring_input.column, plan)).alias("p"),
         F.current_timestamp().alias("scored_at"),
@@ -349,19 +336,21 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
     return scored, n_rows
 
 
-def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersion, lake: LakeLayout,
+def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersion, task: str, lake: LakeLayout,
                   report: RunReport) -> tuple[Any, list[Any]]:
     """MERGE the scored rows into gold and the refused ones into quarantine; returns the run's
     stats (good, bad, labelled, correct, peak worker RSS) and one row per Python worker."""
     from pyspark.sql import functions as F
 
     ok = F.col("p.error").isNull()
-    labelled = ok & F.col("true_label").isNotNull()
+    truth = TRUTH_COLUMNS[task]
+    labelled = ok & F.col(truth).isNotNull()
+    correct = labelled & (F.col("p.label") == F.col(truth)) if task == "classification" else F.lit(False)
     stats = scored.agg(
         F.count(F.when(ok, 1)).alias("good"),
         F.count(F.when(~ok, 1)).alias("bad"),
         F.count(F.when(labelled, 1)).alias("labelled"),
-        F.count(F.when(labelled & (F.col("p.label") == F.col("true_label")), 1)).alias("correct"),
+        F.count(F.when(correct, 1)).alias("correct"),
         F.max("p.worker_max_rss_bytes").alias("rss"),
     ).first().asDict()
     stats["intensity_bins"] = {r["bin"]: r["count"] for r in scored.where(ok).groupBy(
@@ -371,8 +360,7 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
     model_cols = [F.lit(version.name).alias("model_name"), F.lit(version.version).cast("int").alias("model_version")]
     run_id = F.lit(report.run_id).alias("run_id")
     good = scored.where(ok).select(
-        "image_id", *model_cols, "p.label", "p.label_index", "p.score", "p.scores", "true_label", "scored_at", run_id,
-        "split")
+        "image_id", *model_cols, *[f"p.{f}" for f in TASK_RESULT_FIELDS[task]], truth, "scored_at", run_id, "split")
     bad = scored.where(~ok).select(
         "image_id", *model_cols, F.col("p.error").alias("error"), run_id, F.col("scored_at").alias("quarantined_at"))
     with report.timed("write_predictions"):
@@ -441,6 +429,27 @@ def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, versi
             report.metrics[name] = details[name]
     for name, value in details["accuracy_by_split"].items():
         report.metrics[f"accuracy_{name}"] = value
+
+
+def _record_quality(spark: "SparkSession", report: RunReport, stats: Any, scoring_input: _Input,
+                    lake: LakeLayout) -> None:
+    if scoring_input.task == "classification":
+        _record_accuracy(spark, report, stats, scoring_input.version, lake)
+    else:
+        _record_task_quality(spark, report, scoring_input, lake)
+
+
+def _record_task_quality(spark: "SparkSession", report: RunReport, scoring_input: _Input, lake: LakeLayout) -> None:
+    """A multilabel or regression image model's figures over every prediction of the version whose
+    input had a target: exact-match rate of the label sets, or MAE and RMSE."""
+    from lakeloop.scoring.tables import task_quality
+
+    gold_version = delta.table_version(spark, lake.predictions)
+    gold = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(scoring_input.version))
+    quality = task_quality(gold, scoring_input.task, "model_version")
+    report.details["labelled_predictions_for_version"] = quality.pop("labelled")
+    report.details.update(quality, predictions_delta_version=gold_version)
+    report.metrics.update({k: v for k, v in quality.items() if v is not None})
 
 
 def _record_drift(report: RunReport, stats: dict[str, Any], metadata: dict[str, Any], profile: Profile) -> None:

@@ -28,15 +28,13 @@ from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.scoring.batch import TABLE_RESULT_FIELDS, TABLE_RESULT_SCHEMAS, score_rows
-from lakeloop.scoring.udf import arrow_batch_settings, one_row_per_key, resolve_model, scoped_conf
+from lakeloop.scoring.batch import (TASK_RESULT_FIELDS, TASK_RESULT_SCHEMAS, TRUTH_COLUMNS, TRUTH_TYPES,
+                                    score_rows)
+from lakeloop.scoring.udf import arrow_batch_settings, bounded_chunks, one_row_per_key, resolve_model, scoped_conf
 from lakeloop.tabular import TARGET_COLUMNS, encoded_columns, table_features_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-# The truth column a prediction row carries, per task, when the input has the target.
-TRUTH_COLUMNS = {"classification": "true_label", "multilabel": "true_labels", "regression": "true_value"}
 
 
 def predict_rows(batches: Iterator[pd.DataFrame], registry: Registry, version: ModelVersion,
@@ -58,7 +56,7 @@ def make_table_udf(registry: Registry, version: ModelVersion, task: str, torch_t
     """The pandas UDF over a struct of the model's input columns; returns the task's struct."""
     from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf(TABLE_RESULT_SCHEMAS[task])
+    @pandas_udf(TASK_RESULT_SCHEMAS[task])
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         # Imported in the worker, so the model cache is the worker's own module dict (see scoring.udf).
         from lakeloop.scoring.tables import predict_rows
@@ -113,7 +111,8 @@ def _with_split(spark: "SparkSession", profile: Profile, rows: "DataFrame", uri:
 
 
 def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
-    """Score the input table's rows that have no prediction yet for the model version.
+    """Score the input table's rows that have no prediction yet for the model version (at most
+    ``score.max_rows_per_run`` of them, MERGEd every ``score.commit_every_rows``, as for images).
 
     Raises
     ------
@@ -124,7 +123,6 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
     ModelNotFound
         the model reference names no committed version.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     cfg = profile.score
@@ -134,29 +132,66 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
     gold = predictions_uri(profile)
     report.outputs["predictions"] = gold
     key, task = metadata["table"]["key"], metadata["task"]
+    this_version = (F.col("model_name") == version.name) & (F.col("model_version") == version.version)
     with report.timed("plan"):
         keyed = one_row_per_key(source, key, uri)
         report.warnings.extend(keyed.warnings)
-        this_version = (F.col("model_name") == version.name) & (F.col("model_version") == version.version)
         # Pinned: the plan is recomputed after this run's MERGE and must not see it.
         done = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(this_version).select(key) \
             if delta.is_delta_table(spark, gold) else None
         pending = keyed.rows.join(done, key, "left_anti") if done is not None else keyed.rows
         pending = _with_split(spark, profile, pending, uri, key)
+        chunks, n_pending = bounded_chunks(pending, key, cfg)
+    n_scored = 0
+    for rows in chunks:
+        n_scored += _score_and_write(spark, _predicted(rows, registry, version, metadata, cfg, report), gold, key,
+                                     cfg, report)
+    n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
+    report.counts.update(inputs=keyed.n_inputs, scored=n_scored,
+                         already_scored=n_keyed - (n_pending if n_pending is not None else n_scored))
+    if n_pending is not None:
+        report.counts["remaining"] = n_pending - n_scored
+        if n_pending > n_scored:
+            report.warnings.append(f"{n_pending - n_scored} row(s) left for the next run (score.max_rows_per_run = "
+                                   f"{cfg.max_rows_per_run}); run score again to go on")
+    if keyed.n_without_key or keyed.n_repeated:
+        report.counts.update(skipped_null_key=keyed.n_without_key, skipped_duplicate_key=keyed.n_repeated)
+    this_run = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(
+        this_version & (F.col("run_id") == report.run_id))
+    quality = task_quality(this_run, task, "this_run")
+    report.counts["labelled"] = quality.pop("labelled")
+    report.details.update(quality)
+    report.metrics.update({k: v for k, v in quality.items() if v is not None})
+    report.throughput["rows_per_s"] = round(n_scored / report.durations_s["score"], 1) \
+        if n_scored and report.durations_s.get("score") else 0.0
+    return report
+
+
+def _predicted(pending: "DataFrame", registry: Registry, version: ModelVersion, metadata: dict[str, Any],
+               cfg: Any, report: RunReport) -> "DataFrame":
+    """The pending rows as prediction rows: key, model, the task's fields, the truth, split, time, run."""
+    from pyspark.sql import functions as F
+
+    key, task = metadata["table"]["key"], metadata["task"]
     truth = TARGET_COLUMNS[task] if TARGET_COLUMNS[task] in pending.columns else None
     udf = make_table_udf(registry, version, task, cfg.torch_threads_per_task)
     inputs = F.struct(*[F.col(c) for c in encoded_columns(metadata["table"]["encoding"])])
     scored = pending.select(
         key, F.lit(version.name).alias("model_name"), F.lit(version.version).cast("int").alias("model_version"),
         udf(inputs).alias("p"),
-        (F.col(truth) if truth else F.lit(None)).cast(
-            {"classification": "string", "multilabel": "array<string>", "regression": "double"}[task])
-        .alias(TRUTH_COLUMNS[task]),
+        (F.col(truth) if truth else F.lit(None)).cast(TRUTH_TYPES[task]).alias(TRUTH_COLUMNS[task]),
         (F.col("split").cast("string") if "split" in pending.columns else F.lit(None).cast("string")).alias("split"),
         F.current_timestamp().alias("scored_at"), F.lit(report.run_id).alias("run_id"))
-    scored = scored.select(key, "model_name", "model_version",
-                           *[F.col(f"p.{f}").alias(f) for f in TABLE_RESULT_FIELDS[task]],
-                           TRUTH_COLUMNS[task], "split", "scored_at", "run_id")
+    return scored.select(key, "model_name", "model_version",
+                         *[F.col(f"p.{f}").alias(f) for f in TASK_RESULT_FIELDS[task]],
+                         TRUTH_COLUMNS[task], "split", "scored_at", "run_id")
+
+
+def _score_and_write(spark: "SparkSession", scored: "DataFrame", gold: str, key: str, cfg: Any,
+                     report: RunReport) -> int:
+    """Score one chunk (persisted: counted, then MERGEd) and insert its new keys; the rows scored."""
+    from pyspark import StorageLevel
+
     with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
         with report.timed("score"):
             scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
@@ -168,38 +203,27 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
                     spark, scored, gold, [key, "model_name", "model_version"])
             else:
                 delta.ensure_table(spark, gold, scored.schema)
-        quality = _quality_this_run(scored, task)
     finally:
         scored.unpersist()
-    n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
-    report.counts.update(inputs=keyed.n_inputs, scored=n_scored, already_scored=n_keyed - n_scored)
-    if keyed.n_without_key or keyed.n_repeated:
-        report.counts.update(skipped_null_key=keyed.n_without_key, skipped_duplicate_key=keyed.n_repeated)
-    report.counts["labelled"] = quality.pop("labelled_this_run")
-    report.details.update(quality)
-    report.metrics.update({k: v for k, v in quality.items() if v is not None})
-    report.throughput["rows_per_s"] = round(n_scored / report.durations_s["score"], 1) \
-        if n_scored and report.durations_s.get("score") else 0.0
-    return report
+    return n_scored
 
 
-def _quality_this_run(scored: "DataFrame", task: str) -> dict[str, Any]:
-    """This run's figures on the rows whose truth the input had: accuracy; exact-match rate of the
-    label sets; or MAE and RMSE."""
+def task_quality(scored: "DataFrame", task: str, suffix: str) -> dict[str, Any]:
+    """The figures of prediction rows whose truth the input had: ``labelled``, and ``accuracy_<suffix>``;
+    ``exact_match_<suffix>`` (the label sets); or ``mae_<suffix>`` and ``rmse_<suffix>``."""
     from pyspark.sql import functions as F
 
     truth = F.col(TRUTH_COLUMNS[task])
     labelled = scored.where(truth.isNotNull())
     if task == "classification":
         row = labelled.agg(F.count("*").alias("n"), F.count(F.when(F.col("label") == truth, 1)).alias("ok")).first()
-        return {"labelled_this_run": row["n"], "accuracy_this_run": round(row["ok"] / row["n"], 6) if row["n"] else None}
+        return {"labelled": row["n"], f"accuracy_{suffix}": round(row["ok"] / row["n"], 6) if row["n"] else None}
     if task == "multilabel":
         same = F.array_sort(F.col("labels")) == F.array_sort(truth)
         row = labelled.agg(F.count("*").alias("n"), F.count(F.when(same, 1)).alias("ok")).first()
-        return {"labelled_this_run": row["n"],
-                "exact_match_this_run": round(row["ok"] / row["n"], 6) if row["n"] else None}
+        return {"labelled": row["n"], f"exact_match_{suffix}": round(row["ok"] / row["n"], 6) if row["n"] else None}
     error = F.col("value") - truth
     row = labelled.agg(F.count("*").alias("n"), F.avg(F.abs(error)).alias("mae"),
                        F.sqrt(F.avg(error * error)).alias("rmse")).first()
-    return {"labelled_this_run": row["n"], "mae_this_run": round(row["mae"], 6) if row["n"] else None,
-            "rmse_this_run": round(row["rmse"], 6) if row["n"] else None}
+    return {"labelled": row["n"], f"mae_{suffix}": round(row["mae"], 6) if row["n"] else None,
+            f"rmse_{suffix}": round(row["rmse"], 6) if row["n"] else None}

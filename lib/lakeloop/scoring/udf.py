@@ -24,13 +24,24 @@ import pandas as pd
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.layout import parse_model_ref
 from lakeloop.registry import ModelVersion, Registry
-from lakeloop.scoring.batch import INPUT_CONTENT, INPUT_KINDS, INPUT_PIXELS, PREDICTION_FIELDS, score_batch
+from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_KINDS, INPUT_PIXELS, TASK_RESULT_FIELDS, TASK_RESULT_SCHEMAS,
+                                    score_batch)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 DEFAULT_BATCH_SIZE = 512
-RESULT_SCHEMA = "label string, label_index int, score double, scores array<double>, error string"
+RESULT_SCHEMA = f"{TASK_RESULT_SCHEMAS['classification']}, error string"  # a classifier's struct
+
+
+def result_schema(task: str) -> str:
+    """The struct an image model's UDF returns: the task's fields and ``error``."""
+    return f"{TASK_RESULT_SCHEMAS[task]}, error string"
+
+
+def result_fields(task: str) -> list[str]:
+    return [*TASK_RESULT_FIELDS[task], "error"]
+
 # Per-row facts about the Python worker that scored the row; the job aggregates them.
 DIAGNOSTIC_SCHEMA = (
     "worker_pid int, worker_device string, worker_model_loads int, worker_batches long, worker_max_rss_bytes long, "
@@ -128,6 +139,7 @@ class UdfPlan:
     torch_threads: int = 1
     diagnostics: bool = False
     table_columns: tuple[str, ...] = ()  # a model of images and table columns: the columns it reads
+    task: str = "classification"  # the model's (metadata "task"): which fields the UDF returns
 
 
 # The image's field in the struct the UDF gets when the model also reads table columns.
@@ -196,10 +208,10 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
 
 def make_udf(plan: UdfPlan):
     """The pandas UDF scoring one binary column with ``plan``'s model; returns a struct
-    (:data:`RESULT_SCHEMA`, plus :data:`DIAGNOSTIC_SCHEMA` with ``plan.diagnostics``)."""
+    (:func:`result_schema` of the model's task, plus :data:`DIAGNOSTIC_SCHEMA` with ``plan.diagnostics``)."""
     from pyspark.sql.functions import pandas_udf
 
-    schema = RESULT_SCHEMA + (", " + DIAGNOSTIC_SCHEMA if plan.diagnostics else "")
+    schema = result_schema(plan.task) + (", " + DIAGNOSTIC_SCHEMA if plan.diagnostics else "")
 
     @pandas_udf(schema)
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
@@ -319,8 +331,9 @@ def score(
         the query runs; set ``spark.sql.execution.arrow.maxRecordsPerBatch`` to match around
         the action (see :func:`scoped_conf`) to keep worker memory at one batch.
     torch_threads : intra-op threads per task (1 when Spark runs one task per core).
-    output_col : name of the struct column added (``label, label_index, score, scores, error``).
-    flatten : add those five fields as columns instead (named ``prefix + field``).
+    output_col : name of the struct column added: ``label, label_index, score, scores, error`` for a
+        classifier; ``labels, scores, error`` (multilabel) or ``value, error`` (regression).
+    flatten : add those fields as columns instead (named ``prefix + field``).
     diagnostics : also return the worker fields of :data:`DIAGNOSTIC_SCHEMA` (pid, device,
         model loads, batches, peak RSS) in the struct.
 
@@ -346,13 +359,15 @@ def score(
         raise ConfigError(f"input_kind = {kind!r} is not one of {', '.join(INPUT_KINDS)}")
     version, metadata = resolve_model(registry, model_ref)
     check_table_columns(df.columns, metadata, "the DataFrame")
-    plan = UdfPlan(registry, version, kind, batch_size, torch_threads, diagnostics, table_columns(metadata))
+    plan = UdfPlan(registry, version, kind, batch_size, torch_threads, diagnostics, table_columns(metadata),
+                   metadata.get("task", "classification"))
     predicted = make_udf(plan)(udf_input(column, plan))
     if not flatten:
         if output_col in df.columns:
             raise ConfigError(f"output_col = {output_col!r} is already a column of the input; pick another name")
         return df.withColumn(output_col, predicted)
-    names = [f"{prefix}{f}" for f in PREDICTION_FIELDS]
+    fields = result_fields(plan.task)
+    names = [f"{prefix}{f}" for f in fields]
     clash = [n for n in names if n in df.columns]
     if clash:
         raise ConfigError(
@@ -361,7 +376,7 @@ def score(
         )
     tmp = "__lakeloop_prediction"
     return df.withColumn(tmp, predicted).select(
-        *df.columns, *[F.col(f"{tmp}.{f}").alias(n) for f, n in zip(PREDICTION_FIELDS, names)])
+        *df.columns, *[F.col(f"{tmp}.{f}").alias(n) for f, n in zip(fields, names)])
 
 
 def register_udf(
@@ -377,7 +392,8 @@ def register_udf(
     """Register the model as a SQL function: ``SELECT name(content).label FROM ...``.
 
     The function takes one binary argument (``input_kind``: image file bytes by default,
-    ``"pixels"`` for preprocessed pixels) and returns the struct of :data:`RESULT_SCHEMA`.
+    ``"pixels"`` for preprocessed pixels) and returns the struct of :func:`result_schema` (a
+    classifier's: :data:`RESULT_SCHEMA`).
     The reference is pinned now; register again to pick up a newer version.
 
     Returns
@@ -401,7 +417,8 @@ def register_udf(
         raise ConfigError(f"register_udf({name!r}): model {version.name}:{version.version} reads table columns "
                           f"{list(table_columns(metadata))} beside each image, and a SQL function takes the image "
                           f"alone; score it with lakeloop.score(df, ...) or the score job")
-    spark.udf.register(name, make_udf(UdfPlan(registry, version, input_kind, batch_size, torch_threads)))
+    spark.udf.register(name, make_udf(UdfPlan(registry, version, input_kind, batch_size, torch_threads,
+                                              task=metadata.get("task", "classification"))))
     return version
 
 
@@ -457,3 +474,30 @@ def one_row_per_key(source: "DataFrame", key: str, uri: str, unique: bool = Fals
         rows = rows.dropDuplicates([key])
         warnings.append(f"{n_repeated} input row(s) repeat a {key}; one row per key was scored")
     return KeyedRows(rows, int(sizes["rows"]), int(n_without_key), int(n_repeated), tuple(warnings))
+
+
+def bounded_chunks(rows: "DataFrame", key: str, cfg: Any) -> tuple[list["DataFrame"], int | None]:
+    """The pending rows as the chunks to score and commit one after the other, and how many rows are
+    pending in all (``None`` when nothing bounds the run: then it is one chunk, counted as it is scored).
+
+    ``score.max_rows_per_run`` (of ``cfg``, a ScoreConfig) keeps the first rows by ``key``;
+    ``score.commit_every_rows`` splits them into that many rows per chunk (about: by a hash of the
+    key), each MERGEd on its own. A run killed after some chunks has committed them; the next
+    run's plan leaves them out.
+    """
+    import math
+
+    from pyspark.sql import functions as F
+
+    if cfg.max_rows_per_run is None and cfg.commit_every_rows is None:
+        return [rows], None
+    total = rows.count()
+    take = total
+    if cfg.max_rows_per_run is not None and total > cfg.max_rows_per_run:
+        take = cfg.max_rows_per_run
+        rows = rows.orderBy(key).limit(take)
+    n_chunks = max(1, math.ceil(take / cfg.commit_every_rows)) if cfg.commit_every_rows else 1
+    if n_chunks == 1:
+        return [rows], total
+    bucket = F.pmod(F.xxhash64(key), F.lit(n_chunks))
+    return [rows.where(bucket == i) for i in range(n_chunks)], total

@@ -21,9 +21,11 @@ from lakeloop.errors import SourceError
 from lakeloop.io import delta, hadoop
 from lakeloop.layout import LakeLayout
 from lakeloop.metrics import INTENSITY_BINS, histogram_fractions
-from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, SPLITS, PreprocessSpec, intensity_bin, mean_intensity
-from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, encode_training_rows, encoded_columns, fit_encoding,
-                              input_layout, input_width, table_features_uri, target_stats, with_encoded_inputs)
+from lakeloop.preprocess import (CLASSES_PROPERTY, IMAGE_TARGET_PROPERTY, SPEC_PROPERTY, SPLITS, PreprocessSpec,
+                                 intensity_bin, mean_intensity)
+from lakeloop.tabular import (TABLE_PROPERTY, TARGET_COLUMNS, encode_targets, encode_training_rows, encoded_columns,
+                              fit_encoding, input_layout, input_width, table_features_uri, target_stats,
+                              with_encoded_inputs)
 from lakeloop.training.loader import Feed
 
 if TYPE_CHECKING:
@@ -99,38 +101,79 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     version = features_version if features_version is not None else delta.table_version(spark, uri)
     properties = delta.table_properties(spark, uri)
     spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
-    classes = tuple(json.loads(properties[CLASSES_PROPERTY]))
+    task, classes = _image_task(profile, properties, uri)
     inputs_cfg = profile.features.table_inputs
-    key = spec.key if inputs_cfg is None else f"{spec.key}-{_recipe_key(dataclasses.asdict(inputs_cfg))}"
+    recipe = {"table_inputs": dataclasses.asdict(inputs_cfg) if inputs_cfg else None, "task": task,
+              "target": profile.features.target, "classes": classes}
+    # A plain classifier's set keeps the spec's key alone: sets written before tasks existed are reused.
+    key = spec.key if inputs_cfg is None and task == "classification" else f"{spec.key}-{_recipe_key(recipe)}"
     files = profile.features.training_set_files
     root = lake.training_set(version, key, files)
-    table = delta.read_table(spark, uri, version).where("label_index IS NOT NULL AND spec_key = '%s'" % spec.key)
+    target_column = "label_index" if task == "classification" else TARGET_COLUMNS[task]
+    table = delta.read_table(spark, uri, version).where(
+        F.col(target_column).isNotNull() & (F.col("spec_key") == spec.key))
     reused = _splits_written(spark, root)
-    encoding = None
+    encoding = target = None
     if inputs_cfg is not None:
         _check_joined(table.columns, inputs_cfg, uri)
+    if inputs_cfg is not None or task == "regression":
+        train = table.where(F.col("split") == "train")
         reused, fitted = _fitted(spark, root, reused, lambda: {
-            "encoding": fit_encoding(table.where(F.col("split") == "train"), inputs_cfg), "target": None})
-        encoding = fitted["encoding"]
+            "encoding": fit_encoding(train, inputs_cfg) if inputs_cfg is not None else None,
+            "target": target_stats(train) if task == "regression" else None})
+        encoding, target = fitted["encoding"], fitted["target"]
+    columns = ["image_id", "label_index" if task == "classification" else "target", "pixels",
+               *(["inputs"] if encoding else [])]
+    schema = ", ".join(f"{c} {'int' if c == 'label_index' else 'string' if c == 'image_id' else 'binary'}"
+                       for c in columns)
     rows: dict[str, int] = {}
     for split in SPLITS:
         if not reused:
             part = table.where(F.col("split") == split).select(
-                "image_id", "label_index", "pixels", *(encoded_columns(encoding) if encoding else ()))
-            if encoding is not None:
-                part = part.mapInPandas(lambda frames: (with_encoded_inputs(f, encoding) for f in frames),
-                                        "image_id string, label_index int, pixels binary, inputs binary")
+                "image_id", target_column, "pixels", *(encoded_columns(encoding) if encoding else ()))
+            if encoding is not None or task != "classification":
+                part = part.mapInPandas(
+                    lambda frames: (_image_training_rows(f, encoding, task, classes, target)[columns] for f in frames),
+                    schema)
             # Hash-partitioned and sorted: the same files, in the same order, every time.
             part.repartition(files, "image_id").sortWithinPartitions("image_id") \
                 .write.mode("overwrite").parquet(f"{root}/{split}")
         rows[split] = spark.read.parquet(f"{root}/{split}").count()
     if rows["train"] == 0:
-        raise SourceError(f"silver.features at version {version} has no labelled training rows; check the labels")
-    if encoding is not None and not reused:
+        raise SourceError(f"silver.features at version {version} has no labelled training rows; check the labels"
+                          + ("" if task == "classification" else f" (features.target {profile.features.target!r})"))
+    if (encoding is not None or target is not None) and not reused:
         hadoop.write_text(spark, f"{root}/{FITTED_FILE}", json.dumps(fitted, sort_keys=True))
-    feed = Feed.for_images(spec, input_width(encoding) if encoding else 0)
-    return TrainingSet(root, version, spec, classes, rows, reused, features_uri=uri, encoding=encoding, feed=feed,
-                       recipe_key=key)
+    feed = Feed.for_images(spec, input_width(encoding) if encoding else 0,
+                           {"classification": 0, "regression": 1}.get(task, len(classes)))
+    return TrainingSet(root, version, spec, classes, rows, reused, task, uri, encoding, target, feed, key)
+
+
+def _image_task(profile: Profile, properties: dict[str, str], uri: str) -> tuple[str, tuple[str, ...]]:
+    """(train.task, its classes or labels) after checking silver.features was built for them."""
+    task, target = profile.train.task, profile.features.target
+    built = json.loads(properties.get(IMAGE_TARGET_PROPERTY, '{"task": "classification", "target": "label"}'))
+    if built["task"] != task or (task != "classification" and built["target"] != target):
+        raise SourceError(f"{uri} was built for train.task = {built['task']!r} with target {built['target']!r}, "
+                          f"not {task!r} with {target!r}; run build_features again with this profile")
+    if task == "multilabel":
+        return task, tuple(built["labels"])
+    if task == "regression":
+        return task, ()
+    if CLASSES_PROPERTY not in properties:
+        raise SourceError(f"{uri} lists no classes (it was built for another task); run build_features again "
+                          f"with this profile")
+    return task, tuple(json.loads(properties[CLASSES_PROPERTY]))
+
+
+def _image_training_rows(frame: "Any", encoding: dict[str, Any] | None, task: str, classes: tuple[str, ...],
+                         target: dict[str, float] | None) -> "Any":
+    """Rows of silver.features -> image training-set rows: table columns encoded into ``inputs``, a
+    multilabel or regression target into ``target`` (float32 bytes)."""
+    out = with_encoded_inputs(frame, encoding) if encoding is not None else frame
+    if task != "classification":
+        out["target"] = encode_targets(out, task, classes, target)
+    return out
 
 
 def _splits_written(spark: "SparkSession", root: str) -> bool:

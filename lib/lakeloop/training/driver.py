@@ -256,6 +256,10 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
                   "multilabel_threshold": cfg.multilabel_threshold}}
     if ts.input_kind == "image_table":
         inputs["table_inputs"] = {"encoding": ts.encoding}
+    if ts.spec is not None and ts.task != "classification":
+        # What scoring turns the outputs back with: regression's train mean and std, multilabel's threshold.
+        inputs["image_target"] = {"column": profile.features.target, "target_scale": ts.target,
+                                  "multilabel_threshold": cfg.multilabel_threshold}
     return {
         "model": model_record(cfg.model, plan.factory_spec()),
         "task": ts.task,
@@ -403,7 +407,9 @@ def _report_training(report: RunReport, result: dict[str, Any], ts: TrainingSet,
     report.counts.update(epochs_run=result["epochs_trained"] - result["resumed_from_epoch"],
                          resumed_from_epoch=result["resumed_from_epoch"], train_rows=ts.rows["train"])
     report.details["shard_audit"] = _audit_summary(result["shard_audit"], ts.rows["train"])
-    report.throughput["train_images_per_s"] = round(
+    # Rows of a table, images otherwise (the per-epoch history counts either as images_per_s).
+    unit = "rows" if ts.input_kind == "table" else "images"
+    report.throughput[f"train_{unit}_per_s"] = round(
         sum(h["images_per_s"] for h in history[-3:]) / max(1, len(history[-3:])), 1) if history else 0.0
     report.details["history"] = history
     report.details.update(published_epoch=result["published_epoch"], stopped_early=result["stopped_early"])

@@ -42,7 +42,8 @@ class Feed:
     """What a training set's columns hold, and how a batch of them becomes tensors.
 
     Images: ``pixels`` (uint8 H x W x C bytes) normalised with the preprocessing spec, and a
-    class index; with ``table_width``, also ``inputs``: that many encoded table values per image
+    class index (or, for a multilabel or regression image model, ``target_width`` float32 values);
+    with ``table_width``, also ``inputs``: that many encoded table values per image
     (the model then gets ``(images, table)``). Tables: ``inputs`` (float32 bytes, already
     encoded) as they are, and a class index or ``target_width`` float32 values (a regression
     value, or 0/1 per label).
@@ -57,8 +58,9 @@ class Feed:
     table_width: int = 0  # images with table columns: the width of their encoded ``inputs``
 
     @classmethod
-    def for_images(cls, spec: PreprocessSpec, table_width: int = 0) -> "Feed":
-        return cls((spec.channels, spec.height, spec.width), preprocess_json=spec.to_json(), table_width=table_width)
+    def for_images(cls, spec: PreprocessSpec, table_width: int = 0, target_width: int = 0) -> "Feed":
+        return cls((spec.channels, spec.height, spec.width), target_column=TARGET_COLUMN if target_width else
+                   LABEL_COLUMN, target_width=target_width, preprocess_json=spec.to_json(), table_width=table_width)
 
     @property
     def columns(self) -> list[str]:

@@ -177,8 +177,9 @@ def _batch_counts(plan: TrainPlan, outputs, targets) -> "Any":
                         (error * error).sum(), truth.sum(), (truth * truth).sum()])
 
 
-def _summary(plan: TrainPlan, counts: list[float]) -> dict[str, Any]:
-    """The task's headline figures from the summed counts."""
+def _summary(plan: TrainPlan, counts: list[float], per_label: bool = False) -> dict[str, Any]:
+    """The task's headline figures from the summed counts; with ``per_label``, a multilabel model's
+    precision, recall, F1 and support per label too (``per_label``, a list)."""
     from lakeloop.metrics import classification_summary, multilabel_summary, regression_summary
 
     if plan.task == "classification":
@@ -191,12 +192,14 @@ def _summary(plan: TrainPlan, counts: list[float]) -> dict[str, Any]:
         k = len(plan.classes)
         tp, fp, fn = ([int(c) for c in counts[j * k:(j + 1) * k]] for j in range(3))
         summary = multilabel_summary(tp, fp, fn, plan.classes)
-        return {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"]}
+        return {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"],
+                **({"per_label": summary["per_label"]} if per_label else {})}
     summary = regression_summary(int(counts[0]), *counts[1:])
     return {k: summary[k] for k in ("mae", "rmse", "r2")}
 
 
-def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: "_Process") -> dict:
+def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: "_Process",
+              per_label: bool = False) -> dict:
     """The task's figures (:func:`_summary`), the loss and the factory's ``batch_metrics`` over the whole
     split: each rank scores its shard; counts and row-weighted sums are added across ranks."""
     import torch
@@ -227,7 +230,7 @@ def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: 
     vectors = [v for _, v in parts if v is not None]
     total = [sum(values) for values in zip(*vectors)] if vectors else \
         _batch_counts(plan, *_empty_batch(plan)).tolist()
-    out = _summary(plan, total)
+    out = _summary(plan, total, per_label)
     rows = sum(part["rows"] for part, _ in parts)
     for name in sorted({name for part, _ in parts for name in part} - {"rows"}):
         out[name] = sum(part.get(name, 0.0) for part, _ in parts) / rows if rows else float("nan")
@@ -526,8 +529,9 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     if plan.publish_epoch == "best" and trainer.best:
         trainer.model.load_state_dict(trainer.best["state"])
     published_epoch = trainer.best["epoch"] if plan.publish_epoch == "best" and trainer.best else last_epoch
-    val = _evaluate(trainer, plan.val_url, feed, plan, proc)
-    test = _evaluate(trainer, plan.test_url, feed, plan, proc)
+    # The published weights' figures, kept in the metadata: per label too.
+    val = _evaluate(trainer, plan.val_url, feed, plan, proc, per_label=True)
+    test = _evaluate(trainer, plan.test_url, feed, plan, proc, per_label=True)
     if proc.world > 1:
         dist.barrier()
         dist.destroy_process_group()

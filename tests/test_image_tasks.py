@@ -25,7 +25,7 @@ FOLDERS = {"top": ("top",), "left": ("left",), "top+left": ("top", "left")}
 def write_raw_zone(raw: Path) -> str:
     """Dark noise images with a bright bar along the top and/or the left edge, in folders named by
     their bars (``top``, ``left``, ``top+left``), and a CSV keyed by their paths whose ``level`` is
-    the bars' brightness (0.3 to 1; one value missing)."""
+    the bars' brightness (0.3 to 1; one value missing, one NaN)."""
     from PIL import Image
 
     rng = np.random.default_rng(11)
@@ -41,7 +41,8 @@ def write_raw_zone(raw: Path) -> str:
                 pixels[:, :5] = level * 255
             relative = f"{folder}/b{i:03d}.png"
             Image.fromarray(pixels.astype(np.uint8)).save(raw / "images" / relative)
-            lines.append(f"{relative},{'' if (folder, i) == ('left', 3) else f'{level:.4f}'}")
+            missing = {("left", 3): "", ("top", 5): "NaN"}  # no level, and one that is not a number
+            lines.append(f"{relative},{missing.get((folder, i), f'{level:.4f}')}")
     (raw / "levels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return f"file:{raw}"
 
@@ -112,8 +113,8 @@ def test_multilabel_predictions_carry_the_labels_over_the_threshold_and_a_score_
     profile, _, _, report = tasks["multilabel"]
     rows = predictions(spark, profile, "bars")
     assert report.counts["scored"] == len(rows) == 3 * PER_FOLDER
-    # gold.predictions was made by this model: a classifier's columns are not there, regression's are null.
-    assert "label" not in rows and rows["value"].isna().all()
+    # The classifier's columns are there (gold.predictions' readers rely on them) and null, as are regression's.
+    assert rows["label"].isna().all() and rows["true_label"].isna().all() and rows["value"].isna().all()
     assert all(len(s) == 2 for s in rows["scores"])
     exact = [sorted(p) == sorted(t) for p, t in zip(rows["labels"], rows["true_labels"])]
     assert np.mean(exact) > 0.9
@@ -122,7 +123,7 @@ def test_multilabel_predictions_carry_the_labels_over_the_threshold_and_a_score_
 
 def test_a_regression_image_model_learns_a_number_from_a_joined_column(tasks):
     profile, features, version, _ = tasks["regression"]
-    assert features.counts["unlabelled"] == 1  # the missing level
+    assert features.counts["unlabelled"] == 2  # the missing level and the NaN: no target, scored but not trained on
     metadata = Registry.for_profile(profile).read_metadata(version)
     assert metadata["task"] == "regression" and metadata["classes"] == []
     assert metadata["image_target"]["column"] == "level"
@@ -135,7 +136,7 @@ def test_regression_predictions_are_values_in_the_targets_units_beside_the_multi
     rows = predictions(spark, profile, "brightness")
     assert report.counts["scored"] == len(rows) == 3 * PER_FOLDER
     known = rows[rows["true_value"].notna()]
-    assert len(known) == len(rows) - 1
+    assert len(known) == len(rows) - 2
     assert np.abs(known["value"] - known["true_value"]).mean() < 0.08
     assert report.details["mae_model_version"] == pytest.approx(np.abs(known["value"] - known["true_value"]).mean(),
                                                                 abs=1e-6)
@@ -176,6 +177,8 @@ def test_the_evaluate_job_says_it_is_for_classifiers(spark, tasks):
 
 
 def test_a_target_that_cannot_serve_the_task_is_refused_when_the_profile_loads():
+    with pytest.raises(ConfigError, match=r"features.label_delimiter is empty"):
+        make_profile("file:/tmp/nowhere", ("train.task", "multilabel"), ("features.label_delimiter", ""))
     with pytest.raises(ConfigError, match=r"features.target = 'level' but train.task = classification"):
         make_profile("file:/tmp/nowhere", ("features.target", "level"))
     with pytest.raises(ConfigError, match=r"features.target = 'weight' is neither label nor a column that "
@@ -185,3 +188,14 @@ def test_a_target_that_cannot_serve_the_task_is_refused_when_the_profile_loads()
         make_profile("file:/tmp/nowhere", ("train.task", "regression"), ("features.target", "w"),
                      ("features.join_table", "bronze.t"), ("features.join_columns", ["w"]),
                      ("features.table_inputs", {"numeric": ["w"]}))
+
+
+def test_the_training_curves_plot_the_tasks_own_validation_figure(tasks):
+    from lakeloop import figures
+
+    for name, title in (("multilabel", "validation micro-F1"), ("regression", "validation RMSE")):
+        profile, _, version, _ = tasks[name]
+        history = Registry.for_profile(profile).read_metadata(version)["metrics"]["per_epoch"]
+        fig = figures.training_curves(history)
+        assert fig.axes[1].get_title() == title
+        assert figures.png(fig).startswith(b"\x89PNG")

@@ -661,6 +661,8 @@ def _check_table_inputs(cfg: FeaturesConfig) -> None:
 
 def _check_image_target(cfg: FeaturesConfig, task: str) -> None:
     """features.target: the image label, or a joined column for a multilabel or regression image model."""
+    if task == "multilabel" and cfg.table is None and not cfg.label_delimiter:
+        raise ConfigError("features.label_delimiter is empty; use e.g. ',' (or '+' for folders named a+b)")
     if cfg.target == "label":
         return
     if cfg.table is not None:

@@ -32,9 +32,19 @@ def png(fig: "Figure") -> bytes:
     return buffer.getvalue()
 
 
+# The validation figure a training history shows per epoch, by task: the first of these it has.
+HEADLINE_METRICS = (("val_accuracy", "accuracy"), ("val_micro_f1", "micro-F1"), ("val_rmse", "RMSE"))
+
+
+def headline_metric(history: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """(history key, name) of the task's validation headline: accuracy, micro-F1 or RMSE."""
+    first = history[0] if history else {}
+    return next(((k, n) for k, n in HEADLINE_METRICS if k in first), HEADLINE_METRICS[0])
+
+
 def training_curves(history: Sequence[Mapping[str, Any]]) -> "Figure":
-    """Training (and validation) loss and validation accuracy per epoch (two panels), learning rate dashed on
-    the loss panel."""
+    """Training (and validation) loss and the task's validation headline (:func:`headline_metric`) per
+    epoch (two panels), learning rate dashed on the loss panel."""
     fig = _figure(8, 3)
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
@@ -47,8 +57,9 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> "Figure":
         lr_ax = loss_ax.twinx()
         lr_ax.plot(epochs, [h["learning_rate"] for h in history], color="grey", linestyle="--", label="learning rate")
         lr_ax.set_ylabel("learning rate")
-    acc_ax.plot(epochs, [h["val_accuracy"] for h in history], marker="o", color="tab:green")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    key, name = headline_metric(history)
+    acc_ax.plot(epochs, [h.get(key) for h in history], marker="o", color="tab:green")
+    acc_ax.set(xlabel="epoch", ylabel=name, title=f"validation {name}")
     return fig
 
 

@@ -153,9 +153,10 @@ def _training(details: Mapping[str, Any]) -> str:
     history = details.get("history")
     if not history:
         return ""
-    return _figure(figures.training_curves(history), "training loss and validation accuracy per epoch") + _table(
-        [(h["epoch"], h["train_loss"], h["val_accuracy"], h.get("learning_rate"), h.get("images_per_s"))
-         for h in history], ("epoch", "train loss", "validation accuracy", "learning rate", "images/s"))
+    key, name = figures.headline_metric(history)
+    return _figure(figures.training_curves(history), f"training loss and validation {name} per epoch") + _table(
+        [(h["epoch"], h["train_loss"], h.get(key), h.get("learning_rate"), h.get("images_per_s"))
+         for h in history], ("epoch", "train loss", f"validation {name}", "learning rate", "images/s"))
 
 
 def _evaluation(details: Mapping[str, Any]) -> str:

@@ -166,9 +166,10 @@ def task_target(frame: "DataFrame", name: str, task: str, delimiter: str, settin
             raise ConfigError(f"train.task = regression but {setting} {name!r} is {data_type.simpleString()}; "
                               f"give it a numeric type in the ingest schema (ingest_tables.tables.<t>.schema) "
                               f"or pick a numeric column")
-        if text:
-            return F.expr(f"try_cast(`{name}` AS double)")
-        return column.cast("double")
+        value = F.expr(f"try_cast(`{name}` AS double)") if text else column.cast("double")
+        # NaN or infinite is no target: it would turn the train mean and every loss into NaN.
+        return F.when(F.isnan(value) | F.abs(value).eqNullSafe(float("inf")), F.lit(None).cast("double")) \
+            .otherwise(value)
     if task == "multilabel":
         if not isinstance(data_type, (StringType, ArrayType)):
             raise ConfigError(f"train.task = multilabel but {setting} {name!r} is {data_type.simpleString()}; "

@@ -361,6 +361,10 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
     run_id = F.lit(report.run_id).alias("run_id")
     good = scored.where(ok).select(
         "image_id", *model_cols, *[f"p.{f}" for f in TASK_RESULT_FIELDS[task]], truth, "scored_at", run_id, "split")
+    if task != "classification":
+        # The classifier's columns too (null), so whoever reads label or true_label finds them.
+        good = good.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in predictions_schema().fields
+                                  if f.name not in good.columns])
     bad = scored.where(~ok).select(
         "image_id", *model_cols, F.col("p.error").alias("error"), run_id, F.col("scored_at").alias("quarantined_at"))
     with report.timed("write_predictions"):
@@ -369,8 +373,10 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
             report.details["predictions_merge"] = delta.merge_insert_new(
                 spark, good, lake.predictions, list(PREDICTION_KEYS), add_columns=True)
         else:
-            # Nothing to add: no commit, but a first run still leaves the table for readers to find.
+            # Nothing to add: no commit, but a first run still leaves the table for readers to find,
+            # with this task's columns.
             delta.ensure_table(spark, lake.predictions, good.schema)
+            delta.add_missing_columns(spark, lake.predictions, good.schema)
     if stats["bad"]:
         with report.timed("write_quarantine"):
             delta.merge_insert_new(spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS))

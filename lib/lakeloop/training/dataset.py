@@ -103,8 +103,10 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
     task, classes = _image_task(profile, properties, uri)
     inputs_cfg = profile.features.table_inputs
-    recipe = {"table_inputs": dataclasses.asdict(inputs_cfg) if inputs_cfg else None, "task": task,
-              "target": profile.features.target, "classes": classes}
+    # A classifier's recipe is its table_inputs alone (as before tasks on images), so its sets are reused.
+    recipe = dataclasses.asdict(inputs_cfg) if task == "classification" and inputs_cfg else {
+        "table_inputs": dataclasses.asdict(inputs_cfg) if inputs_cfg else None, "task": task,
+        "target": profile.features.target, "classes": classes}
     # A plain classifier's set keeps the spec's key alone: sets written before tasks existed are reused.
     key = spec.key if inputs_cfg is None and task == "classification" else f"{spec.key}-{_recipe_key(recipe)}"
     files = profile.features.training_set_files
@@ -157,6 +159,9 @@ def _image_task(profile: Profile, properties: dict[str, str], uri: str) -> tuple
         raise SourceError(f"{uri} was built for train.task = {built['task']!r} with target {built['target']!r}, "
                           f"not {task!r} with {target!r}; run build_features again with this profile")
     if task == "multilabel":
+        if not built["labels"]:
+            raise SourceError(f"{uri} has no labels in its multilabel targets (features.target {target!r}); check "
+                              f"that column and features.label_delimiter, then run build_features again")
         return task, tuple(built["labels"])
     if task == "regression":
         return task, ()

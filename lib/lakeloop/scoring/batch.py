@@ -168,13 +168,20 @@ def _outputs(model: "torch.nn.Module", metadata: Mapping[str, Any], pixels: list
     import torch
 
     if not pixels:
-        return torch.zeros(0, max(1, len(metadata["classes"])), dtype=torch.float64)
+        return _no_outputs(metadata)
     batch = torch.from_numpy(pixels_to_tensor(pixels, spec)).to(device)
     with torch.inference_mode():
         outputs = model(batch) if table is None else model(batch, torch.from_numpy(table).to(device))
     # float64 on the CPU: the scores written to the lake do not depend on the device's float32
     # reduction order beyond the outputs themselves.
     return outputs.to("cpu", torch.float64)
+
+
+def _no_outputs(metadata: Mapping[str, Any]) -> "torch.Tensor":
+    """The outputs of no rows: 0 x one per class or label (one for regression), float64."""
+    import torch
+
+    return torch.zeros(0, max(1, len(metadata["classes"])), dtype=torch.float64)
 
 
 def _check_outputs(outputs: "torch.Tensor", metadata: Mapping[str, Any]) -> None:
@@ -295,6 +302,5 @@ def score_rows(model: "torch.nn.Module", metadata: Mapping[str, Any], frame: pd.
                          f"(it has {', '.join(map(str, frame.columns))})")
     x = torch.from_numpy(encode_inputs(frame, table["encoding"])).to(device)
     with torch.inference_mode():
-        outputs = model(x).to("cpu", torch.float64) if len(frame) else \
-            torch.zeros(0, max(1, len(metadata["classes"])), dtype=torch.float64)
+        outputs = model(x).to("cpu", torch.float64) if len(frame) else _no_outputs(metadata)
     return task_fields(outputs, metadata, *task_settings(metadata))

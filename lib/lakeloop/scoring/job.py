@@ -23,9 +23,9 @@ from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import (INPUT_PIXELS, TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES, model_label,
                                     model_spec)
-from lakeloop.tabular import TARGET_COLUMNS
 from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, bounded_chunks, check_table_columns, image_column,
                                   make_udf, one_row_per_key, resolve_model, scoped_conf, table_columns, udf_input)
+from lakeloop.tabular import TARGET_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -103,12 +103,12 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
     spec = PreprocessSpec.from_json(properties[SPEC_PROPERTY])
     task, classes = _image_task(profile, properties, uri)
     inputs_cfg = profile.features.table_inputs
-    # A classifier's recipe is its table_inputs alone (as before tasks on images), so its sets are reused.
-    recipe = dataclasses.asdict(inputs_cfg) if task == "classification" and inputs_cfg else {
-        "table_inputs": dataclasses.asdict(inputs_cfg) if inputs_cfg else None, "task": task,
-        "target": profile.features.target, "classes": classes}
-    # A plain classifier's set keeps the spec's key alone: sets written before tasks existed are reused.
-    key = spec.key if inputs_cfg is None and task == "classification" else f"{spec.key}-{_recipe_key(recipe)}"
+    if task == "classification":
+        # Keyed as before images had other tasks, so the sets written then are reused.
+        key = spec.key if inputs_cfg is None else f"{spec.key}-{_recipe_key(dataclasses.asdict(inputs_cfg))}"
+    else:
+        key = f"{spec.key}-" + _recipe_key({"table_inputs": dataclasses.asdict(inputs_cfg) if inputs_cfg else None,
+                                            "task": task, "target": profile.features.target, "classes": classes})
     files = profile.features.training_set_files
     root = lake.training_set(version, key, files)
     target_column = "label_index" if task == "classification" else TARGET_COLUMNS[task]
@@ -124,10 +124,9 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
             "encoding": fit_encoding(train, inputs_cfg) if inputs_cfg is not None else None,
             "target": target_stats(train) if task == "regression" else None})
         encoding, target = fitted["encoding"], fitted["target"]
-    columns = ["image_id", "label_index" if task == "classification" else "target", "pixels",
-               *(["inputs"] if encoding else [])]
-    schema = ", ".join(f"{c} {'int' if c == 'label_index' else 'string' if c == 'image_id' else 'binary'}"
-                       for c in columns)
+    schema = ("image_id string, " + ("label_index int" if task == "classification" else "target binary")
+              + ", pixels binary" + (", inputs binary" if encoding else ""))
+    columns = [part.split()[0] for part in schema.split(", ")]
     rows: dict[str, int] = {}
     for split in SPLITS:
         if not reused:
@@ -146,9 +145,13 @@ def materialize_training_set(spark: "SparkSession", profile: Profile, features_v
                           + ("" if task == "classification" else f" (features.target {profile.features.target!r})"))
     if (encoding is not None or target is not None) and not reused:
         hadoop.write_text(spark, f"{root}/{FITTED_FILE}", json.dumps(fitted, sort_keys=True))
-    feed = Feed.for_images(spec, input_width(encoding) if encoding else 0,
-                           {"classification": 0, "regression": 1}.get(task, len(classes)))
+    feed = Feed.for_images(spec, input_width(encoding) if encoding else 0, _target_width(task, classes))
     return TrainingSet(root, version, spec, classes, rows, reused, task, uri, encoding, target, feed, key)
+
+
+def _target_width(task: str, classes: tuple[str, ...]) -> int:
+    """float32 target values per row: 0 for a classifier (a class index instead), 1 value, or 1 per label."""
+    return {"classification": 0, "regression": 1}.get(task, len(classes))
 
 
 def _image_task(profile: Profile, properties: dict[str, str], uri: str) -> tuple[str, tuple[str, ...]]:
@@ -251,8 +254,7 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
         raise SourceError(f"{uri} at version {version} has no labelled training rows; check features.table.target")
     if not reused:
         hadoop.write_text(spark, f"{root}/{FITTED_FILE}", json.dumps(fitted, sort_keys=True))
-    feed = Feed.for_table(input_width(encoding), 0 if task == "classification" else
-                          (1 if task == "regression" else len(classes)))
+    feed = Feed.for_table(input_width(encoding), _target_width(task, classes))
     return TrainingSet(root, version, None, classes, rows, reused, task, uri, encoding, target, feed, recipe_key)
 
 

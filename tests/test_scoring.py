@@ -163,7 +163,7 @@ def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
     assert report.details["python_worker_devices"] == ["cpu"]
 
 
-def test_rerun_commits_nothing(spark, scored):
+def test_rerun_with_nothing_new_commits_nothing_and_loads_no_model(spark, scored):
     profile, first = scored
     gold_before = delta.table_version(spark, layout(profile).predictions)
     quarantine_before = table_version_or_none(spark, layout(profile).quarantine_predictions)
@@ -176,6 +176,8 @@ def test_rerun_commits_nothing(spark, scored):
     assert report.counts["already_scored"] == report.counts["inputs"] == first.counts["inputs"]
     assert report.details["accuracy_this_run"] is None
     assert report.details["accuracy_model_version"] == first.details["accuracy_model_version"]
+    assert report.counts["python_workers"] == report.counts["model_loads"] == 0 and "score" not in report.durations_s
+    assert report.counts["already_quarantined"] == first.counts["quarantined"]
 
 
 def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, scored, tmp_path):

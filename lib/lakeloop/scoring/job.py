@@ -164,6 +164,8 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     with report.timed("plan"):
         pending = _plan_pending(spark, scoring_input, cfg, lake, report)
         chunks, n_pending = bounded_chunks(pending.rows, "image_id", cfg)
+        if _nothing_to_do(spark, pending, n_pending, scoring_input.task, lake):
+            chunks, n_pending = [], 0
     stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started)
     _count(report, pending, n_pending if n_pending is not None else n_scored, stats, workers, cfg)
     if n_pending is not None:
@@ -268,11 +270,26 @@ def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig
     return _Pending(pending, keyed.n_inputs, keyed.n_without_key, keyed.n_repeated, n_already)
 
 
+def _nothing_to_do(spark: "SparkSession", pending: _Pending, n_pending: int | None, task: str,
+                   lake: LakeLayout) -> bool:
+    """No row is pending and gold.predictions already has this task's columns: the run can skip
+    the scoring query, its UDF and the MERGE checks (one LIMIT 1 query instead of a handful)."""
+    if n_pending not in (None, 0) or not delta.is_delta_table(spark, lake.predictions):
+        return False
+    columns = set(delta.read_table(spark, lake.predictions).columns)
+    if not {*TASK_RESULT_FIELDS[task], TRUTH_COLUMNS[task]} <= columns:
+        return False
+    return n_pending == 0 or pending.rows.isEmpty()
+
+
+_NO_STATS = {"good": 0, "bad": 0, "labelled": 0, "correct": 0, "rss": None, "intensity_bins": {}}
+
+
 def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_input: _Input, registry: Registry,
                   cfg: ScoreConfig, lake: LakeLayout, report: RunReport,
                   started: float) -> tuple[dict[str, Any], list[Any], int]:
     """Score and MERGE each chunk in turn; the run's stats, Python workers and rows scored."""
-    stats: dict[str, Any] = {}
+    stats: dict[str, Any] = dict(_NO_STATS) if not chunks else {}
     workers: list[Any] = []
     n_scored = 0
     for number, rows in enumerate(chunks, 1):

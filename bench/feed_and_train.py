@@ -7,8 +7,9 @@ Feeding: ``--rows`` synthetic rows of 32x32x1 uint8 pixels (the silver.features 
 training-set layout) in 16 Parquet files; one pass, batch 256, float32 normalised
 tensors out, each through a ``torch.utils.data.DataLoader(batch_size=None)``:
 
-* lakeloop's loader (Petastorm ``make_batch_reader`` + TransformSpec), dummy pool
-  (reproducible order, the default) and thread pool (2 workers);
+* lakeloop's loader (Petastorm ``make_batch_reader``, each row group normalised whole),
+  dummy pool (reproducible order, the default) and thread pool (2 workers), and the dummy
+  pool with training's augmentation (random shifts of up to 2 pixels);
 * bare pyarrow: ``ParquetFile.iter_batches`` -> the binary column's data buffer ->
   ``np.frombuffer`` -> normalise -> ``torch.from_numpy`` (single thread).
 
@@ -61,7 +62,7 @@ def _drain(loader) -> tuple[int, float]:
     return rows, time.perf_counter() - start
 
 
-def feed_lakeloop(url: str, rows: int, pool: str, workers: int) -> tuple[int, float]:
+def feed_lakeloop(url: str, pool: str, workers: int, max_shift: int = 0) -> tuple[int, float]:
     import torch
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -73,7 +74,8 @@ def feed_lakeloop(url: str, rows: int, pool: str, workers: int) -> tuple[int, fl
 
     class Feed(IterableDataset):
         def __iter__(self):
-            for x, y, _ in epoch_batches(url, plan, spec, rank=0, epoch=0, seed=1, pool=pool, workers=workers):
+            for x, y, _ in epoch_batches(url, plan, spec, rank=0, epoch=0, seed=1, max_shift=max_shift,
+                                            pool=pool, workers=workers):
                 yield torch.from_numpy(x), torch.from_numpy(y)
 
     return _drain(DataLoader(Feed(), batch_size=None))
@@ -154,9 +156,9 @@ def main() -> None:
         results = [
             ("bare pyarrow iter_batches -> torch (1 thread)", *feed_bare_pyarrow(folder)),
             ("lakeloop loader: Petastorm make_batch_reader, dummy pool (reproducible)",
-             *feed_lakeloop(url, args.rows, "dummy", 1)),
-            ("lakeloop loader: Petastorm make_batch_reader, thread pool x2",
-             *feed_lakeloop(url, args.rows, "thread", 2)),
+             *feed_lakeloop(url, "dummy", 1)),
+            ("lakeloop loader: Petastorm make_batch_reader, thread pool x2", *feed_lakeloop(url, "thread", 2)),
+            ("lakeloop loader, dummy pool, augmenting (shifts of up to 2 px)", *feed_lakeloop(url, "dummy", 1, 2)),
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -150,6 +150,39 @@ def test_epoch_order_is_a_function_of_seed_epoch_rank(spark, digits_lake, tmp_pa
     assert (pixels(2) == pixels(2)).all()
 
 
+def _uneven_training_set(folder, sizes=(7, 300, 45, 130, 61)):
+    """A training set of row groups of uneven sizes; image ``k`` is filled with ``k % 251``, label ``k % 10``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir()
+    k = 0
+    for f, n in enumerate(sizes):
+        ids = range(k, k + n)
+        pq.write_table(pa.table({
+            "image_id": pa.array([f"img-{i:04d}" for i in ids]),
+            "label_index": pa.array([i % 10 for i in ids], pa.int32()),
+            "pixels": pa.array([bytes([i % 251]) * SPEC.pixel_bytes for i in ids], pa.binary()),
+        }), folder / f"part-{f:05d}.parquet")
+        k += n
+    return f"file:{folder}"
+
+
+@pytest.mark.parametrize("batch_size", [16, 100, 333])
+def test_every_batch_holds_each_rows_own_pixels_and_label_across_uneven_row_groups(tmp_path, batch_size):
+    url = _uneven_training_set(tmp_path / "train")
+    plan = plan_shards(url, world_size=2, batch_size=batch_size)
+    for rank in range(2):
+        batches = list(epoch_batches(url, plan, SPEC, rank=rank, epoch=0, seed=1))
+        assert len(batches) == plan.steps_per_epoch and all(len(y) == batch_size for _, y, _ in batches)
+        for x, y, ids in batches:
+            k = np.array([int(i.removeprefix("img-")) for i in ids])
+            assert x.shape == (batch_size, 1, 32, 32) and x.dtype == np.float32
+            np.testing.assert_allclose(x[:, 0, 5, 7], ((k % 251) / 255.0 - 0.5) / 0.5, atol=1e-6)
+            assert (y == k % 10).all()
+        assert len({i for _, _, ids in batches for i in ids}) == plan.rows_per_rank[rank]
+
+
 def test_too_many_processes_for_the_row_groups_is_a_clear_error(spark, digits_lake, tmp_path):
     ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
     with pytest.raises(ConfigError, match="has 8 row groups but 9 training processes"):

@@ -15,7 +15,11 @@ Three Petastorm pains, and what this module does about them:
   with ``(seed, epoch, pass)``, one reader per pass; the shard is picked by rank, and augmentation draws from a
   generator seeded with ``(seed, epoch, rank)``. An epoch's batches are then a function of
   (seed, epoch, rank). The ``thread`` pool is faster and not reproducible.
-* Decoding and augmentation happen in the reader's ``TransformSpec``, not in the training loop.
+* A ``TransformSpec`` costs a pandas round trip per row group and a Python object per row
+  (Arrow -> pandas -> per-row function -> pandas -> Arrow). The reader here loads the raw
+  columns, and each row group is turned into tensors whole (:class:`BatchTransform`): its
+  pixels viewed as one uint8 array, shifted and normalised with vectorised numpy, then cut
+  into batches as views, with one copy per row group.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 # Columns of a materialized training set (lakeloop.training.dataset.materialize_training_set).
-ID_COLUMN, LABEL_COLUMN, PIXELS_COLUMN, IMAGE_FIELD = "image_id", "label_index", "pixels", "image"
+ID_COLUMN, LABEL_COLUMN, PIXELS_COLUMN = "image_id", "label_index", "pixels"
 # ... and of a table's (materialize_table_training_set): float32 input vectors, float32 targets.
 ROW_ID_COLUMN, INPUTS_COLUMN, TARGET_COLUMN = "row_id", "inputs", "target"
 
@@ -84,18 +88,13 @@ class Feed:
         return cls(**{**data, "input_shape": tuple(data["input_shape"])})
 
 
-def table_from_chunk(chunk, feed: Feed) -> "np.ndarray":
-    """The ``inputs`` column of an image reader chunk: float32 ``N x table_width``."""
+def float32_rows(values, width: "int | tuple[int, ...]") -> "np.ndarray":
+    """Binary cells of float32 bytes (a reader chunk's column) as one ``N x width`` float32 array."""
     import numpy as np
 
-    data = getattr(chunk, INPUTS_COLUMN)
-    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), feed.table_width)
-
-
-def chunk_inputs(chunk, feed: Feed) -> "np.ndarray | tuple[np.ndarray, np.ndarray]":
-    """A reader chunk's model input: the image (or table-row) array, or ``(images, table)``."""
-    images = images_from_chunk(chunk, feed)
-    return (images, table_from_chunk(chunk, feed)) if feed.table_width else images
+    shape = width if isinstance(width, tuple) else (width,)
+    # bytearray: a writable buffer, so torch.from_numpy gets memory it may own.
+    return np.frombuffer(bytearray(b"".join(values)), dtype=np.float32).reshape(len(values), *shape)
 
 
 def as_feed(feed: "Feed | PreprocessSpec") -> Feed:
@@ -174,8 +173,9 @@ def plan_shards(url: str, world_size: int, batch_size: int, hadoop_conf: Mapping
 
 
 class BatchTransform:
-    """Petastorm TransformSpec function: the input column -> float32 ``image`` bytes per row
-    (pixels normalised, shifted when augmenting; table inputs passed as they are)."""
+    """A reader chunk (one row group) -> ``(model inputs, targets, ids)``, the whole chunk at once:
+    pixels normalised (shifted first when augmenting) into float32 ``N x C x H x W``; table
+    inputs, and the ``inputs`` of images with table columns, viewed as float32 as they are."""
 
     def __init__(self, feed: "Feed | PreprocessSpec", max_shift: int = 0, seed: tuple[int, ...] = (0,)):
         import numpy as np
@@ -185,51 +185,32 @@ class BatchTransform:
         self.max_shift = max_shift
         self.rng = np.random.default_rng(list(seed))
 
-    def __call__(self, frame):
-        column = self.feed.input_column
+    def inputs(self, chunk) -> "np.ndarray | tuple[np.ndarray, np.ndarray]":
+        values = getattr(chunk, self.feed.input_column)
         if self.spec is None:
-            frame[IMAGE_FIELD] = frame[column]
-            return frame.drop(columns=[column])
-        batch = pixels_to_array(list(frame[column]), self.spec)
+            return float32_rows(values, self.feed.input_shape)
+        batch = pixels_to_array(values, self.spec)
         if self.max_shift:
             batch = random_shift(batch, self.max_shift, self.rng)
         images = normalize(batch, self.spec)
-        frame = frame.drop(columns=[column])
-        # Each row leaves as the bytes of its float32 C x H x W tensor: Petastorm moves a binary
-        # column through Arrow without per-row reshaping, and the loader views the joined
-        # bytes as one array (images_from_chunk). Per-row ndarray fields cost ~10x more.
-        frame[IMAGE_FIELD] = [row.tobytes() for row in images]
-        return frame
+        return (images, float32_rows(getattr(chunk, INPUTS_COLUMN), self.feed.table_width)) if self.feed.table_width \
+            else images
 
-    def transform_spec(self):
+    def targets(self, chunk) -> "np.ndarray":
+        """int64 class indices, or float32 ``N x target_width``."""
         import numpy as np
-        from petastorm.transform import TransformSpec
 
-        return TransformSpec(
-            self, edit_fields=[(IMAGE_FIELD, np.bytes_, (), False)], removed_fields=[self.feed.input_column]
-        )
+        values = getattr(chunk, self.feed.target_column)
+        return float32_rows(values, self.feed.target_width) if self.feed.target_width else \
+            np.asarray(values).astype(np.int64)
 
+    def __call__(self, chunk) -> tuple:
+        import numpy as np
 
-def images_from_chunk(chunk, feed: "Feed | PreprocessSpec") -> "np.ndarray":
-    """The ``image`` column of a reader chunk as one float32 ``N x <input shape>`` array."""
-    import numpy as np
-
-    data = getattr(chunk, IMAGE_FIELD)
-    # bytearray: a writable buffer, so torch.from_numpy gets memory it may own.
-    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), *as_feed(feed).input_shape)
+        return self.inputs(chunk), self.targets(chunk), np.asarray(getattr(chunk, self.feed.id_column))
 
 
-def targets_from_chunk(chunk, feed: Feed) -> "np.ndarray":
-    """The target column of a reader chunk: int64 class indices, or float32 ``N x target_width``."""
-    import numpy as np
-
-    data = getattr(chunk, feed.target_column)
-    if not feed.target_width:
-        return np.asarray(data).astype(np.int64)
-    return np.frombuffer(bytearray(b"".join(data)), dtype=np.float32).reshape(len(data), feed.target_width)
-
-
-def _reader(url: str, transform: BatchTransform, *, seed: int | None, shuffle: bool, num_epochs: int | None,
+def _reader(url: str, feed: Feed, *, seed: int | None, shuffle: bool, num_epochs: int | None,
             rank: int | None, world: int | None, pool: str, workers: int,
             hadoop_conf: Mapping[str, str] | None = None):
     from petastorm import make_batch_reader
@@ -241,7 +222,7 @@ def _reader(url: str, transform: BatchTransform, *, seed: int | None, shuffle: b
         warnings.simplefilter("ignore", FutureWarning)
         return make_batch_reader(
             dataset_url(url),
-            schema_fields=transform.feed.columns,
+            schema_fields=feed.columns,
             reader_pool_type=pool,
             workers_count=workers,
             shuffle_row_groups=shuffle,
@@ -250,7 +231,6 @@ def _reader(url: str, transform: BatchTransform, *, seed: int | None, shuffle: b
             num_epochs=num_epochs,
             cur_shard=rank,
             shard_count=world,
-            transform_spec=transform.transform_spec(),
             filesystem=petastorm_filesystem(url, hadoop_conf),
         )
 
@@ -274,30 +254,31 @@ def epoch_batches(
     ``(images, table N x table_width)`` when the feed has table columns; targets are int64 class
     indices, or float32 ``N x target_width`` (see :class:`Feed`).
     """
-    import numpy as np
-
     feed = as_feed(feed)
     transform = BatchTransform(feed, max_shift, seed=(seed, epoch, rank))
-    need = plan.steps_per_epoch * plan.batch_size
-    inputs, labels, ids, have, emitted = [], [], [], 0, 0
+    need, size = plan.steps_per_epoch * plan.batch_size, plan.batch_size
+    left, emitted = None, 0  # rows read but not yet in a batch (fewer than a batch)
     for pass_no in range(need):  # a smaller shard takes a second (partial) pass
         # One reader per pass with num_epochs=1: Petastorm's ventilator re-shuffles at an epoch
         # boundary as often as its queue is full, which makes num_epochs=None irreproducible.
-        with _reader(url, transform, seed=(seed * 100_003 + epoch) * 1_009 + pass_no, shuffle=True, num_epochs=1,
+        with _reader(url, feed, seed=(seed * 100_003 + epoch) * 1_009 + pass_no, shuffle=True, num_epochs=1,
                      rank=rank, world=plan.world_size, pool=pool, workers=workers, hadoop_conf=hadoop_conf) as reader:
             for chunk in reader:
-                inputs.append(chunk_inputs(chunk, feed))
-                labels.append(targets_from_chunk(chunk, feed))
-                ids.append(getattr(chunk, feed.id_column))
-                have += len(labels[-1])
-                while have >= plan.batch_size and emitted < need:
-                    x, y, i = _concat(inputs), np.concatenate(labels), np.concatenate(ids)
-                    b = plan.batch_size
-                    yield _rows(x, 0, b), y[:b], i[:b]
-                    emitted += b
-                    inputs, labels, ids, have = [_rows(x, b, None)], [y[b:]], [i[b:]], len(y) - b
+                part, start = transform(chunk), 0
+                if left is not None:
+                    missing = size - len(left[1])
+                    if len(part[1]) < missing:  # a row group smaller than what the batch still needs
+                        left = _concat([left, part])
+                        continue
+                    # The batch that straddles two row groups is the only one copied.
+                    yield _concat([left, _part_rows(part, 0, missing)])
+                    start, emitted = missing, emitted + size
+                while len(part[1]) - start >= size and emitted < need:
+                    yield _part_rows(part, start, start + size)  # views of the row group's arrays
+                    start, emitted = start + size, emitted + size
                 if emitted >= need:
                     return
+                left = _part_rows(part, start, None) if start < len(part[1]) else None
 
 
 def shard_batches(
@@ -308,22 +289,29 @@ def shard_batches(
     feed = as_feed(feed)
     transform = BatchTransform(feed)
     shard = dict(rank=rank, world=world) if world > 1 else dict(rank=None, world=None)
-    with _reader(url, transform, seed=None, shuffle=False, num_epochs=1, pool=pool, workers=workers,
+    with _reader(url, feed, seed=None, shuffle=False, num_epochs=1, pool=pool, workers=workers,
                  hadoop_conf=hadoop_conf, **shard) as reader:
         for chunk in reader:
-            x, y, i = chunk_inputs(chunk, feed), targets_from_chunk(chunk, feed), getattr(chunk, feed.id_column)
+            x, y, i = transform(chunk)
             for start in range(0, len(y), batch_size):
                 yield _rows(x, start, start + batch_size), y[start:start + batch_size], i[start:start + batch_size]
 
 
-def _concat(parts: list) -> "np.ndarray | tuple[np.ndarray, ...]":
-    """Concatenated model inputs: arrays, or ``(images, table)`` tuples position by position."""
+def _concat(parts: list) -> tuple:
+    """``(inputs, targets, ids)`` parts joined: inputs are arrays, or ``(images, table)`` tuples."""
     import numpy as np
 
-    if isinstance(parts[0], tuple):
-        return tuple(np.concatenate(column) for column in zip(*parts))
-    return np.concatenate(parts)
+    def join(arrays):
+        return tuple(join(column) for column in zip(*arrays)) if isinstance(arrays[0], tuple) else np.concatenate(arrays)
+
+    return tuple(join(column) for column in zip(*parts))
 
 
 def _rows(x: "np.ndarray | tuple[np.ndarray, ...]", start: int, stop: int | None):
     return tuple(a[start:stop] for a in x) if isinstance(x, tuple) else x[start:stop]
+
+
+def _part_rows(part: tuple, start: int, stop: int | None) -> tuple:
+    """Rows ``start:stop`` of an ``(inputs, targets, ids)`` part, as views."""
+    x, y, i = part
+    return _rows(x, start, stop), y[start:stop], i[start:stop]

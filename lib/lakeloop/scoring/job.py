@@ -156,9 +156,7 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     lake = LakeLayout(profile.lake_root)
     started = time.perf_counter()
     report.outputs.update(predictions=lake.predictions, quarantine=lake.quarantine_predictions)
-    if spark.sparkContext.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
-        report.warnings.append("spark.python.worker.reuse is false: every task starts a Python worker and loads "
-                               "the model again; remove that setting from the profile")
+    _warn_without_worker_reuse(spark, report)
     registry = Registry.for_profile(profile)
     scoring_input = _open_input(spark, profile, registry, report)
     with report.timed("plan"):
@@ -177,6 +175,12 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _warn_without_worker_reuse(spark: "SparkSession", report: RunReport) -> None:
+    if spark.sparkContext.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
+        report.warnings.append("spark.python.worker.reuse is false: every task starts a Python worker and loads "
+                               "the model again; remove that setting from the profile")
 
 
 @dataclass

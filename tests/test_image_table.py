@@ -51,7 +51,7 @@ def hinted_profile(lake: str, raw: str, *overrides):
         ("features.table_inputs", {"numeric": ["hint"], "categorical": ["colour"]}),
         ("features.training_set_files", 4),
         ("train.model", "lenet5"), ("train.model_name", "hinted"), ("train.epochs", 8), ("train.batch_size", 32),
-        ("train.learning_rate", 0.01), ("train.augment", False), ("score.model", "hinted"), *overrides)
+        ("train.learning_rate", 0.03), ("train.augment", False), ("score.model", "hinted"), *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -145,3 +145,21 @@ def test_train_rank_runs_without_spark_from_a_plan(spark, digits_lake, tmp_path)
     result = torch.load(out, weights_only=False)
     model = build_model("lenet5", _spec(10, 1, 32))
     model.load_state_dict(load_state_dict_bytes(result["weights"]))
+
+
+def test_a_failing_training_process_is_named_by_its_rank_its_own_error_and_its_traceback(spark, digits_lake,
+                                                                                          tmp_path):
+    """TorchDistributor's own error says only that training failed: the ranks' records say why."""
+    import dataclasses
+
+    from lakeloop.training.driver import TrainingFailed, run_distributed
+
+    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.epochs", 1))
+    ts = materialize_training_set(spark, profile)
+    plan = make_plan(profile, ts, "plan-fails", training_key(profile.train, ts))
+    vanished = dataclasses.replace(plan, train_url=f"{plan.train_url}-vanished")
+    with pytest.raises(TrainingFailed, match=r"training failed: rank [01] on \S+ raised \w+") as failed:
+        run_distributed(vanished, profile.train)
+    message = str(failed.value)
+    assert "-vanished" in message and "Its traceback is in " in message
+    assert 'File "' in message.split("it ends:", 1)[1]  # the end of the rank's traceback, not the wrapper's

@@ -25,7 +25,7 @@ from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.training.dataset import TrainingSet, input_statistics, materialize, table_layout
 from lakeloop.training.loader import plan_shards
-from lakeloop.training.rank import TrainPlan, train_rank
+from lakeloop.training.rank import TrainPlan, failure_dir, recorded_failures, train_rank
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -231,16 +231,33 @@ def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
     """Run :func:`train_rank` in ``cfg.num_processes`` processes through TorchDistributor."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
+    from lakeloop.io.lakefs import LakeFiles
+
+    LakeFiles(plan.hadoop_conf).delete_dir(failure_dir(plan))  # an earlier attempt's, not this one's
     distributor = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu)
     try:
         result = distributor.run(train_rank, plan)
     except Exception as exc:  # a Py4JJavaError (barrier job) or RuntimeError (local mode) around torchrun's output
-        raise TrainingFailed(
-            f"training failed in a TorchDistributor process: {process_error(str(exc))}. The processes' output "
-            f"is printed above (on a cluster also in the executors' logs); the full error follows") from exc
+        raise TrainingFailed(failure_message(plan, str(exc))) from exc
     if not isinstance(result, dict) or "weights" not in result:
         raise RuntimeError(f"training returned no result from rank 0 (got {type(result).__name__})")
     return result
+
+
+def failure_message(plan: TrainPlan, distributor_error: str) -> str:
+    """Why training failed: the first process to fail, its error and the end of its traceback, from
+    what the processes recorded (:func:`~lakeloop.training.rank.record_failure`); else the first
+    error in TorchDistributor's exception."""
+    failures = recorded_failures(plan)
+    if not failures:
+        return (f"training failed in a TorchDistributor process: {process_error(distributor_error)}. The "
+                f"processes' output is printed above (on a cluster also in the executors' logs); the full "
+                f"error follows")
+    first = failures[0]
+    others = "".join(f"; then rank {f['rank']} on {f['host']}: {f['error'][:200]}" for f in failures[1:])
+    tail = "".join(first["traceback"].splitlines(keepends=True)[-12:])
+    return (f"training failed: rank {first['rank']} on {first['host']} raised {first['error'][:500]}{others}. "
+            f"Its traceback is in {first['uri']}; it ends:\n{tail}")
 
 
 def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id: str,

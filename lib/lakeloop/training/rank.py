@@ -35,6 +35,11 @@ from lakeloop.training.loader import Feed, ShardPlan, epoch_batches, shard_batch
 
 CHECKPOINT_PREFIX = "epoch-"
 AUGMENT_MAX_SHIFT = 2
+# Where a failing process writes its error, in the run's checkpoint folder (shared storage the
+# driver can read): TorchDistributor's launcher exits 0 whatever torchrun did, so the driver's
+# exception says only "TorchDistributor failed during training" and the cause is in the
+# processes' output, on a cluster in the executors' logs.
+FAILURES_DIR = "failures"
 
 
 @dataclass(frozen=True)
@@ -505,13 +510,51 @@ def _run_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, d
 
 
 def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
-    """Train one process's part of a distributed run; rank 0 returns weights and metrics."""
+    """Train one process's part of a distributed run; rank 0 returns weights and metrics.
+
+    A process that fails writes its error and traceback to :func:`failure_dir` before raising."""
     import warnings
 
     with warnings.catch_warnings():
         # petastorm 0.12 uses pyarrow 14's legacy ParquetDataset API (DESIGN.md): known and harmless.
         warnings.simplefilter("ignore", FutureWarning)
-        return _train_rank(plan)
+        try:
+            return _train_rank(plan)
+        except Exception as exc:
+            record_failure(plan, os.environ.get("RANK", "0"), exc)
+            raise
+
+
+def failure_dir(plan: TrainPlan) -> str:
+    return f"{plan.checkpoint_dir}/{FAILURES_DIR}"
+
+
+def record_failure(plan: TrainPlan, rank: str, exc: BaseException) -> None:
+    """Write ``rank-<rank>.json`` (when, which host, the error, its traceback) to :func:`failure_dir`;
+    a failure to write is printed, never raised over the error itself."""
+    import socket
+    import traceback
+
+    record = {"rank": rank, "host": socket.gethostname(), "failed_at": time.time(),
+              "error": f"{type(exc).__name__}: {exc}",
+              "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+    try:
+        LakeFiles(plan.hadoop_conf).write_bytes_atomic(f"{failure_dir(plan)}/rank-{rank}.json",
+                                                       json.dumps(record).encode("utf-8"))
+    except Exception as write_error:  # noqa: BLE001 - the training error matters more
+        print(f"[lakeloop] rank {rank} could not record its failure in {failure_dir(plan)}: {write_error}",
+              file=sys.stderr)
+
+
+def recorded_failures(plan: TrainPlan) -> list[dict[str, Any]]:
+    """The failures the run's processes recorded, the first to fail first."""
+    files = LakeFiles(plan.hadoop_conf)
+    records = []
+    for name in files.list_dir(failure_dir(plan)):
+        if name.startswith("rank-") and name.endswith(".json"):
+            record = json.loads(files.read_bytes(f"{failure_dir(plan)}/{name}"))
+            records.append({**record, "uri": f"{failure_dir(plan)}/{name}"})
+    return sorted(records, key=lambda r: r["failed_at"])
 
 
 def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from lakeloop.io import delta
 from lakeloop.preprocess import SPLITS, PreprocessSpec, image_to_pixels, pixels_to_tensor, random_shift
 from lakeloop.training.dataset import materialize_training_set
 from lakeloop.training.loader import epoch_batches, plan_shards, shard_batches
-from support.lakes import copy_lake, layout
+from support.lakes import copy_lake, layout, make_profile
 
 SPEC = PreprocessSpec(height=32, width=32, channels=1, resize="pad", mean=(0.5,), std=(0.5,))
 
@@ -90,8 +90,15 @@ def test_split_is_stable_fractions_hold_and_rerun_commits_nothing(spark, digits_
 
     report = build_features(spark, profile)
 
-    assert report.counts["inserted"] == report.counts["updated"] == 0
-    assert report.counts["unchanged"] == 1797
+    assert report.details["build"] == {"mode": "incremental", "since_bronze_version": report.details["bronze_version"],
+                                       "new_rows": 0}
+    assert report.counts["images"] == report.counts["inserted"] == report.counts["updated"] == 0
+    assert report.counts["split_train"] + report.counts["split_validation"] + report.counts["split_test"] == 1797
+    assert delta.table_version(spark, uri) == version
+    full = build_features(spark, make_profile(profile.lake_root, ("features.join_table", None),
+                                              ("features.incremental", False)))
+    assert full.details["build"] == {"mode": "full", "reason": "features.incremental is false"}
+    assert full.counts["images"] == full.counts["unchanged"] == 1797
     assert delta.table_version(spark, uri) == version
     assert {r.image_id: r.split for r in delta.read_table(spark, uri).collect()} == before
     counts = {s: list(before.values()).count(s) for s in SPLITS}
@@ -104,8 +111,113 @@ def test_changed_spec_rewrites_rows_and_makes_a_new_training_set(spark, digits_l
     first = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "other"))
     report = build_features(spark, profile)
     assert report.counts["updated"] == 1797
+    assert report.details["build"]["mode"] == "full" and "recipe changed" in report.details["build"]["reason"]
+    assert "spec" in report.details["build"]["reason"]
+    assert not any("preprocessed every image" in w for w in report.warnings)
     ts = materialize_training_set(spark, profile)
     assert ts.spec.height == 28 and ts.root != first.root
+
+
+def _lake_with_new_digits(spark, digits_lake, lake, folder, count=12, before_ingest=None):
+    """A copy of the demo lake (its profile) with ``count`` new PNGs, labelled by their folders
+    "0".."9", ingested into its bronze; ``before_ingest(profile)`` runs on the copy first."""
+    from lakeloop.ingest.images import ingest_images
+
+    rng = np.random.default_rng(7)
+    for k in range(count):
+        (folder / str(k % 10)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(folder / str(k % 10) / f"new-{k}.png")
+    profile = copy_lake(digits_lake, lake, ("ingest_images.source", f"file:{folder}"))
+    if before_ingest:
+        before_ingest(profile)
+    assert ingest_images(spark, profile).counts["ingested"] == count
+    return profile
+
+
+def test_a_build_after_new_images_preprocesses_only_the_new_images(spark, digits_lake, tmp_path):
+    profile = _lake_with_new_digits(spark, digits_lake, tmp_path / "lake", tmp_path / "new")
+    lake = layout(profile)
+    built_from = delta.read_table(spark, lake.features).select("source_version").distinct().collect()
+
+    report = build_features(spark, profile)
+
+    assert report.details["build"]["mode"] == "incremental" and report.details["build"]["new_rows"] == 12
+    assert report.counts["images"] == report.counts["inserted"] == 12 and report.counts["quarantined"] == 0
+    features = delta.read_table(spark, lake.features)
+    assert features.count() == 1797 + 12
+    new = features.where(f"source_version = {report.details['bronze_version']}").join(
+        delta.read_table(spark, lake.bronze_images).select("image_id", "content"), "image_id").collect()
+    assert len(new) == 12 and all(r.pixels == image_to_pixels(r.content, SPEC) for r in new)
+    assert all(r.label_index == int(r.label) for r in new)
+    # The rows built before keep the bronze version they were built from: nothing rewritten.
+    assert features.where(f"source_version <> {report.details['bronze_version']}").select(
+        "source_version").distinct().collect() == built_from
+
+
+def test_a_build_killed_before_it_records_what_it_read_is_redone_without_adding_twice(
+        spark, digits_lake, tmp_path, monkeypatch):
+    profile = _lake_with_new_digits(spark, digits_lake, tmp_path / "lake", tmp_path / "new")
+    clean = _lake_with_new_digits(spark, digits_lake, tmp_path / "clean", tmp_path / "new")
+    build_features(spark, clean)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the properties commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(delta, "set_table_properties", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build_features(spark, profile)
+    report = build_features(spark, profile)
+
+    assert report.details["build"]["new_rows"] == 12 and report.counts["unchanged"] == 12
+    assert report.counts["inserted"] == 0
+
+    def rows(p):
+        return sorted((r.image_id, r.label_index, r.split, r.pixels) for r in
+                      delta.read_table(spark, layout(p).features).select("image_id", "label_index", "split", "pixels")
+                      .collect())
+
+    assert rows(profile) == rows(clean)
+    properties = [delta.table_properties(spark, layout(p).features) for p in (profile, clean)]
+    assert properties[0] == properties[1]
+
+
+def test_a_build_with_a_new_spec_killed_halfway_leaves_the_next_build_a_full_one(spark, digits_lake, tmp_path,
+                                                                                   monkeypatch):
+    profile = copy_lake(digits_lake, tmp_path / "lake")
+    smaller = make_profile(profile.lake_root, ("features.join_table", None), ("features.preprocess.height", 28),
+                           ("features.preprocess.width", 28))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the properties commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(delta, "set_table_properties", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build_features(spark, smaller)  # every row rewritten at 28x28, then killed
+    report = build_features(spark, profile)  # back to 32x32: must not trust the old record
+
+    assert report.details["build"]["mode"] == "full" and report.counts["updated"] == 1797
+    rows = delta.read_table(spark, layout(profile).features).select("height", "width").distinct().collect()
+    assert [(r.height, r.width) for r in rows] == [(32, 32)]
+
+
+def test_a_bronze_table_whose_change_feed_was_off_is_built_in_full_with_a_warning(spark, digits_lake, tmp_path):
+    def feed_off(profile):
+        spark.sql(f"ALTER TABLE delta.`{layout(profile).bronze_images}` "
+                  f"SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'false')")
+
+    # ingest_images turns the feed on again, then adds the rows: one version has no change data.
+    profile = _lake_with_new_digits(spark, digits_lake, tmp_path / "lake", tmp_path / "new", before_ingest=feed_off)
+
+    report = build_features(spark, profile)
+
+    assert report.details["build"]["mode"] == "full"
+    assert "DELTA_MISSING_CHANGE_DATA" in report.details["build"]["reason"]
+    assert report.counts["images"] == 1797 + 12 and report.counts["inserted"] == 12
+    assert any("preprocessed every image" in w for w in report.warnings)
+    assert build_features(spark, profile).details["build"] == {
+        "mode": "incremental", "since_bronze_version": report.details["bronze_version"], "new_rows": 0}
 
 
 def test_training_set_is_reused_while_version_and_spec_match(spark, digits_lake, tmp_path):

@@ -177,6 +177,8 @@ class FeaturesConfig:
     target: str = "label"
     label_delimiter: str = ","  # multilabel: how a text target separates its labels ("a,b"); list columns as is
     training_set_files: int = 16
+    # Preprocess only bronze's rows added since the last build while its recipe holds; false: every row.
+    incremental: bool = True
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 PREPROCESS_SCHEMA = "pixels binary, error string"
+# silver.features' record of its last complete build: the bronze version it read and its recipe.
+BUILD_PROPERTY = "lakeloop.features_build"
 
 
 def assign_split(image_id: "Column", seed: str, fractions: tuple[float, ...]) -> "Column":
@@ -125,18 +127,67 @@ def stable_classes(previous: list[str], labels: set[str]) -> list[str]:
     return [*previous, *sorted(set(labels) - set(previous), key=natural_order)]
 
 
-def _read_bronze(spark: "SparkSession", lake: LakeLayout) -> tuple["DataFrame", int, list[str]]:
-    """bronze.images pinned to its current version, that version, and the class list (stable across runs)."""
+def build_recipe(cfg: FeaturesConfig, spec: PreprocessSpec, task: str, join: dict | None) -> dict:
+    """Everything a feature row depends on besides its own bronze row. While it stays the same,
+    rows built once stay right, and a build only needs bronze's new rows."""
+    return {"spec": spec.key, "split_seed": cfg.split_seed, "split_fractions": list(cfg.split_fractions),
+            "task": task, "target": cfg.target, "label_delimiter": cfg.label_delimiter, "join": join}
+
+
+def _last_build(spark: "SparkSession", lake: LakeLayout) -> dict:
+    """What the last complete build recorded (bronze version, recipe), or ``{}``."""
+    if not delta.is_delta_table(spark, lake.features):
+        return {}
+    return json.loads(delta.table_properties(spark, lake.features).get(BUILD_PROPERTY, "{}"))
+
+
+def _bronze_to_build(spark: "SparkSession", lake: LakeLayout, recipe: dict, last: dict,
+                     incremental: bool = True) -> tuple["DataFrame", int, dict]:
+    """The bronze rows this build must preprocess, bronze's current version, and how it chose them.
+
+    Incremental when the last complete build used the same recipe: only the rows bronze's
+    change data feed records as added since the version that build read. Otherwise, or when
+    the feed cannot be read (turned on later, or its versions vacuumed), or ``incremental`` is
+    false, every row.
+    """
+    from pyspark.sql import functions as F
+
     if not delta.is_delta_table(spark, lake.bronze_images):
         raise SourceError(f"{lake.bronze_images} is not a Delta table yet; run ingest_images first")
     version = delta.table_version(spark, lake.bronze_images)
-    bronze = delta.read_table(spark, lake.bronze_images, version)
+    since = last.get("bronze_version")
+    if not incremental:
+        reason = "features.incremental is false"
+    elif since is None:
+        reason = "no earlier build of silver.features recorded what it read"
+    elif last.get("recipe") != recipe:
+        changed = sorted(k for k in {*recipe, *last.get("recipe", {})} if recipe.get(k) != last["recipe"].get(k))
+        reason = f"the recipe changed since the last build ({', '.join(changed)})"
+    elif since >= version:
+        empty = delta.read_table(spark, lake.bronze_images, version).where(F.lit(False))
+        return empty, version, {"mode": "incremental", "since_bronze_version": since, "new_rows": 0}
+    else:
+        try:
+            changes = delta.read_inserts(spark, lake.bronze_images, since + 1, version)
+            new_rows = changes.select("image_id").count()  # reads each new file: proves the feed whole
+            return changes, version, {"mode": "incremental", "since_bronze_version": since, "new_rows": new_rows}
+        except Exception as exc:  # noqa: BLE001 - a full build is always right; say why it was needed
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = (f"the change data feed of {lake.bronze_images} from version {since + 1} cannot be read "
+                      f"({first_line[:300]}); every image was built again")
+            return delta.read_table(spark, lake.bronze_images, version), version, {
+                "mode": "full", "reason": reason, "feed_unreadable": True}
+    return delta.read_table(spark, lake.bronze_images, version), version, {"mode": "full", "reason": reason}
+
+
+def _classes(spark: "SparkSession", bronze: "DataFrame", lake: LakeLayout) -> list[str]:
+    """The class list: the one silver.features was built with, and the labels of ``bronze`` it lacks."""
     labels = {r.label for r in bronze.where("label IS NOT NULL").select("label").distinct().collect()}
     previous: list[str] = []
     if delta.is_delta_table(spark, lake.features):
         stored = delta.table_properties(spark, lake.features).get(CLASSES_PROPERTY)
         previous = list(json.loads(stored)) if stored else []
-    return bronze, version, stable_classes(previous, labels)
+    return stable_classes(previous, labels)
 
 
 def _label_list(spark: "SparkSession", features: "DataFrame", lake: LakeLayout) -> list[str]:
@@ -154,22 +205,26 @@ def _label_list(spark: "SparkSession", features: "DataFrame", lake: LakeLayout) 
     return stable_classes(previous, names)
 
 
-def _join_configured_table(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig,
-                           lake: LakeLayout) -> "DataFrame":
-    """``features`` with ``features.join_columns`` of ``features.join_table`` (pinned to its current version)."""
+def _join_source(spark: "SparkSession", cfg: FeaturesConfig, lake: LakeLayout) -> dict | None:
+    """``features.join_table``'s URI and current version (the recipe names both), or None."""
+    if not cfg.join_table:
+        return None
     join_uri = lake.resolve_table(cfg.join_table)
     if not delta.is_delta_table(spark, join_uri):
         raise SourceError(f"features.join_table {join_uri} is not a Delta table; run ingest_tables first "
                           f"or unset features.join_table")
-    table = delta.read_table(spark, join_uri, delta.table_version(spark, join_uri))
-    return join_table_columns(features, table, cfg.join_key, cfg.join_columns)
+    return {"table": join_uri, "version": delta.table_version(spark, join_uri), "key": cfg.join_key,
+            "columns": list(cfg.join_columns)}
 
 
 def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig, spec: PreprocessSpec,
-                    classes: list[str], task: str, lake: LakeLayout,
+                    classes: list[str], task: str, lake: LakeLayout, built: dict, since: int | None,
                     report: RunReport) -> tuple[dict[str, int], int]:
-    """MERGE the good rows into silver, the failed ones into quarantine, set the table's properties;
-    returns the MERGE metrics and the number quarantined."""
+    """Write the good rows into silver (appended when the build is incremental from bronze
+    version ``since``, else MERGEd), the failed ones into quarantine, then set the table's
+    properties, ``built`` (what this build read) among them: written last, so a build killed
+    before it is redone from the same bronze version. Returns the write's metrics and the
+    number quarantined."""
     from pyspark.sql import functions as F
 
     good = features.where("error IS NULL").drop("error")
@@ -178,14 +233,21 @@ def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesC
         F.lit(report.run_id).alias("run_id"))
     target = [TARGET_COLUMNS[task]] if task != "classification" else []
     compare = ["label", "label_index", "split", "spec_key", *(cfg.join_columns if cfg.join_table else ()), *target]
-    # add_columns: a features table built for one task gains the target column of another (and a
-    # row rewritten for one task leaves another's target null).
-    metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], compare, add_columns=True)
+    if since is not None:
+        # Incremental: the rows are new to silver, built with the recipe of the rows already there,
+        # but for those a build killed before its record may have written; those carry a later
+        # source_version than the recorded one, which file statistics find without a full scan.
+        metrics = delta.append_missing(spark, good, lake.features, ["image_id"], f"source_version > {since}")
+    else:
+        # add_columns: a features table built for one task gains the target column of another (and
+        # a row rewritten for one task leaves another's target null).
+        metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], compare, add_columns=True)
     bad_count = bad.count()
     if bad_count:
         delta.merge_insert_new(spark, bad, lake.quarantine_features, ["image_id"])
     # A classifier's class list is kept through a run for another task, so its indices never shift.
-    properties = {SPEC_PROPERTY: spec.to_json(), IMAGE_TARGET_PROPERTY: json.dumps(
+    properties = {BUILD_PROPERTY: json.dumps(built, sort_keys=True), SPEC_PROPERTY: spec.to_json(),
+                  IMAGE_TARGET_PROPERTY: json.dumps(
         {"task": task, "target": cfg.target if target else "label", "labels": classes if task == "multilabel" else []})}
     if task == "classification":
         properties[CLASSES_PROPERTY] = json.dumps(classes)
@@ -212,12 +274,38 @@ def _quality(spark: "SparkSession", profile: Profile, lake: LakeLayout, version:
     return quality
 
 
+def _preprocess_and_write(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig, spec: PreprocessSpec,
+                          classes: list[str], task: str, lake: LakeLayout, built: dict, how: dict,
+                          report: RunReport) -> tuple[int, int, dict[str, int], list[str]]:
+    """Preprocess the chosen rows and write them (nothing when bronze gained no rows since the
+    last build); returns rows read, rows quarantined, the write's metrics and the class list."""
+    from pyspark import StorageLevel
+
+    if how.get("new_rows") == 0:
+        return 0, 0, {}, _label_list(spark, features, lake) if task == "multilabel" else classes
+    features = features.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with report.timed("preprocess"):
+            n_images = features.count()
+        if task == "multilabel":
+            classes = _label_list(spark, features, lake)
+        with report.timed("write"):
+            since = how.get("since_bronze_version") if how["mode"] == "incremental" else None
+            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, task, lake, built, since, report)
+    finally:
+        features.unpersist()
+    return n_images, bad_count, metrics, classes
+
+
 def build_features(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
     """Build or update ``silver.features`` from the current ``bronze.images``.
 
-    Rows whose image, label index, spec or joined columns are unchanged are not rewritten;
-    a rerun on unchanged input commits nothing. Images that fail preprocessing go to
-    ``quarantine.features``. Reads ``features.*``.
+    Only bronze's rows added since the last build are preprocessed, read from bronze's change
+    data feed, while the recipe (spec, split, task, target, joined table and its version) is
+    the one that build used; otherwise every row is, and rows whose image, label index, spec
+    or joined columns are unchanged are not rewritten. A rerun on unchanged input commits
+    nothing. Images that fail preprocessing go to ``quarantine.features``. Reads ``features.*``.
+    ``details.build`` says which it was (``mode``: ``incremental`` or ``full``, and why).
 
     Raises
     ------
@@ -226,36 +314,38 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
     ConfigError
         a join table without the configured columns.
     """
-    from pyspark import StorageLevel
-
     cfg = profile.features
     report = report or RunReport.start("build_features")
     lake = LakeLayout(profile.lake_root)
     spec = PreprocessSpec.from_config(cfg.preprocess)
     task = profile.train.task
     with report.timed("read"):
-        bronze, source_version, classes = _read_bronze(spark, lake)
-    if task != "classification":
-        classes = []  # a class index is a classifier's; multilabel's label list comes from the targets below
+        join = _join_source(spark, cfg, lake)
+        recipe = build_recipe(cfg, spec, task, join)
+        last = _last_build(spark, lake)
+        bronze, source_version, how = _bronze_to_build(spark, lake, recipe, last, cfg.incremental)
+        classes = _classes(spark, bronze, lake) if task == "classification" else []
+    # a class index is a classifier's; multilabel's label list comes from the targets below
+    report.details["build"] = how
+    if how["mode"] == "full" and last.get("recipe") not in (None, recipe):
+        # Rows are about to be rewritten with another recipe: a build killed halfway must not
+        # leave the old record behind, or the next build would add to rows it no longer describes.
+        delta.unset_table_property(spark, lake.features, BUILD_PROPERTY)
+    if how.get("feed_unreadable"):
+        report.warnings.append(f"build_features preprocessed every image: {how['reason']}")
     features = to_features(bronze, spec, classes, cfg.split_seed, cfg.split_fractions, source_version, report.run_id)
-    if cfg.join_table:
-        features = _join_configured_table(spark, features, cfg, lake)
+    if join:
+        table = delta.read_table(spark, join["table"], join["version"])
+        features = join_table_columns(features, table, cfg.join_key, cfg.join_columns)
     if task != "classification":
         features = features.withColumn(TARGET_COLUMNS[task], task_target(
             features, cfg.target, task, cfg.label_delimiter, "features.target",
             text_numbers=cfg.target == "label"))  # an image label is text: "3.25"
-    features = features.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with report.timed("preprocess"):
-            n_images = features.count()
-        if task == "multilabel":
-            classes = _label_list(spark, features, lake)
-        report.details.update(bronze_version=source_version, classes=classes, task=task,
-                              preprocess=json.loads(spec.to_json()))
-        with report.timed("write"):
-            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, task, lake, report)
-    finally:
-        features.unpersist()
+    report.details.update(bronze_version=source_version, task=task, preprocess=json.loads(spec.to_json()))
+    built = {"bronze_version": source_version, "recipe": recipe}
+    n_images, bad_count, metrics, classes = _preprocess_and_write(spark, features, cfg, spec, classes, task, lake,
+                                                                  built, how, report)
+    report.details["classes"] = classes
     version = delta.table_version(spark, lake.features)
     with report.timed("quality"):
         quality = _quality(spark, profile, lake, version, report)

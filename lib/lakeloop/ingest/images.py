@@ -327,7 +327,8 @@ def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataF
 
     with report.timed("write_bronze"):
         report.details["bronze_merge"] = delta.merge_insert_new(
-            spark, bronze_rows(checked, report.run_id), lake.bronze_images, ["image_id"])
+            spark, bronze_rows(checked, report.run_id), lake.bronze_images, ["image_id"],
+            properties=delta.CHANGE_FEED_ON)  # build_features reads only the rows each run adds
     with report.timed("write_quarantine"):
         delta.merge_insert_new(spark, quarantine_rows(checked, report.run_id, cfg.quarantine_content_max_bytes),
                                lake.quarantine_images, list(QUARANTINE_KEYS), add_columns=True)

@@ -12,6 +12,12 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+# Table properties that make Delta record which rows each commit adds (its change data feed),
+# so a later step can read only those: bronze.images has it, for incremental build_features.
+CHANGE_FEED_ON = {"delta.enableChangeDataFeed": "true"}
+
+_PROTOCOL_KEYS = {"delta.minReaderVersion", "delta.minWriterVersion"}
+
 
 def is_delta_table(spark: "SparkSession", uri: str) -> bool:
     from delta.tables import DeltaTable
@@ -43,6 +49,21 @@ def read_table(spark: "SparkSession", uri: str, version: int | None = None) -> "
     return reader.load(uri)
 
 
+def read_inserts(spark: "SparkSession", uri: str, start: int, end: int) -> "DataFrame":
+    """The rows Delta's change data feed records as inserted (or updated to) in versions
+    ``start``..``end`` of the table at ``uri``, with the table's own columns only.
+
+    Needs ``delta.enableChangeDataFeed`` on the table from ``start`` on; Delta raises (when the
+    rows are read, not here) if it was off, or if those versions' files or log are gone.
+    """
+    from pyspark.sql import functions as F
+
+    changes = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", start)
+               .option("endingVersion", end).load(uri))
+    return changes.where(F.col("_change_type").isin("insert", "update_postimage")).drop(
+        "_change_type", "_commit_version", "_commit_timestamp")
+
+
 def read_pinned_or_empty(spark: "SparkSession", uri: str, schema: "StructType") -> "DataFrame":
     """The table at ``uri`` pinned to its current version, or an empty DataFrame of ``schema``."""
     if is_delta_table(spark, uri):
@@ -58,10 +79,14 @@ def table_version(spark: "SparkSession", uri: str) -> int:
 
 
 def table_properties(spark: "SparkSession", uri: str) -> dict[str, str]:
-    """The Delta table's properties (``TBLPROPERTIES``)."""
-    from delta.tables import DeltaTable
+    """The Delta table's properties (``TBLPROPERTIES``), without the protocol's entries.
 
-    return dict(DeltaTable.forPath(spark, uri).detail().select("properties").first()["properties"] or {})
+    ``SHOW TBLPROPERTIES`` reads only the table's metadata; ``DeltaTable.detail()`` would
+    also total the size of every file, which after each commit costs a Spark job (about 2 s
+    on 2 cores, measured: 0.05 s this way).
+    """
+    rows = spark.sql(f"SHOW TBLPROPERTIES delta.{_q(uri)}").collect()
+    return {r.key: r.value for r in rows if r.key not in _PROTOCOL_KEYS and not r.key.startswith("delta.feature.")}
 
 
 def set_table_properties(spark: "SparkSession", uri: str, properties: dict[str, str]) -> None:
@@ -74,6 +99,12 @@ def set_table_properties(spark: "SparkSession", uri: str, properties: dict[str, 
 
         assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({assignments})")
+
+
+def unset_table_property(spark: "SparkSession", uri: str, key: str) -> None:
+    """Remove a table property (one commit if the table has it, none otherwise)."""
+    if key in table_properties(spark, uri):
+        spark.sql(f"ALTER TABLE delta.{_q(uri)} UNSET TBLPROPERTIES IF EXISTS ('{key}')")
 
 
 def _q(column: str) -> str:
@@ -111,10 +142,12 @@ def _last_commit_rows(spark: "SparkSession", uri: str) -> int:
 _NOTHING = {"num_affected_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0, "num_inserted_rows": 0}
 
 
-def _create_with(spark: "SparkSession", df: "DataFrame", uri: str) -> dict[str, int]:
+def _create_with(spark: "SparkSession", df: "DataFrame", uri: str,
+                 properties: dict[str, str] | None = None) -> dict[str, int]:
     # No table yet: the first commit creates it with all rows at once, atomically (a crash
-    # before it leaves no table; after it, a rerun MERGEs against it).
-    df.write.format("delta").mode("errorifexists").save(uri)
+    # before it leaves no table; after it, a rerun MERGEs against it). Options named
+    # ``delta.*`` become the new table's properties in that same commit.
+    df.write.format("delta").mode("errorifexists").options(**(properties or {})).save(uri)
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
@@ -141,18 +174,22 @@ def _with_table_columns(spark: "SparkSession", df: "DataFrame", uri: str) -> "Da
 
 
 def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str],
-                     add_columns: bool = False) -> dict[str, int]:
+                     add_columns: bool = False, properties: dict[str, str] | None = None) -> dict[str, int]:
     """Insert the rows of ``df`` whose key is not in the table yet; create the table if needed.
 
     ``df`` must hold at most one row per key. Returns Delta's MERGE metrics. When no row
     is new, nothing is committed (Delta would otherwise record an empty MERGE). With
     ``add_columns`` columns of ``df`` the table lacks are added first, and columns the table
     has but ``df`` lacks are inserted as nulls (rows of a model of another task in one table).
+    ``properties`` (``delta.*`` table settings) are set when the table is created, and on an
+    existing table that lacks them before its rows are merged.
     """
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, uri):
-        return _create_with(spark, df, uri)
+        return _create_with(spark, df, uri, properties)
+    if properties:
+        set_table_properties(spark, uri, properties)
     if add_columns:
         df = _with_table_columns(spark, df, uri)
     if _pending_rows(spark, df, uri, keys).isEmpty():
@@ -164,6 +201,27 @@ def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seq
         .whenNotMatchedInsertAll()
     )
     return _metrics(merge.execute())
+
+
+def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str],
+                   recent: str) -> dict[str, int]:
+    """Append the rows of ``df`` whose key is not among the table's rows matching ``recent``.
+
+    For rows known to be new except for those an interrupted earlier run may have written:
+    ``recent`` (e.g. ``source_version > 41``) selects where such rows can be, and Delta skips
+    every file whose column statistics rule it out, so the check reads a few recent files
+    instead of the whole table the way a MERGE does. Columns are aligned as with
+    ``add_columns`` in :func:`merge_insert_new`. Commits nothing when no row is missing.
+    """
+    if not is_delta_table(spark, uri):
+        return _create_with(spark, df, uri)
+    df = _with_table_columns(spark, df, uri)
+    present = read_table(spark, uri, table_version(spark, uri)).where(recent).select(*keys)
+    missing = df.join(present, list(keys), "left_anti")
+    if missing.isEmpty():
+        return dict(_NOTHING)
+    missing.write.format("delta").mode("append").save(uri)
+    return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
 def merge_upsert(

@@ -155,7 +155,7 @@ def _bronze_to_build(spark: "SparkSession", lake: LakeLayout, recipe: dict, last
     if not delta.is_delta_table(spark, lake.bronze_images):
         raise SourceError(f"{lake.bronze_images} is not a Delta table yet; run ingest_images first")
     version = delta.table_version(spark, lake.bronze_images)
-    since = last.get("bronze_version")
+    since, unreadable = last.get("bronze_version"), {}
     if not incremental:
         reason = "features.incremental is false"
     elif since is None:
@@ -175,9 +175,9 @@ def _bronze_to_build(spark: "SparkSession", lake: LakeLayout, recipe: dict, last
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             reason = (f"the change data feed of {lake.bronze_images} from version {since + 1} cannot be read "
                       f"({first_line[:300]}); every image was built again")
-            return delta.read_table(spark, lake.bronze_images, version), version, {
-                "mode": "full", "reason": reason, "feed_unreadable": True}
-    return delta.read_table(spark, lake.bronze_images, version), version, {"mode": "full", "reason": reason}
+            unreadable = {"feed_unreadable": True}
+    return delta.read_table(spark, lake.bronze_images, version), version, {"mode": "full", "reason": reason,
+                                                                          **unreadable}
 
 
 def _classes(spark: "SparkSession", bronze: "DataFrame", lake: LakeLayout) -> list[str]:

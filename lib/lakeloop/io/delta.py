@@ -123,11 +123,14 @@ def _metrics(result: "DataFrame | None") -> dict[str, int]:
     return {k: int(v) for k, v in row.asDict().items()} if row else {}
 
 
-def _pending_rows(spark: "SparkSession", df: "DataFrame", uri: str, columns: Sequence[str]) -> "DataFrame":
-    """Rows of ``df`` with no row in the table equal on all ``columns`` (null-safe)."""
+def _pending_rows(spark: "SparkSession", df: "DataFrame", uri: str, columns: Sequence[str],
+                  where: str | None = None) -> "DataFrame":
+    """Rows of ``df`` with no row in the table (only its rows matching ``where``, if given) equal
+    on all ``columns`` (null-safe)."""
     from pyspark.sql import functions as F
 
-    target = read_table(spark, uri, table_version(spark, uri)).select(*columns)
+    target = read_table(spark, uri, table_version(spark, uri))
+    target = (target.where(where) if where else target).select(*columns)
     condition = F.expr(" AND ".join(f"s.{_q(c)} <=> t.{_q(c)}" for c in columns))
     return df.alias("s").join(target.alias("t"), on=condition, how="left_anti")
 
@@ -215,9 +218,7 @@ def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seque
     """
     if not is_delta_table(spark, uri):
         return _create_with(spark, df, uri)
-    df = _with_table_columns(spark, df, uri)
-    present = read_table(spark, uri, table_version(spark, uri)).where(recent).select(*keys)
-    missing = df.join(present, list(keys), "left_anti")
+    missing = _pending_rows(spark, _with_table_columns(spark, df, uri), uri, keys, where=recent)
     if missing.isEmpty():
         return dict(_NOTHING)
     missing.write.format("delta").mode("append").save(uri)

@@ -218,6 +218,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ScoreStreamConfig:
+    """``score --stream``: Structured Streaming over ``score.input``; see README "Streaming scoring"."""
+
+    # "available_now": score what is new, then stop (scheduled runs); an interval such as
+    # "30 seconds": keep going, one micro-batch per interval, until the job is stopped.
+    trigger: str = "available_now"
+    max_files_per_trigger: int = 100  # the Delta source's maxFilesPerTrigger: input files per micro-batch
+    # Commits that rewrite input rows (a full features rebuild, an UPDATE) are skipped, not rescored:
+    # predictions are keyed by the row's id, which a rewrite keeps. false: such a commit stops the stream.
+    skip_change_commits: bool = True
+    checkpoint: str | None = None  # default <lake>/_streams/score/<input>/<model>/v<version>
+
+
+@dataclass(frozen=True)
 class ScoreConfig:
     """Settings of ``jobs/score.py``; see :mod:`lakeloop.scoring`."""
 
@@ -229,6 +243,7 @@ class ScoreConfig:
     torch_threads_per_task: int = 1
     max_rows_per_run: int | None = None  # a bounded backfill: score at most this many rows, the rest next run
     commit_every_rows: int | None = None  # MERGE every so many rows, so a killed run keeps what it scored
+    stream: ScoreStreamConfig = field(default_factory=ScoreStreamConfig)
 
 
 @dataclass(frozen=True)
@@ -766,6 +781,22 @@ def _check_score(cfg: ScoreConfig) -> None:
             f"score.max_batch_bytes = {cfg.max_batch_bytes} must be between 1 MiB and 2 GiB (Spark's Arrow "
             f"limit), e.g. 67108864"
         )
+    _check_score_stream(cfg.stream)
+
+
+# A processing-time trigger as Spark parses it: a count and a unit.
+_TRIGGER_INTERVAL = re.compile(r"^[1-9][0-9]* (second|minute|hour)s?$")
+
+
+def _check_score_stream(cfg: ScoreStreamConfig) -> None:
+    if cfg.trigger != "available_now" and not _TRIGGER_INTERVAL.match(cfg.trigger):
+        raise ConfigError(
+            f"score.stream.trigger = {cfg.trigger!r} is neither available_now (score what is new, then stop) nor "
+            f"an interval such as '30 seconds', '5 minutes' or '1 hour' (a micro-batch every interval)"
+        )
+    _at_least(cfg.max_files_per_trigger, 1, "score.stream.max_files_per_trigger", "100")
+    if cfg.checkpoint is not None:
+        require_uri(cfg.checkpoint, "score.stream.checkpoint")
 
 
 def _check_observe(profile: Profile) -> None:

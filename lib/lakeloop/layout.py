@@ -10,6 +10,7 @@
                /gold/predictions            Delta: the scoring job's output
                /_training_sets/v<features version>-<spec key>-<files>/<split>   Parquet read by Petastorm
                /_checkpoints/<model>/<training key>/epoch-NNNN.pt
+               /_streams/<job>/<source>/<model>/v<version>   Structured Streaming checkpoints
                /models/<model>/<version>/   the model registry (lakeloop.registry)
                /_reports/<job>/<run id>.json, latest.json
 
@@ -96,6 +97,11 @@ class LakeLayout:
     def checkpoints(self, model_name: str, training_key: str) -> str:
         """Checkpoints of one training run (named by everything that decides its result)."""
         return f"{self.root}/_checkpoints/{check_model_name(model_name)}/{training_key}"
+
+    def stream_checkpoint(self, job: str, source: str, model_name: str, version: int) -> str:
+        """Checkpoint folder of a streaming query of ``job`` over the table named ``source`` for one
+        model version: a new version (or a moved alias) starts its own stream from the first row."""
+        return f"{self.root}/_streams/{job}/{source}/{check_model_name(model_name)}/v{int(version)}"
 
     @property
     def registry(self) -> str:

@@ -6,7 +6,8 @@ success or after a crash) adds nothing twice.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -17,6 +18,34 @@ if TYPE_CHECKING:
 CHANGE_FEED_ON = {"delta.enableChangeDataFeed": "true"}
 
 _PROTOCOL_KEYS = {"delta.minReaderVersion", "delta.minWriterVersion"}
+
+
+class Txn(NamedTuple):
+    """An idempotent write's identity (Delta's ``txnAppId`` / ``txnVersion``): the table records the
+    highest ``version`` committed for ``app_id``, and skips a write of the same or a lower one."""
+
+    app_id: str
+    version: int
+
+
+# Delta's session settings for idempotent MERGE/UPDATE/DELETE (writers take txnAppId/txnVersion options).
+_TXN_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+
+
+@contextmanager
+def _idempotent(spark: "SparkSession", txn: Txn | None) -> Iterator[None]:
+    """Delta commands inside the block carry ``txn`` (nothing when ``None``); the settings are
+    removed afterwards, so no later command of the session is skipped by mistake."""
+    if txn is None:
+        yield
+        return
+    spark.conf.set(_TXN_CONF[0], txn.app_id)
+    spark.conf.set(_TXN_CONF[1], str(txn.version))
+    try:
+        yield
+    finally:
+        for key in _TXN_CONF:
+            spark.conf.unset(key)
 
 
 def is_delta_table(spark: "SparkSession", uri: str) -> bool:
@@ -146,11 +175,14 @@ _NOTHING = {"num_affected_rows": 0, "num_updated_rows": 0, "num_deleted_rows": 0
 
 
 def _create_with(spark: "SparkSession", df: "DataFrame", uri: str,
-                 properties: dict[str, str] | None = None) -> dict[str, int]:
+                 properties: dict[str, str] | None = None, txn: Txn | None = None) -> dict[str, int]:
     # No table yet: the first commit creates it with all rows at once, atomically (a crash
     # before it leaves no table; after it, a rerun MERGEs against it). Options named
     # ``delta.*`` become the new table's properties in that same commit.
-    df.write.format("delta").mode("errorifexists").options(**(properties or {})).save(uri)
+    options = dict(properties or {})
+    if txn is not None:
+        options.update(txnAppId=txn.app_id, txnVersion=str(txn.version))
+    df.write.format("delta").mode("errorifexists").options(**options).save(uri)
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
@@ -177,7 +209,8 @@ def _with_table_columns(spark: "SparkSession", df: "DataFrame", uri: str) -> "Da
 
 
 def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str],
-                     add_columns: bool = False, properties: dict[str, str] | None = None) -> dict[str, int]:
+                     add_columns: bool = False, properties: dict[str, str] | None = None,
+                     txn: Txn | None = None) -> dict[str, int]:
     """Insert the rows of ``df`` whose key is not in the table yet; create the table if needed.
 
     ``df`` must hold at most one row per key. Returns Delta's MERGE metrics. When no row
@@ -186,16 +219,21 @@ def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seq
     has but ``df`` lacks are inserted as nulls (rows of a model of another task in one table).
     ``properties`` (``delta.*`` table settings) are set when the table is created, and on an
     existing table that lacks them before its rows are merged.
+
+    With ``txn`` the write is idempotent by Delta's transaction identifiers instead (a streaming
+    micro-batch: ``txn`` is the query and the batch): no check for new rows first, and when the
+    table has already committed ``txn`` Delta skips the MERGE, commits nothing and this returns
+    ``{"skipped_by_txn": 1}``. Column and property changes are made before, outside ``txn``.
     """
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, uri):
-        return _create_with(spark, df, uri, properties)
+        return _create_with(spark, df, uri, properties, txn)
     if properties:
         set_table_properties(spark, uri, properties)
     if add_columns:
         df = _with_table_columns(spark, df, uri)
-    if _pending_rows(spark, df, uri, keys).isEmpty():
+    if txn is None and _pending_rows(spark, df, uri, keys).isEmpty():
         return dict(_NOTHING)
     merge = (
         DeltaTable.forPath(spark, uri)
@@ -203,7 +241,10 @@ def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seq
         .merge(df.alias("s"), _key_condition(keys))
         .whenNotMatchedInsertAll()
     )
-    return _metrics(merge.execute())
+    with _idempotent(spark, txn):
+        metrics = _metrics(merge.execute())
+    # A MERGE that Delta skips for its transaction identifier returns no metrics row.
+    return {**_NOTHING, "skipped_by_txn": 1} if txn is not None and not metrics else metrics
 
 
 def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str],

@@ -358,9 +358,12 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
 
 
 def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersion, task: str, lake: LakeLayout,
-                  report: RunReport) -> tuple[Any, list[Any]]:
+                  report: RunReport, txn: delta.Txn | None = None) -> tuple[Any, list[Any]]:
     """MERGE the scored rows into gold and the refused ones into quarantine; returns the run's
-    stats (good, bad, labelled, correct, peak worker RSS) and one row per Python worker."""
+    stats (good, bad, labelled, correct, peak worker RSS) and one row per Python worker.
+
+    ``txn``: a streaming micro-batch's identity; each MERGE then carries it, and a replayed batch's
+    MERGE commits nothing (:func:`lakeloop.io.delta.merge_insert_new`)."""
     from pyspark.sql import functions as F
 
     ok = F.col("p.error").isNull()
@@ -392,7 +395,7 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
         if stats["good"]:
             # add_columns: gold.predictions written before predictions carried their split gains the column.
             report.details["predictions_merge"] = delta.merge_insert_new(
-                spark, good, lake.predictions, list(PREDICTION_KEYS), add_columns=True)
+                spark, good, lake.predictions, list(PREDICTION_KEYS), add_columns=True, txn=txn)
         else:
             # Nothing to add: no commit, but a first run still leaves the table for readers to find,
             # with this task's columns.
@@ -400,7 +403,8 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
             delta.add_missing_columns(spark, lake.predictions, good.schema)
     if stats["bad"]:
         with report.timed("write_quarantine"):
-            delta.merge_insert_new(spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS))
+            report.details["quarantine_merge"] = delta.merge_insert_new(
+                spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS), txn=txn)
         reasons = scored.where(~ok).groupBy(
             F.regexp_extract("p.error", r"^([^(;]+)", 1).alias("reason")).count().collect()
         report.details["quarantine_reasons"] = {r["reason"].strip(): r["count"] for r in reasons}

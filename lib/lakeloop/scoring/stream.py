@@ -1,0 +1,231 @@
+"""Streaming scoring: Structured Streaming over a Delta table -> ``gold.predictions``, exactly once.
+
+:func:`score_stream` reads ``score.input`` with Delta's streaming source and scores each
+micro-batch with the same UDF, model cache and writes as the batch job
+(:mod:`lakeloop.scoring.job`). What makes it exactly once:
+
+- Spark's checkpoint (in the lake, :meth:`LakeLayout.stream_checkpoint`) records which input
+  files each micro-batch took before the batch runs, and that the batch is done after it ran.
+  A driver killed in between replays the same batch, with the same id, on restart.
+- Each batch's two MERGEs (predictions, quarantine) carry Delta's transaction identifier
+  (``txnAppId`` = the query's id, ``txnVersion`` = the batch id): a table that has committed a
+  batch skips it when it is replayed, so a replay commits nothing where the first try had.
+- The MERGEs insert only keys the table lacks, so rows another run already scored (a batch
+  ``score`` of the same model version) are not written twice either.
+
+``trigger: available_now`` scores what is new since the last run and stops: the shape of a
+scheduled run, which reads only the files the checkpoint has not seen instead of anti-joining
+the whole input against gold. An interval trigger keeps the query running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakeloop.config import Profile
+from lakeloop.errors import ConfigError, JobFailed, LakeloopError
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.registry import Registry
+from lakeloop.report import RunReport
+from lakeloop.scoring.job import (_add_stats, _Input, _open_input, _record_drift, _record_quality, _score_pending,
+                                  _warn_without_worker_reuse, _write_scored)
+from lakeloop.scoring.udf import one_row_per_key
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# Micro-batches listed in the report: the last ones only, so a long-running stream's report stays small.
+_BATCHES_KEPT = 50
+
+
+@dataclass
+class _StreamState:
+    """What the micro-batches of one run add up to (they run one after the other on the driver)."""
+
+    scoring_input: _Input
+    query_name: str
+    started: float
+    query_id: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    workers: list[Any] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("batches", "replayed_batches", "inputs", "scored", "quarantined", "already_scored", "skipped_null_id",
+         "skipped_duplicate_id"), 0))
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    error: LakeloopError | None = None
+
+
+def stream_checkpoint(profile: Profile, scoring_input: _Input) -> str:
+    """``score.stream.checkpoint``, or the lake's folder for this input and model version."""
+    if profile.score.stream.checkpoint:
+        return profile.score.stream.checkpoint
+    lake = LakeLayout(profile.lake_root)
+    return lake.stream_checkpoint("score", LakeLayout.source_name(profile.score.input), scoring_input.version.name,
+                                  scoring_input.version.version)
+
+
+def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
+    """Score ``score.input`` as a stream: each new row once, for the model version resolved at the start.
+
+    Reads ``score.*`` as :func:`lakeloop.scoring.job.score_table` does (``input``, ``model``,
+    ``input_column``, ``batch_size``, ``max_batch_bytes``, ``torch_threads_per_task``) and
+    ``score.stream.*``: ``trigger`` (``available_now`` or an interval such as ``30 seconds``),
+    ``max_files_per_trigger`` (input files per micro-batch), ``skip_change_commits``,
+    ``checkpoint``. ``score.max_rows_per_run`` and ``commit_every_rows`` do not apply: every
+    micro-batch is a commit, ``max_files_per_trigger`` bounds it.
+
+    Writes
+    ------
+    ``gold.predictions`` and ``quarantine.predictions``, as the batch job does, each row once;
+    the query's checkpoint.
+
+    Raises
+    ------
+    ConfigError
+        a table model (``features.table``): tables are scored by the batch job; an input
+        without ``image_id`` or an image column.
+    SourceError, ModelNotFound
+        as :func:`lakeloop.scoring.job.score_table`.
+    JobFailed
+        the query stopped on an error of Spark or Delta (its message says which batch).
+    """
+    if profile.features.table is not None:
+        raise ConfigError("score --stream scores images; a table model (features.table is set) is scored by the "
+                          "batch job: drop --stream")
+    cfg = profile.score
+    report = report or RunReport.start("score")
+    lake = LakeLayout(profile.lake_root)
+    report.outputs.update(predictions=lake.predictions, quarantine=lake.quarantine_predictions)
+    _warn_without_worker_reuse(spark, report)
+    registry = Registry.for_profile(profile)
+    scoring_input = _open_input(spark, profile, registry, report)
+    checkpoint = stream_checkpoint(profile, scoring_input)
+    version = scoring_input.version
+    state = _StreamState(scoring_input, f"lakeloop-score-{version.name}-v{version.version}", time.perf_counter())
+    report.outputs["checkpoint"] = checkpoint
+    report.details["stream"] = {"trigger": cfg.stream.trigger, "max_files_per_trigger": cfg.stream.max_files_per_trigger,
+                                "skip_change_commits": cfg.stream.skip_change_commits, "checkpoint": checkpoint}
+
+    def each_batch(batch: "DataFrame", batch_id: int) -> None:
+        try:
+            _score_micro_batch(spark, batch, int(batch_id), state, registry, profile, report)
+        except LakeloopError as exc:
+            state.error = exc  # re-raised as it is once the query has stopped
+            raise
+
+    source = (spark.readStream.format("delta")
+              .option("maxFilesPerTrigger", cfg.stream.max_files_per_trigger)
+              .option("skipChangeCommits", str(cfg.stream.skip_change_commits).lower())
+              .load(scoring_input.uri))
+    writer = (source.writeStream.queryName(state.query_name).foreachBatch(each_batch)
+              .option("checkpointLocation", checkpoint))
+    writer = writer.trigger(availableNow=True) if cfg.stream.trigger == "available_now" \
+        else writer.trigger(processingTime=cfg.stream.trigger)
+    _run_query(writer, state, checkpoint, report)
+    _summarise(spark, state, profile, lake, report)
+    return report
+
+
+def _run_query(writer: Any, state: _StreamState, checkpoint: str, report: RunReport) -> None:
+    """Start the query and wait for it to end (``available_now``) or to be stopped (an interval)."""
+    from pyspark.errors import StreamingQueryException
+
+    with report.timed("stream"):
+        query = writer.start()
+        state.query_id = str(query.id)
+        report.details["stream"]["query_id"] = state.query_id
+        try:
+            query.awaitTermination()
+        except StreamingQueryException as exc:
+            if state.error is not None:
+                raise state.error from exc
+            raise JobFailed(f"the scoring stream stopped after {state.counts['batches']} micro-batch(es): "
+                            f"{str(exc).splitlines()[0]}; fix the cause and run score --stream again: it resumes "
+                            f"from its checkpoint {checkpoint}") from exc
+        finally:
+            if query.isActive:
+                query.stop()
+
+
+def _query_id(spark: "SparkSession", state: _StreamState) -> str:
+    """The running query's id (kept in its checkpoint, so the same across restarts; a new checkpoint
+    is a new id): the micro-batch can run before ``start()`` has returned it."""
+    if state.query_id is None:
+        state.query_id = next(str(q.id) for q in spark.streams.active if q.name == state.query_name)
+    return state.query_id
+
+
+def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int, state: _StreamState,
+                       registry: Registry, profile: Profile, report: RunReport) -> None:
+    """Score one micro-batch and MERGE it under the batch's transaction identifier."""
+    scoring_input, cfg = state.scoring_input, profile.score
+    lake = LakeLayout(profile.lake_root)
+    keyed = one_row_per_key(batch, "image_id", scoring_input.uri, unique=cfg.input in ("features", "images"))
+    for warning in keyed.warnings:
+        report.warnings.append(f"micro-batch {batch_id}: {warning}")
+    counts = state.counts
+    counts["inputs"] += keyed.n_inputs
+    counts["skipped_null_id"] += keyed.n_without_key
+    counts["skipped_duplicate_id"] += keyed.n_repeated
+    counts["batches"] += 1
+    n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
+    entry: dict[str, Any] = {"batch": batch_id, "rows": keyed.n_inputs}
+    if n_keyed:
+        scored, _ = _score_pending(spark, keyed.rows, scoring_input, registry, cfg, report)
+        # One identity per query and micro-batch; hashed, as Delta keeps every app id in the table's log.
+        app_id = "lakeloop-score-" + hashlib.sha256(_query_id(spark, state).encode()).hexdigest()[:16]
+        try:
+            stats, workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake, report,
+                                           txn=delta.Txn(app_id, batch_id))
+        finally:
+            scored.unpersist()
+        merged = report.details.pop("predictions_merge", {})
+        skipped = merged.get("skipped_by_txn") or report.details.pop("quarantine_merge", {}).get("skipped_by_txn")
+        if skipped:
+            counts["replayed_batches"] += 1
+            counts["already_scored"] += int(stats["good"])
+            entry["replayed"] = True
+        else:
+            inserted = int(merged.get("num_inserted_rows", 0))
+            counts["scored"] += inserted
+            counts["already_scored"] += int(stats["good"]) - inserted
+            counts["quarantined"] += int(stats["bad"])
+            entry.update(scored=inserted, quarantined=int(stats["bad"]))
+        state.stats, state.workers = _add_stats(state.stats, stats), state.workers + workers
+    entry["committed_at_s"] = round(time.perf_counter() - state.started, 1)
+    state.batches = (state.batches + [entry])[-_BATCHES_KEPT:]
+    report.counts.update(counts)
+    print(f"[lakeloop score --stream] micro-batch {batch_id}: {keyed.n_inputs} row(s)"
+          + (" (a replay: already committed, nothing written)" if entry.get("replayed") else
+             f", {entry.get('scored', 0)} scored, {entry.get('quarantined', 0)} quarantined"), flush=True)
+
+
+def _summarise(spark: "SparkSession", state: _StreamState, profile: Profile, lake: LakeLayout,
+               report: RunReport) -> None:
+    """Counts, throughput, the micro-batches, and the quality figures of the batch job."""
+    from lakeloop.scoring.job import _NO_STATS
+
+    counts = {k: v for k, v in state.counts.items() if v or k in ("batches", "inputs", "scored", "quarantined")}
+    # A worker's counters are its totals so far, and it scores many micro-batches: its last figures count.
+    loads: dict[tuple[Any, Any], int] = {}
+    for w in state.workers:
+        key = (w["worker_pid"], w["worker_device"])
+        loads[key] = max(loads.get(key, 0), int(w["loads"]))
+    counts.update(python_workers=len(loads), model_loads=sum(loads.values()))
+    report.counts.clear()
+    report.counts.update(counts)
+    report.details["stream"]["micro_batches"] = state.batches
+    report.details["python_worker_devices"] = sorted({device for _, device in loads})
+    stats = state.stats or dict(_NO_STATS)
+    if stats.get("rss") is not None:
+        report.details["python_worker_peak_rss_mb"] = round(stats["rss"] / 2**20, 1)
+    seconds = report.durations_s.get("stream")
+    report.throughput["rows_per_s"] = round(counts["scored"] / seconds, 1) if seconds and counts["scored"] else 0.0
+    if delta.is_delta_table(spark, lake.predictions):
+        _record_quality(spark, report, stats, state.scoring_input, lake)
+    _record_drift(report, stats, state.scoring_input.metadata, profile)
+    report.durations_s["total"] = round(time.perf_counter() - state.started, 3)

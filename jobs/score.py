@@ -12,7 +12,8 @@ import sys
 from lakeloop.runtime.runner import base_parser, run_job
 
 
-def main(argv=None) -> int:
+def make_parser():
+    """The job's arguments (also what a scheduler's task parameters must parse as)."""
     parser = base_parser("score", __doc__.splitlines()[0])
     parser.add_argument("--model", help="model reference NAME, NAME:VERSION or NAME@ALIAS (score.model)")
     parser.add_argument("--input", help="features, images, a lake table (layer.name) or a Delta URI (score.input)")
@@ -21,7 +22,10 @@ def main(argv=None) -> int:
                         help="score as a Structured Streaming query over the input Delta table, from its checkpoint")
     parser.add_argument("--trigger", help="with --stream: available_now (what is new, then stop) or an interval such "
                                           "as '30 seconds' (score.stream.trigger)")
+    return parser
 
+
+def main(argv=None) -> int:
     def overrides(args):
         pairs = [("score.model", args.model), ("score.input", args.input), ("score.batch_size", args.batch_size),
                  ("score.stream.trigger", args.trigger)]
@@ -37,7 +41,7 @@ def main(argv=None) -> int:
 
             score_table(spark, profile, report=report)
 
-    return run_job("score", parser, run, overrides, argv)
+    return run_job("score", make_parser(), run, overrides, argv)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def test_jobs_api_json_conforms_and_uses_workspace_paths(profile):
         assert JobSettings.from_dict(json.loads(json.dumps(job))).as_dict() == job
         for task in job["tasks"]:
             assert task["spark_python_task"]["python_file"] == f"/Workspace/Shared/ll/jobs/{task['task_key']}.py"
-            assert task["spark_python_task"]["parameters"] == ["--profile", "/Workspace/Shared/ll/conf/databricks.yaml"]
+            extra = ["--stream"] if key == "lakeloop_score" else []  # the scheduled score job
+            assert task["spark_python_task"]["parameters"] == ["--profile", "/Workspace/Shared/ll/conf/databricks.yaml",
+                                                               *extra]
             assert task["libraries"] == [{"whl": f"/Workspace/Shared/ll/dist/{WHEEL}"}]
 
 
@@ -327,3 +329,71 @@ def test_cli_generates_for_another_checkout(tmp_path, capsys):
     task = written["resources"]["jobs"][PIPELINE_JOB]["tasks"][0]
     assert (out.parent / task["spark_python_task"]["python_file"]).resolve() == repo / "jobs" / "ingest_images.py"
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_the_score_job_runs_score_stream_on_the_profiles_schedule_and_every_job_reports_failures(profile, bundle):
+    from lakeloop.deploy.databricks import SCORE_JOB, quartz_cron
+
+    jobs = _jobs(bundle)
+    score = jobs[f"lakeloop_{SCORE_JOB}"]
+    assert score["schedule"] == {"quartz_cron_expression": quartz_cron(profile.schedule.cron),
+                                 "timezone_id": "UTC", "pause_status": "PAUSED"}
+    (task,) = score["tasks"]
+    parameters = task["spark_python_task"]["parameters"]
+    assert parameters[-1] == "--stream"
+    # What jobs/score.py parses: its own parser, as the task runs it.
+    args = _score_parser().parse_args(parameters)
+    assert args.stream is True and args.profile.endswith("/conf/databricks.yaml")
+    for key, job in jobs.items():
+        assert job["email_notifications"] == {"on_failure": ["lakeloop-alerts@example.com"]}, key
+        assert ("schedule" in job) == (key == f"lakeloop_{SCORE_JOB}"), key
+    assert bundle_problems(bundle) == []
+
+
+def _score_parser():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("job_score", REPO_ROOT / "jobs" / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_parser()
+
+
+def test_a_file_arrival_trigger_and_webhooks_conform_to_the_jobs_api(profile):
+    overrides = ["schedule.cron=null", "schedule.file_arrival_url=s3://raw-bucket/images/",
+                 "schedule.on_failure_webhook_ids=[0481e838-0a59-4eff-9541-a4ca6f149574]", "schedule.stream=false"]
+    bundle = bundle_definition(load_profile("databricks", overrides), overrides=overrides)
+    score = _jobs(bundle)["lakeloop_score"]
+    assert score["trigger"] == {"pause_status": "PAUSED", "file_arrival": {"url": "s3://raw-bucket/images/"}}
+    assert "schedule" not in score and "--stream" not in score["tasks"][0]["spark_python_task"]["parameters"]
+    assert score["webhook_notifications"] == {"on_failure": [{"id": "0481e838-0a59-4eff-9541-a4ca6f149574"}]}
+    assert bundle_problems(bundle) == []
+
+
+@pytest.mark.parametrize(("cron", "quartz"), [
+    ("0 * * * *", "0 0 * * * ?"),
+    ("*/15 * * * *", "0 */15 * * * ?"),
+    ("30 2 * * 1-5", "0 30 2 ? * 2-6"),  # Monday to Friday: Quartz counts Sunday as 1
+    ("0 6 * * 0,6", "0 0 6 ? * 1,7"),
+    ("0 6 1 * *", "0 0 6 1 * ?"),
+    ("0 6 * * */2", "0 0 6 ? * */2"),  # a step is no weekday
+])
+def test_a_five_field_cron_becomes_the_quartz_expression_databricks_takes(cron, quartz):
+    from lakeloop.deploy.databricks import quartz_cron
+
+    assert quartz_cron(cron) == quartz
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["schedule.cron=every hour"], r"schedule\.cron = 'every hour' is not a five-field cron expression"),
+    (["schedule.cron=0 0 1 * 1"], r"sets both the day of the month and the day of the week"),
+    (["schedule.file_arrival_url=s3://b/raw/"], r"schedule\.cron and schedule\.file_arrival_url are both set"),
+    (["schedule.cron=null", "schedule.file_arrival_url=dbfs:/raw"], r"not a location Databricks can watch"),
+    (["schedule.on_failure_emails=[ops]"], r"schedule\.on_failure_emails: 'ops' is not an e-mail address"),
+])
+def test_bad_schedule_settings_are_refused_when_the_profile_loads(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile("databricks", overrides)

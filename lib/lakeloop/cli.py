@@ -4,6 +4,7 @@
     lakeloop maintain [--profile P] [--set k=v ...]    OPTIMIZE + VACUUM the tables, drop old training sets (lakeloop.maintenance)
     lakeloop report [JOB|RUN_ID] [--open]          a run's HTML page, drawn from its report (lakeloop.pages)
     lakeloop databricks bundle ...                 job definitions for Databricks (lakeloop.deploy.databricks)
+    lakeloop airflow dag [--profile P] ...         an Airflow DAG for scheduled scoring (lakeloop.deploy.airflow)
     lakeloop jars resolve|list ...                 the profiles' JVM packages (lakeloop.runtime.jars)
     lakeloop registry list|show|compare|promote|rollback   model versions and aliases (lakeloop.promotion)
     lakeloop train-rank --plan FILE                one training process without Spark (lakeloop.training.rank)
@@ -22,6 +23,7 @@ from typing import Sequence
 
 # Command -> module with a main(argv) -> int; imported only when run, so the command starts light.
 MODULE_COMMANDS: dict[str, str] = {
+    "airflow": "lakeloop.deploy.airflow",
     "databricks": "lakeloop.deploy.databricks",
     "jars": "lakeloop.runtime.jars",
     "registry": "lakeloop.promotion",

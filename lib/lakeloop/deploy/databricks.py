@@ -312,11 +312,13 @@ def _train_note(profile: Profile, clusters: Mapping[str, Mapping[str, Any]]) -> 
 
 
 def _task(
-    job: str, locations: _Locations, overrides: Sequence[str], options: BundleOptions, after: Sequence[str] = ()
+    job: str, locations: _Locations, overrides: Sequence[str], options: BundleOptions, after: Sequence[str] = (),
+    job_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     parameters = ["--profile", locations.profile_file]
     for item in overrides:
         parameters += ["--set", item]
+    parameters += list(job_args)
     task: dict[str, Any] = {"task_key": job}
     if after:
         task["depends_on"] = [{"task_key": previous} for previous in after]
@@ -328,6 +330,44 @@ def _task(
     if options.max_retries:
         task["max_retries"] = options.max_retries
     return task
+
+
+SCORE_JOB = "score"
+
+
+def quartz_cron(cron: str) -> str:
+    """A five-field cron expression (``schedule.cron``) as Databricks' Quartz one: seconds first, ``?``
+    for the day field left open, weekdays counted from 1 (Sunday) instead of 0."""
+    minute, hour, day, month, weekday = cron.split()
+    if weekday == "*":
+        weekday = "?"
+    else:
+        day = "?"
+        # Weekday numbers, not step sizes ("*/2"): 0 or 7 (Sunday) -> 1, ..., 6 (Saturday) -> 7.
+        weekday = re.sub(r"(?<!/)\d+", lambda m: str(int(m.group()) % 7 + 1), weekday)
+    return f"0 {minute} {hour} {day} {month} {weekday}"
+
+
+def _score_schedule(profile: Profile) -> dict[str, Any]:
+    """The score job's ``schedule`` (``schedule.cron``) or file-arrival ``trigger``; empty when neither is set."""
+    cfg = profile.schedule
+    pause = "PAUSED" if cfg.paused else "UNPAUSED"
+    if cfg.cron:
+        return {"schedule": {"quartz_cron_expression": quartz_cron(cfg.cron), "timezone_id": cfg.timezone,
+                             "pause_status": pause}}
+    if cfg.file_arrival_url:
+        return {"trigger": {"pause_status": pause, "file_arrival": {"url": cfg.file_arrival_url}}}
+    return {}
+
+
+def _notifications(profile: Profile) -> dict[str, Any]:
+    """Who hears of a failed run of any job: ``schedule.on_failure_emails`` and ``on_failure_webhook_ids``."""
+    cfg, out = profile.schedule, {}
+    if cfg.on_failure_emails:
+        out["email_notifications"] = {"on_failure": list(cfg.on_failure_emails)}
+    if cfg.on_failure_webhook_ids:
+        out["webhook_notifications"] = {"on_failure": [{"id": i} for i in cfg.on_failure_webhook_ids]}
+    return out
 
 
 def _job_settings(
@@ -359,15 +399,24 @@ def _job_settings(
             "max_concurrent_runs": 1,
             "job_clusters": [{"job_cluster_key": key, "new_cluster": clusters[key]} for key in used],
             "tasks": tasks,
+            **_notifications(profile),
         }
 
     settings: dict[str, dict[str, Any]] = {}
+    schedule = _score_schedule(profile)
     for name in job_names(repo_root):
         description = f"lakeloop job {name} (jobs/{name}.py) with the {profile.name} profile."
+        job_args: list[str] = []
         if name == TRAIN_JOB:
             description += " " + train_note
+        if name == SCORE_JOB and schedule:
+            job_args = ["--stream"] if profile.schedule.stream else []
+            description += (" Scheduled (schedule.*): " + ("score --stream, each run scores the input files the "
+                            "last one had not seen." if job_args else "the batch score job."))
         settings[f"{JOB_PREFIX}{name}"] = job(f"lakeloop-{name}", description,
-                                              [_task(name, locations, overrides, options)])
+                                              [_task(name, locations, overrides, options, job_args=job_args)])
+        if name == SCORE_JOB:
+            settings[f"{JOB_PREFIX}{name}"].update(schedule)
     pipeline_tasks = [_task(step, locations, overrides, options, after) for step, after in PIPELINE_STEPS.items()]
     settings[PIPELINE_JOB] = job(
         "lakeloop-pipeline",

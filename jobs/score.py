@@ -26,7 +26,11 @@ def make_parser():
 
 
 def main(argv=None) -> int:
+    parser = make_parser()
+
     def overrides(args):
+        if args.trigger and not args.stream:
+            parser.error("--trigger needs --stream (the batch score job has no trigger)")
         pairs = [("score.model", args.model), ("score.input", args.input), ("score.batch_size", args.batch_size),
                  ("score.stream.trigger", args.trigger)]
         return [(k, v) for k, v in pairs if v is not None]
@@ -41,7 +45,7 @@ def main(argv=None) -> int:
 
             score_table(spark, profile, report=report)
 
-    return run_job("score", make_parser(), run, overrides, argv)
+    return run_job("score", parser, run, overrides, argv)
 
 
 if __name__ == "__main__":

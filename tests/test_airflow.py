@@ -51,7 +51,7 @@ def test_the_dag_submits_score_stream_as_spark_submit_sh_would_on_the_profiles_s
     assert Path(submit["application"]) == REPO_ROOT / "jobs" / "score.py"
 
     # The same command ./spark-submit.sh --profile yarn ... score --stream builds, flag for flag.
-    expected = build_command(WrapperArgs("yarn", sets, (), False, "score", ("--stream",)))
+    expected = build_command(WrapperArgs("yarn", sets, (), False, "score", ("--stream", "--trigger", "available_now")))
     confs = dict(expected[i + 1].split("=", 1) for i, part in enumerate(expected) if part == "--conf")
     assert submit["conf"] == confs
     assert submit["application_args"] == expected[expected.index(submit["application"]) + 1:]
@@ -65,7 +65,8 @@ def test_the_dag_submits_score_stream_as_spark_submit_sh_would_on_the_profiles_s
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     args = module.make_parser().parse_args(submit["application_args"])
-    assert args.stream and Path(args.profile) == REPO_ROOT / "conf" / "yarn.yaml" and list(sets) == args.overrides
+    assert args.stream and args.trigger == "available_now"
+    assert Path(args.profile) == REPO_ROOT / "conf" / "yarn.yaml" and list(sets) == args.overrides
 
     dag = {k.arg: k.value for k in _dag_call(tree).keywords}
     assert ast.literal_eval(dag["schedule"]) == CRON and ast.literal_eval(dag["max_active_runs"]) == 1

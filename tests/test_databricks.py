@@ -63,7 +63,8 @@ def test_jobs_api_json_conforms_and_uses_workspace_paths(profile):
         assert JobSettings.from_dict(json.loads(json.dumps(job))).as_dict() == job
         for task in job["tasks"]:
             assert task["spark_python_task"]["python_file"] == f"/Workspace/Shared/ll/jobs/{task['task_key']}.py"
-            extra = ["--stream"] if key == "lakeloop_score" else []  # the scheduled score job
+            # The scheduled score job.
+            extra = ["--stream", "--trigger", "available_now"] if key == "lakeloop_score" else []
             assert task["spark_python_task"]["parameters"] == ["--profile", "/Workspace/Shared/ll/conf/databricks.yaml",
                                                                *extra]
             assert task["libraries"] == [{"whl": f"/Workspace/Shared/ll/dist/{WHEEL}"}]
@@ -313,7 +314,7 @@ def test_lakeloop_command_dispatches(tmp_path, capsys):
     assert cli.main(["databricks", "bundle", "--out", str(tmp_path / "databricks.yml")]) == 0
     assert (tmp_path / "databricks.yml").is_file()
     assert cli.main(["nope"]) == 2
-    assert "the commands are: show, maintain, databricks, jars, registry, report, train-rank" in \
+    assert "the commands are: show, maintain, airflow, databricks, jars, registry, report, train-rank" in \
         capsys.readouterr().err
 
 
@@ -335,18 +336,20 @@ def test_cli_generates_for_another_checkout(tmp_path, capsys):
 
 
 def test_the_score_job_runs_score_stream_on_the_profiles_schedule_and_every_job_reports_failures(profile, bundle):
-    from lakeloop.deploy.databricks import SCORE_JOB, quartz_cron
+    from lakeloop.deploy.databricks import SCORE_JOB
 
     jobs = _jobs(bundle)
     score = jobs[f"lakeloop_{SCORE_JOB}"]
-    assert score["schedule"] == {"quartz_cron_expression": quartz_cron(profile.schedule.cron),
-                                 "timezone_id": "UTC", "pause_status": "PAUSED"}
+    assert profile.schedule.cron == "0 * * * *"
+    assert score["schedule"] == {"quartz_cron_expression": "0 0 * * * ?", "timezone_id": "UTC",
+                                 "pause_status": "PAUSED"}
     (task,) = score["tasks"]
     parameters = task["spark_python_task"]["parameters"]
-    assert parameters[-1] == "--stream"
+    assert parameters[-3:] == ["--stream", "--trigger", "available_now"]
     # What jobs/score.py parses: its own parser, as the task runs it.
     args = _score_parser().parse_args(parameters)
-    assert args.stream is True and args.profile.endswith("/conf/databricks.yaml")
+    assert args.stream is True and args.trigger == "available_now"
+    assert args.profile.endswith("/conf/databricks.yaml")
     for key, job in jobs.items():
         assert job["email_notifications"] == {"on_failure": ["lakeloop-alerts@example.com"]}, key
         assert ("schedule" in job) == (key == f"lakeloop_{SCORE_JOB}"), key

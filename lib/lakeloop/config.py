@@ -225,9 +225,9 @@ class ScoreStreamConfig:
     # "30 seconds": keep going, one micro-batch per interval, until the job is stopped.
     trigger: str = "available_now"
     max_files_per_trigger: int = 100  # the Delta source's maxFilesPerTrigger: input files per micro-batch
-    # Commits that rewrite input rows (a full features rebuild, an UPDATE) are skipped, not rescored:
-    # predictions are keyed by the row's id, which a rewrite keeps. false: such a commit stops the stream.
-    skip_change_commits: bool = True
+    # false: a commit that rewrites input rows (a full features rebuild, an UPDATE) stops the stream with
+    # Delta's error. true: such commits are skipped whole, rows they add too (run the batch score after).
+    skip_change_commits: bool = False
     checkpoint: str | None = None  # default <lake>/_streams/score/<input>/<model>/v<version>
 
 
@@ -803,7 +803,7 @@ def _check_score(cfg: ScoreConfig) -> None:
 
 
 # A processing-time trigger as Spark parses it: a count and a unit.
-_TRIGGER_INTERVAL = re.compile(r"^[1-9][0-9]* (second|minute|hour)s?$")
+_TRIGGER_INTERVAL = re.compile(r"^[1-9][0-9]* (second|minute|hour|day)s?$")
 
 
 def _check_score_stream(cfg: ScoreStreamConfig) -> None:

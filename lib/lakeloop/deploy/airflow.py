@@ -57,7 +57,8 @@ def submit_arguments(profile_name: str, overrides: Sequence[str], conn_id: str, 
     spark-submit command ``./spark-submit.sh`` builds (:func:`lakeloop.deploy.submit.build_command`)."""
     from lakeloop.deploy.submit import WrapperArgs, build_command, spark_home
 
-    job_args = ("--stream",) if stream else ()
+    # available_now whatever the profile says: a scheduled run must end before the next one.
+    job_args = ("--stream", "--trigger", "available_now") if stream else ()
     cmd = build_command(WrapperArgs(profile_name, tuple(overrides), (), False, "score", job_args), repo_root)
     arguments: dict[str, Any] = {"conn_id": conn_id, "conf": {}}
     rest = cmd[1:]

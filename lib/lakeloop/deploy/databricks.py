@@ -410,7 +410,8 @@ def _job_settings(
         if name == TRAIN_JOB:
             description += " " + train_note
         if name == SCORE_JOB and schedule:
-            job_args = ["--stream"] if profile.schedule.stream else []
+            # available_now whatever the profile says: a scheduled run must end before the next one.
+            job_args = ["--stream", "--trigger", "available_now"] if profile.schedule.stream else []
             description += (" Scheduled (schedule.*): " + ("score --stream, each run scores the input files the "
                             "last one had not seen." if job_args else "the batch score job."))
         settings[f"{JOB_PREFIX}{name}"] = job(f"lakeloop-{name}", description,

@@ -35,17 +35,21 @@ _TXN_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.wr
 @contextmanager
 def _idempotent(spark: "SparkSession", txn: Txn | None) -> Iterator[None]:
     """Delta commands inside the block carry ``txn`` (nothing when ``None``); the settings are
-    removed afterwards, so no later command of the session is skipped by mistake."""
+    put back afterwards, so no later command of the session is skipped by mistake."""
     if txn is None:
         yield
         return
+    before = {key: spark.conf.get(key, None) for key in _TXN_CONF}
     spark.conf.set(_TXN_CONF[0], txn.app_id)
     spark.conf.set(_TXN_CONF[1], str(txn.version))
     try:
         yield
     finally:
-        for key in _TXN_CONF:
-            spark.conf.unset(key)
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def is_delta_table(spark: "SparkSession", uri: str) -> bool:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lakeloop.config import Profile
 from lakeloop.errors import ConfigError, JobFailed, LakeloopError
 from lakeloop.io import delta
-from lakeloop.layout import LakeLayout
+from lakeloop.layout import LakeLayout, table_ref
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.job import (_add_stats, _Input, _open_input, _record_drift, _record_quality, _score_pending,
@@ -60,12 +60,17 @@ class _StreamState:
 
 
 def stream_checkpoint(profile: Profile, scoring_input: _Input) -> str:
-    """``score.stream.checkpoint``, or the lake's folder for this input and model version."""
-    if profile.score.stream.checkpoint:
-        return profile.score.stream.checkpoint
-    lake = LakeLayout(profile.lake_root)
-    return lake.stream_checkpoint("score", LakeLayout.source_name(profile.score.input), scoring_input.version.name,
-                                  scoring_input.version.version)
+    """The query's checkpoint: one per input table and model version, under ``score.stream.checkpoint``
+    when it is set, else in the lake (:meth:`LakeLayout.stream_checkpoint`)."""
+    ref = profile.score.input
+    # features, images, bronze.frames as they are; a URI by a hash of it (two URIs may end alike).
+    source = ref if ref in ("features", "images") or table_ref(ref) else \
+        "uri-" + hashlib.sha256(scoring_input.uri.encode()).hexdigest()[:12]
+    version = scoring_input.version
+    root = profile.score.stream.checkpoint
+    if root:
+        return f"{root.rstrip('/')}/{source}/{version.name}/v{version.version}"
+    return LakeLayout(profile.lake_root).stream_checkpoint("score", source, version.name, version.version)
 
 
 def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
@@ -175,7 +180,8 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
     n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
     entry: dict[str, Any] = {"batch": batch_id, "rows": keyed.n_inputs}
     if n_keyed:
-        scored, _ = _score_pending(spark, keyed.rows, scoring_input, registry, cfg, report)
+        # The micro-batch's own session (a clone the stream made): the Arrow batch sizes are set there.
+        scored, _ = _score_pending(batch.sparkSession, keyed.rows, scoring_input, registry, cfg, report)
         # One identity per query and micro-batch; hashed, as Delta keeps every app id in the table's log.
         app_id = "lakeloop-score-" + hashlib.sha256(_query_id(spark, state).encode()).hexdigest()[:16]
         try:
@@ -183,18 +189,16 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
                                            txn=delta.Txn(app_id, batch_id))
         finally:
             scored.unpersist()
-        merged = report.details.pop("predictions_merge", {})
-        skipped = merged.get("skipped_by_txn") or report.details.pop("quarantine_merge", {}).get("skipped_by_txn")
-        if skipped:
+        merges = [report.details.pop(k, None) for k in ("predictions_merge", "quarantine_merge")]
+        ran = [m for m in merges if m is not None]
+        inserted, quarantined = (int((m or {}).get("num_inserted_rows", 0)) for m in merges)
+        counts["scored"] += inserted
+        counts["quarantined"] += quarantined
+        counts["already_scored"] += int(stats["good"]) - inserted
+        entry.update(scored=inserted, quarantined=quarantined)
+        if ran and all(m.get("skipped_by_txn") for m in ran):
             counts["replayed_batches"] += 1
-            counts["already_scored"] += int(stats["good"])
             entry["replayed"] = True
-        else:
-            inserted = int(merged.get("num_inserted_rows", 0))
-            counts["scored"] += inserted
-            counts["already_scored"] += int(stats["good"]) - inserted
-            counts["quarantined"] += int(stats["bad"])
-            entry.update(scored=inserted, quarantined=int(stats["bad"]))
         state.stats, state.workers = _add_stats(state.stats, stats), state.workers + workers
     entry["committed_at_s"] = round(time.perf_counter() - state.started, 1)
     state.batches = (state.batches + [entry])[-_BATCHES_KEPT:]

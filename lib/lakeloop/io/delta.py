@@ -7,7 +7,7 @@ success or after a crash) adds nothing twice.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple, Sequence
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -33,16 +33,12 @@ _TXN_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.wr
 
 
 @contextmanager
-def _idempotent(spark: "SparkSession", txn: Txn | None) -> Iterator[None]:
-    """Delta commands inside the block carry ``txn`` (nothing when ``None``); the settings are
-    put back afterwards, so no later command of the session is skipped by mistake."""
-    if txn is None:
-        yield
-        return
-    before = {key: spark.conf.get(key, None) for key in _TXN_CONF}
-    spark.conf.set(_TXN_CONF[0], txn.app_id)
-    spark.conf.set(_TXN_CONF[1], str(txn.version))
+def scoped_conf(spark: "SparkSession", settings: Mapping[str, str]) -> Iterator[None]:
+    """Set runtime Spark settings for the block, then restore what was there (or unset)."""
+    before = {key: spark.conf.get(key, None) for key in settings}
     try:
+        for key, value in settings.items():
+            spark.conf.set(key, str(value))
         yield
     finally:
         for key, value in before.items():
@@ -50,6 +46,12 @@ def _idempotent(spark: "SparkSession", txn: Txn | None) -> Iterator[None]:
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+def _idempotent(spark: "SparkSession", txn: Txn | None):
+    """Delta commands inside the block carry ``txn`` (nothing when ``None``); the settings are
+    put back afterwards, so no later command of the session is skipped by mistake."""
+    return scoped_conf(spark, {} if txn is None else {_TXN_CONF[0]: txn.app_id, _TXN_CONF[1]: str(txn.version)})
 
 
 def is_delta_table(spark: "SparkSession", uri: str) -> bool:
@@ -325,15 +327,6 @@ def vacuum(spark: "SparkSession", uri: str, retention_hours: float, below_safety
     """
     from delta.tables import DeltaTable
 
-    key = "spark.databricks.delta.retentionDurationCheck.enabled"
-    before = spark.conf.get(key, None)
-    if below_safety_check:
-        spark.conf.set(key, "false")
-    try:
+    check_off = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if below_safety_check else {}
+    with scoped_conf(spark, check_off):
         DeltaTable.forPath(spark, uri).vacuum(float(retention_hours))
-    finally:
-        if below_safety_check:
-            if before is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, before)

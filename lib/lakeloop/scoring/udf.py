@@ -14,7 +14,6 @@ import os
 import re
 import resource
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import pandas as pd
 
 from lakeloop.errors import ConfigError, SourceError
+from lakeloop.io.delta import scoped_conf  # noqa: F401 - where callers have imported it from
 from lakeloop.layout import parse_model_ref
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_KINDS, INPUT_PIXELS, TASK_RESULT_FIELDS, TASK_RESULT_SCHEMAS,
@@ -420,22 +420,6 @@ def register_udf(
     spark.udf.register(name, make_udf(UdfPlan(registry, version, input_kind, batch_size, torch_threads,
                                               task=metadata.get("task", "classification"))))
     return version
-
-
-@contextmanager
-def scoped_conf(spark: "SparkSession", settings: Mapping[str, str]) -> Iterator[None]:
-    """Set runtime Spark settings for the block, then restore what was there (or unset)."""
-    before = {key: spark.conf.get(key, None) for key in settings}
-    try:
-        for key, value in settings.items():
-            spark.conf.set(key, str(value))
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def arrow_batch_settings(batch_size: int, max_batch_bytes: int) -> dict[str, str]:

@@ -4,7 +4,8 @@
 #   cluster  a Spark standalone master (conf/cluster-test.yaml) + 2 workers, 1 core / 1536 MB each
 #   hadoop   HDFS (NameNode + DataNode, ports in conf/hdfs-test.yaml) and YARN (ResourceManager +
 #            2 NodeManagers) from Hadoop 3.4.1's minicluster; prints the HADOOP_CONF_DIR to use
-# Usage: ./dev/services.sh start|stop|status [s3|cluster|hadoop|all]     (default: all)
+#   kafka    Apache Kafka 4.1 in KRaft mode, one node, on the port of conf/kafka-test.yaml
+# Usage: ./dev/services.sh start|stop|status [s3|cluster|hadoop|kafka|all]     (default: all)
 # State, pid files and logs: $LAKELOOP_SERVICES_DIR (default ~/.cache/lakeloop/services).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -16,7 +16,8 @@ def make_parser():
     """The job's arguments (also what a scheduler's task parameters must parse as)."""
     parser = base_parser("score", __doc__.splitlines()[0])
     parser.add_argument("--model", help="model reference NAME, NAME:VERSION or NAME@ALIAS (score.model)")
-    parser.add_argument("--input", help="features, images, a lake table (layer.name) or a Delta URI (score.input)")
+    parser.add_argument("--input", help="features, images, kafka (with --stream), a lake table (layer.name) or a "
+                                        "Delta URI (score.input)")
     parser.add_argument("--batch-size", type=int, help="rows per Arrow batch and forward pass (score.batch_size)")
     parser.add_argument("--stream", action="store_true",
                         help="score as a Structured Streaming query over the input Delta table, from its checkpoint")

@@ -35,7 +35,8 @@ def _strings(value):
 
 
 def test_the_shipped_profiles_are_the_documented_ones():
-    assert PROFILES == ["cluster-test", "databricks", "hdfs-test", "local", "local-wine", "s3-test", "test", "yarn", "yarn-test"]
+    assert PROFILES == ["cluster-test", "databricks", "hdfs-test", "kafka-test", "local", "local-wine", "s3-test", "test", "yarn",
+                        "yarn-test"]
 
 
 @pytest.mark.parametrize("name", PROFILES)

@@ -1,11 +1,12 @@
 """Loopback services for development and the integration tests: an S3 server, a Spark
-standalone cluster and Hadoop (HDFS + YARN), started from jars, on 127.0.0.1.
+standalone cluster, Hadoop (HDFS + YARN) and a Kafka broker, started from jars, on 127.0.0.1.
 
-    ./dev/services.sh start|stop|status [s3|cluster|hadoop|all]      (python -m lakeloop_dev.services ...)
+    ./dev/services.sh start|stop|status [s3|cluster|hadoop|kafka|all]      (python -m lakeloop_dev.services ...)
 
 * **s3**: S3Proxy with objects in memory (:mod:`lakeloop_dev.s3`).
 * **cluster**: a Spark standalone master and two workers (:mod:`lakeloop_dev.cluster`).
 * **hadoop**: HDFS and YARN from Hadoop's minicluster (:mod:`lakeloop_dev.hadoop`).
+* **kafka**: Apache Kafka in KRaft mode, one node (:mod:`lakeloop_dev.kafka`).
 
 State (pid files, logs, the workers' folders) lives in ``$LAKELOOP_SERVICES_DIR``
 (default ``~/.cache/lakeloop/services``). Each is a :class:`lakeloop_dev.processes.Service`:
@@ -20,7 +21,7 @@ import sys
 from lakeloop.errors import SetupError
 from lakeloop_dev.processes import Service
 
-SERVICES = ("s3", "cluster", "hadoop")
+SERVICES = ("s3", "cluster", "hadoop", "kafka")
 
 
 def service(name: str) -> Service:
@@ -37,6 +38,10 @@ def service(name: str) -> Service:
         from lakeloop_dev.hadoop import default_minihadoop
 
         return default_minihadoop()
+    if name == "kafka":
+        from lakeloop_dev.kafka import default_kafka
+
+        return default_kafka()
     raise ValueError(f"unknown service {name!r}; the services are: {', '.join(SERVICES)}")
 
 

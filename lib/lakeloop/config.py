@@ -75,6 +75,18 @@ class JvmSettings:
 
 
 @dataclass(frozen=True)
+class IngestStreamConfig:
+    """``ingest_images --stream``: new files of the source folder as a Structured Streaming query."""
+
+    trigger: str = "available_now"  # or an interval such as "1 minute"
+    max_files_per_trigger: int = 1000  # files per micro-batch
+    # Spark's file source ignores a new file whose modification time is this much older than the
+    # newest file it has seen (a copy that kept an old time): large, so that none is passed over.
+    max_file_age: str = "3650d"
+    checkpoint: str | None = None  # default <lake>/_streams/ingest_images/<source hash>
+
+
+@dataclass(frozen=True)
 class ImageIngestConfig:
     """Settings of ``jobs/ingest_images.py``; see README "ingest_images"."""
 
@@ -92,6 +104,7 @@ class ImageIngestConfig:
     # ledger as skipped, unread; "ingest" takes them like any other. Names starting with "_" are
     # always taken.
     hidden_files: Literal["skip", "ingest"] = "skip"
+    stream: IngestStreamConfig = field(default_factory=IngestStreamConfig)
 
 
 @dataclass(frozen=True)
@@ -232,6 +245,27 @@ class ScoreStreamConfig:
 
 
 @dataclass(frozen=True)
+class ScoreKafkaConfig:
+    """``score.input: kafka``: frames on a Kafka topic, scored by ``score --stream``; see README "Scoring from Kafka".
+
+    A message is one frame: its key the frame's id (``image_id`` in gold.predictions), its value the
+    encoded image (PNG, JPEG ...), an optional header holding the true label.
+    """
+
+    bootstrap_servers: str | None = None  # host:port[,host:port ...]
+    topic: str | None = None  # one topic, or several separated by commas
+    starting_offsets: str = "earliest"  # where a new checkpoint (a new model version) starts: earliest or latest
+    max_offsets_per_trigger: int = 10000  # messages per micro-batch, over all partitions
+    max_message_bytes: int = 16 * 1024 * 1024  # a larger value is quarantined without being decoded
+    label_header: str | None = "label"  # the header whose UTF-8 value is the frame's true label, if sent
+    # true: offsets the broker deleted before they were scored (retention) stop the stream with Spark's error.
+    fail_on_data_loss: bool = True
+    # More settings of Spark's Kafka source, e.g. kafka.security.protocol, kafka.sasl.jaas.config.
+    # Their values are never written to reports or logs.
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ScoreConfig:
     """Settings of ``jobs/score.py``; see :mod:`lakeloop.scoring`."""
 
@@ -244,6 +278,7 @@ class ScoreConfig:
     max_rows_per_run: int | None = None  # a bounded backfill: score at most this many rows, the rest next run
     commit_every_rows: int | None = None  # MERGE every so many rows, so a killed run keeps what it scored
     stream: ScoreStreamConfig = field(default_factory=ScoreStreamConfig)
+    kafka: ScoreKafkaConfig = field(default_factory=ScoreKafkaConfig)
 
 
 @dataclass(frozen=True)
@@ -609,6 +644,13 @@ def _check_image_ingest(cfg: ImageIngestConfig) -> None:
             "ingest_images.label_from = labels_table but ingest_images.labels_table is not set; name the Delta "
             "table of labels (a URI), or set ingest_images.label_from to parent_folder or none"
         )
+    _check_trigger(cfg.stream.trigger, "ingest_images.stream.trigger")
+    _at_least(cfg.stream.max_files_per_trigger, 1, "ingest_images.stream.max_files_per_trigger", "1000")
+    if not re.fullmatch(r"[1-9][0-9]*(s|m|min|h|d)", cfg.stream.max_file_age):
+        raise ConfigError(f"ingest_images.stream.max_file_age = {cfg.stream.max_file_age!r} must be a count and a "
+                          f"unit (s, m, h, d), e.g. 3650d")
+    if cfg.stream.checkpoint is not None:
+        require_uri(cfg.stream.checkpoint, "ingest_images.stream.checkpoint")
 
 
 # Reader options lakeloop sets itself: a user value would hide malformed records
@@ -780,12 +822,12 @@ def init_source(text: str) -> tuple[str, ...]:
     return ("model", name, ref)
 
 
-SCORE_INPUT_FORMS = "features, images, a lake table such as silver.features, or a Delta table URI"
+SCORE_INPUT_FORMS = "features, images, kafka, a lake table such as silver.features, or a Delta table URI"
 
 
 def _check_score(cfg: ScoreConfig) -> None:
     parse_model_ref(cfg.model)
-    if cfg.input not in ("features", "images") and table_ref(cfg.input) is None:
+    if cfg.input not in ("features", "images", "kafka") and table_ref(cfg.input) is None:
         require_uri(cfg.input, f"score.input ({SCORE_INPUT_FORMS})")
     _at_least(cfg.batch_size, 1, "score.batch_size", "512")
     _at_least(cfg.torch_threads_per_task, 1, "score.torch_threads_per_task",
@@ -800,18 +842,55 @@ def _check_score(cfg: ScoreConfig) -> None:
             f"limit), e.g. 67108864"
         )
     _check_score_stream(cfg.stream)
+    if cfg.input == "kafka":
+        _check_score_kafka(cfg.kafka)
+
+
+# Spark's Kafka source options lakeloop sets from score.kafka.* (options may not set them again).
+_KAFKA_OWN_OPTIONS = ("kafka.bootstrap.servers", "subscribe", "subscribepattern", "assign", "startingoffsets",
+                      "maxoffsetspertrigger", "failondataloss", "includeheaders")
+
+
+def _check_score_kafka(cfg: ScoreKafkaConfig) -> None:
+    for setting, value, example in (("bootstrap_servers", cfg.bootstrap_servers, "broker1:9092,broker2:9092"),
+                                    ("topic", cfg.topic, "camera-frames")):
+        if not value or not value.strip():
+            raise ConfigError(f"score.input is kafka but score.kafka.{setting} is not set; set it, e.g. "
+                              f"--set score.kafka.{setting}={example}")
+    if any(not re.match(r"^[^\s,:]+:[0-9]+$", server) for server in cfg.bootstrap_servers.split(",")):
+        raise ConfigError(f"score.kafka.bootstrap_servers = {cfg.bootstrap_servers!r} is not a comma-separated "
+                          f"list of host:port, e.g. broker1:9092,broker2:9092")
+    if any(not re.match(r"^[A-Za-z0-9._-]{1,249}$", topic) for topic in cfg.topic.split(",")):
+        raise ConfigError(f"score.kafka.topic = {cfg.topic!r} is not a Kafka topic name (letters, digits, '.', '_', "
+                          f"'-'), or several separated by commas")
+    if cfg.starting_offsets not in ("earliest", "latest"):
+        raise ConfigError(f"score.kafka.starting_offsets = {cfg.starting_offsets!r} must be earliest (score every "
+                          f"message the topic still holds) or latest (only those that arrive from now on)")
+    _at_least(cfg.max_offsets_per_trigger, 1, "score.kafka.max_offsets_per_trigger", "10000")
+    _at_least(cfg.max_message_bytes, 1, "score.kafka.max_message_bytes", "16777216")
+    for key in cfg.options:
+        if key.lower() in _KAFKA_OWN_OPTIONS:
+            raise ConfigError(f"score.kafka.options.{key} is set by lakeloop from score.kafka.*; remove it and use "
+                              f"the score.kafka setting instead")
+        if not key.startswith("kafka."):
+            raise ConfigError(f"score.kafka.options.{key}: only Kafka consumer settings (kafka.*, e.g. "
+                              f"kafka.security.protocol) can be passed; the source's own options are score.kafka.*")
 
 
 # A processing-time trigger as Spark parses it: a count and a unit.
 _TRIGGER_INTERVAL = re.compile(r"^[1-9][0-9]* (second|minute|hour|day)s?$")
 
 
-def _check_score_stream(cfg: ScoreStreamConfig) -> None:
-    if cfg.trigger != "available_now" and not _TRIGGER_INTERVAL.match(cfg.trigger):
+def _check_trigger(trigger: str, setting: str) -> None:
+    if trigger != "available_now" and not _TRIGGER_INTERVAL.match(trigger):
         raise ConfigError(
-            f"score.stream.trigger = {cfg.trigger!r} is neither available_now (score what is new, then stop) nor "
+            f"{setting} = {trigger!r} is neither available_now (take what is new, then stop) nor "
             f"an interval such as '30 seconds', '5 minutes' or '1 hour' (a micro-batch every interval)"
         )
+
+
+def _check_score_stream(cfg: ScoreStreamConfig) -> None:
+    _check_trigger(cfg.trigger, "score.stream.trigger")
     _at_least(cfg.max_files_per_trigger, 1, "score.stream.max_files_per_trigger", "100")
     if cfg.checkpoint is not None:
         require_uri(cfg.checkpoint, "score.stream.checkpoint")

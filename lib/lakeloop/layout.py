@@ -10,7 +10,8 @@
                /gold/predictions            Delta: the scoring job's output
                /_training_sets/v<features version>-<spec key>-<files>/<split>   Parquet read by Petastorm
                /_checkpoints/<model>/<training key>/epoch-NNNN.pt
-               /_streams/<job>/<source>/<model>/v<version>   Structured Streaming checkpoints
+               /_streams/score/<source>/<model>/v<version>   Structured Streaming checkpoints (score --stream)
+               /_streams/ingest_images/source-<hash>          (ingest_images --stream)
                /models/<model>/<version>/   the model registry (lakeloop.registry)
                /_reports/<job>/<run id>.json, latest.json
 
@@ -102,6 +103,13 @@ class LakeLayout:
         """Checkpoint folder of a streaming query of ``job`` over the table named ``source`` for one
         model version: a new version (or a moved alias) starts its own stream from the first row."""
         return f"{self.root}/_streams/{job}/{source}/{check_model_name(model_name)}/v{int(version)}"
+
+    def ingest_checkpoint(self, source_key: str) -> str:
+        """Checkpoint folder of ``ingest_images --stream`` over one source folder (``source_key``
+        names it: a hash of its URI)."""
+        if not source_key.replace("-", "").isalnum():
+            raise ValueError(f"ingest checkpoint key {source_key!r} must be letters, digits and '-'")
+        return f"{self.root}/_streams/ingest_images/{source_key}"
 
     @property
     def registry(self) -> str:

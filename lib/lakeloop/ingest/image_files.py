@@ -33,7 +33,7 @@ LISTING_SCHEMA = ("path string, length long, modification_time timestamp, spark_
                   "dot_name boolean")
 
 
-def _extension_glob(extensions: tuple[str, ...]) -> str:
+def extension_glob(extensions: tuple[str, ...]) -> str:
     """``("png", "jpg")`` -> ``*.{[pP][nN][gG],[jJ][pP][gG]}``: Hadoop globs are case-sensitive.
 
     The profile checked the entries (letters and digits, an optional leading dot)."""
@@ -48,6 +48,15 @@ def hidden_by_spark(relative: str) -> bool:
     """Whether Spark's listing passes over ``relative`` (a path below the source): a component
     starting with ``_`` (without ``=``, which marks a partition folder) or ``.``."""
     return any((part.startswith("_") and "=" not in part) or part.startswith(".") for part in relative.split("/"))
+
+
+def require_source(spark: "SparkSession", source: str) -> None:
+    """Raise a SourceError when the image source folder ``source`` does not exist."""
+    if not hadoop.exists(spark, source):
+        raise SourceError(
+            f"image source {source} does not exist; check ingest_images.source "
+            f"(or pass --source URI) and that the folder is reachable from Spark"
+        )
 
 
 def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str, ...],
@@ -67,22 +76,18 @@ def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str,
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    if not hadoop.exists(spark, source):
-        raise SourceError(
-            f"image source {source} does not exist; check ingest_images.source "
-            f"(or pass --source URI) and that the folder is reachable from Spark"
-        )
+    require_source(spark, source)
     listing = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", _extension_glob(extensions))
+        .option("pathGlobFilter", extension_glob(extensions))
         .load(source)
     )
     # Cached before the count below: the listing is scanned once, however often it is used.
     scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"),
                              F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name")
                              ).persist(StorageLevel.MEMORY_AND_DISK)
-    extra = _empty_files(spark, listing, scanned) + _files_spark_hides(files or LakeFiles(), source, extensions)
+    extra = _empty_files(spark, listing, scanned) + files_spark_hides(files or LakeFiles(), source, extensions)
     if not extra:
         return scanned
     # One cached frame for the caller to unpersist; the scan itself is read from its own cache.
@@ -103,8 +108,10 @@ def _empty_files(spark: "SparkSession", listing: "DataFrame", scanned: "DataFram
     return [(path, length, mtime, True, False) for path, length, mtime in hadoop.empty_files(spark, missing)]
 
 
-def _files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...]) -> list[tuple]:
-    """(path, length, mtime, spark_readable=False, dot_name) of the files Spark's listing hides.
+def files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...], empty_too: bool = False
+                      ) -> list[tuple]:
+    """(path, length, mtime, spark_readable=False, dot_name) of the files Spark's listing hides;
+    ``empty_too``: and the empty files it lists but never hands over (``spark_readable`` true).
 
     Paths are the source URI plus the path below it, the form the rest of lakeloop uses;
     times are truncated to milliseconds, as Hadoop's are.
@@ -116,12 +123,14 @@ def _files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...
     found = []
     for info in fs.get_file_info(FileSelector(root, recursive=True, allow_not_found=True)):
         relative = info.path[len(root):].lstrip("/")
-        if info.type != FileType.File or not relative.lower().endswith(endings) or not hidden_by_spark(relative):
+        hidden = hidden_by_spark(relative)
+        if info.type != FileType.File or not relative.lower().endswith(endings) or \
+                not (hidden or (empty_too and info.size == 0)):
             continue
         mtime = info.mtime.astimezone(timezone.utc).replace(tzinfo=None) if info.mtime else datetime(1970, 1, 1)
         mtime = mtime.replace(microsecond=mtime.microsecond // 1000 * 1000)
         dot = any(part.startswith(".") for part in relative.split("/"))
-        found.append((f"{source.rstrip('/')}/{relative}", int(info.size), mtime, False, dot))
+        found.append((f"{source.rstrip('/')}/{relative}", int(info.size), mtime, not hidden, dot))
     return found
 
 
@@ -172,7 +181,7 @@ def read_files(
     spark_paths = wanted.where("length > 0 AND spark_readable")
     if source is not None:
         reader = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-                  .option("pathGlobFilter", _extension_glob(extensions)).load(source))
+                  .option("pathGlobFilter", extension_glob(extensions)).load(source))
     else:
         paths = [row.path for row in spark_paths.select("path").collect()]
         if not paths:

@@ -273,6 +273,7 @@ class _Listing:
     n_skipped: int
     n_too_large: int
     n_spark_hides: int
+    partial: bool = False  # ``listed`` is some files of the folder (a micro-batch), not all of them
 
 
 def _skip(cfg: ImageIngestConfig) -> "Column":
@@ -284,11 +285,18 @@ def _skip(cfg: ImageIngestConfig) -> "Column":
 def _list_unseen(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str, files: LakeFiles) -> _Listing:
     """List the source and keep the files the ledger has not seen (both persisted), counting in
     one pass how the unseen ones split."""
+    source_root = hadoop.qualify(spark, cfg.source)
+    listed = list_source_files(spark, source_root, cfg.extensions, files)
+    return unseen_files(spark, cfg, ledger_uri, source_root, listed)
+
+
+def unseen_files(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str, source_root: str,
+                 listed: "DataFrame", partial: bool = False) -> _Listing:
+    """The files of ``listed`` (a persisted listing: path, length, modification_time,
+    spark_readable, dot_name) that the ledger has not seen, persisted, and how they split."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    source_root = hadoop.qualify(spark, cfg.source)
-    listed = list_source_files(spark, source_root, cfg.extensions, files)
     seen = delta.read_pinned_or_empty(spark, ledger_uri, _ledger_schema())
     unseen = select_unseen(listed, seen).persist(StorageLevel.MEMORY_AND_DISK)
     taken = ~_skip(cfg)
@@ -298,7 +306,7 @@ def _list_unseen(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str,
         F.count(F.when(taken & ~F.col("spark_readable"), 1)).alias("spark_hides"),
     ).first()
     return _Listing(source_root, listed, unseen, listed.count(), counts["unseen"], counts["skipped"],
-                    counts["too_large"], counts["spark_hides"])
+                    counts["too_large"], counts["spark_hides"], partial)
 
 
 def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles) -> "DataFrame":
@@ -310,7 +318,7 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     taken = listing.unseen.where(~_skip(cfg))
     labels = delta.read_table(spark, cfg.labels_table) if cfg.label_from == "labels_table" else None
     # Most of the folder is new (a first run): scan it whole rather than path by path.
-    whole = listing.n_unseen * 2 >= listing.n_listed
+    whole = not listing.partial and listing.n_unseen * 2 >= listing.n_listed
     read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions, cfg.max_file_bytes,
                       files if listing.n_spark_hides else None)
     inspected = inspect_files(read, listing.source_root, cfg.max_pixels)
@@ -383,9 +391,11 @@ def quarantine_samples(refused: "DataFrame", limit: int = SAMPLES) -> list[dict[
     return samples
 
 
-def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, listing: _Listing,
-                   files: LakeFiles, report: RunReport) -> dict[str, int]:
-    """Check and write the unseen files; returns files per outcome, after checking they add up."""
+def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, listing: _Listing,
+                  files: LakeFiles, report: RunReport,
+                  retry: str = "the next run will take them") -> dict[str, int]:
+    """Check and write the unseen files; returns files per outcome, after checking they add up.
+    ``retry`` says what takes a file that changed or vanished between listing and reading."""
     skipped = listing.unseen.where(_skip(cfg))
     n_skipped = listing.n_skipped
     with report.timed("decode"):
@@ -396,7 +406,7 @@ def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayo
         if n_read + n_skipped != listing.n_unseen:
             report.warnings.append(
                 f"{listing.n_unseen - n_read - n_skipped} listed file(s) changed or vanished before they were read; "
-                f"they are not in the ledger and the next run will take them"
+                f"they are not in the ledger and {retry}"
             )
         outcomes = _write_outcomes(spark, checked, skipped, cfg, lake, listing.source_root, report)
         with report.timed("summarize"):
@@ -413,6 +423,23 @@ def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayo
         report.warnings.append(f"{n_skipped} file(s) under names starting with '.' were skipped "
                                f"(ingest_images.hidden_files = skip); the ledger lists them")
     return outcomes
+
+
+def start_ingestion(profile: Profile, report: RunReport | None) -> tuple[RunReport, LakeLayout, LakeFiles]:
+    """The run's report (with its source and outputs), the lake, and the source's storage access.
+
+    Raises
+    ------
+    ConfigError
+        no source configured.
+    """
+    if not profile.ingest_images.source:
+        raise ConfigError("ingest_images.source is not set; set it in the profile or pass --source URI")
+    report = report or RunReport.start("ingest_images")
+    lake = LakeLayout(profile.lake_root)
+    report.details["source"] = profile.ingest_images.source
+    report.outputs.update(bronze=lake.bronze_images, quarantine=lake.quarantine_images, ledger=lake.images_ledger)
+    return report, lake, LakeFiles(profile.hadoop_conf())
 
 
 def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
@@ -433,13 +460,7 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
         the per-file accounting does not add up (a bug; nothing is hidden).
     """
     cfg = profile.ingest_images
-    if not cfg.source:
-        raise ConfigError("ingest_images.source is not set; set it in the profile or pass --source URI")
-    report = report or RunReport.start("ingest_images")
-    lake = LakeLayout(profile.lake_root)
-    files = LakeFiles(profile.hadoop_conf())
-    report.details["source"] = cfg.source
-    report.outputs.update(bronze=lake.bronze_images, quarantine=lake.quarantine_images, ledger=lake.images_ledger)
+    report, lake, files = start_ingestion(profile, report)
     started = time.perf_counter()
     with report.timed("list"):
         listing = _list_unseen(spark, cfg, lake.images_ledger, files)
@@ -448,7 +469,7 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
                              inputs=listing.n_unseen)
         outcomes = dict.fromkeys(OUTCOMES, 0)
         if listing.n_unseen:
-            outcomes = _ingest_unseen(spark, cfg, lake, listing, files, report)
+            outcomes = ingest_unseen(spark, cfg, lake, listing, files, report)
     finally:
         listing.unseen.unpersist()
         listing.listed.unpersist()

@@ -25,6 +25,12 @@ from lakeloop.config import JvmSettings
 from lakeloop.errors import ConfigError, SetupError
 
 MANIFEST = "jars.txt"
+KEEP_ALL = ("*",)
+# Spark's parent POM lists a Maven Central mirror on Google Cloud Storage before Central; where that
+# host is unreachable Maven fails instead of trying Central (spark-sql-kafka's dependencies).
+# Sent to Central itself, by a global settings file that leaves the user's own settings in force.
+_SETTINGS = ('<settings><mirrors><mirror><id>lakeloop-central-for-gcs</id><mirrorOf>gcs-maven-central-mirror'
+             '</mirrorOf><url>https://repo.maven.apache.org/maven2</url></mirror></mirrors></settings>')
 _COORD = re.compile(r"^[\w.\-]+:[\w.\-]+:[\w.\-]+$")
 
 
@@ -96,7 +102,8 @@ def resolve(jvm: JvmSettings, mvn: str = "mvn", keep: tuple[str, ...] = ()) -> l
     """Fetch the packages with Maven unless they are cached; return the jar paths.
 
     ``keep`` names artifacts (``jaxb-runtime``) to keep even though Spark ships one of that
-    name: for a JVM that needs both (the Hadoop minicluster wants the javax-era version).
+    name: for a JVM that needs both (the Hadoop minicluster wants the javax-era version);
+    :data:`KEEP_ALL` keeps every jar, for a JVM that runs without Spark's (a Kafka broker).
     """
     if not jvm.packages:
         return []
@@ -111,8 +118,10 @@ def resolve(jvm: JvmSettings, mvn: str = "mvn", keep: tuple[str, ...] = ()) -> l
     with tempfile.TemporaryDirectory(prefix="lakeloop-mvn-") as work:
         pom = Path(work) / "pom.xml"
         pom.write_text(_pom(jvm.packages))
+        settings = Path(work) / "settings.xml"
+        settings.write_text(_SETTINGS)
         out = Path(work) / "jars"
-        cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        cmd = [mvn, "-q", "-B", "-gs", str(settings), "-f", str(pom), "dependency:copy-dependencies",
                f"-DoutputDirectory={out}", "-DincludeScope=runtime"]
         print(f"lakeloop jars: resolving {', '.join(jvm.packages)} with Maven ...", file=sys.stderr)
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -124,7 +133,7 @@ def resolve(jvm: JvmSettings, mvn: str = "mvn", keep: tuple[str, ...] = ()) -> l
         provided = _spark_jar_names()
         kept = []
         for jar in sorted(out.glob("*.jar")):
-            if _artifact_name(jar.name) in provided and _artifact_name(jar.name) not in keep:
+            if _artifact_name(jar.name) in provided and _artifact_name(jar.name) not in keep and keep != KEEP_ALL:
                 continue
             dest = target / jar.name
             shutil.copy2(jar, dest)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 INPUT_PIXELS = "pixels"
 INPUT_CONTENT = "content"
 INPUT_KINDS = (INPUT_PIXELS, INPUT_CONTENT)
+# The fix an undecodable image's error names (a Kafka message's error names another).
+DECODE_FIX = "re-ingest the original file"
 
 
 def model_spec(metadata: Mapping[str, Any]) -> PreprocessSpec:
@@ -72,7 +74,7 @@ def _prepare(
             except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the row is refused with it
                 errors[i] = (
                     f"cannot decode image ({type(exc).__name__}: {exc}); the stored bytes are not an image "
-                    f"Pillow can read: re-ingest the original file"
+                    f"Pillow can read: {DECODE_FIX}"
                 )
                 continue
         good.append(i)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from lakeloop.config import Profile, ScoreConfig
 from lakeloop.errors import ConfigError, SourceError
@@ -188,7 +188,7 @@ class _Input:
     """The input table pinned to one version, its image column, and the model pinned to one version."""
 
     uri: str
-    source: "DataFrame"
+    source: "DataFrame | None"  # None for a stream's input (a Kafka topic)
     column: str
     kind: str
     version: ModelVersion
@@ -203,6 +203,9 @@ class _Input:
 def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, report: RunReport) -> _Input:
     """Check the input table, pin it and the model, find the image column."""
     cfg = profile.score
+    if cfg.input == "kafka":
+        raise ConfigError("score.input is kafka: frames on a Kafka topic are scored as a stream; run score --stream "
+                          "(with --trigger available_now it scores what the topic holds and stops)")
     input_uri = input_table_uri(profile, cfg.input)
     if not delta.is_delta_table(spark, input_uri):
         hint = {"features": "run build_features first", "images": "run ingest_images first"}.get(
@@ -326,8 +329,12 @@ def _add_stats(total: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
 
 
 def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Input, registry: Registry,
-                   cfg: ScoreConfig, report: RunReport) -> tuple["DataFrame", int]:
-    """The rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number."""
+                   cfg: ScoreConfig, report: RunReport, carry: tuple[str, ...] = (),
+                   errors: "Callable[[Column], Column] | None" = None) -> tuple["DataFrame", int]:
+    """The rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number.
+
+    ``carry``: columns of ``rows`` kept beside ``p`` (a Kafka message's topic, partition, offset);
+    ``errors``: turns the UDF's ``p.error`` into the error written (given the carried columns too)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -337,7 +344,7 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
     udf = make_udf(plan)
     # The input's truth: its label, or the target column silver.features keeps for another task.
     truth_column = "label" if task == "classification" else TARGET_COLUMNS[task]
-    truth = F.col(truth_column) if truth_column in scoring_input.source.columns else F.lit(None)
+    truth = F.col(truth_column) if truth_column in rows.columns else F.lit(None)
     if scoring_input.splits is not None:
         rows = rows.join(scoring_input.splits, "image_id", "left")
     split = F.col("split").cast("string") if "split" in rows.columns else F.lit(None).cast("string")
@@ -347,7 +354,10 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
         split.alias("split"),
         udf(udf_input(scoring_input.column, plan)).alias("p"),
         F.current_timestamp().alias("scored_at"),
+        *carry,
     )
+    if errors is not None:
+        scored = scored.withColumn("p", F.col("p").withField("error", errors(F.col("p.error"))))
     # Persisted so the UDF runs once for the counts and both MERGEs. The Arrow batch settings are
     # read when the physical plan is made, which persist() does; set them around it and the count.
     with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
@@ -358,12 +368,14 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
 
 
 def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersion, task: str, lake: LakeLayout,
-                  report: RunReport, txn: delta.Txn | None = None) -> tuple[Any, list[Any]]:
+                  report: RunReport, txn: delta.Txn | None = None,
+                  carry: tuple[str, ...] = ()) -> tuple[Any, list[Any]]:
     """MERGE the scored rows into gold and the refused ones into quarantine; returns the run's
     stats (good, bad, labelled, correct, peak worker RSS) and one row per Python worker.
 
     ``txn``: a streaming micro-batch's identity; each MERGE then carries it, and a replayed batch's
-    MERGE commits nothing (:func:`lakeloop.io.delta.merge_insert_new`)."""
+    MERGE commits nothing (:func:`lakeloop.io.delta.merge_insert_new`). ``carry``: columns of
+    ``scored`` written too, to both tables (added to them if they lack them)."""
     from pyspark.sql import functions as F
 
     ok = F.col("p.error").isNull()
@@ -384,13 +396,15 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
     model_cols = [F.lit(version.name).alias("model_name"), F.lit(version.version).cast("int").alias("model_version")]
     run_id = F.lit(report.run_id).alias("run_id")
     good = scored.where(ok).select(
-        "image_id", *model_cols, *[f"p.{f}" for f in TASK_RESULT_FIELDS[task]], truth, "scored_at", run_id, "split")
+        "image_id", *model_cols, *[f"p.{f}" for f in TASK_RESULT_FIELDS[task]], truth, "scored_at", run_id, "split",
+        *carry)
     if task != "classification":
         # The classifier's columns too (null), so whoever reads label or true_label finds them.
         good = good.select("*", *[F.lit(None).cast(f.dataType).alias(f.name) for f in predictions_schema().fields
                                   if f.name not in good.columns])
     bad = scored.where(~ok).select(
-        "image_id", *model_cols, F.col("p.error").alias("error"), run_id, F.col("scored_at").alias("quarantined_at"))
+        "image_id", *model_cols, F.col("p.error").alias("error"), run_id, F.col("scored_at").alias("quarantined_at"),
+        *carry)
     with report.timed("write_predictions"):
         if stats["good"]:
             # add_columns: gold.predictions written before predictions carried their split gains the column.
@@ -404,7 +418,7 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
     if stats["bad"]:
         with report.timed("write_quarantine"):
             report.details["quarantine_merge"] = delta.merge_insert_new(
-                spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS), txn=txn)
+                spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS), add_columns=bool(carry), txn=txn)
         reasons = scored.where(~ok).groupBy(
             F.regexp_extract("p.error", r"^([^(;]+)", 1).alias("reason")).count().collect()
         report.details["quarantine_reasons"] = {r["reason"].strip(): r["count"] for r in reasons}

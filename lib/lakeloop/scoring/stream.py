@@ -1,11 +1,13 @@
-"""Streaming scoring: Structured Streaming over a Delta table -> ``gold.predictions``, exactly once.
+"""Streaming scoring: Structured Streaming over a Delta table or a Kafka topic -> ``gold.predictions``,
+exactly once.
 
-:func:`score_stream` reads ``score.input`` with Delta's streaming source and scores each
-micro-batch with the same UDF, model cache and writes as the batch job
-(:mod:`lakeloop.scoring.job`). What makes it exactly once:
+:func:`score_stream` reads ``score.input`` with Delta's streaming source, or with Spark's Kafka
+source when it is ``kafka`` (:mod:`lakeloop.scoring.kafka`), and scores each micro-batch with the
+same UDF, model cache and writes as the batch job (:mod:`lakeloop.scoring.job`). What makes it
+exactly once:
 
 - Spark's checkpoint (in the lake, :meth:`LakeLayout.stream_checkpoint`) records which input
-  files each micro-batch took before the batch runs, and that the batch is done after it ran.
+  files (or offsets) each micro-batch took before the batch runs, and that the batch is done after it ran.
   A driver killed in between replays the same batch, with the same id, on restart.
 - Each batch's two MERGEs (predictions, quarantine) carry Delta's transaction identifier
   (``txnAppId`` = the query's id, ``txnVersion`` = the batch id): a table that has committed a
@@ -25,15 +27,17 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.config import Profile
-from lakeloop.errors import ConfigError, JobFailed, LakeloopError
-from lakeloop.io import delta
+from lakeloop.config import Profile, ScoreKafkaConfig
+from lakeloop.errors import ConfigError, LakeloopError
+from lakeloop.io import delta, streams
 from lakeloop.layout import LakeLayout, table_ref
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
+from lakeloop.scoring import kafka
+from lakeloop.scoring.batch import INPUT_CONTENT
 from lakeloop.scoring.job import (_add_stats, _Input, _open_input, _record_drift, _record_quality, _score_pending,
                                   _warn_without_worker_reuse, _write_scored)
-from lakeloop.scoring.udf import one_row_per_key
+from lakeloop.scoring.udf import check_table_columns, one_row_per_key, resolve_model
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -49,6 +53,7 @@ class _StreamState:
     scoring_input: _Input
     query_name: str
     started: float
+    kafka: ScoreKafkaConfig | None = None  # the input is this topic
     query_id: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     workers: list[Any] = field(default_factory=list)
@@ -65,6 +70,7 @@ def stream_checkpoint(profile: Profile, scoring_input: _Input) -> str:
     ref = profile.score.input
     # features, images, bronze.frames as they are; a URI by a hash of it (two URIs may end alike).
     source = ref if ref in ("features", "images") or table_ref(ref) else \
+        kafka.checkpoint_name(profile.score.kafka) if ref == "kafka" else \
         "uri-" + hashlib.sha256(scoring_input.uri.encode()).hexdigest()[:12]
     version = scoring_input.version
     root = profile.score.stream.checkpoint
@@ -107,13 +113,18 @@ def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | No
     report.outputs.update(predictions=lake.predictions, quarantine=lake.quarantine_predictions)
     _warn_without_worker_reuse(spark, report)
     registry = Registry.for_profile(profile)
-    scoring_input = _open_input(spark, profile, registry, report)
+    from_kafka = cfg.input == "kafka"
+    scoring_input = _open_kafka_input(profile, registry, report) if from_kafka else \
+        _open_input(spark, profile, registry, report)
     checkpoint = stream_checkpoint(profile, scoring_input)
     version = scoring_input.version
-    state = _StreamState(scoring_input, f"lakeloop-score-{version.name}-v{version.version}", time.perf_counter())
+    state = _StreamState(scoring_input, f"lakeloop-score-{version.name}-v{version.version}", time.perf_counter(),
+                         kafka=cfg.kafka if from_kafka else None)
     report.outputs["checkpoint"] = checkpoint
-    report.details["stream"] = {"trigger": cfg.stream.trigger, "max_files_per_trigger": cfg.stream.max_files_per_trigger,
-                                "skip_change_commits": cfg.stream.skip_change_commits, "checkpoint": checkpoint}
+    report.details["stream"] = {"trigger": cfg.stream.trigger, "checkpoint": checkpoint, **(
+        {"max_offsets_per_trigger": cfg.kafka.max_offsets_per_trigger} if from_kafka else
+        {"max_files_per_trigger": cfg.stream.max_files_per_trigger,
+         "skip_change_commits": cfg.stream.skip_change_commits})}
 
     def each_batch(batch: "DataFrame", batch_id: int) -> None:
         try:
@@ -122,38 +133,51 @@ def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | No
             state.error = exc  # re-raised as it is once the query has stopped
             raise
 
-    source = (spark.readStream.format("delta")
-              .option("maxFilesPerTrigger", cfg.stream.max_files_per_trigger)
-              .option("skipChangeCommits", str(cfg.stream.skip_change_commits).lower())
-              .load(scoring_input.uri))
+    source = kafka.read_messages(spark, cfg.kafka) if from_kafka else (
+        spark.readStream.format("delta")
+        .option("maxFilesPerTrigger", cfg.stream.max_files_per_trigger)
+        .option("skipChangeCommits", str(cfg.stream.skip_change_commits).lower())
+        .load(scoring_input.uri))
     writer = (source.writeStream.queryName(state.query_name).foreachBatch(each_batch)
               .option("checkpointLocation", checkpoint))
-    writer = writer.trigger(availableNow=True) if cfg.stream.trigger == "available_now" \
-        else writer.trigger(processingTime=cfg.stream.trigger)
-    _run_query(writer, state, checkpoint, report)
+
+    def started(query: Any) -> None:
+        state.query_id = str(query.id)
+        report.details["stream"]["query_id"] = state.query_id
+
+    with report.timed("stream"):
+        streams.run_query(writer, cfg.stream.trigger, "score", checkpoint, lambda: state.counts["batches"],
+                          lambda: state.error, started)
     _summarise(spark, state, profile, lake, report)
     return report
 
 
-def _run_query(writer: Any, state: _StreamState, checkpoint: str, report: RunReport) -> None:
-    """Start the query and wait for it to end (``available_now``) or to be stopped (an interval)."""
-    from pyspark.errors import StreamingQueryException
+def _open_kafka_input(profile: Profile, registry: Registry, report: RunReport) -> _Input:
+    """The topic as the scoring input (encoded images in ``content``) and the model pinned to one version.
 
-    with report.timed("stream"):
-        query = writer.start()
-        state.query_id = str(query.id)
-        report.details["stream"]["query_id"] = state.query_id
-        try:
-            query.awaitTermination()
-        except StreamingQueryException as exc:
-            if state.error is not None:
-                raise state.error from exc
-            raise JobFailed(f"the scoring stream stopped after {state.counts['batches']} micro-batch(es): "
-                            f"{str(exc).splitlines()[0]}; fix the cause and run score --stream again: it resumes "
-                            f"from its checkpoint {checkpoint}") from exc
-        finally:
-            if query.isActive:
-                query.stop()
+    Raises
+    ------
+    ConfigError
+        the model was trained on a table, or needs table columns besides the image (a message
+        holds the image only).
+    SourceError
+        no bootstrap server answers.
+    """
+    cfg = profile.score.kafka
+    kafka.check_reachable(cfg)
+    with report.timed("resolve_model"):
+        version, metadata = resolve_model(registry, profile.score.model)
+    if metadata.get("input_kind") == "table":
+        raise ConfigError(f"model {version.name}:{version.version} was trained on a table, not on images; frames on "
+                          f"Kafka are scored by an image model")
+    uri = kafka.kafka_uri(cfg)
+    check_table_columns(["image_id", "content", "label"], {**metadata, "name": version.name,
+                                                         "version": version.version}, f"score.input {uri}")
+    report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
+    # The servers and topic, and only the names of further options: their values may be credentials.
+    report.details["input"] = {"uri": uri, "column": "content", "kind": INPUT_CONTENT,
+                               "starting_offsets": cfg.starting_offsets, "options": sorted(cfg.options)}
+    return _Input(uri, None, "content", INPUT_CONTENT, version, metadata, None)
 
 
 def _query_id(spark: "SparkSession", state: _StreamState) -> str:
@@ -169,6 +193,8 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
     """Score one micro-batch and MERGE it under the batch's transaction identifier."""
     scoring_input, cfg = state.scoring_input, profile.score
     lake = LakeLayout(profile.lake_root)
+    if state.kafka is not None:
+        batch = kafka.frames_from_messages(batch, state.kafka)
     keyed = one_row_per_key(batch, "image_id", scoring_input.uri, unique=cfg.input in ("features", "images"))
     for warning in keyed.warnings:
         report.warnings.append(f"micro-batch {batch_id}: {warning}")
@@ -181,12 +207,15 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
     entry: dict[str, Any] = {"batch": batch_id, "rows": keyed.n_inputs}
     if n_keyed:
         # The micro-batch's own session (a clone the stream made): the Arrow batch sizes are set there.
-        scored, _ = _score_pending(batch.sparkSession, keyed.rows, scoring_input, registry, cfg, report)
+        carry = kafka.KAFKA_COLUMNS if state.kafka is not None else ()
+        scored, _ = _score_pending(batch.sparkSession, keyed.rows, scoring_input, registry, cfg, report,
+                                   carry=(*carry, kafka.REFUSED) if carry else (),
+                                   errors=kafka.message_error if carry else None)
         # One identity per query and micro-batch; hashed, as Delta keeps every app id in the table's log.
         app_id = "lakeloop-score-" + hashlib.sha256(_query_id(spark, state).encode()).hexdigest()[:16]
         try:
             stats, workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake, report,
-                                           txn=delta.Txn(app_id, batch_id))
+                                           txn=delta.Txn(app_id, batch_id), carry=carry)
         finally:
             scored.unpersist()
         merges = [report.details.pop(k, None) for k in ("predictions_merge", "quarantine_merge")]

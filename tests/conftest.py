@@ -7,8 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from lakeloop.config import Profile, load_profile
+from lakeloop.config import REPO_ROOT, Profile, load_profile
 from support.lakes import fingerprint, make_read_only
+from support.reliability import ReliabilityFigures
+
+_FIGURES = ReliabilityFigures()
+
+
+@pytest.fixture(scope="session")
+def reliability() -> ReliabilityFigures:
+    """Where fault tests record what they injected and what they found (printed at the end)."""
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _FIGURES.faults:
+        _FIGURES.write(REPO_ROOT / "build" / "reliability.json")
+        terminalreporter.write_sep("=", "reliability figures (build/reliability.json)")
+        terminalreporter.write_line(_FIGURES.table())
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def test_every_shipped_profile_loads_with_every_location_a_uri_and_no_placeholde
 
 def test_extends_merges_key_by_key():
     test = load_profile("test")
-    assert test.spark.master == "local[2]"
+    assert test.spark.master == "local[2,2]"
     assert test.spark.conf["spark.sql.shuffle.partitions"] == "2"  # overridden
     assert test.spark.conf["spark.sql.session.timeZone"] == "UTC"  # inherited from local
 

@@ -17,6 +17,7 @@ from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.stream import score_stream
 from support.lakes import copy_lake, layout
+from support.reliability import lost_and_duplicated
 from support.streams import kill_after_first_commit
 from test_scoring import GARBAGE, append_garbage_images, expected_scores, publish_lenet
 
@@ -152,7 +153,9 @@ def test_a_trigger_that_is_neither_available_now_nor_an_interval_is_refused_when
 
 
 @pytest.mark.slow
-def test_a_stream_killed_mid_way_and_restarted_leaves_one_prediction_per_frame(spark, stream_lake, tmp_path):
+@pytest.mark.fault
+def test_a_stream_killed_mid_way_and_restarted_leaves_one_prediction_per_frame(spark, stream_lake, tmp_path,
+                                                                                reliability):
     """A real kill: the score --stream job under spark-submit is SIGKILLed once its first micro-batch is
     committed; the restarted stream goes on from the checkpoint, and every frame ends exactly once."""
     profile = stream_profile(stream_lake, tmp_path / "lake")
@@ -170,6 +173,11 @@ def test_a_stream_killed_mid_way_and_restarted_leaves_one_prediction_per_frame(s
     report = score_stream(spark, profile, report=RunReport("score", "after-kill"))
 
     assert report.counts["batches"] >= 4 - done + 1
+    gold, quarantine = outcome(spark, profile)
+    frames = list(frames_of(spark, profile)["image_id"])
+    reliability.record("SIGKILL of the spark-submit'ed driver after its first micro-batch; frames arrive while it "
+                       "is down; restart", "score --stream (Delta)", "killed + restarted vs every input row",
+                       len(frames), *lost_and_duplicated(frames, [*gold["image_id"], *quarantine["image_id"]]))
     summary = assert_exactly_once(spark, profile)
     # What the restart wrote is what was missing: a batch the kill cut after its MERGEs is a replay.
     assert report.counts["scored"] + report.counts["quarantined"] == len(frames_of(spark, profile)) - written_before

@@ -359,6 +359,23 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class TaskFault:
+    """One Spark task made to fail (``lakeloop.faults``): of ``job``'s work, in ``partition``, on ``attempt``."""
+
+    job: Literal["ingest_images", "build_features", "score"]
+    partition: int = 0
+    attempt: int = 0
+    marker: str | None = None  # a local folder: the failing task leaves a file there first
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    """Fault injection, for the reliability tests only (a test profile: its name ends in "test")."""
+
+    fail_task: TaskFault | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything a job needs, from one profile file plus command-line overrides."""
 
@@ -378,6 +395,7 @@ class Profile:
     quality: QualityConfig = field(default_factory=QualityConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
 
     def hadoop_conf(self) -> dict[str, str]:
         """The ``spark.hadoop.*`` settings without that prefix: how the processes that have no
@@ -445,8 +463,23 @@ def parse_override(text: str, flag: str = "--set") -> tuple[str, Any]:
     return key.strip(), value
 
 
+# Settings that are mappings whose keys hold dots themselves (Kafka and Spark option names):
+# ``--set score.kafka.options.kafka.sasl.mechanism=PLAIN`` sets the key ``kafka.sasl.mechanism``.
+_DOTTED_KEY_MAPPINGS = ("score.kafka.options", "spark.conf")
+# Settings whose values may be credentials: errors name them but never show their values.
+_SECRET_SETTINGS = ("score.kafka.options",)
+
+
+def _shown(key: str, value: Any) -> str:
+    """``value`` for an error message, unless ``key`` may hold a credential."""
+    if any(key == s or key.startswith(s + ".") for s in _SECRET_SETTINGS):
+        return "a value not shown here (it may be a credential)"
+    return repr(value)
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
+    mapping = next((m for m in _DOTTED_KEY_MAPPINGS if dotted.startswith(m + ".")), None)
+    parts = [*mapping.split("."), dotted[len(mapping) + 1:]] if mapping else dotted.split(".")
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -484,7 +517,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return build_settings(tp, value, key)
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} must be a mapping, found {value!r}")
+            raise ConfigError(f"{key} must be a mapping, found {_shown(key, value)}")
         return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if isinstance(value, str):
@@ -509,7 +542,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             return str(value)
         if isinstance(value, bool):  # Spark settings written as YAML true/false
             return "true" if value else "false"
-        raise ConfigError(f"{key} must be text, found {value!r}")
+        raise ConfigError(f"{key} must be text, found {_shown(key, value)}")
     return value
 
 
@@ -617,6 +650,7 @@ def check_profile(profile: Profile) -> None:
         _check_table_features(profile.features.table)
     _check_image_target(profile.features, profile.train.task)
     _check_score(profile.score)
+    _check_faults(profile)
     _check_schedule(profile.schedule)
     _check_observe(profile)
 
@@ -846,9 +880,31 @@ def _check_score(cfg: ScoreConfig) -> None:
         _check_score_kafka(cfg.kafka)
 
 
+def _check_faults(profile: Profile) -> None:
+    fault = profile.faults.fail_task
+    if fault is None:
+        return
+    if not profile.name.endswith("test"):
+        raise ConfigError(f"faults.fail_task makes a Spark task fail on purpose, for the reliability tests: it is "
+                          f"refused in profile {profile.name!r}; set it only in a test profile (conf/test.yaml or one "
+                          f"named *-test)")
+    _at_least(fault.partition, 0, "faults.fail_task.partition", "0")
+    _at_least(fault.attempt, 0, "faults.fail_task.attempt", "0")
+
+
 # Spark's Kafka source options lakeloop sets from score.kafka.* (options may not set them again).
 _KAFKA_OWN_OPTIONS = ("kafka.bootstrap.servers", "subscribe", "subscribepattern", "assign", "startingoffsets",
                       "maxoffsetspertrigger", "failondataloss", "includeheaders")
+
+
+# Kafka consumer settings Spark's source manages itself and refuses, and what to do instead.
+_KAFKA_REFUSED_OPTIONS = {
+    "kafka.auto.offset.reset": "use score.kafka.starting_offsets",
+    "kafka.enable.auto.commit": "the offsets live in the stream's checkpoint, not in Kafka",
+    "kafka.key.deserializer": "keys arrive as bytes; lakeloop reads them as UTF-8",
+    "kafka.value.deserializer": "values arrive as bytes: the encoded image",
+    "kafka.interceptor.classes": "Spark's Kafka source does not take consumer interceptors",
+}
 
 
 def _check_score_kafka(cfg: ScoreKafkaConfig) -> None:
@@ -869,12 +925,14 @@ def _check_score_kafka(cfg: ScoreKafkaConfig) -> None:
     _at_least(cfg.max_offsets_per_trigger, 1, "score.kafka.max_offsets_per_trigger", "10000")
     _at_least(cfg.max_message_bytes, 1, "score.kafka.max_message_bytes", "16777216")
     for key in cfg.options:
+        if key.lower() in _KAFKA_REFUSED_OPTIONS:
+            raise ConfigError(f"score.kafka.options.{key} cannot be set: {_KAFKA_REFUSED_OPTIONS[key.lower()]}")
         if key.lower() in _KAFKA_OWN_OPTIONS:
             raise ConfigError(f"score.kafka.options.{key} is set by lakeloop from score.kafka.*; remove it and use "
                               f"the score.kafka setting instead")
         if not key.startswith("kafka."):
             raise ConfigError(f"score.kafka.options.{key}: only Kafka consumer settings (kafka.*, e.g. "
-                              f"kafka.security.protocol) can be passed; the source's own options are score.kafka.*")
+                              f"kafka.security.protocol) can be passed here")
 
 
 # A processing-time trigger as Spark parses it: a count and a unit.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import pandas as pd  # module level: pandas UDF type hints resolve in this module's globals
 
-from lakeloop.config import FeaturesConfig, Profile
+from lakeloop.config import FeaturesConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.features.quality import check_features_quality, features_quality
 from lakeloop.io import delta
@@ -44,13 +44,15 @@ def assign_split(image_id: "Column", seed: str, fractions: tuple[float, ...]) ->
     return F.when(bucket < train, "train").when(bucket < val, "validation").otherwise("test")
 
 
-def _preprocess_udf(spec_json: str):
+def _preprocess_udf(spec_json: str, fault: TaskFault | None = None):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(PREPROCESS_SCHEMA)
     def preprocess(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from lakeloop.faults import fail_if_chosen
         from lakeloop.preprocess import image_to_pixels
 
+        fail_if_chosen(fault, "build_features")
         spec = PreprocessSpec.from_json(spec_json)
         for contents in batches:
             pixels, errors = [], []
@@ -74,12 +76,14 @@ def to_features(
     split_fractions: tuple[float, ...],
     source_version: int,
     run_id: str,
+    fault: TaskFault | None = None,
 ) -> "DataFrame":
-    """Bronze image rows -> feature rows (with ``error`` set where preprocessing failed)."""
+    """Bronze image rows -> feature rows (with ``error`` set where preprocessing failed); ``fault``:
+    the reliability tests' injected task failure (:mod:`lakeloop.faults`)."""
     from pyspark.sql import functions as F
 
     class_index = F.create_map(*[x for i, c in enumerate(classes) for x in (F.lit(c), F.lit(i))]) if classes else None
-    processed = bronze.withColumn("_pre", _preprocess_udf(spec.to_json())(F.col("content")))
+    processed = bronze.withColumn("_pre", _preprocess_udf(spec.to_json(), fault)(F.col("content")))
     return processed.select(
         "image_id",
         "path",
@@ -333,7 +337,8 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
         delta.unset_table_property(spark, lake.features, BUILD_PROPERTY)
     if how.get("feed_unreadable"):
         report.warnings.append(f"build_features preprocessed every image: {how['reason']}")
-    features = to_features(bronze, spec, classes, cfg.split_seed, cfg.split_fractions, source_version, report.run_id)
+    features = to_features(bronze, spec, classes, cfg.split_seed, cfg.split_fractions, source_version, report.run_id,
+                           fault=profile.faults.fail_task)
     if join:
         table = delta.read_table(spark, join["table"], join["version"])
         features = join_table_columns(features, table, cfg.join_key, cfg.join_columns)

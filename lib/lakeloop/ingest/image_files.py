@@ -16,7 +16,7 @@ a word, every file and folder whose name starts with ``_`` or ``.`` (a camera's
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 # pandas at module level: pandas UDF type hints are resolved in this module's globals.
 import pandas as pd
@@ -108,10 +108,11 @@ def _empty_files(spark: "SparkSession", listing: "DataFrame", scanned: "DataFram
     return [(path, length, mtime, True, False) for path, length, mtime in hadoop.empty_files(spark, missing)]
 
 
-def files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...], empty_too: bool = False
-                      ) -> list[tuple]:
-    """(path, length, mtime, spark_readable=False, dot_name) of the files Spark's listing hides;
-    ``empty_too``: and the empty files it lists but never hands over (``spark_readable`` true).
+def files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...],
+                      which: Literal["hidden", "passed_over", "all"] = "hidden") -> list[tuple]:
+    """(path, length, mtime, spark_readable, dot_name) of the files under ``source``, listed with
+    pyarrow: those Spark's listing hides (``hidden``, ``spark_readable`` false); those and the
+    empty files Spark's scans never hand over (``passed_over``); or every file (``all``).
 
     Paths are the source URI plus the path below it, the form the rest of lakeloop uses;
     times are truncated to milliseconds, as Hadoop's are.
@@ -124,8 +125,8 @@ def files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...]
     for info in fs.get_file_info(FileSelector(root, recursive=True, allow_not_found=True)):
         relative = info.path[len(root):].lstrip("/")
         hidden = hidden_by_spark(relative)
-        if info.type != FileType.File or not relative.lower().endswith(endings) or \
-                not (hidden or (empty_too and info.size == 0)):
+        wanted = which == "all" or hidden or (which == "passed_over" and info.size == 0)
+        if info.type != FileType.File or not relative.lower().endswith(endings) or not wanted:
             continue
         mtime = info.mtime.astimezone(timezone.utc).replace(tzinfo=None) if info.mtime else datetime(1970, 1, 1)
         mtime = mtime.replace(microsecond=mtime.microsecond // 1000 * 1000)
@@ -152,6 +153,25 @@ def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):
         return paths.map(one)
 
     return read
+
+
+def _read_paths(spark: "SparkSession", paths: list[str]) -> "DataFrame | None":
+    """``binaryFile`` over these files; those deleted since they were listed are left out (they are
+    left for the next run, like a file changed since). None when none is left."""
+    from pyspark.errors import AnalysisException
+
+    def load(some: list[str]) -> "DataFrame":
+        # ignoreMissingFiles: a file deleted between this plan and the read is skipped, not an error.
+        return spark.read.format("binaryFile").option("ignoreMissingFiles", "true") \
+            .load([hadoop.literal_glob(p) for p in some])
+
+    try:
+        return load(paths)
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" not in str(exc):
+            raise
+    present = [p for p in paths if hadoop.exists(spark, p)]
+    return load(present) if present else None
 
 
 def read_files(
@@ -186,7 +206,9 @@ def read_files(
         paths = [row.path for row in spark_paths.select("path").collect()]
         if not paths:
             return empty
-        reader = spark.read.format("binaryFile").load([hadoop.literal_glob(p) for p in paths])
+        reader = _read_paths(spark, paths)
+        if reader is None:
+            return empty
     # The length filter is pushed into the scan: a file over the limit is never opened.
     read = reader.where(F.col("length") <= max_file_bytes).select(
         "path", "length", F.col("modificationTime").alias("modification_time"), "content"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 # pandas at module level: pandas UDF type hints are resolved in this module's globals.
 import pandas as pd
 
-from lakeloop.config import ImageIngestConfig, Profile
+from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, JobFailed
 from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, read_files
 from lakeloop.io import delta, hadoop
@@ -64,13 +64,15 @@ def select_unseen(listing: "DataFrame", ledger: "DataFrame") -> "DataFrame":
     return listing.join(ledger.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_anti")
 
 
-def _inspect_udf(max_pixels: int):
+def _inspect_udf(max_pixels: int, fault: TaskFault | None = None):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(CHECK_SCHEMA)
     def inspect(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from lakeloop.faults import fail_if_chosen
         from lakeloop.ingest.image_checks import inspect_image
 
+        fail_if_chosen(fault, "ingest_images")
         for contents in batches:
             checks = [inspect_image(c, max_pixels) for c in contents]
             yield pd.DataFrame(
@@ -96,13 +98,15 @@ def relative_path(path: "Column", source_root: str) -> "Column":
     return F.when(path.startswith(prefix), F.substring(path, len(prefix) + 1, 1 << 30)).otherwise(path)
 
 
-def inspect_files(files: "DataFrame", source_root: str, max_pixels: int) -> "DataFrame":
-    """Add ``image_id`` (sha256 hex of the bytes), ``relative_path`` and Pillow's ``check`` struct."""
+def inspect_files(files: "DataFrame", source_root: str, max_pixels: int,
+                  fault: TaskFault | None = None) -> "DataFrame":
+    """Add ``image_id`` (sha256 hex of the bytes), ``relative_path`` and Pillow's ``check`` struct
+    (``fault``: the reliability tests' injected task failure, :mod:`lakeloop.faults`)."""
     from pyspark.sql import functions as F
 
     return files.withColumn("image_id", F.sha2(F.col("content"), 256)).withColumn(
         "relative_path", relative_path(F.col("path"), source_root)
-    ).withColumn("check", _inspect_udf(max_pixels)(F.col("content")))
+    ).withColumn("check", _inspect_udf(max_pixels, fault)(F.col("content")))
 
 
 def refused_unread(files: "DataFrame", source_root: str, max_file_bytes: int) -> "DataFrame":
@@ -309,7 +313,8 @@ def unseen_files(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str,
                     counts["too_large"], counts["spark_hides"], partial)
 
 
-def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles) -> "DataFrame":
+def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles,
+                 fault: TaskFault | None) -> "DataFrame":
     """Read, inspect and label the unseen files that are not skipped (the too large ones refused
     unread); persisted, since three writes use it."""
     from pyspark import StorageLevel
@@ -321,7 +326,7 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     whole = not listing.partial and listing.n_unseen * 2 >= listing.n_listed
     read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions, cfg.max_file_bytes,
                       files if listing.n_spark_hides else None)
-    inspected = inspect_files(read, listing.source_root, cfg.max_pixels)
+    inspected = inspect_files(read, listing.source_root, cfg.max_pixels, fault)
     if listing.n_too_large:
         inspected = inspected.unionByName(refused_unread(
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
@@ -393,13 +398,13 @@ def quarantine_samples(refused: "DataFrame", limit: int = SAMPLES) -> list[dict[
 
 def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, listing: _Listing,
                   files: LakeFiles, report: RunReport,
-                  retry: str = "the next run will take them") -> dict[str, int]:
+                  retry: str = "the next run will take them", fault: TaskFault | None = None) -> dict[str, int]:
     """Check and write the unseen files; returns files per outcome, after checking they add up.
     ``retry`` says what takes a file that changed or vanished between listing and reading."""
     skipped = listing.unseen.where(_skip(cfg))
     n_skipped = listing.n_skipped
     with report.timed("decode"):
-        checked = _check_files(spark, cfg, listing, files)
+        checked = _check_files(spark, cfg, listing, files, fault)
     try:
         with report.timed("decode"):
             n_read = checked.count()
@@ -469,7 +474,7 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
                              inputs=listing.n_unseen)
         outcomes = dict.fromkeys(OUTCOMES, 0)
         if listing.n_unseen:
-            outcomes = ingest_unseen(spark, cfg, lake, listing, files, report)
+            outcomes = ingest_unseen(spark, cfg, lake, listing, files, report, fault=profile.faults.fail_task)
     finally:
         listing.unseen.unpersist()
         listing.listed.unpersist()

@@ -8,9 +8,15 @@ read, decode, check and MERGE them. Every write is a MERGE on the files' keys, a
 ledger holds are left out, so a micro-batch replayed after a crash adds nothing twice, and files
 the batch job already took are not taken again.
 
-What Spark's file source never hands over, a sweep at the start of each run takes through the
-same steps: files under names Spark hides (``_DSC0001.JPG``, ``_drafts/``, ``.thumb.jpg``) and
-empty files. It lists the folder once with the pyarrow filesystem (no Spark job).
+What Spark's file source never hands over, sweeps take through the same steps, listing the
+folder with the pyarrow filesystem (no Spark job) and leaving out what the ledger holds:
+
+* at the start of each run, files under names Spark hides (``_DSC0001.JPG``, ``_drafts/``,
+  ``.thumb.jpg``) and empty files;
+* at the end of an ``available_now`` run, and every :data:`SWEEP_EVERY` micro-batches of a
+  continuous one, every file: also a file the source listed while it was empty and that was
+  written later, or one that changed between the listing and the read (the source hands a path
+  over once).
 """
 
 from __future__ import annotations
@@ -18,10 +24,9 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from lakeloop.config import ImageIngestConfig, Profile
-from lakeloop.errors import LakeloopError
+from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.ingest.image_files import FILE_KEYS, LISTING_SCHEMA, extension_glob, files_spark_hides, require_source
 from lakeloop.ingest.images import OUTCOMES, ingest_unseen, start_ingestion, unseen_files
 from lakeloop.io import hadoop, streams
@@ -33,7 +38,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 _BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
-_RETRY = "the stream does not hand a file over twice: run the batch ingest_images to take them"
+SWEEP_EVERY = 10
+_RETRY = f"the sweep at the end of this run (or every {SWEEP_EVERY} micro-batches of a continuous one) takes them"
 _BATCHES_KEPT = 50
 
 
@@ -41,16 +47,18 @@ _BATCHES_KEPT = 50
 class _IngestStreamState:
     source_root: str
     started: float
+    fault: TaskFault | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("batches", "files_listed", "files_already_seen", "inputs", *OUTCOMES), 0))
     batches: list[dict[str, Any]] = field(default_factory=list)
-    error: LakeloopError | None = None
+    error: Exception | None = None
 
 
 def ingest_checkpoint(profile: Profile, source_root: str) -> str:
     """The query's checkpoint: one per source folder, under ``ingest_images.stream.checkpoint`` when
     it is set, else in the lake."""
-    key = "source-" + hashlib.sha256(source_root.encode()).hexdigest()[:16]
+    # The source and the lake: two lakes fed from one folder under one checkpoint root keep apart.
+    key = "source-" + hashlib.sha256(f"{source_root}\n{profile.lake_root}".encode()).hexdigest()[:16]
     root = profile.ingest_images.stream.checkpoint
     return f"{root.rstrip('/')}/{key}" if root else LakeLayout(profile.lake_root).ingest_checkpoint(key)
 
@@ -80,40 +88,43 @@ def ingest_images_stream(spark: "SparkSession", profile: Profile, report: RunRep
     report, lake, files = start_ingestion(profile, report)
     source_root = hadoop.qualify(spark, cfg.source)
     require_source(spark, source_root)
-    state = _IngestStreamState(source_root, time.perf_counter())
-    with report.timed("sweep"):
-        _sweep(spark, cfg, lake, files, state, report)
+    state = _IngestStreamState(source_root, time.perf_counter(), profile.faults.fail_task)
+    report.counts["swept_files"] = 0
+    _sweep(spark, cfg, lake, files, state, report, "passed_over")
     checkpoint = ingest_checkpoint(profile, source_root)
     report.outputs["checkpoint"] = checkpoint
     report.details["stream"] = {"trigger": cfg.stream.trigger, "checkpoint": checkpoint,
                                 "max_files_per_trigger": cfg.stream.max_files_per_trigger}
     _run_query(spark, cfg, lake, files, state, checkpoint, report)
+    if cfg.stream.trigger == "available_now":
+        _sweep(spark, cfg, lake, files, state, report, "all")
     _summarise(state, report)
     return report
 
 
 def _sweep(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, files: LakeFiles,
-           state: _IngestStreamState, report: RunReport) -> None:
-    """Take the files Spark's file source never hands over (hidden names, empty files) that the
-    ledger lacks."""
-    rows = files_spark_hides(files, state.source_root, cfg.extensions, empty_too=True)
-    report.counts["swept_files"] = len(rows)
-    if rows:
-        listed = spark.createDataFrame(rows, LISTING_SCHEMA)
-        _ingest_listed(spark, cfg, lake, files, listed, state, report, "sweep")
+           state: _IngestStreamState, report: RunReport, which: Literal["passed_over", "all"]) -> None:
+    """Take the files the ledger lacks of those :func:`files_spark_hides` lists (``passed_over``:
+    hidden names and empty files; ``all``: every file); ``swept_files`` counts them."""
+    with report.timed("sweep"):
+        rows = files_spark_hides(files, state.source_root, cfg.extensions, which)
+        if rows:
+            listed = spark.createDataFrame(rows, LISTING_SCHEMA)
+            report.counts["swept_files"] += _ingest_listed(spark, cfg, lake, files, listed, state, report, "sweep")
 
 
 def _ingest_listed(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, files: LakeFiles,
-                   listed: "DataFrame", state: _IngestStreamState, report: RunReport, batch: int | str) -> None:
+                   listed: "DataFrame", state: _IngestStreamState, report: RunReport, batch: int | str) -> int:
     """The batch job's steps over some files of the folder: leave out those in the ledger, read,
-    check and MERGE the others."""
+    check and MERGE the others; returns how many were taken."""
     from pyspark import StorageLevel
 
     listed = listed.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         listing = unseen_files(spark, cfg, lake.images_ledger, state.source_root, listed, partial=True)
         try:
-            outcomes = ingest_unseen(spark, cfg, lake, listing, files, report, retry=_RETRY) \
+            retry = "the next sweep takes them" if batch == "sweep" else _RETRY
+            outcomes = ingest_unseen(spark, cfg, lake, listing, files, report, retry=retry, fault=state.fault) \
                 if listing.n_unseen else dict.fromkeys(OUTCOMES, 0)
         finally:
             listing.unseen.unpersist()
@@ -131,6 +142,7 @@ def _ingest_listed(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayo
     print(f"[lakeloop ingest_images --stream] {'sweep' if batch == 'sweep' else f'micro-batch {batch}'}: "
           f"{listing.n_listed} file(s), " + (", ".join(f"{n} {k}" for k, n in outcomes.items() if n) or "none new"),
           flush=True)
+    return listing.n_unseen
 
 
 def _run_query(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, files: LakeFiles,
@@ -143,8 +155,10 @@ def _run_query(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, 
             state.counts["batches"] += 1
             listed = batch.select(*FILE_KEYS, F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name"))
             _ingest_listed(spark, cfg, lake, files, listed, state, report, int(batch_id))
-        except LakeloopError as exc:
-            state.error = exc
+            if cfg.stream.trigger != "available_now" and state.counts["batches"] % SWEEP_EVERY == 0:
+                _sweep(spark, cfg, lake, files, state, report, "all")
+        except Exception as exc:
+            state.error = exc  # what the query's error is reported by, once it has stopped
             raise
 
     # The listing only: selecting these columns before the sink keeps the stream from reading bytes.

@@ -8,12 +8,13 @@ from lakeloop.errors import JobFailed, LakeloopError
 
 
 def run_query(writer: Any, trigger: str, job: str, checkpoint: str, batches: Callable[[], int],
-              raised: Callable[[], LakeloopError | None], started: Callable[[Any], None] = lambda query: None) -> None:
+              raised: Callable[[], Exception | None], started: Callable[[Any], None] = lambda query: None) -> None:
     """Start ``writer`` (a ``DataStreamWriter``) with ``trigger`` and wait until the query ends
     (``available_now``: what is new, then stop) or is stopped (an interval such as ``30 seconds``).
 
-    ``started`` is called with the running query; ``batches()`` counts the micro-batches run so far;
-    ``raised()`` is the lakeloop error a micro-batch raised, if any: it is re-raised as it is.
+    ``started`` is called with the running query; ``batches()`` counts the micro-batches started so
+    far; ``raised()`` is what a micro-batch raised, if anything: a lakeloop error is re-raised as it
+    is, another names the cause of the JobFailed (Spark's own message only wraps it).
 
     Raises
     ------
@@ -30,11 +31,12 @@ def run_query(writer: Any, trigger: str, job: str, checkpoint: str, batches: Cal
         query.awaitTermination()
     except StreamingQueryException as exc:
         error = raised()
-        if error is not None:
+        if isinstance(error, LakeloopError):
             raise error from exc
-        raise JobFailed(f"the {job} --stream query stopped after {batches()} micro-batch(es): "
-                        f"{str(exc).splitlines()[0]}; fix the cause and run {job} --stream again: it resumes from "
-                        f"its checkpoint {checkpoint}") from exc
+        cause = f"{type(error).__name__}: {error}" if error is not None else str(exc)
+        raise JobFailed(f"the {job} --stream query failed in micro-batch {batches()} (counting from 1): "
+                        f"{cause.strip().splitlines()[0][:1000]}; fix the cause and run {job} --stream again: it "
+                        f"resumes from its checkpoint {checkpoint}") from exc
     finally:
         if query.isActive:
             query.stop()

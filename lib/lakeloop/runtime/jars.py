@@ -27,10 +27,11 @@ from lakeloop.errors import ConfigError, SetupError
 MANIFEST = "jars.txt"
 KEEP_ALL = ("*",)
 # Spark's parent POM lists a Maven Central mirror on Google Cloud Storage before Central; where that
-# host is unreachable Maven fails instead of trying Central (spark-sql-kafka's dependencies).
-# Sent to Central itself, by a global settings file that leaves the user's own settings in force.
-_SETTINGS = ('<settings><mirrors><mirror><id>lakeloop-central-for-gcs</id><mirrorOf>gcs-maven-central-mirror'
-             '</mirrorOf><url>https://repo.maven.apache.org/maven2</url></mirror></mirrors></settings>')
+# host is unreachable Maven fails instead of trying Central (spark-sql-kafka's dependencies). The
+# throw-away POM declares a repository of that id at Central itself, which takes its place; the
+# user's own settings (mirrors, proxies) still apply.
+_REPOSITORIES = ('<repositories><repository><id>gcs-maven-central-mirror</id>'
+                 '<url>https://repo.maven.apache.org/maven2</url></repository></repositories>')
 _COORD = re.compile(r"^[\w.\-]+:[\w.\-]+:[\w.\-]+$")
 
 
@@ -94,7 +95,7 @@ def _pom(packages: tuple[str, ...]) -> str:
     return (
         '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
         "<groupId>lakeloop.local</groupId><artifactId>lakeloop-jvm-deps</artifactId><version>0</version>"
-        f"<packaging>pom</packaging><dependencies>{''.join(deps)}</dependencies></project>"
+        f"<packaging>pom</packaging>{_REPOSITORIES}<dependencies>{''.join(deps)}</dependencies></project>"
     )
 
 
@@ -118,10 +119,8 @@ def resolve(jvm: JvmSettings, mvn: str = "mvn", keep: tuple[str, ...] = ()) -> l
     with tempfile.TemporaryDirectory(prefix="lakeloop-mvn-") as work:
         pom = Path(work) / "pom.xml"
         pom.write_text(_pom(jvm.packages))
-        settings = Path(work) / "settings.xml"
-        settings.write_text(_SETTINGS)
         out = Path(work) / "jars"
-        cmd = [mvn, "-q", "-B", "-gs", str(settings), "-f", str(pom), "dependency:copy-dependencies",
+        cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
                f"-DoutputDirectory={out}", "-DincludeScope=runtime"]
         print(f"lakeloop jars: resolving {', '.join(jvm.packages)} with Maven ...", file=sys.stderr)
         proc = subprocess.run(cmd, capture_output=True, text=True)

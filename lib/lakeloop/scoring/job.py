@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from lakeloop.config import Profile, ScoreConfig
+from lakeloop.config import Profile, ScoreConfig, TaskFault
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.io import delta
 from lakeloop.layout import LakeLayout
@@ -164,13 +164,9 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
         chunks, n_pending = bounded_chunks(pending.rows, "image_id", cfg)
         if _nothing_to_do(spark, pending, n_pending, scoring_input.task, lake):
             chunks, n_pending = [], 0
-    stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started)
-    _count(report, pending, n_pending if n_pending is not None else n_scored, stats, workers, cfg)
-    if n_pending is not None:
-        report.counts["remaining"] = n_pending - n_scored
-        if n_pending > n_scored:
-            report.warnings.append(f"{n_pending - n_scored} row(s) left for the next run (score.max_rows_per_run = "
-                                   f"{cfg.max_rows_per_run}); run score again to go on")
+    stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started,
+                                             profile.faults.fail_task)
+    _count(report, pending, n_pending, n_scored, stats, workers, cfg)
     _record_quality(spark, report, stats, scoring_input, lake)
     _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
@@ -293,14 +289,14 @@ _NO_STATS = {"good": 0, "bad": 0, "labelled": 0, "correct": 0, "rss": None, "int
 
 
 def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_input: _Input, registry: Registry,
-                  cfg: ScoreConfig, lake: LakeLayout, report: RunReport,
-                  started: float) -> tuple[dict[str, Any], list[Any], int]:
+                  cfg: ScoreConfig, lake: LakeLayout, report: RunReport, started: float,
+                  fault: TaskFault | None = None) -> tuple[dict[str, Any], list[Any], int]:
     """Score and MERGE each chunk in turn; the run's stats, Python workers and rows scored."""
     stats: dict[str, Any] = dict(_NO_STATS) if not chunks else {}
     workers: list[Any] = []
     n_scored = 0
     for number, rows in enumerate(chunks, 1):
-        scored, n_chunk = _score_pending(spark, rows, scoring_input, registry, cfg, report)
+        scored, n_chunk = _score_pending(spark, rows, scoring_input, registry, cfg, report, fault=fault)
         try:
             chunk_stats, chunk_workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake,
                                                        report)
@@ -330,7 +326,8 @@ def _add_stats(total: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
 
 def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Input, registry: Registry,
                    cfg: ScoreConfig, report: RunReport, carry: tuple[str, ...] = (),
-                   errors: "Callable[[Column], Column] | None" = None) -> tuple["DataFrame", int]:
+                   errors: "Callable[[Column], Column] | None" = None,
+                   fault: TaskFault | None = None) -> tuple["DataFrame", int]:
     """The rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number.
 
     ``carry``: columns of ``rows`` kept beside ``p`` (a Kafka message's topic, partition, offset);
@@ -340,7 +337,7 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
 
     task = scoring_input.task
     plan = UdfPlan(registry, scoring_input.version, scoring_input.kind, cfg.batch_size, cfg.torch_threads_per_task,
-                   diagnostics=True, table_columns=table_columns(scoring_input.metadata), task=task)
+                   diagnostics=True, table_columns=table_columns(scoring_input.metadata), task=task, fault=fault)
     udf = make_udf(plan)
     # The input's truth: its label, or the target column silver.features keeps for another task.
     truth_column = "label" if task == "classification" else TARGET_COLUMNS[task]
@@ -421,13 +418,23 @@ def _write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVers
                 spark, bad, lake.quarantine_predictions, list(PREDICTION_KEYS), add_columns=bool(carry), txn=txn)
         reasons = scored.where(~ok).groupBy(
             F.regexp_extract("p.error", r"^([^(;]+)", 1).alias("reason")).count().collect()
-        report.details["quarantine_reasons"] = {r["reason"].strip(): r["count"] for r in reasons}
+        # Added up over the run's chunks or micro-batches.
+        histogram = report.details.setdefault("quarantine_reasons", {})
+        for r in reasons:
+            histogram[r["reason"].strip()] = histogram.get(r["reason"].strip(), 0) + r["count"]
     return stats, workers
 
 
-def _count(report: RunReport, pending: _Pending, n_pending: int, stats: Any, workers: list[Any],
-           cfg: ScoreConfig) -> None:
-    """The run's counts and the facts about the Python workers that scored."""
+def _count(report: RunReport, pending: _Pending, n_bounded: int | None, n_scored: int, stats: Any,
+           workers: list[Any], cfg: ScoreConfig) -> None:
+    """The run's counts and the facts about the Python workers that scored; ``n_bounded``: the rows
+    pending in all when ``max_rows_per_run`` / ``commit_every_rows`` bound the run (else None)."""
+    n_pending = n_bounded if n_bounded is not None else n_scored
+    if n_bounded is not None:
+        report.counts["remaining"] = n_bounded - n_scored
+        if n_bounded > n_scored:
+            report.warnings.append(f"{n_bounded - n_scored} row(s) left for the next run (score.max_rows_per_run = "
+                                   f"{cfg.max_rows_per_run}); run score again to go on")
     n_keyed = pending.inputs - pending.null_ids - pending.duplicates
     report.counts.update(
         inputs=pending.inputs,

@@ -36,9 +36,11 @@ def kafka_uri(cfg: ScoreKafkaConfig) -> str:
 
 
 def checkpoint_name(cfg: ScoreKafkaConfig) -> str:
-    """A folder name for the stream's checkpoint: the topic, and a hash of the servers and topic
-    (two clusters may hold topics of one name)."""
-    digest = hashlib.sha256(kafka_uri(cfg).encode()).hexdigest()[:8]
+    """A folder name for the stream's checkpoint: the topic, and a hash of the servers (in any
+    order) and topic, as two clusters may hold topics of one name. A new list of servers is a new
+    checkpoint: a new stream, from ``starting_offsets``."""
+    servers = ",".join(sorted(s.strip() for s in cfg.bootstrap_servers.split(",")))
+    digest = hashlib.sha256(f"{servers}/{cfg.topic}".encode()).hexdigest()[:8]
     return f"kafka-{cfg.topic.replace(',', '+')}-{digest}"
 
 
@@ -76,38 +78,103 @@ def read_messages(spark: "SparkSession", cfg: ScoreKafkaConfig) -> "DataFrame":
     return reader.load()
 
 
-def frames_from_messages(messages: "DataFrame", cfg: ScoreKafkaConfig) -> "DataFrame":
+def frames_from_messages(messages: "DataFrame", cfg: ScoreKafkaConfig, taken: "DataFrame | None" = None
+                         ) -> "DataFrame":
     """One row per message: ``image_id``, ``content`` (null when refused), ``label``, the Kafka
-    columns and :data:`REFUSED`, the reason a message is not scored (or null)."""
+    columns and :data:`REFUSED`, the reason a message is not scored (or null).
+
+    A message whose key is not usable (none, not UTF-8, or starting with ``kafka:``), and one that
+    repeats a key, are refused and keyed by their position, ``kafka:<topic>/<partition>/<offset>``:
+    a key is taken when ``taken`` (image_id and the Kafka columns of the rows already written for
+    the model version) holds it from another message, and of the messages of this micro-batch that
+    share a key, the first scorable one by (partition, offset) takes it. A replayed micro-batch's
+    own messages are not repeats: ``taken`` holds them with their own positions."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     key = F.col("key").cast("string")
     size = F.length("value")
-    where = F.concat(F.lit("topic "), F.col("topic"), F.lit(" partition "), F.col("partition").cast("string"),
-                     F.lit(" offset "), F.col("offset").cast("string"))
-    no_key = key.isNull() | (key == F.lit(""))
-    refused = (
-        F.when(no_key, F.concat(F.lit("message without a key ("), where, F.lit("): the key is the frame's id in "
-                                                                           "gold.predictions; have the producer send one")))
-        .when(F.col("value").isNull(), F.concat(F.lit("message without a value ("), where,
-                                                F.lit("): nothing to score; have the producer send the image")))
-        .when(size > F.lit(cfg.max_message_bytes), F.concat(
-            F.lit("message of "), size.cast("string"), F.lit(f" bytes is over score.kafka.max_message_bytes = "
-                                                            f"{cfg.max_message_bytes} ("), where,
-            F.lit("): send smaller images or raise the setting")))
+    where = _position_text()
+    bad_key = (
+        F.when(F.col("key").isNull() | (F.length("key") == 0), "message without a key (")
+        .when(~F.is_valid_utf8(F.col("key")), "message key is not UTF-8 text (")
+        .when(key.startswith(_POSITIONAL), "message key starts with 'kafka:', which lakeloop keeps for the ids of "
+                                           "messages without a usable key (")
     )
-    image_id = F.when(no_key, F.concat(F.lit("kafka:"), F.col("topic"), F.lit("/"),
-                                       F.col("partition").cast("string"), F.lit("/"),
-                                       F.col("offset").cast("string"))).otherwise(key)
-    return messages.select(
-        image_id.alias("image_id"),
-        F.when(refused.isNull(), F.col("value")).alias("content"),
+    refused = (
+        F.when(bad_key.isNotNull(), F.concat(bad_key, where, F.lit("): the key is the frame's id in gold.predictions; "
+                                                                  "have the producer send one per frame")))
+        .when(F.col("value").isNull() | (size == 0), F.concat(F.lit("message without an image: its value is empty ("),
+                                                              where, F.lit("); have the producer send the image")))
+        .when(size > F.lit(cfg.max_message_bytes), F.concat(
+            F.lit(f"message over score.kafka.max_message_bytes = {cfg.max_message_bytes} ("), size.cast("string"),
+            F.lit(" bytes, "), where, F.lit("): send smaller images or raise the setting")))
+    )
+    frames = messages.select(
+        F.when(bad_key.isNotNull(), _positional_id()).otherwise(key).alias("image_id"),
+        "value",
         _header(cfg.label_header).alias("label"),
         F.col("topic").alias("kafka_topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         refused.alias(REFUSED),
     )
+    if taken is not None:
+        frames = _refuse_taken_keys(frames, taken)
+    first = Window.partitionBy("image_id").orderBy(F.col(REFUSED).isNotNull(), "kafka_partition", "kafka_offset")
+    repeat = F.row_number().over(first) > 1
+    frames = frames.withColumn("_repeat", repeat)
+    refused = F.when(F.col("_repeat"), F.concat(
+        F.lit("message repeats a key ("), F.col("image_id"), F.lit(", "), _position_text("kafka_"),
+        F.lit(") of another message of this micro-batch, which was taken: a key must name one frame"),
+    )).otherwise(F.col(REFUSED))
+    return frames.select(
+        F.when(F.col("_repeat"), _positional_id("kafka_")).otherwise(F.col("image_id")).alias("image_id"),
+        F.when(refused.isNull(), F.col("value")).alias("content"),
+        "label", *KAFKA_COLUMNS, refused.alias(REFUSED),
+    )
+
+
+_POSITIONAL = "kafka:"
+
+
+def _refuse_taken_keys(frames: "DataFrame", taken: "DataFrame") -> "DataFrame":
+    """Frames whose key an earlier message (or another input) already took: refused, keyed by position."""
+    from pyspark.sql import functions as F
+
+    earlier = taken.select(F.col("image_id").alias("_taken_id"), *[F.col(c).alias(f"_taken_{c}") for c in KAFKA_COLUMNS]
+                           ).dropDuplicates(["_taken_id"])
+    joined = frames.join(earlier, frames["image_id"] == earlier["_taken_id"], "left")
+    same_message = F.lit(True)
+    for c in KAFKA_COLUMNS:
+        same_message = same_message & F.col(c).eqNullSafe(F.col(f"_taken_{c}"))
+    elsewhere = F.col("_taken_id").isNotNull() & ~same_message
+    taken_from = F.when(F.col("_taken_kafka_topic").isNull(), F.lit("another input")).otherwise(F.concat(
+        F.lit("topic "), F.col("_taken_kafka_topic"), F.lit(" partition "), F.col("_taken_kafka_partition").cast("string"),
+        F.lit(" offset "), F.col("_taken_kafka_offset").cast("string")))
+    reason = F.concat(F.lit("message repeats a key ("), F.col("image_id"), F.lit(", "), _position_text("kafka_"),
+                      F.lit(") already scored from "), taken_from, F.lit(": a key must name one frame"))
+    return joined.select(
+        F.when(elsewhere, _positional_id("kafka_")).otherwise(F.col("image_id")).alias("image_id"),
+        "value", "label", *KAFKA_COLUMNS,
+        F.when(elsewhere, F.coalesce(F.col(REFUSED), reason)).otherwise(F.col(REFUSED)).alias(REFUSED),
+    )
+
+
+def _position_text(prefix: str = "") -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.concat(F.lit("topic "), F.col(f"{prefix}topic"), F.lit(" partition "),
+                    F.col(f"{prefix}partition").cast("string"), F.lit(" offset "),
+                    F.col(f"{prefix}offset").cast("string"))
+
+
+def _positional_id(prefix: str = "") -> "Column":
+    """``kafka:<topic>/<partition>/<offset>``: the id of a message that has no usable key of its own."""
+    from pyspark.sql import functions as F
+
+    return F.concat(F.lit(_POSITIONAL), F.col(f"{prefix}topic"), F.lit("/"), F.col(f"{prefix}partition").cast("string"),
+                    F.lit("/"), F.col(f"{prefix}offset").cast("string"))
 
 
 def _header(name: str | None) -> "Column":

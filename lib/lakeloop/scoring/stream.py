@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.config import Profile, ScoreKafkaConfig
-from lakeloop.errors import ConfigError, LakeloopError
+from lakeloop.errors import ConfigError
 from lakeloop.io import delta, streams
 from lakeloop.layout import LakeLayout, table_ref
 from lakeloop.registry import Registry
@@ -58,10 +58,10 @@ class _StreamState:
     stats: dict[str, Any] = field(default_factory=dict)
     workers: list[Any] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("batches", "replayed_batches", "inputs", "scored", "quarantined", "already_scored", "skipped_null_id",
-         "skipped_duplicate_id"), 0))
+        ("batches", "replayed_batches", "inputs", "scored", "quarantined", "already_scored", "already_quarantined",
+         "skipped_null_id", "skipped_duplicate_id"), 0))
     batches: list[dict[str, Any]] = field(default_factory=list)
-    error: LakeloopError | None = None
+    error: Exception | None = None
 
 
 def stream_checkpoint(profile: Profile, scoring_input: _Input) -> str:
@@ -129,8 +129,8 @@ def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | No
     def each_batch(batch: "DataFrame", batch_id: int) -> None:
         try:
             _score_micro_batch(spark, batch, int(batch_id), state, registry, profile, report)
-        except LakeloopError as exc:
-            state.error = exc  # re-raised as it is once the query has stopped
+        except Exception as exc:
+            state.error = exc  # what the query's error is reported by, once it has stopped
             raise
 
     source = kafka.read_messages(spark, cfg.kafka) if from_kafka else (
@@ -164,6 +164,10 @@ def _open_kafka_input(profile: Profile, registry: Registry, report: RunReport) -
         no bootstrap server answers.
     """
     cfg = profile.score.kafka
+    if profile.jvm.packages and not any(":spark-sql-kafka-0-10_" in p for p in profile.jvm.packages):
+        raise ConfigError(f"score.input is kafka but jvm.packages ({', '.join(profile.jvm.packages)}) lacks Spark's "
+                          f"Kafka connector: add org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0 (as conf/local.yaml "
+                          f"does) and run ./dev/setup.sh --profile {profile.name}")
     kafka.check_reachable(cfg)
     with report.timed("resolve_model"):
         version, metadata = resolve_model(registry, profile.score.model)
@@ -188,13 +192,28 @@ def _query_id(spark: "SparkSession", state: _StreamState) -> str:
     return state.query_id
 
 
+def _taken_keys(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout) -> "DataFrame":
+    """image_id and the Kafka columns of the rows gold.predictions and quarantine.predictions hold for
+    the model version (null Kafka columns for rows of another input)."""
+    from pyspark.sql import functions as F
+
+    from lakeloop.scoring.job import _this_version, predictions_schema, quarantine_schema
+
+    parts = []
+    for uri, schema in ((lake.predictions, predictions_schema()), (lake.quarantine_predictions, quarantine_schema())):
+        rows = delta.read_pinned_or_empty(spark, uri, schema).where(_this_version(scoring_input.version))
+        parts.append(rows.select("image_id", *[F.col(c) if c in rows.columns else F.lit(None).cast(t).alias(c)
+                                               for c, t in zip(kafka.KAFKA_COLUMNS, ("string", "int", "long"))]))
+    return parts[0].unionByName(parts[1])
+
+
 def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int, state: _StreamState,
                        registry: Registry, profile: Profile, report: RunReport) -> None:
     """Score one micro-batch and MERGE it under the batch's transaction identifier."""
     scoring_input, cfg = state.scoring_input, profile.score
     lake = LakeLayout(profile.lake_root)
     if state.kafka is not None:
-        batch = kafka.frames_from_messages(batch, state.kafka)
+        batch = kafka.frames_from_messages(batch, state.kafka, _taken_keys(spark, scoring_input, lake))
     keyed = one_row_per_key(batch, "image_id", scoring_input.uri, unique=cfg.input in ("features", "images"))
     for warning in keyed.warnings:
         report.warnings.append(f"micro-batch {batch_id}: {warning}")
@@ -210,7 +229,7 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
         carry = kafka.KAFKA_COLUMNS if state.kafka is not None else ()
         scored, _ = _score_pending(batch.sparkSession, keyed.rows, scoring_input, registry, cfg, report,
                                    carry=(*carry, kafka.REFUSED) if carry else (),
-                                   errors=kafka.message_error if carry else None)
+                                   errors=kafka.message_error if carry else None, fault=profile.faults.fail_task)
         # One identity per query and micro-batch; hashed, as Delta keeps every app id in the table's log.
         app_id = "lakeloop-score-" + hashlib.sha256(_query_id(spark, state).encode()).hexdigest()[:16]
         try:
@@ -224,6 +243,7 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
         counts["scored"] += inserted
         counts["quarantined"] += quarantined
         counts["already_scored"] += int(stats["good"]) - inserted
+        counts["already_quarantined"] += int(stats["bad"]) - quarantined
         entry.update(scored=inserted, quarantined=quarantined)
         if ran and all(m.get("skipped_by_txn") for m in ran):
             counts["replayed_batches"] += 1

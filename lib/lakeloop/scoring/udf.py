@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 # Module level, not under TYPE_CHECKING: pandas UDF type hints are resolved in this module's globals.
 import pandas as pd
 
+from lakeloop.config import TaskFault
 from lakeloop.errors import ConfigError, SourceError
+from lakeloop.faults import fail_if_chosen
 from lakeloop.io.delta import scoped_conf  # noqa: F401 - where callers have imported it from
 from lakeloop.layout import parse_model_ref
 from lakeloop.registry import ModelVersion, Registry
@@ -140,6 +142,7 @@ class UdfPlan:
     diagnostics: bool = False
     table_columns: tuple[str, ...] = ()  # a model of images and table columns: the columns it reads
     task: str = "classification"  # the model's (metadata "task"): which fields the UDF returns
+    fault: TaskFault | None = None  # the reliability tests' injected task failure (lakeloop.faults)
 
 
 # The image's field in the struct the UDF gets when the model also reads table columns.
@@ -181,6 +184,7 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
     import torch
 
     # Spark runs one task per core; one intra-op thread per task keeps them from oversubscribing.
+    fail_if_chosen(plan.fault, "score")
     torch.set_num_threads(plan.torch_threads)
     device = task_device()
     entry = cached_model(plan.registry, plan.version, device)

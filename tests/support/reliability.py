@@ -1,0 +1,51 @@
+"""The reliability figures: what each fault test injected, what it compared, and how many records
+it found lost or duplicated (counted from the lake, before the test asserts they are 0).
+
+Tests record rows through the ``reliability`` fixture; at the end of the session the table is
+printed (``./dev/test.sh -m fault``) and written to ``build/reliability.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FaultFigure:
+    fault: str  # what was done, e.g. "SIGKILL of the driver after the first micro-batch"
+    job: str
+    runs_compared: str  # e.g. "faulted + rerun vs one clean run"
+    records_checked: int
+    lost: int
+    duplicated: int
+
+
+@dataclass
+class ReliabilityFigures:
+    faults: list[FaultFigure] = field(default_factory=list)
+
+    def record(self, fault: str, job: str, runs_compared: str, records_checked: int, lost: int,
+               duplicated: int) -> None:
+        self.faults.append(FaultFigure(fault, job, runs_compared, int(records_checked), int(lost), int(duplicated)))
+
+    def table(self) -> str:
+        lines = ["| job | fault injected | runs compared | records checked | lost | duplicated |",
+                 "| --- | --- | --- | ---: | ---: | ---: |"]
+        for f in sorted(self.faults, key=lambda f: (f.job, f.fault)):
+            lines.append(f"| {f.job} | {f.fault} | {f.runs_compared} | {f.records_checked} | {f.lost} | "
+                         f"{f.duplicated} |")
+        total = (sum(f.records_checked for f in self.faults), sum(f.lost for f in self.faults),
+                 sum(f.duplicated for f in self.faults))
+        lines.append(f"| **all** | {len(self.faults)} faults | | {total[0]} | {total[1]} | {total[2]} |")
+        return "\n".join(lines)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"faults": [asdict(f) for f in self.faults]}, indent=2))
+
+
+def lost_and_duplicated(expected: list[str], found: list[str]) -> tuple[int, int]:
+    """How many of ``expected`` keys are missing from ``found``, and how many ``found`` repeats."""
+    return len(set(expected) - set(found)), len(found) - len(set(found))

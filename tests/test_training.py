@@ -169,7 +169,7 @@ def test_too_many_processes_fail_before_launch(spark, base_profile):
     from dataclasses import replace
 
     cfg = replace(base_profile.train, num_processes=3)
-    with pytest.raises(ConfigError, match=r"num_processes = 3 but the cluster \(local\[2\]\) has 2 task slot"):
+    with pytest.raises(ConfigError, match=r"num_processes = 3 but the cluster \(local\[2,2\]\) has 2 task slot"):
         check_capacity(spark, cfg)
     with pytest.raises(ConfigError, match="no GPU scheduling"):
         check_capacity(spark, replace(base_profile.train, use_gpu=True))

@@ -87,7 +87,7 @@ def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str,
     scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"),
                              F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name")
                              ).persist(StorageLevel.MEMORY_AND_DISK)
-    extra = _empty_files(spark, listing, scanned) + files_spark_hides(files or LakeFiles(), source, extensions)
+    extra = _empty_files(spark, listing, scanned) + files_by_pyarrow(files or LakeFiles(), source, extensions)
     if not extra:
         return scanned
     # One cached frame for the caller to unpersist; the scan itself is read from its own cache.
@@ -108,7 +108,7 @@ def _empty_files(spark: "SparkSession", listing: "DataFrame", scanned: "DataFram
     return [(path, length, mtime, True, False) for path, length, mtime in hadoop.empty_files(spark, missing)]
 
 
-def files_spark_hides(files: LakeFiles, source: str, extensions: tuple[str, ...],
+def files_by_pyarrow(files: LakeFiles, source: str, extensions: tuple[str, ...],
                       which: Literal["hidden", "passed_over", "all"] = "hidden") -> list[tuple]:
     """(path, length, mtime, spark_readable, dot_name) of the files under ``source``, listed with
     pyarrow: those Spark's listing hides (``hidden``, ``spark_readable`` false); those and the

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from lakeloop.config import ImageIngestConfig, Profile, TaskFault
-from lakeloop.ingest.image_files import FILE_KEYS, LISTING_SCHEMA, extension_glob, files_spark_hides, require_source
+from lakeloop.ingest.image_files import FILE_KEYS, LISTING_SCHEMA, extension_glob, files_by_pyarrow, require_source
 from lakeloop.ingest.images import OUTCOMES, ingest_unseen, start_ingestion, unseen_files
 from lakeloop.io import hadoop, streams
 from lakeloop.io.lakefs import LakeFiles
@@ -104,10 +104,10 @@ def ingest_images_stream(spark: "SparkSession", profile: Profile, report: RunRep
 
 def _sweep(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, files: LakeFiles,
            state: _IngestStreamState, report: RunReport, which: Literal["passed_over", "all"]) -> None:
-    """Take the files the ledger lacks of those :func:`files_spark_hides` lists (``passed_over``:
+    """Take the files the ledger lacks of those :func:`files_by_pyarrow` lists (``passed_over``:
     hidden names and empty files; ``all``: every file); ``swept_files`` counts them."""
     with report.timed("sweep"):
-        rows = files_spark_hides(files, state.source_root, cfg.extensions, which)
+        rows = files_by_pyarrow(files, state.source_root, cfg.extensions, which)
         if rows:
             listed = spark.createDataFrame(rows, LISTING_SCHEMA)
             report.counts["swept_files"] += _ingest_listed(spark, cfg, lake, files, listed, state, report, "sweep")

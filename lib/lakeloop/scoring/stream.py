@@ -214,7 +214,9 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
     lake = LakeLayout(profile.lake_root)
     if state.kafka is not None:
         batch = kafka.frames_from_messages(batch, state.kafka, _taken_keys(spark, scoring_input, lake))
-    keyed = one_row_per_key(batch, "image_id", scoring_input.uri, unique=cfg.input in ("features", "images"))
+    # Unique by image_id: bronze.images and silver.features are MERGEd on it; Kafka frames are keyed
+    # by position where a key repeats (frames_from_messages).
+    keyed = one_row_per_key(batch, "image_id", scoring_input.uri, unique=cfg.input in ("features", "images", "kafka"))
     for warning in keyed.warnings:
         report.warnings.append(f"micro-batch {batch_id}: {warning}")
     counts = state.counts

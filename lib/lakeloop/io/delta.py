@@ -327,6 +327,14 @@ def vacuum(spark: "SparkSession", uri: str, retention_hours: float, below_safety
     """
     from delta.tables import DeltaTable
 
-    check_off = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if below_safety_check else {}
-    with scoped_conf(spark, check_off):
+    settings = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if below_safety_check else {}
+    # VACUUM lists the table's folders in a Spark job of parallelPartitionDiscovery.parallelism
+    # tasks (10,000 unless set): on a small cluster that job alone takes 20-40 s per table. The
+    # session's own parallelism lists as fast; a value the user set is kept.
+    if not spark.sparkContext.getConf().contains(_LISTING_PARALLELISM):
+        settings[_LISTING_PARALLELISM] = str(max(1, spark.sparkContext.defaultParallelism))
+    with scoped_conf(spark, settings):
         DeltaTable.forPath(spark, uri).vacuum(float(retention_hours))
+
+
+_LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"

@@ -308,6 +308,13 @@ def test_evaluation_pass_reads_every_row_once(spark, digits_lake, tmp_path):
     assert len(ids) == len(set(ids)) == ts.rows["validation"]
 
 
+def test_an_evaluation_split_of_fewer_row_groups_than_processes_is_read_once_not_refused(spark, digits_lake, tmp_path):
+    ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))  # 8 files a split
+    ids = [i for rank in range(11) for _, _, batch in
+           shard_batches(ts.split_uri("validation"), ts.spec, rank=rank, world=11, batch_size=64) for i in batch]
+    assert len(ids) == len(set(ids)) == ts.rows["validation"]
+
+
 def test_join_table_wrong_column_is_a_clear_error(spark):
     features = spark.createDataFrame([("a", "x/1.png")], "image_id STRING, relative_path STRING")
     table = spark.createDataFrame([("x/1.png", 1.0)], "file STRING, ink DOUBLE")

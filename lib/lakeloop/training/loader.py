@@ -285,9 +285,19 @@ def shard_batches(
     url: str, feed: "Feed | PreprocessSpec", *, rank: int, world: int, batch_size: int, pool: str = "dummy", workers: int = 1,
     hadoop_conf: Mapping[str, str] | None = None,
 ) -> Iterator[tuple["np.ndarray", "np.ndarray", "np.ndarray"]]:
-    """One pass over ``rank``'s shard, unshuffled, no augmentation (evaluation); last batch may be short."""
+    """One pass over ``rank``'s shard, unshuffled, no augmentation (evaluation); last batch may be short.
+
+    A split of fewer row groups than ranks (a small validation or test split) is shared by as many
+    ranks as it has row groups; the others get nothing, as does every rank of an empty split.
+    """
     feed = as_feed(feed)
     transform = BatchTransform(feed)
+    if world > 1:
+        world = min(world, len(row_group_sizes(url, hadoop_conf)))
+        if rank >= world:
+            return
+    elif not row_group_sizes(url, hadoop_conf):
+        return
     shard = dict(rank=rank, world=world) if world > 1 else dict(rank=None, world=None)
     with _reader(url, feed, seed=None, shuffle=False, num_epochs=1, pool=pool, workers=workers,
                  hadoop_conf=hadoop_conf, **shard) as reader:

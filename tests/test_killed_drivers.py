@@ -1,0 +1,147 @@
+"""Killed drivers, every batch job: each job is spark-submit'ed and SIGKILLed (driver, JVM and
+workers) three times in a row, at its first file in the lake, just after its first commit and just
+after its last; a fourth run completes it. The lake must then hold what one clean run leaves: the
+same rows in every table (no record lost, none twice), one committed model version, a complete
+training set. One clean in-process run of the whole pipeline on small inputs (the image zoo, a
+40-row table) is the reference of every comparison."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lakeloop.config import load_profile
+from lakeloop.features import build_features
+from lakeloop.ingest.images import ingest_images
+from lakeloop.ingest.tables import ingest_tables
+from lakeloop.registry import Registry
+from lakeloop.scoring.job import score_table
+from lakeloop.training.driver import train
+from support.imagefiles import ZOO_MAX_PIXELS, write_image_zoo_records
+from support.kills import KILL_POINTS, run_killed
+from support.pipeline import run_job, submit_command
+from test_tables import SCHEMA, generated_rows, write_csv
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+
+JOBS = {"ingest_images": ingest_images, "ingest_tables": ingest_tables, "build_features": build_features,
+        "train": train, "score": score_table}
+# Columns that differ between two correct runs: when and by which run a row was written.
+_RUN_COLUMNS = {"run_id", "_run_id"}
+
+
+def _settings(root: Path) -> list[tuple[str, object]]:
+    csv = write_csv(root / "tables", generated_rows().head(40))
+    return [("ingest_images.source", f"file:{root}/raw"), ("ingest_images.max_pixels", ZOO_MAX_PIXELS),
+            ("ingest_tables.tables", {"measurements": {"source": csv, "format": "csv", "keys": ["id"],
+                                                       "schema": SCHEMA, "options": {"header": "true"}}}),
+            ("features.join_table", None), ("features.training_set_files", 2), ("train.epochs", 1),
+            ("score.input", "images")]
+
+
+@pytest.fixture(scope="module")
+def clean(spark, tmp_path_factory):
+    """Every job run once, in process, without faults; the lake as it is after each job."""
+    root = tmp_path_factory.mktemp("killed-drivers")
+    write_image_zoo_records(root / "raw")
+    settings = _settings(root)
+    lake = root / "clean"
+    profile = load_profile("test", [("lake_root", f"file:{lake}"), *settings])
+    after = {}
+    for job, run in JOBS.items():
+        run(spark, profile)
+        after[job] = root / f"after-{job}"
+        shutil.copytree(lake, after[job])
+    return {"settings": settings, "after": after}
+
+
+def _copy(source: Path | None, target: Path) -> None:
+    if source is None:
+        target.mkdir()
+    else:
+        shutil.copytree(source, target, copy_function=shutil.copyfile)
+
+
+def _plain(value):
+    """A cell as a comparable, hashable value: bytes by digest, floats rounded, arrays as tuples."""
+    if isinstance(value, (bytes, bytearray)):
+        return hashlib.sha256(value).hexdigest()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _plain(v)) for k, v in value.items()))
+    if isinstance(value, (float, np.floating)):
+        return "nan" if math.isnan(value) else round(float(value), 6)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _table_rows(path: Path, delta: bool) -> Counter:
+    from deltalake import DeltaTable
+    from pyarrow import parquet
+
+    table = DeltaTable(str(path)).to_pyarrow_table() if delta else parquet.read_table(path)
+    keep = [c for c in table.column_names if c not in _RUN_COLUMNS and not c.endswith("_at")]
+    return Counter(tuple(_plain(v) for v in row.values()) for row in table.select(keep).to_pylist())
+
+
+def _tables(root: Path) -> dict[str, tuple[Path, bool]]:
+    """Every Delta table of the lake and every training-set split (plain Parquet), by relative path."""
+    found = {str(log.parent.relative_to(root)): (log.parent, True) for log in root.rglob("_delta_log")}
+    found.update({str(s.parent.relative_to(root)): (s.parent, False) for s in root.glob("_training_sets/*/*/_SUCCESS")})
+    return found
+
+
+def _compare(clean_lake: Path, lake: Path) -> tuple[int, int, int]:
+    """Rows of the clean lake checked, lost (in the clean lake, not in ours) and extra (ours twice or more)."""
+    ours, theirs = _tables(lake), _tables(clean_lake)
+    assert sorted(ours) == sorted(theirs), "the killed and rerun lake has other tables than the clean run's"
+    checked = lost = extra = 0
+    for name, (path, delta) in theirs.items():
+        expected, found = _table_rows(path, delta), _table_rows(ours[name][0], delta)
+        checked += sum(expected.values())
+        lost += sum((expected - found).values())
+        extra += sum((found - expected).values())
+    return checked, lost, extra
+
+
+def _registry(lake: Path) -> dict:
+    """Each model's committed versions, uncommitted leftovers and the digests of its files (the
+    metadata aside: it names the run and its timings)."""
+    registry = Registry.for_profile(load_profile("test", [("lake_root", f"file:{lake}")]))
+    models = sorted(p.name for p in (lake / "models").iterdir()) if (lake / "models").is_dir() else []
+    return {name: {"versions": registry.list_versions(name),
+                   "folders": sorted(p.name for p in (lake / "models" / name).iterdir() if p.name.isdigit()),
+                   "files": [{file: facts for file, facts in json.loads(
+                       (lake / "models" / name / str(v) / "_COMMITTED").read_text())["files"].items()
+                              if file != "metadata.json"} for v in registry.list_versions(name)]}
+            for name in models}
+
+
+@pytest.mark.parametrize("job", list(JOBS))
+def test_a_driver_killed_at_its_first_write_first_commit_and_last_commit_then_rerun_leaves_a_clean_runs_lake(
+        job, clean, tmp_path, reliability):
+    jobs = list(JOBS)
+    before = clean["after"][jobs[jobs.index(job) - 1]] if jobs.index(job) else None
+    lake = tmp_path / "lake"
+    _copy(before, lake)
+    sets = [f"lake_root=file:{lake}", *(f"{key}={json.dumps(value)}" for key, value in clean["settings"])]
+
+    kills = [run_killed(submit_command("test", job, sets=sets), lake, job, point) for point in KILL_POINTS]
+    run_job("test", job, sets=sets, log=tmp_path / "rerun.log")
+
+    checked, lost, extra = _compare(clean["after"][job], lake)
+    reliability.record("SIGKILL of the spark-submit'ed driver " + "; then ".join(k.describe() for k in kills),
+                       job, "3 killed runs + 1 rerun vs one clean run", checked, lost, extra)
+    print(f"\n{job}: " + "; ".join(k.describe() for k in kills) + f"; rows checked {checked}, lost {lost}, "
+          f"extra {extra}")
+    assert (lost, extra) == (0, 0)
+    assert _registry(lake) == _registry(clean["after"][job])  # no orphan version, the same weights
+    assert not list(lake.glob("_checkpoints/*/*/epoch-*")), "a published training run left its checkpoints"

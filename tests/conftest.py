@@ -16,12 +16,13 @@ _FIGURES = ReliabilityFigures()
 
 @pytest.fixture(scope="session")
 def reliability() -> ReliabilityFigures:
-    """Where fault tests record what they injected and what they found (printed at the end)."""
+    """Where fault tests record what they injected and what they found, and bad-input tests what
+    they tried and how it ended (printed at the end)."""
     return _FIGURES
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if _FIGURES.faults:
+    if _FIGURES.faults or _FIGURES.bad_inputs:
         _FIGURES.write(REPO_ROOT / "build" / "reliability.json")
         terminalreporter.write_sep("=", "reliability figures (build/reliability.json)")
         terminalreporter.write_line(_FIGURES.table())

@@ -1,5 +1,6 @@
 """The reliability figures: what each fault test injected, what it compared, and how many records
-it found lost or duplicated (counted from the lake, before the test asserts they are 0).
+it found lost or duplicated (counted from the lake, before the test asserts they are 0); and each
+bad input a test tried, with how it ended (a quarantine row, a clear error, a warning).
 
 Tests record rows through the ``reliability`` fixture; at the end of the session the table is
 printed (``./dev/test.sh -m fault``) and written to ``build/reliability.json``.
@@ -22,28 +23,46 @@ class FaultFigure:
     duplicated: int
 
 
+@dataclass(frozen=True)
+class BadInput:
+    door: str  # where it came in, e.g. "ingest_images"
+    input: str  # what it was, e.g. "a symbolic link to a missing file"
+    ended: str  # how it ended, e.g. "quarantine, reason broken_link"
+
+
 @dataclass
 class ReliabilityFigures:
     faults: list[FaultFigure] = field(default_factory=list)
+    bad_inputs: list[BadInput] = field(default_factory=list)
+
+    def bad_input(self, door: str, what: str, ended: str) -> None:
+        self.bad_inputs.append(BadInput(door, what, ended))
 
     def record(self, fault: str, job: str, runs_compared: str, records_checked: int, lost: int,
                duplicated: int) -> None:
         self.faults.append(FaultFigure(fault, job, runs_compared, int(records_checked), int(lost), int(duplicated)))
 
     def table(self) -> str:
-        lines = ["| job | fault injected | runs compared | records checked | lost | duplicated |",
-                 "| --- | --- | --- | ---: | ---: | ---: |"]
-        for f in sorted(self.faults, key=lambda f: (f.job, f.fault)):
-            lines.append(f"| {f.job} | {f.fault} | {f.runs_compared} | {f.records_checked} | {f.lost} | "
-                         f"{f.duplicated} |")
-        total = (sum(f.records_checked for f in self.faults), sum(f.lost for f in self.faults),
-                 sum(f.duplicated for f in self.faults))
-        lines.append(f"| **all** | {len(self.faults)} faults | | {total[0]} | {total[1]} | {total[2]} |")
+        lines = []
+        if self.faults:
+            lines += ["| job | fault injected | runs compared | records checked | lost | duplicated |",
+                      "| --- | --- | --- | ---: | ---: | ---: |"]
+            for f in sorted(self.faults, key=lambda f: (f.job, f.fault)):
+                lines.append(f"| {f.job} | {f.fault} | {f.runs_compared} | {f.records_checked} | {f.lost} | "
+                             f"{f.duplicated} |")
+            total = (sum(f.records_checked for f in self.faults), sum(f.lost for f in self.faults),
+                     sum(f.duplicated for f in self.faults))
+            lines += [f"| **all** | {len(self.faults)} faults | | {total[0]} | {total[1]} | {total[2]} |", ""]
+        if self.bad_inputs:
+            lines += ["| door | bad input | how it ended |", "| --- | --- | --- |"]
+            lines += [f"| {b.door} | {b.input} | {b.ended} |" for b in sorted(self.bad_inputs, key=lambda b: b.door)]
+            lines.append(f"| **all** | {len(self.bad_inputs)} bad inputs | |")
         return "\n".join(lines)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"faults": [asdict(f) for f in self.faults]}, indent=2))
+        path.write_text(json.dumps({"faults": [asdict(f) for f in self.faults],
+                                    "bad_inputs": [asdict(b) for b in self.bad_inputs]}, indent=2))
 
 
 def lost_and_duplicated(expected: list[str], found: list[str]) -> tuple[int, int]:

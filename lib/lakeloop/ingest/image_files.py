@@ -132,7 +132,39 @@ def files_by_pyarrow(files: LakeFiles, source: str, extensions: tuple[str, ...],
         mtime = mtime.replace(microsecond=mtime.microsecond // 1000 * 1000)
         dot = any(part.startswith(".") for part in relative.split("/"))
         found.append((f"{source.rstrip('/')}/{relative}", int(info.size), mtime, not hidden, dot))
+    return found + broken_links(source, extensions)
+
+
+def broken_links(source: str, extensions: tuple[str, ...]) -> list[tuple]:
+    """Listing rows (as :func:`files_by_pyarrow`'s) of the symbolic links under a local ``source``
+    whose target does not exist: no listing shows them, yet each is an input the user put there
+    and must reach quarantine. Sizes and times are the link's own. Other file systems have none."""
+    import os
+
+    if not source.startswith("file:"):
+        return []
+    root = "/" + source.removeprefix("file:").lstrip("/")
+    endings = tuple("." + e.lower().lstrip(".") for e in extensions)
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name.lower().endswith(endings) and os.path.islink(path) and not os.path.exists(path):
+                relative = os.path.relpath(path, root).replace(os.sep, "/")
+                mtime = datetime.fromtimestamp(int(os.lstat(path).st_mtime * 1000) / 1000, timezone.utc)
+                found.append((f"{source.rstrip('/')}/{relative}", 0, mtime.replace(tzinfo=None), False,
+                              any(part.startswith(".") for part in relative.split("/"))))
     return found
+
+
+def link_target(path: str) -> str | None:
+    """Where the symbolic link at ``path`` (a ``file:`` URI) points when its target is missing, else None."""
+    import os
+
+    if not path.startswith("file:"):
+        return None
+    local = "/" + path.removeprefix("file:").lstrip("/")
+    return os.readlink(local) if os.path.islink(local) and not os.path.exists(local) else None
 
 
 def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):

@@ -33,7 +33,7 @@ import pandas as pd
 
 from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, JobFailed
-from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, read_files
+from lakeloop.ingest.image_files import FILE_KEYS, link_target, list_source_files, read_files
 from lakeloop.io import delta, hadoop
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
@@ -117,9 +117,26 @@ def refused_unread(files: "DataFrame", source_root: str, max_file_bytes: int) ->
         f"file too large: %,d bytes is more than ingest_images.max_file_bytes = {max_file_bytes:,} (Spark reads "
         f"at most 2 GiB = 2,147,483,647 bytes a file); split or re-encode it at its origin, or keep it out of "
         f"the source folder", F.col("length"))
+    return _refused_rows(files, source_root, error, "too_large")
+
+
+def refused_broken_links(files: "DataFrame", targets: dict[str, str], source_root: str) -> "DataFrame":
+    """The symbolic links of ``files`` whose targets (``targets``: path -> target) are missing, as
+    :func:`inspect_files` rows refused (``broken_link``) unread."""
+    from pyspark.sql import functions as F
+
+    target = F.element_at(F.create_map(*[F.lit(x) for item in targets.items() for x in item]), F.col("path"))
+    error = F.format_string("broken symbolic link: it points to %s, which does not exist; fix the link or remove it "
+                            "from the source folder", target)
+    return _refused_rows(files.where(F.col("path").isin(list(targets))), source_root, error, "broken_link")
+
+
+def _refused_rows(files: "DataFrame", source_root: str, error: "Column", reason: str) -> "DataFrame":
+    from pyspark.sql import functions as F
+
     check = F.struct(F.lit(False).alias("ok"), *[F.lit(None).cast(t).alias(n) for n, t in (
         ("format", "string"), ("width", "int"), ("height", "int"), ("mode", "string"))],
-        error.alias("error"), F.lit("too_large").alias("reason"))
+        error.alias("error"), F.lit(reason).alias("reason"))
     return files.select(*FILE_KEYS, F.lit(None).cast("binary").alias("content"),
                         F.lit(None).cast("string").alias("image_id"),
                         relative_path(F.col("path"), source_root).alias("relative_path"), check.alias("check"))
@@ -321,6 +338,11 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     from pyspark.sql import functions as F
 
     taken = listing.unseen.where(~_skip(cfg))
+    # Symbolic links to nothing (local sources only): refused unread, with where they point.
+    targets = {r.path: link_target(r.path) for r in taken.where(~F.col("spark_readable")).select("path").collect()
+               if link_target(r.path) is not None} if listing.n_spark_hides else {}
+    broken = refused_broken_links(taken, targets, listing.source_root) if targets else None
+    taken = taken.where(~F.col("path").isin(list(targets)))
     labels = delta.read_table(spark, cfg.labels_table) if cfg.label_from == "labels_table" else None
     # Most of the folder is new (a first run): scan it whole rather than path by path.
     whole = not listing.partial and listing.n_unseen * 2 >= listing.n_listed
@@ -330,6 +352,8 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     if listing.n_too_large:
         inspected = inspected.unionByName(refused_unread(
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
+    if broken is not None:
+        inspected = inspected.unionByName(broken)
     return attach_labels(inspected, cfg, labels).persist(StorageLevel.MEMORY_AND_DISK)
 
 

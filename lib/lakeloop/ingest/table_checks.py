@@ -254,6 +254,7 @@ def check_records(
     keys = resolve_keys(table, columns, name, SchemaMismatchError)
     options = csv_options(table) if source_format == "csv" else dict(table.options)
     typed, type_errors = _typed_columns(df, columns, schema, source_format, options)
+    type_errors += _undecodable_text(df, columns, source_format, options, name)
     corrupt_error = F.col(CORRUPT_COL).isNotNull() if CORRUPT_COL in df.columns else F.lit(False)
     type_error = F.lit(None).cast("string")
     if type_errors:
@@ -296,6 +297,24 @@ def _typed_columns(
         )
         typed[column] = converted
     return typed, type_errors
+
+
+def _undecodable_text(df: "DataFrame", columns: Sequence[str], source_format: str, options: dict[str, str],
+                      name: str | None) -> list["Column"]:
+    """Per text column of a CSV or JSON source, the reason a value holds bytes its encoding could
+    not decode: Spark reads them as U+FFFD, which would reach bronze silently as changed text."""
+    from pyspark.sql import functions as F
+
+    if source_format not in ("csv", "json"):
+        return []
+    encoding = options.get("encoding", options.get("charset", "UTF-8"))
+    hint = (f" is not valid {encoding} (Spark read its bytes as U+FFFD); if the file is in another encoding, set "
+            f"{setting_name(name, 'options.encoding')} (e.g. ISO-8859-1 or windows-1252)")
+    return [F.when(F.col(quote_column(c)).contains("\ufffd"),
+                   F.concat(F.lit(f"column '{c}': "), _render_value(F.col(quote_column(c)), t, quoted=True),
+                            F.lit(hint)))
+            for c, t in ((f.name, f.dataType) for f in df.schema.fields if f.name in columns)
+            if t.typeName() == "string"]
 
 
 def _fail_on_type_error(df: "DataFrame", type_error: "Column", name: str | None) -> None:

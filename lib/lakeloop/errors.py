@@ -45,3 +45,7 @@ class PromotionRefused(LakeloopError):
 
 class TrainingFailed(LakeloopError):
     """Thrown when a training process started by TorchDistributor fails; names the process's own error."""
+
+
+class ConcurrentWriteConflict(LakeloopError):
+    """Thrown when another run committed to a Delta table while this run wrote to it (Delta refused the commit)."""

@@ -55,7 +55,9 @@ def package_library(out_dir: Path, repo_root: Path = REPO_ROOT) -> Path:
     src = repo_root / "lib" / "lakeloop"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "lakeloop.zip"
-    tmp = target.with_suffix(".zip.tmp")
+    # A temporary name of this process's own: jobs submitted at once each write theirs, and the
+    # atomic rename leaves lakeloop.zip whole for a job reading it meanwhile.
+    tmp = target.with_suffix(f".zip.{os.getpid()}.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(src.rglob("*.py")):
             zf.write(path, path.relative_to(src.parent).as_posix())

@@ -6,8 +6,11 @@ success or after a crash) adds nothing twice.
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple, Sequence
+
+from lakeloop.errors import ConcurrentWriteConflict
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -46,6 +49,39 @@ def scoped_conf(spark: "SparkSession", settings: Mapping[str, str]) -> Iterator[
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+# Delta's commit conflicts (io.delta.exceptions.*): another writer committed first, and what this
+# write read is no longer the table. Delta committed nothing of it; a rerun starts from the new table.
+_CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+              "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+              "ProtocolChangedException")
+_CONFLICT_IN_TEXT = re.compile(r"io\.delta\.exceptions\.(" + "|".join(_CONFLICTS) + r")\b")
+
+
+def conflict_class(exc: BaseException) -> str | None:
+    """The name of Delta's commit-conflict exception ``exc`` came from (PySpark hands those over
+    as ``UnknownException`` or ``Py4JJavaError`` naming the JVM class), or None."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.getClass().getName()) if java is not None else str(exc)
+    found = _CONFLICT_IN_TEXT.search(text)
+    return found.group(1) if found else None
+
+
+@contextmanager
+def _conflicts_named(uri: str) -> Iterator[None]:
+    """Delta's commit conflicts inside the block, raised again as :class:`ConcurrentWriteConflict`
+    naming the table and what to do."""
+    try:
+        yield
+    except Exception as exc:
+        name = conflict_class(exc)
+        if name is None:
+            raise
+        raise ConcurrentWriteConflict(
+            f"another run committed to {uri} while this run wrote to it, so Delta refused this run's commit "
+            f"({name}); nothing of it was written. Run the job again: it takes only what is still missing"
+        ) from exc
 
 
 def _idempotent(spark: "SparkSession", txn: Txn | None):
@@ -133,7 +169,8 @@ def set_table_properties(spark: "SparkSession", uri: str, properties: dict[str, 
             return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
         assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in changed.items())
-        spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({assignments})")
+        with _conflicts_named(uri):
+            spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({assignments})")
 
 
 def unset_table_property(spark: "SparkSession", uri: str, key: str) -> None:
@@ -188,7 +225,8 @@ def _create_with(spark: "SparkSession", df: "DataFrame", uri: str,
     options = dict(properties or {})
     if txn is not None:
         options.update(txnAppId=txn.app_id, txnVersion=str(txn.version))
-    df.write.format("delta").mode("errorifexists").options(**options).save(uri)
+    with _conflicts_named(uri):
+        df.write.format("delta").mode("errorifexists").options(**options).save(uri)
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
@@ -247,7 +285,7 @@ def merge_insert_new(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seq
         .merge(df.alias("s"), _key_condition(keys))
         .whenNotMatchedInsertAll()
     )
-    with _idempotent(spark, txn):
+    with _idempotent(spark, txn), _conflicts_named(uri):
         metrics = _metrics(merge.execute())
     # A MERGE that Delta skips for its transaction identifier returns no metrics row.
     return {**_NOTHING, "skipped_by_txn": 1} if txn is not None and not metrics else metrics
@@ -268,7 +306,8 @@ def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seque
     missing = _pending_rows(spark, _with_table_columns(spark, df, uri), uri, keys, where=recent)
     if missing.isEmpty():
         return dict(_NOTHING)
-    missing.write.format("delta").mode("append").save(uri)
+    with _conflicts_named(uri):
+        missing.write.format("delta").mode("append").save(uri)
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
@@ -307,7 +346,8 @@ def merge_upsert(
     if evolve_schema:
         merge = merge.withSchemaEvolution()
     merge = merge.whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
-    return _metrics(merge.execute())
+    with _conflicts_named(uri):
+        return _metrics(merge.execute())
 
 
 def optimize(spark: "SparkSession", uri: str) -> dict[str, int]:

@@ -162,6 +162,42 @@ def test_two_runs_of_a_job_at_once_leave_one_clean_runs_lake_after_a_rerun_of_an
     assert (lost, extra) == (0, 0)
 
 
+def test_ingestion_while_scoring_reads_bronze_adds_the_new_files_and_the_next_score_run_scores_them(
+        clean, tmp_path, reliability):
+    from support.imagefiles import rgb_png
+
+    lake = tmp_path / "lake"
+    _lake_before(clean, "score", lake)  # features built and a model trained: ready to score
+    raw = Path(dict(clean["settings"])["ingest_images.source"].removeprefix("file:"))
+    new = [raw / "cat" / f"arrived {i}.png" for i in range(10)]
+    try:
+        for i, path in enumerate(new):
+            path.write_bytes(rgb_png(24, 24, seed=100 + i))
+        runs = [subprocess.Popen(_start(lake, job, clean["settings"]), cwd=REPO, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for job in ("ingest_images", "score")]
+        for run in runs:
+            output = run.communicate(timeout=600)[0]
+            assert run.returncode == 0, output[-3000:]
+    finally:
+        for path in new:  # the shared source stays as the clean run read it
+            path.unlink(missing_ok=True)
+    # The scoring run read bronze before or after the ingestion's commit; its next run scores the rest.
+    subprocess.run(_start(lake, "score", clean["settings"]), cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.STDOUT, timeout=600)
+
+    checked = lost = added = 0
+    for name, (path, is_delta) in _tables(clean["after"]["score"]).items():
+        expected, found = _table_rows(path, is_delta), _table_rows(lake / name, is_delta)
+        checked += sum(expected.values())
+        lost += sum((expected - found).values())
+        added += sum((found - expected).values())
+    reliability.record("ingest_images (10 new files) while score reads bronze; the next score run",
+                       "ingest_images + score", "both at once + a rerun vs one clean run (+ the 10 files)",
+                       checked + 3 * len(new), lost + max(0, 3 * len(new) - added), max(0, added - 3 * len(new)))
+    assert lost == 0
+    assert added == 3 * len(new), "bronze, the ledger and gold should each gain a row per new file, nothing else"
+
+
 @pytest.mark.parametrize("job", list(JOBS))
 def test_a_driver_killed_at_its_first_write_first_commit_and_last_commit_then_rerun_leaves_a_clean_runs_lake(
         job, clean, tmp_path, reliability):

@@ -127,7 +127,7 @@ def test_credentials_appear_in_no_output_or_report(s3_pipeline, s3_server, s3_la
     fs = s3_server.filesystem()
     prefix = s3_lake["lake"].removeprefix("s3a://")
     reports = [i.path for i in fs.get_file_info(FileSelector(f"{prefix}/_reports", recursive=True))
-               if i.path.endswith(".json")]
+               if i.path.endswith((".json", ".html"))]  # run reports and their pages
     reports += [i.path for i in fs.get_file_info(FileSelector(f"{prefix}/models", recursive=True))
                 if i.path.endswith("metadata.json")]
     assert len(reports) >= 10

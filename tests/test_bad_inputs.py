@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from lakeloop.io import delta
 from lakeloop.registry import Registry
 from support.imagefiles import rgb_png
 from support.lakes import layout, make_profile
+from support.pipeline import REPO, submit_command
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -126,6 +128,46 @@ def test_a_second_run_over_the_bad_inputs_adds_nothing(spark, image_door):
     profile, _, second, versions = image_door
     assert second.counts["inputs"] == 0
     assert {name: delta.table_version(spark, uri) for name, uri in _image_tables(profile).items()} == versions
+
+
+# Root reads any file; without these two capabilities it obeys file modes as any user does.
+AS_A_PLAIN_USER = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                   "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_a_file_the_job_may_not_read_is_quarantined_and_a_folder_it_may_not_list_is_a_clear_error(
+        spark, tmp_path, reliability):
+    raw = tmp_path / "raw"
+    (raw / "cat").mkdir(parents=True)
+    (raw / "cat" / "good.png").write_bytes(rgb_png(20, 20, seed=1))
+    (raw / "cat" / "locked.png").write_bytes(rgb_png(20, 20, seed=2))
+    (raw / "cat" / "locked.png").chmod(0)
+    sets = [f"lake_root=file:{tmp_path}/lake", f"ingest_images.source=file:{raw}"]
+    run = subprocess.run([*AS_A_PLAIN_USER, *submit_command("test", "ingest_images", sets=sets)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    profile = make_profile(f"file:{tmp_path}/lake", ("ingest_images.source", f"file:{raw}"))
+    (row,) = delta.read_table(spark, layout(profile).quarantine_images).collect()
+    assert row.path.endswith("cat/locked.png") and row.reason == "unreadable"
+    assert "permission denied" in row.error and "chmod a+r" in row.error
+    assert _ledger(spark, profile)["cat/good.png"] == ("ingested", None)
+
+    (raw / "dog").mkdir()
+    (raw / "dog" / "inside.png").write_bytes(rgb_png(20, 20, seed=3))
+    (raw / "dog").chmod(0)
+    try:
+        run = subprocess.run([*AS_A_PLAIN_USER, *submit_command("test", "ingest_images", sets=sets)], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+    finally:
+        (raw / "dog").chmod(0o755)
+    assert run.returncode != 0
+    assert (f"error: SourceError: cannot list {raw}/dog under the image source file:{raw}: permission denied"
+            in run.stdout), run.stdout[-3000:]
+    assert "Traceback" not in run.stdout + run.stderr
+    reliability.bad_input("ingest_images", "a file the job's user may not read",
+                          "quarantine, reason unreadable, saying to chmod a+r and touch it")
+    reliability.bad_input("ingest_images", "a folder the job's user may not list",
+                          "the run fails naming the folder and the fix (nothing can be accounted for in it)")
 
 
 # --- tables ---------------------------------------------------------------------------------------

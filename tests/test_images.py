@@ -147,8 +147,8 @@ def test_every_refusal_has_its_reason_class_and_the_advice_for_it(tmp_path, make
 def test_every_reason_class_is_produced_by_a_case_here_or_by_ingestion():
     from lakeloop.ingest.image_checks import REASONS
 
-    # too_large: tests/test_ingest_images.py; broken_link: tests/test_bad_inputs.py
-    covered = {case.values[2] for case in REASON_CASES} | {"too_large", "broken_link"}
+    # too_large: tests/test_ingest_images.py; broken_link, unreadable: tests/test_bad_inputs.py
+    covered = {case.values[2] for case in REASON_CASES} | {"too_large", "broken_link", "unreadable"}
     assert covered == set(REASONS)
 
 

@@ -20,6 +20,7 @@ REASONS = {
     "empty": "the file has no bytes",
     "too_large": "the file is larger than ingest_images.max_file_bytes (Spark reads at most 2 GiB a file)",
     "broken_link": "the file is a symbolic link to a file that does not exist",
+    "unreadable": "the user running the job may not read the file (permission denied)",
     "too_many_pixels": "the image has more pixels than ingest_images.max_pixels (a decompression bomb guard)",
     "security_limit": "Pillow refuses the file under one of its own security limits",
     "not_an_image": "the bytes are not an image file Pillow knows",

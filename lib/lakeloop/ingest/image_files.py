@@ -15,6 +15,7 @@ a word, every file and folder whose name starts with ``_`` or ``.`` (a camera's
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 FILE_KEYS = ("path", "length", "modification_time")
+_DENIED = re.compile(r"AccessDeniedException: (\S+): Permission denied")
 LISTING_SCHEMA = ("path string, length long, modification_time timestamp, spark_readable boolean, "
                   "dot_name boolean")
 
@@ -77,12 +79,23 @@ def list_source_files(spark: "SparkSession", source: str, extensions: tuple[str,
     from pyspark.sql import functions as F
 
     require_source(spark, source)
-    listing = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", extension_glob(extensions))
-        .load(source)
-    )
+    try:
+        listing = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", extension_glob(extensions))
+            .load(source)
+        )
+    except Exception as exc:
+        denied = _DENIED.search(str(exc))
+        if denied is None:
+            raise
+        # Its files cannot even be named, so none can be accounted for: the run stops here.
+        raise SourceError(
+            f"cannot list {denied.group(1)} under the image source {source}: permission denied for the user "
+            f"running the job; grant it read and execute permission (chmod a+rx) or move the folder out of "
+            f"ingest_images.source"
+        ) from exc
     # Cached before the count below: the listing is scanned once, however often it is used.
     scanned = listing.select("path", "length", F.col("modificationTime").alias("modification_time"),
                              F.lit(True).alias("spark_readable"), F.lit(False).alias("dot_name")
@@ -157,14 +170,31 @@ def broken_links(source: str, extensions: tuple[str, ...]) -> list[tuple]:
     return found
 
 
-def link_target(path: str) -> str | None:
-    """Where the symbolic link at ``path`` (a ``file:`` URI) points when its target is missing, else None."""
+def local_refusals(paths: list[str]) -> dict[str, tuple[str, str]]:
+    """Of these ``file:`` paths, those no read can succeed on, as path -> (reason, message): a
+    symbolic link to nothing (``broken_link``), a file the job's user may not read
+    (``unreadable``). Spark would fail the whole scan on either. Other paths are skipped."""
     import os
 
-    if not path.startswith("file:"):
-        return None
-    local = "/" + path.removeprefix("file:").lstrip("/")
-    return os.readlink(local) if os.path.islink(local) and not os.path.exists(local) else None
+    refused = {}
+    for path in paths:
+        if not path.startswith("file:"):
+            continue
+        local = "/" + path.removeprefix("file:").lstrip("/")
+        if os.path.islink(local) and not os.path.exists(local):
+            refused[path] = ("broken_link", f"broken symbolic link: it points to {os.readlink(local)}, which does not "
+                                            f"exist; fix the link or remove it from the source folder")
+            continue
+        try:
+            with open(local, "rb"):
+                pass
+        except PermissionError:
+            refused[path] = ("unreadable", f"permission denied: the user running the job (uid {os.geteuid()}) may "
+                                           f"not read it; grant read permission (chmod a+r) and touch it, and the next run "
+                                           f"takes it again; or move it out of the source folder")
+        except OSError:
+            pass  # vanished since listing, or another error: the read reports it
+    return refused
 
 
 def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):

@@ -33,7 +33,7 @@ import pandas as pd
 
 from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, JobFailed
-from lakeloop.ingest.image_files import FILE_KEYS, link_target, list_source_files, read_files
+from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, local_refusals, read_files
 from lakeloop.io import delta, hadoop
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
@@ -120,23 +120,25 @@ def refused_unread(files: "DataFrame", source_root: str, max_file_bytes: int) ->
     return _refused_rows(files, source_root, error, "too_large")
 
 
-def refused_broken_links(files: "DataFrame", targets: dict[str, str], source_root: str) -> "DataFrame":
-    """The symbolic links of ``files`` whose targets (``targets``: path -> target) are missing, as
-    :func:`inspect_files` rows refused (``broken_link``) unread."""
+def refused_locally(files: "DataFrame", refusals: dict[str, tuple[str, str]], source_root: str) -> "DataFrame":
+    """The files of ``files`` found unreadable before reading (``refusals``: path -> (reason,
+    message), from :func:`lakeloop.ingest.image_files.local_refusals`) as :func:`inspect_files`
+    rows, refused unread."""
     from pyspark.sql import functions as F
 
-    target = F.element_at(F.create_map(*[F.lit(x) for item in targets.items() for x in item]), F.col("path"))
-    error = F.format_string("broken symbolic link: it points to %s, which does not exist; fix the link or remove it "
-                            "from the source folder", target)
-    return _refused_rows(files.where(F.col("path").isin(list(targets))), source_root, error, "broken_link")
+    def lookup(index: int) -> "Column":
+        pairs = [F.lit(x) for path, refusal in refusals.items() for x in (path, refusal[index])]
+        return F.element_at(F.create_map(*pairs), F.col("path"))
+
+    return _refused_rows(files.where(F.col("path").isin(list(refusals))), source_root, lookup(1), lookup(0))
 
 
-def _refused_rows(files: "DataFrame", source_root: str, error: "Column", reason: str) -> "DataFrame":
+def _refused_rows(files: "DataFrame", source_root: str, error: "Column", reason: "str | Column") -> "DataFrame":
     from pyspark.sql import functions as F
 
     check = F.struct(F.lit(False).alias("ok"), *[F.lit(None).cast(t).alias(n) for n, t in (
         ("format", "string"), ("width", "int"), ("height", "int"), ("mode", "string"))],
-        error.alias("error"), F.lit(reason).alias("reason"))
+        error.alias("error"), (F.lit(reason) if isinstance(reason, str) else reason).alias("reason"))
     return files.select(*FILE_KEYS, F.lit(None).cast("binary").alias("content"),
                         F.lit(None).cast("string").alias("image_id"),
                         relative_path(F.col("path"), source_root).alias("relative_path"), check.alias("check"))
@@ -338,22 +340,25 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     from pyspark.sql import functions as F
 
     taken = listing.unseen.where(~_skip(cfg))
-    # Symbolic links to nothing (local sources only): refused unread, with where they point.
-    targets = {r.path: link_target(r.path) for r in taken.where(~F.col("spark_readable")).select("path").collect()
-               if link_target(r.path) is not None} if listing.n_spark_hides else {}
-    broken = refused_broken_links(taken, targets, listing.source_root) if targets else None
-    taken = taken.where(~F.col("path").isin(list(targets)))
+    # A local file no read can succeed on (a link to nothing, no read permission) would fail
+    # Spark's whole scan: refused unread instead, saying why.
+    refusals = local_refusals([r.path for r in taken.select("path").collect()]) \
+        if listing.source_root.startswith("file:") else {}
+    refused = refused_locally(taken, refusals, listing.source_root) if refusals else None
+    taken = taken.where(~F.col("path").isin(list(refusals)))
     labels = delta.read_table(spark, cfg.labels_table) if cfg.label_from == "labels_table" else None
-    # Most of the folder is new (a first run): scan it whole rather than path by path.
-    whole = not listing.partial and listing.n_unseen * 2 >= listing.n_listed
+    # Most of the folder is new (a first run): scan it whole rather than path by path, unless
+    # the scan would meet a file it may not read.
+    unreadable = any(reason == "unreadable" for reason, _ in refusals.values())
+    whole = not listing.partial and not unreadable and listing.n_unseen * 2 >= listing.n_listed
     read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions, cfg.max_file_bytes,
                       files if listing.n_spark_hides else None)
     inspected = inspect_files(read, listing.source_root, cfg.max_pixels, fault)
     if listing.n_too_large:
         inspected = inspected.unionByName(refused_unread(
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
-    if broken is not None:
-        inspected = inspected.unionByName(broken)
+    if refused is not None:
+        inspected = inspected.unionByName(refused)
     return attach_labels(inspected, cfg, labels).persist(StorageLevel.MEMORY_AND_DISK)
 
 

@@ -121,9 +121,11 @@ def test_pair_overrides_are_taken_verbatim():
         (["score.input=features.x.y"], r"score\.input .* has no URI scheme"),
     ],
 )
-def test_bad_settings_name_the_key_and_the_fix(overrides, message):
-    with pytest.raises(ConfigError, match=message):
+@pytest.mark.fault  # bad settings are bad inputs too: listed in the reliability figures
+def test_bad_settings_name_the_key_and_the_fix(overrides, message, reliability):
+    with pytest.raises(ConfigError, match=message) as error:
         load_profile("local", overrides)
+    reliability.bad_input("profile", " ".join(f"--set {o}" for o in overrides), f"ConfigError: {error.value}")
 
 
 def test_unknown_profile_lists_the_known_ones():

@@ -221,8 +221,10 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, files
     return root, files.write_image_zoo_records(root)
 
 
+@pytest.mark.fault  # the zoo's files are bad inputs too: listed in the reliability figures
 @pytest.mark.parametrize("relative", files.zoo_paths())
-def test_zoo_file_gets_its_expected_outcome(zoo: tuple[Path, dict[str, files.ZooFile]], relative: str) -> None:
+def test_zoo_file_gets_its_expected_outcome(zoo: tuple[Path, dict[str, files.ZooFile]], relative: str,
+                                            reliability) -> None:
     root, records = zoo
     expected = records[relative]
 
@@ -232,6 +234,8 @@ def test_zoo_file_gets_its_expected_outcome(zoo: tuple[Path, dict[str, files.Zoo
     assert facts(check) == (expected.format, expected.width, expected.height, expected.mode)
     if expected.outcome == "quarantine":
         assert expected.reason in check.error
+    reliability.bad_input("ingest_images (image zoo)", relative,
+                          f"accepted: {check.format} {check.mode}" if check.ok else f"quarantine: {check.error}")
 
 
 def test_write_image_zoo_returns_the_inputs_and_their_outcomes(tmp_path: Path) -> None:

@@ -55,7 +55,8 @@ class ReliabilityFigures:
             lines += [f"| **all** | {len(self.faults)} faults | | {total[0]} | {total[1]} | {total[2]} |", ""]
         if self.bad_inputs:
             lines += ["| door | bad input | how it ended |", "| --- | --- | --- |"]
-            lines += [f"| {b.door} | {b.input} | {b.ended} |" for b in sorted(self.bad_inputs, key=lambda b: b.door)]
+            lines += [f"| {_cell(b.door)} | {_cell(b.input)} | {_cell(b.ended)} |"
+                      for b in sorted(self.bad_inputs, key=lambda b: b.door)]
             lines.append(f"| **all** | {len(self.bad_inputs)} bad inputs | |")
         return "\n".join(lines)
 
@@ -63,6 +64,12 @@ class ReliabilityFigures:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"faults": [asdict(f) for f in self.faults],
                                     "bad_inputs": [asdict(b) for b in self.bad_inputs]}, indent=2))
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    """``text`` as one Markdown table cell: one line, pipes escaped, at most ``limit`` characters."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def lost_and_duplicated(expected: list[str], found: list[str]) -> tuple[int, int]:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from lakeloop.errors import SourceError
 from lakeloop.io import hadoop
-from lakeloop.io.lakefs import LakeFiles
+from lakeloop.io.lakefs import LakeFiles, filesystem_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -154,15 +154,15 @@ def broken_links(source: str, extensions: tuple[str, ...]) -> list[tuple]:
     and must reach quarantine. Sizes and times are the link's own. Other file systems have none."""
     import os
 
-    if not source.startswith("file:"):
+    root = _local_path(source)
+    if root is None:
         return []
-    root = "/" + source.removeprefix("file:").lstrip("/")
     endings = tuple("." + e.lower().lstrip(".") for e in extensions)
     found = []
     for folder, _, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
-            if name.lower().endswith(endings) and os.path.islink(path) and not os.path.exists(path):
+            if name.lower().endswith(endings) and _is_broken_link(path):
                 relative = os.path.relpath(path, root).replace(os.sep, "/")
                 mtime = datetime.fromtimestamp(int(os.lstat(path).st_mtime * 1000) / 1000, timezone.utc)
                 found.append((f"{source.rstrip('/')}/{relative}", 0, mtime.replace(tzinfo=None), False,
@@ -178,23 +178,34 @@ def local_refusals(paths: list[str]) -> dict[str, tuple[str, str]]:
 
     refused = {}
     for path in paths:
-        if not path.startswith("file:"):
+        local = _local_path(path)
+        if local is None:
             continue
-        local = "/" + path.removeprefix("file:").lstrip("/")
-        if os.path.islink(local) and not os.path.exists(local):
-            refused[path] = ("broken_link", f"broken symbolic link: it points to {os.readlink(local)}, which does not "
-                                            f"exist; fix the link or remove it from the source folder")
+        if _is_broken_link(local):
+            refused[path] = ("broken_link", f"broken symbolic link: it points to {os.readlink(local)}, which does "
+                                            f"not exist; fix the link or remove it from the source folder")
             continue
         try:
             with open(local, "rb"):
                 pass
         except PermissionError:
             refused[path] = ("unreadable", f"permission denied: the user running the job (uid {os.geteuid()}) may "
-                                           f"not read it; grant read permission (chmod a+r) and touch it, and the next run "
-                                           f"takes it again; or move it out of the source folder")
+                                           f"not read it; grant read permission (chmod a+r) and touch it, and the "
+                                           f"next run takes it again; or move it out of the source folder")
         except OSError:
             pass  # vanished since listing, or another error: the read reports it
     return refused
+
+
+def _local_path(uri: str) -> str | None:
+    """The local path of a ``file:`` URI (as :func:`lakeloop.io.lakefs.filesystem_for` reads it), else None."""
+    return filesystem_for(uri)[1] if uri.startswith("file:") else None
+
+
+def _is_broken_link(path: str) -> bool:
+    import os
+
+    return os.path.islink(path) and not os.path.exists(path)
 
 
 def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):
@@ -202,7 +213,7 @@ def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):
 
     @pandas_udf("binary")
     def read(paths: pd.Series) -> pd.Series:
-        from lakeloop.io.lakefs import LakeFiles
+        from lakeloop.io.lakefs import LakeFiles, filesystem_for
 
         files = LakeFiles(hadoop_conf)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 CHANGE_FEED_ON = {"delta.enableChangeDataFeed": "true"}
 
 _PROTOCOL_KEYS = {"delta.minReaderVersion", "delta.minWriterVersion"}
+_LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 
 class Txn(NamedTuple):
@@ -376,5 +377,3 @@ def vacuum(spark: "SparkSession", uri: str, retention_hours: float, below_safety
     with scoped_conf(spark, settings):
         DeltaTable.forPath(spark, uri).vacuum(float(retention_hours))
 
-
-_LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"

@@ -292,11 +292,8 @@ def shard_batches(
     """
     feed = as_feed(feed)
     transform = BatchTransform(feed)
-    if world > 1:
-        world = min(world, len(row_group_sizes(url, hadoop_conf)))
-        if rank >= world:
-            return
-    elif not row_group_sizes(url, hadoop_conf):
+    world = min(world, len(row_group_sizes(url, hadoop_conf)))
+    if rank >= world:
         return
     shard = dict(rank=rank, world=world) if world > 1 else dict(rank=None, world=None)
     with _reader(url, feed, seed=None, shuffle=False, num_epochs=1, pool=pool, workers=workers,

@@ -18,7 +18,7 @@ from lakeloop.report import RunReport
 from lakeloop.scoring.stream import score_stream
 from support.lakes import copy_lake, layout
 from support.reliability import lost_and_duplicated
-from support.streams import kill_after_first_commit
+from support.kills import kill_after_first_commit
 from test_scoring import GARBAGE, append_garbage_images, expected_scores, publish_lenet
 
 FRAMES = "bronze.frames"

@@ -1,4 +1,5 @@
-"""Killing a batch job's driver for real, at a point read from what it has written into the lake.
+"""Killing a job's driver for real: a batch job at a point read from what it has written into the
+lake, a stream once its checkpoint's first micro-batch is committed.
 
 The job is ``./spark-submit.sh``'ed in its own process group; a watcher lists the lake folder
 every few milliseconds and SIGKILLs the group (spark-submit, the JVM, the Python driver, its
@@ -18,9 +19,11 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from lakeloop.config import REPO_ROOT
 
@@ -69,21 +72,43 @@ def run_killed(cmd: list[str], root: Path, job: str, point: str, timeout_s: floa
     """Run ``cmd`` (``./spark-submit.sh ... JOB``) and SIGKILL it, driver and all, once it reaches
     ``point`` in the lake folder ``root``; fail if it ends before that."""
     before = lake_files(root) if root.exists() else set()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")})
-    deadline = time.monotonic() + timeout_s
     new: set[str] = set()
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            new = (lake_files(root) if root.exists() else set()) - before
-            if _reached(point, job, new):
-                break
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output = proc.communicate()[0].decode(errors="replace")
+
+    def reached() -> bool:
+        nonlocal new
+        new = (lake_files(root) if root.exists() else set()) - before
+        return _reached(point, job, new)
+
+    code, output = _run_until_then_kill(cmd, reached, timeout_s)
     assert _reached(point, job, new), (
-        f"{job} never reached {point} ({KILL_POINTS[point]}): it exited {proc.returncode}; output ends:\n"
-        f"{output[-4000:]}")
+        f"{job} never reached {point} ({KILL_POINTS[point]}): it exited {code}; output ends:\n{output[-4000:]}")
     work = [rel for rel in new if not rel.startswith("_reports/")]
     return Kill(point, len(work), sum(is_commit(rel) for rel in work))
+
+
+def kill_after_first_commit(cmd: list[str], commits: Path, timeout_s: float = 300) -> int:
+    """Run ``cmd`` (a ``./spark-submit.sh ... --stream`` command line) and SIGKILL it, driver and
+    all, as soon as ``commits/0`` (its checkpoint's first commit) exists; return the number of
+    micro-batches it had committed."""
+    _run_until_then_kill(cmd, lambda: (commits / "0").exists(), timeout_s)
+    assert (commits / "0").exists(), f"the stream never committed its first micro-batch ({' '.join(cmd)})"
+    return len([p for p in commits.iterdir() if p.name.isdigit()])
+
+
+def _run_until_then_kill(cmd: list[str], reached: Callable[[], bool], timeout_s: float) -> tuple[int | None, str]:
+    """Run ``cmd`` in its own process group, SIGKILL the group once ``reached()`` (checked every
+    20 ms) or the process ends or ``timeout_s`` passes; its exit code (None if killed) and output.
+    The output goes to a file: a pipe nobody reads while the job runs would stall a chatty job."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")})
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline and proc.poll() is None and not reached():
+                time.sleep(0.02)
+        finally:
+            code = proc.poll()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.seek(0)
+        return code, log.read().decode(errors="replace")

@@ -262,6 +262,32 @@ def test_epoch_order_is_a_function_of_seed_epoch_rank(spark, digits_lake, tmp_pa
     assert (pixels(2) == pixels(2)).all()
 
 
+def test_an_epoch_with_crops_flips_and_jitter_is_the_same_batches_for_the_same_seed(spark, digits_lake, tmp_path):
+    """Augmentation on (random resized crop, flip, colour jitter, shift): the batches of (seed, epoch,
+    rank), hashed, are identical run after run, and another epoch gets other batches."""
+    import hashlib
+
+    from lakeloop.training.augment import Augmentation
+
+    ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
+    url = ts.split_uri("train")
+    plan = plan_shards(url, world_size=2, batch_size=32)
+    augmentation = Augmentation(shift=2, crop_scale=(0.6, 1.0), flip=True, colour_jitter=0.3)
+
+    def digests(epoch: int) -> list[str]:
+        return [hashlib.sha256(x.tobytes() + ids.astype("U64").tobytes()).hexdigest() for x, _, ids in
+                epoch_batches(url, plan, ts.spec, rank=1, epoch=epoch, seed=5, augmentation=augmentation)]
+
+    first = digests(2)
+    assert len(first) == plan.steps_per_epoch
+    assert digests(2) == first
+    assert not set(digests(3)) & set(first)
+    plain = np.concatenate([x for x, _, _ in epoch_batches(url, plan, ts.spec, rank=1, epoch=2, seed=5)])
+    augmented = np.concatenate([x for x, _, _ in epoch_batches(url, plan, ts.spec, rank=1, epoch=2, seed=5,
+                                                               augmentation=augmentation)])
+    assert plain.shape == augmented.shape and not np.allclose(plain, augmented)
+
+
 def _uneven_training_set(folder, sizes=(7, 300, 45, 130, 61)):
     """A training set of row groups of uneven sizes; image ``k`` is filled with ``k % 251``, label ``k % 10``."""
     import pyarrow as pa

@@ -291,3 +291,49 @@ def test_a_file_copied_over_itself_adds_no_row_anywhere(spark, lake, zoo):
     ledger = delta.read_table(spark, layout(profile).images_ledger).where("relative_path = 'cat/tabby.png'").collect()
     assert [r.outcome for r in ledger] == ["ingested"]
     assert ingest_images(spark, profile).counts["inputs"] == 0  # the ledger has the new times
+
+
+def test_a_photo_over_content_max_bytes_is_ingested_by_reference_and_a_change_to_it_is_reported(spark, lake, tmp_path):
+    """bronze keeps a large file's path, size, sha256 and header facts, not its bytes; build_features
+    reads it from the source, and quarantines it (saying why) once the file no longer has those bytes."""
+    from sklearn.datasets import load_sample_image
+
+    from lakeloop.features import build_features
+    from support.imagefiles import encode
+
+    from PIL import Image
+
+    root = tmp_path / "raw"
+    for seed in range(3):
+        _image(root / "cam" / f"{seed}.png", seed)
+    photo = root / "cam" / "china.jpg"
+    photo.write_bytes(encode(Image.fromarray(load_sample_image("china.jpg")), "JPEG", quality=90))
+    profile = _profile(lake, root, ("ingest_images.content_max_bytes", 20_000), ("features.join_table", None))
+
+    report = ingest_images(spark, profile)
+
+    assert (report.counts["inputs"], report.counts["ingested"], report.details["by_reference_files"]) == (4, 4, 1)
+    rows = {r.relative_path: r for r in delta.read_table(spark, layout(profile).bronze_images).collect()}
+    big = rows["cam/china.jpg"]
+    assert big.content is None and big.size_bytes == photo.stat().st_size > 20_000
+    assert big.image_id == hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert (big.format, big.width, big.height, big.mode) == ("JPEG", 640, 427, "RGB")
+    assert all(rows[f"cam/{seed}.png"].content for seed in range(3))
+    assert ingest_images(spark, profile).counts["inputs"] == 0
+
+    photo.write_bytes(encode(Image.fromarray(load_sample_image("flower.jpg")), "JPEG", quality=90))
+    built = build_features(spark, profile)
+
+    assert (built.counts["images"], built.counts["quarantined"]) == (4, 1)
+    assert any("ingested by reference are gone or changed" in w for w in built.warnings)
+    (refused,) = delta.read_table(spark, layout(profile).quarantine_features).collect()
+    assert refused.image_id == big.image_id and refused.path.endswith("cam/china.jpg")
+    assert "changed since it was recorded" in refused.error and "run ingest_images again" in refused.error
+    assert big.image_id in refused.error  # the sha256 it was ingested with
+
+    again = ingest_images(spark, profile)  # the new version is a new image, again by reference
+    assert (again.counts["inputs"], again.counts["ingested"]) == (1, 1)
+    assert build_features(spark, profile).counts["quarantined"] == 0
+    features = {r.image_id: r for r in delta.read_table(spark, layout(profile).features).collect()}
+    new_id = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert len(features[new_id].pixels) == 32 * 32 and big.image_id not in features

@@ -98,6 +98,9 @@ class ImageIngestConfig:
     labels_path_column: str = "path"
     labels_label_column: str = "label"
     quarantine_content_max_bytes: int = 1_048_576
+    # Larger files are ingested by reference: bronze keeps their path, size, time, sha256 and
+    # header facts but not their bytes, and later steps read them from the source (sha256 checked).
+    content_max_bytes: int = 16 * 1024 * 1024
     # Larger files are quarantined unread: Spark reads at most 2 GiB (2**31 - 1 bytes) a file.
     max_file_bytes: int = 2_000_000_000
     # Files under a name starting with "." (".thumb.jpg", ".cache/x.png"): "skip" lists them in the
@@ -195,6 +198,19 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """``train.augmentation``: what training does to each image before the model sees it (with
+    ``train.augment: true``); never applied at scoring. See README "Augmentation" and
+    :mod:`lakeloop.training.augment`."""
+
+    shift: int = 2  # move each image by up to this many pixels, black filled (0: off)
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # random resized crop, area fraction range; (1, 1): off
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # the crop box's aspect ratio range
+    flip: bool = False  # mirror half the images left to right
+    colour_jitter: float = 0.0  # brightness, contrast, saturation factors in [1 - x, 1 + x] (0: off)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Settings of ``jobs/train.py``; see README "train"."""
 
@@ -215,6 +231,7 @@ class TrainConfig:
     momentum: float = 0.9
     lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
     augment: bool = True
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 7
     reader_pool: Literal["dummy", "thread"] = "dummy"
     reader_workers: int = 2
@@ -668,6 +685,7 @@ def _check_image_ingest(cfg: ImageIngestConfig) -> None:
             raise ConfigError(f"ingest_images.extensions entry {ext!r} must be letters and digits only, e.g. png")
     _at_least(cfg.max_pixels, 1, "ingest_images.max_pixels", "25000000")
     _at_least(cfg.quarantine_content_max_bytes, 0, "ingest_images.quarantine_content_max_bytes", "1048576")
+    _at_least(cfg.content_max_bytes, 0, "ingest_images.content_max_bytes", "16777216")
     if not 1 <= cfg.max_file_bytes <= 2**31 - 1:
         raise ConfigError(
             f"ingest_images.max_file_bytes = {cfg.max_file_bytes} must be between 1 and 2147483647 (2 GiB - 1: "
@@ -827,11 +845,24 @@ def _check_train(cfg: TrainConfig) -> None:
                           f"{cfg.task!r}); set it to none")
     if cfg.early_stopping_patience is not None:
         _at_least(cfg.early_stopping_patience, 1, "train.early_stopping_patience", "5 (epochs without improvement)")
+    _check_augmentation(cfg.augmentation)
     if cfg.alias is not None:
         check_alias(cfg.alias)
         if cfg.alias == LATEST:
             raise ConfigError(f"train.alias = {LATEST!r}: publishing moves that alias itself; pick another name "
                               f"(e.g. production) or leave train.alias unset")
+
+
+def _check_augmentation(cfg: AugmentConfig) -> None:
+    _at_least(cfg.shift, 0, "train.augmentation.shift", "2")
+    for name, (low, high), limit, example in (("crop_scale", cfg.crop_scale, 1.0, "[0.5, 1.0]"),
+                                               ("crop_ratio", cfg.crop_ratio, None, "[0.75, 1.333]")):
+        if not 0 < low <= high or (limit is not None and high > limit):
+            bound = f"0 < low <= high <= {limit}" if limit is not None else "0 < low <= high"
+            raise ConfigError(f"train.augmentation.{name} = [{low}, {high}] must satisfy {bound}, e.g. {example}")
+    if not 0 <= cfg.colour_jitter < 1:
+        raise ConfigError(f"train.augmentation.colour_jitter = {cfg.colour_jitter!r} must be at least 0 and below 1, "
+                          f"e.g. 0.2 (0: off)")
 
 
 _SCHEMES = ("file", "hdfs", "s3a", "s3", "dbfs", "abfss", "gs", "webhdfs")

@@ -19,6 +19,10 @@ class SourceError(LakeloopError):
     """Thrown when an input location cannot be read or holds nothing of the expected kind."""
 
 
+class SourceChanged(SourceError):
+    """Thrown when a file the lake refers to (an image ingested by reference) is gone or holds other bytes."""
+
+
 class SchemaMismatchError(LakeloopError):
     """Thrown when input columns do not match the declared schema and the config says to fail."""
 

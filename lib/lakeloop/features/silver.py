@@ -22,6 +22,7 @@ from lakeloop.config import FeaturesConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.features.quality import check_features_quality, features_quality
 from lakeloop.io import delta
+from lakeloop.io.lakefs import REFERENCED_IMAGE
 from lakeloop.layout import LakeLayout
 from lakeloop.preprocess import CLASSES_PROPERTY, IMAGE_TARGET_PROPERTY, SPEC_PROPERTY, PreprocessSpec
 from lakeloop.report import RunReport
@@ -29,6 +30,8 @@ from lakeloop.tabular import TARGET_COLUMNS, task_target
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+
+    from lakeloop.io.lakefs import LakeFiles
 
 PREPROCESS_SCHEMA = "pixels binary, error string"
 # silver.features' record of its last complete build: the bronze version it read and its recipe.
@@ -44,28 +47,39 @@ def assign_split(image_id: "Column", seed: str, fractions: tuple[float, ...]) ->
     return F.when(bucket < train, "train").when(bucket < val, "validation").otherwise("test")
 
 
-def _preprocess_udf(spec_json: str, fault: TaskFault | None = None):
+def _preprocess_udf(spec_json: str, hadoop_conf: dict[str, str], fault: TaskFault | None = None):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(PREPROCESS_SCHEMA)
-    def preprocess(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    def preprocess(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         from lakeloop.faults import fail_if_chosen
-        from lakeloop.preprocess import image_to_pixels
+        from lakeloop.io.lakefs import LakeFiles
 
         fail_if_chosen(fault, "build_features")
         spec = PreprocessSpec.from_json(spec_json)
-        for contents in batches:
-            pixels, errors = [], []
-            for content in contents:
-                try:
-                    pixels.append(image_to_pixels(content, spec))
-                    errors.append(None)
-                except Exception as exc:  # noqa: BLE001 - any decode failure is a quarantine reason
-                    pixels.append(None)
-                    errors.append(f"cannot preprocess image ({type(exc).__name__}: {exc})")
-            yield pd.DataFrame({"pixels": pixels, "error": errors})
+        files = LakeFiles(hadoop_conf)
+        for contents, paths, image_ids in batches:
+            rows = [_pixels_or_error(c, p, i, spec, files) for c, p, i in zip(contents, paths, image_ids)]
+            yield pd.DataFrame(rows, columns=["pixels", "error"])
 
     return preprocess
+
+
+def _pixels_or_error(content: bytes | None, path: str, image_id: str, spec: PreprocessSpec,
+                     files: "LakeFiles") -> tuple[bytes | None, str | None]:
+    """One image's pixels, or why there are none. A null ``content`` is an image ingested by
+    reference: read from ``path``, and refused when its sha256 is no longer ``image_id``."""
+    from lakeloop.errors import SourceChanged
+    from lakeloop.preprocess import image_to_pixels
+
+    try:
+        if content is None:
+            content = files.read_verified(path, image_id, REFERENCED_IMAGE)
+        return image_to_pixels(content, spec), None
+    except SourceChanged as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - any decode failure is a quarantine reason
+        return None, f"cannot preprocess image ({type(exc).__name__}: {exc})"
 
 
 def to_features(
@@ -77,13 +91,16 @@ def to_features(
     source_version: int,
     run_id: str,
     fault: TaskFault | None = None,
+    hadoop_conf: dict[str, str] | None = None,
 ) -> "DataFrame":
     """Bronze image rows -> feature rows (with ``error`` set where preprocessing failed); ``fault``:
-    the reliability tests' injected task failure (:mod:`lakeloop.faults`)."""
+    the reliability tests' injected task failure (:mod:`lakeloop.faults`); ``hadoop_conf``: the
+    storage settings that reach the files bronze holds by reference (``profile.hadoop_conf()``)."""
     from pyspark.sql import functions as F
 
     class_index = F.create_map(*[x for i, c in enumerate(classes) for x in (F.lit(c), F.lit(i))]) if classes else None
-    processed = bronze.withColumn("_pre", _preprocess_udf(spec.to_json(), fault)(F.col("content")))
+    preprocess = _preprocess_udf(spec.to_json(), dict(hadoop_conf or {}), fault)
+    processed = bronze.withColumn("_pre", preprocess(F.col("content"), F.col("path"), F.col("image_id")))
     return processed.select(
         "image_id",
         "path",
@@ -249,6 +266,11 @@ def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesC
     bad_count = bad.count()
     if bad_count:
         delta.merge_insert_new(spark, bad, lake.quarantine_features, ["image_id"])
+        changed = bad.where(F.col("error").startswith(REFERENCED_IMAGE)).count()
+        if changed:
+            report.warnings.append(
+                f"{changed} image(s) ingested by reference are gone or changed since they were recorded, and were "
+                f"not used; {lake.quarantine_features} says which (run ingest_images again to take new versions)")
     # A classifier's class list is kept through a run for another task, so its indices never shift.
     properties = {BUILD_PROPERTY: json.dumps(built, sort_keys=True), SPEC_PROPERTY: spec.to_json(),
                   IMAGE_TARGET_PROPERTY: json.dumps(
@@ -338,7 +360,7 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
     if how.get("feed_unreadable"):
         report.warnings.append(f"build_features preprocessed every image: {how['reason']}")
     features = to_features(bronze, spec, classes, cfg.split_seed, cfg.split_fractions, source_version, report.run_id,
-                           fault=profile.faults.fail_task)
+                           fault=profile.faults.fail_task, hadoop_conf=profile.hadoop_conf())
     if join:
         table = delta.read_table(spark, join["table"], join["version"])
         features = join_table_columns(features, table, cfg.join_key, cfg.join_columns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
 # EXIF orientations 5-8 turn the picture by 90 degrees: its shown width is the stored height.
 _EXIF_ORIENTATION = 0x0112
@@ -62,22 +63,31 @@ def inspect_image(content: bytes | None, max_pixels: int) -> ImageCheck:
     Pillow's security limits, and images with more than ``max_pixels`` pixels (decompression
     bombs), checked from the header before any pixel is decoded.
     """
+    if content is None or len(content) == 0:
+        return _refused("empty", "empty file (0 bytes): copy it again from its origin, or delete it")
+    return inspect_image_stream(io.BytesIO(content), len(content), max_pixels)
+
+
+def inspect_image_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageCheck:
+    """:func:`inspect_image` of a seekable file of ``size`` bytes (a large file ingested by
+    reference is checked from its source without holding its bytes)."""
     from PIL import Image, UnidentifiedImageError
 
-    if content is None or len(content) == 0:
+    if size == 0:
         return _refused("empty", "empty file (0 bytes): copy it again from its origin, or delete it")
     try:
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(content)) as img:
+            with Image.open(stream) as img:
                 return _decode(img, max_pixels)
     except Image.DecompressionBombError as exc:
         return _refused("security_limit", _pillow_pixel_ceiling(exc, max_pixels))
     except UnidentifiedImageError:
-        return _unidentified(content)
+        stream.seek(0)
+        return _unidentified(stream, size)
     except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError) as exc:
-        return _decode_failure(exc, len(content))
+        return _decode_failure(exc, size)
 
 
 def _decode(img, max_pixels: int) -> ImageCheck:
@@ -136,25 +146,26 @@ def _decode_failure(exc: Exception, size: int) -> ImageCheck:
     ))
 
 
-def _unidentified(content: bytes) -> ImageCheck:
+def _unidentified(stream: BinaryIO, size: int) -> ImageCheck:
     """Bytes Pillow could not identify: no image at all, or one whose header its plugin rejects."""
     from PIL import Image
 
     Image.init()
-    head = content[:16]
+    head = stream.read(16)
     for fmt, (factory, accept) in Image.OPEN.items():
         if accept is None or not accept(head):
             continue
         # The file starts like a `fmt` image: the plugin itself says what is wrong with its header.
         try:
-            factory(io.BytesIO(content), "").close()
+            stream.seek(0)
+            factory(stream, "").close()
         except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError, IndexError, KeyError) as exc:
             if fmt == "TIFF" and str(exc).strip().isdigit():
                 exc = NotImplementedError(f"TIFF compression {str(exc).strip()} is unknown to Pillow")
-            failure = _decode_failure(exc, len(content))
+            failure = _decode_failure(exc, size)
             return _refused(failure.reason, f"{fmt} file that Pillow cannot open: {failure.error}")
         break
     return _refused("not_an_image", (
-        f"not an image Pillow can read ({len(content):,} bytes starting {head!r}); check that the file really "
+        f"not an image Pillow can read ({size:,} bytes starting {head!r}); check that the file really "
         f"is an image (not a text, an HTML error page or a format Pillow does not know)"
     ))

@@ -10,7 +10,10 @@ Steps (each a function tests and notebooks can call):
    and files over ``ingest_images.max_file_bytes`` are refused, both without being read;
    :func:`lakeloop.ingest.image_files.read_files` reads the others' bytes.
 4. :func:`inspect_files` decodes each file with Pillow inside Spark (a pandas UDF) and
-   adds ``image_id`` = sha256 of the bytes.
+   adds ``image_id`` = sha256 of the bytes. Files over ``ingest_images.content_max_bytes``
+   are ingested by reference (:func:`inspect_references`): hashed and checked from their
+   source in chunks, with a null ``content`` in bronze; later steps read them from ``path``
+   and refuse one whose sha256 is no longer ``image_id``.
 5. :func:`ingest_images` writes: new images MERGEd into bronze on ``image_id`` (duplicate
    content stored once), refused files MERGEd into quarantine on (path, content), then every
    file into the ledger (one row per path) with its outcome (``ingested``, ``duplicate``,
@@ -107,6 +110,53 @@ def inspect_files(files: "DataFrame", source_root: str, max_pixels: int,
     return files.withColumn("image_id", F.sha2(F.col("content"), 256)).withColumn(
         "relative_path", relative_path(F.col("path"), source_root)
     ).withColumn("check", _inspect_udf(max_pixels, fault)(F.col("content")))
+
+
+def _reference_udf(max_pixels: int, hadoop_conf: dict[str, str]):
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(f"image_id string, {CHECK_SCHEMA}")
+    def inspect(paths: pd.Series, lengths: pd.Series) -> pd.DataFrame:
+        from lakeloop.io.lakefs import LakeFiles
+
+        files = LakeFiles(hadoop_conf)
+        rows = [_hash_and_inspect(files, path, int(length), max_pixels) for path, length in zip(paths, lengths)]
+        return pd.DataFrame(rows, columns=["image_id", "ok", "format", "width", "height", "mode", "error", "reason"]
+                            ).astype({"width": "Int32", "height": "Int32"})
+
+    return inspect
+
+
+def _hash_and_inspect(files: LakeFiles, path: str, length: int, max_pixels: int) -> tuple:
+    """(sha256, the check's fields) of one file read from its source in chunks; all None when it
+    vanished or its size is not the listed one (changed since listing: the next run takes it)."""
+    from lakeloop.ingest.image_checks import inspect_image_stream
+
+    try:
+        digest, size = files.sha256(path)
+        if size != length:
+            return (None,) * 8
+        fs, inner = files.filesystem(path)
+        with fs.open_input_file(inner) as handle:
+            check = inspect_image_stream(handle, size, max_pixels)
+    except FileNotFoundError:
+        return (None,) * 8
+    return (digest, check.ok, check.format, check.width, check.height, check.mode, check.error, check.reason)
+
+
+def inspect_references(files: "DataFrame", source_root: str, max_pixels: int, lake_files: LakeFiles) -> "DataFrame":
+    """:func:`inspect_files` rows of files ingested by reference (over ``ingest_images.content_max_bytes``):
+    the sha256 and Pillow's check come from reading each file at its source in chunks, and
+    ``content`` stays null, so no large value passes through Spark or into Delta. Files gone or
+    resized since listing are left out (the next run takes them)."""
+    from pyspark.sql import functions as F
+
+    facts = _reference_udf(max_pixels, dict(lake_files.hadoop_conf))(F.col("path"), F.col("length"))
+    check = F.struct(*[F.col(f"_ref.{name}").alias(name) for name in
+                       ("ok", "format", "width", "height", "mode", "error", "reason")])
+    return files.select(*FILE_KEYS, facts.alias("_ref")).where(F.col("_ref.image_id").isNotNull()).select(
+        *FILE_KEYS, F.lit(None).cast("binary").alias("content"), F.col("_ref.image_id").alias("image_id"),
+        relative_path(F.col("path"), source_root).alias("relative_path"), check.alias("check"))
 
 
 def refused_unread(files: "DataFrame", source_root: str, max_file_bytes: int) -> "DataFrame":
@@ -296,6 +346,7 @@ class _Listing:
     n_skipped: int
     n_too_large: int
     n_spark_hides: int
+    n_by_reference: int = 0
     partial: bool = False  # ``listed`` is some files of the folder (a micro-batch), not all of them
 
 
@@ -303,6 +354,13 @@ def _skip(cfg: ImageIngestConfig) -> "Column":
     from pyspark.sql import functions as F
 
     return F.col("dot_name") & F.lit(cfg.hidden_files == "skip")
+
+
+def _by_reference(cfg: ImageIngestConfig) -> "Column":
+    """Files ingested by reference: larger than ``content_max_bytes``, not so large they are refused."""
+    from pyspark.sql import functions as F
+
+    return (F.col("length") > cfg.content_max_bytes) & (F.col("length") <= cfg.max_file_bytes)
 
 
 def _list_unseen(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str, files: LakeFiles) -> _Listing:
@@ -327,9 +385,10 @@ def unseen_files(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str,
         F.count(F.lit(1)).alias("unseen"), F.count(F.when(~taken, 1)).alias("skipped"),
         F.count(F.when(taken & (F.col("length") > cfg.max_file_bytes), 1)).alias("too_large"),
         F.count(F.when(taken & ~F.col("spark_readable"), 1)).alias("spark_hides"),
+        F.count(F.when(taken & _by_reference(cfg), 1)).alias("by_reference"),
     ).first()
     return _Listing(source_root, listed, unseen, listed.count(), counts["unseen"], counts["skipped"],
-                    counts["too_large"], counts["spark_hides"], partial)
+                    counts["too_large"], counts["spark_hides"], counts["by_reference"], partial)
 
 
 def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles,
@@ -351,9 +410,12 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     # the scan would meet a file it may not read.
     unreadable = any(reason == "unreadable" for reason, _ in refusals.values())
     whole = not listing.partial and not unreadable and listing.n_unseen * 2 >= listing.n_listed
-    read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions, cfg.max_file_bytes,
-                      files if listing.n_spark_hides else None)
+    read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions,
+                      min(cfg.max_file_bytes, cfg.content_max_bytes), files if listing.n_spark_hides else None)
     inspected = inspect_files(read, listing.source_root, cfg.max_pixels, fault)
+    if listing.n_by_reference:
+        inspected = inspected.unionByName(inspect_references(
+            taken.where(_by_reference(cfg)), listing.source_root, cfg.max_pixels, files))
     if listing.n_too_large:
         inspected = inspected.unionByName(refused_unread(
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
@@ -432,6 +494,8 @@ def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayou
     ``retry`` says what takes a file that changed or vanished between listing and reading."""
     skipped = listing.unseen.where(_skip(cfg))
     n_skipped = listing.n_skipped
+    if listing.n_by_reference:
+        report.details["by_reference_files"] = listing.n_by_reference
     with report.timed("decode"):
         checked = _check_files(spark, cfg, listing, files, fault)
     try:

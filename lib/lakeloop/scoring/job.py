@@ -21,7 +21,7 @@ from lakeloop.metrics import INTENSITY_BINS, histogram_fractions, population_sta
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, intensity_bin
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.scoring.batch import (INPUT_PIXELS, TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES, model_label,
+from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_PIXELS, TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES, model_label,
                                     model_spec)
 from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, bounded_chunks, check_table_columns, image_column,
                                   make_udf, one_row_per_key, resolve_model, scoped_conf, table_columns, udf_input)
@@ -190,6 +190,9 @@ class _Input:
     version: ModelVersion
     metadata: dict[str, Any]
     splits: "DataFrame | None"  # (image_id, split) from silver.features, for an input without a split
+    # bronze.images (image files with path and image_id): the storage settings that read the files
+    # it holds by reference (a null content), else None
+    references: dict[str, str] | None = None
 
     @property
     def task(self) -> str:
@@ -234,7 +237,9 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
     if "split" not in source.columns and input_uri != lake.features and delta.is_delta_table(spark, lake.features):
         splits = delta.read_table(spark, lake.features, delta.table_version(spark, lake.features)) \
             .select("image_id", "split")
-    return _Input(input_uri, source, column, kind, version, metadata, splits)
+    references = profile.hadoop_conf() if kind == INPUT_CONTENT and column == "content" and "path" in source.columns \
+        else None
+    return _Input(input_uri, source, column, kind, version, metadata, splits, references)
 
 
 def _this_version(version: ModelVersion) -> "Column":
@@ -337,7 +342,8 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
 
     task = scoring_input.task
     plan = UdfPlan(registry, scoring_input.version, scoring_input.kind, cfg.batch_size, cfg.torch_threads_per_task,
-                   diagnostics=True, table_columns=table_columns(scoring_input.metadata), task=task, fault=fault)
+                   diagnostics=True, table_columns=table_columns(scoring_input.metadata), task=task, fault=fault,
+                   references=scoring_input.references)
     udf = make_udf(plan)
     # The input's truth: its label, or the target column silver.features keeps for another task.
     truth_column = "label" if task == "classification" else TARGET_COLUMNS[task]

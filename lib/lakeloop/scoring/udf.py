@@ -24,6 +24,7 @@ from lakeloop.config import TaskFault
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.faults import fail_if_chosen
 from lakeloop.io.delta import scoped_conf  # noqa: F401 - where callers have imported it from
+from lakeloop.io.lakefs import REFERENCED_IMAGE, LakeFiles
 from lakeloop.layout import parse_model_ref
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_KINDS, INPUT_PIXELS, TASK_RESULT_FIELDS, TASK_RESULT_SCHEMAS,
@@ -143,10 +144,15 @@ class UdfPlan:
     table_columns: tuple[str, ...] = ()  # a model of images and table columns: the columns it reads
     task: str = "classification"  # the model's (metadata "task"): which fields the UDF returns
     fault: TaskFault | None = None  # the reliability tests' injected task failure (lakeloop.faults)
+    # Image files whose null content means "read it from path, checked by image_id" (bronze.images'
+    # files ingested by reference): the storage settings that reach them; None for other inputs.
+    references: Mapping[str, str] | None = None
 
 
-# The image's field in the struct the UDF gets when the model also reads table columns.
+# The image's field in the struct the UDF gets when the model also reads table columns (or the
+# input may hold files by reference), and the fields that name such a file.
 IMAGE_FIELD = "__lakeloop_image"
+REFERENCE_FIELDS = ("path", "image_id")
 
 
 def table_columns(metadata: Mapping[str, Any]) -> tuple[str, ...]:
@@ -161,9 +167,10 @@ def udf_input(column: str, plan: UdfPlan) -> "Column":
     """What the UDF is called on: the image column, or a struct of it and the model's table columns."""
     from pyspark.sql import functions as F
 
-    if not plan.table_columns:
+    references = [F.col(c).alias(f"__lakeloop_{c}") for c in REFERENCE_FIELDS] if plan.references is not None else []
+    if not plan.table_columns and not references:
         return F.col(column)
-    return F.struct(F.col(column).alias(IMAGE_FIELD), *[F.col(c) for c in plan.table_columns])
+    return F.struct(F.col(column).alias(IMAGE_FIELD), *references, *[F.col(c) for c in plan.table_columns])
 
 
 def check_table_columns(columns: list[str], metadata: Mapping[str, Any], where: str) -> None:
@@ -189,9 +196,12 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
     device = task_device()
     entry = cached_model(plan.registry, plan.version, device)
     size = plan.batch_size
+    files = LakeFiles(plan.references) if plan.references is not None else None
     for batch in batches:
-        table = batch.drop(columns=[IMAGE_FIELD]).reset_index(drop=True) if plan.table_columns else None
-        values = (batch[IMAGE_FIELD] if plan.table_columns else batch).tolist()
+        struct = isinstance(batch, pd.DataFrame)
+        values = (batch[IMAGE_FIELD] if struct else batch).tolist()
+        refused = _read_references(batch, values, files) if files is not None else {}
+        table = batch[list(plan.table_columns)].reset_index(drop=True) if plan.table_columns else None
         parts = [score_batch(entry.model, entry.metadata, values[i:i + size], plan.input_kind, device,
                              input_means=plan.diagnostics, table=table.iloc[i:i + size] if table is not None else None)
                  for i in range(0, len(values), size)]
@@ -200,6 +210,8 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
             score_batch(entry.model, entry.metadata, [], plan.input_kind, device, input_means=plan.diagnostics,
                         table=table))
         entry.batches += len(parts)
+        for row, message in refused.items():
+            out.loc[row, "error"] = message
         if plan.diagnostics:
             out["worker_pid"] = os.getpid()
             out["worker_device"] = device
@@ -208,6 +220,22 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
             out["worker_max_rss_bytes"] = _peak_rss_bytes()
             out["input_mean"] = out.pop("input_mean")  # the schema's order
         yield out
+
+
+def _read_references(batch: pd.DataFrame, values: list, files: LakeFiles) -> dict[int, str]:
+    """Fill ``values``' null contents in place with the files they refer to (read from ``path``,
+    checked against ``image_id``); returns why, per row, a file could not be used."""
+    from lakeloop.errors import SourceChanged
+
+    refused = {}
+    paths, ids = batch[f"__lakeloop_{REFERENCE_FIELDS[0]}"].tolist(), batch[f"__lakeloop_{REFERENCE_FIELDS[1]}"].tolist()
+    for row, value in enumerate(values):
+        if value is None and paths[row] and ids[row]:
+            try:
+                values[row] = files.read_verified(paths[row], ids[row], REFERENCED_IMAGE)
+            except SourceChanged as exc:
+                refused[row] = str(exc)
+    return refused
 
 
 def make_udf(plan: UdfPlan):

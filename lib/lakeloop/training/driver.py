@@ -190,6 +190,7 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         momentum=cfg.momentum,
         lr_schedule=cfg.lr_schedule,
         augment=cfg.augment,
+        augmentation=dataclasses.asdict(cfg.augmentation),
         seed=cfg.seed,
         reader_pool=cfg.reader_pool,
         reader_workers=cfg.reader_workers,

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from lakeloop.errors import ConfigError
-from lakeloop.preprocess import PreprocessSpec, normalize, pixels_to_array, random_shift
+from lakeloop.preprocess import PreprocessSpec, pixels_to_array
+from lakeloop.training.augment import Augmentation, augment_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -174,25 +175,24 @@ def plan_shards(url: str, world_size: int, batch_size: int, hadoop_conf: Mapping
 
 class BatchTransform:
     """A reader chunk (one row group) -> ``(model inputs, targets, ids)``, the whole chunk at once:
-    pixels normalised (shifted first when augmenting) into float32 ``N x C x H x W``; table
-    inputs, and the ``inputs`` of images with table columns, viewed as float32 as they are."""
+    pixels normalised (augmented first, :mod:`lakeloop.training.augment`) into float32
+    ``N x C x H x W``; table inputs, and the ``inputs`` of images with table columns, viewed as
+    float32 as they are. ``augmentation`` None: shifts of up to ``max_shift`` pixels only."""
 
-    def __init__(self, feed: "Feed | PreprocessSpec", max_shift: int = 0, seed: tuple[int, ...] = (0,)):
+    def __init__(self, feed: "Feed | PreprocessSpec", max_shift: int = 0, seed: tuple[int, ...] = (0,),
+                 augmentation: Augmentation | None = None):
         import numpy as np
 
         self.feed = as_feed(feed)
         self.spec = self.feed.spec
-        self.max_shift = max_shift
+        self.augmentation = augmentation if augmentation is not None else Augmentation(shift=max_shift)
         self.rng = np.random.default_rng(list(seed))
 
     def inputs(self, chunk) -> "np.ndarray | tuple[np.ndarray, np.ndarray]":
         values = getattr(chunk, self.feed.input_column)
         if self.spec is None:
             return float32_rows(values, self.feed.input_shape)
-        batch = pixels_to_array(values, self.spec)
-        if self.max_shift:
-            batch = random_shift(batch, self.max_shift, self.rng)
-        images = normalize(batch, self.spec)
+        images = augment_batch(pixels_to_array(values, self.spec), self.spec, self.augmentation, self.rng)
         return (images, float32_rows(getattr(chunk, INPUTS_COLUMN), self.feed.table_width)) if self.feed.table_width \
             else images
 
@@ -247,15 +247,17 @@ def epoch_batches(
     pool: str = "dummy",
     workers: int = 1,
     hadoop_conf: Mapping[str, str] | None = None,
+    augmentation: Augmentation | None = None,
 ) -> Iterator[tuple["np.ndarray", "np.ndarray", "np.ndarray"]]:
-    """Exactly ``plan.steps_per_epoch`` batches of ``plan.batch_size`` for ``rank`` in ``epoch``.
+    """Exactly ``plan.steps_per_epoch`` batches of ``plan.batch_size`` for ``rank`` in ``epoch``,
+    augmented with ``augmentation`` (None: shifts of up to ``max_shift`` pixels only).
 
     Yields ``(inputs float32 N x <input shape>, targets, ids str N)``; inputs are
     ``(images, table N x table_width)`` when the feed has table columns; targets are int64 class
     indices, or float32 ``N x target_width`` (see :class:`Feed`).
     """
     feed = as_feed(feed)
-    transform = BatchTransform(feed, max_shift, seed=(seed, epoch, rank))
+    transform = BatchTransform(feed, max_shift, seed=(seed, epoch, rank), augmentation=augmentation)
     need, size = plan.steps_per_epoch * plan.batch_size, plan.batch_size
     left, emitted = None, 0  # rows read but not yet in a batch (fewer than a batch)
     for pass_no in range(need):  # a smaller shard takes a second (partial) pass

@@ -31,10 +31,10 @@ from lakeloop.config import task_metric
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.models.spec import ModelSpec
 from lakeloop.preprocess import PreprocessSpec
+from lakeloop.training.augment import NO_AUGMENTATION, Augmentation
 from lakeloop.training.loader import Feed, ShardPlan, epoch_batches, shard_batches
 
 CHECKPOINT_PREFIX = "epoch-"
-AUGMENT_MAX_SHIFT = 2
 # Where a failing process writes its error, in the run's checkpoint folder (shared storage the
 # driver can read): TorchDistributor's launcher exits 0 whatever torchrun did, so the driver's
 # exception says only "TorchDistributor failed during training" and the cause is in the
@@ -67,6 +67,7 @@ class TrainPlan:
     momentum: float = 0.9
     lr_schedule: str = "cosine"
     augment: bool = True
+    augmentation: dict[str, Any] = field(default_factory=dict)  # train.augmentation, as a dict
     seed: int = 7
     reader_pool: str = "dummy"
     reader_workers: int = 1
@@ -373,8 +374,8 @@ def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer,
     loss_sum, seen, epoch_ids = 0.0, 0, []
     for x, y, ids in epoch_batches(
         plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.seed,
-        max_shift=AUGMENT_MAX_SHIFT if plan.augment else 0, pool=plan.reader_pool, workers=plan.reader_workers,
-        hadoop_conf=plan.hadoop_conf,
+        augmentation=Augmentation.from_dict(plan.augmentation) if plan.augment else NO_AUGMENTATION,
+        pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf,
     ):
         inputs, targets = model_inputs(x, proc.device), torch.from_numpy(y).to(proc.device)
         trainer.optimizer.zero_grad(set_to_none=True)

@@ -35,7 +35,7 @@ def _strings(value):
 
 
 def test_the_shipped_profiles_are_the_documented_ones():
-    assert PROFILES == ["cluster-test", "databricks", "hdfs-test", "kafka-test", "local", "local-wine", "s3-test", "test", "yarn",
+    assert PROFILES == ["cluster-test", "databricks", "hdfs-test", "kafka-test", "local", "local-photos", "local-wine", "s3-test", "test", "yarn",
                         "yarn-test"]
 
 

@@ -1,0 +1,90 @@
+"""Real colour photographs through the whole pipeline (README "Colour photographs"): tiles of
+scikit-learn's two sample photos, labelled by picture and quarter, ingested, featured, trained
+with the built-in small_resnet and crop / flip / colour-jitter augmentation through
+TorchDistributor, and scored inside Spark with the evaluation transform the model recorded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lakeloop.config import load_profile
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout
+from lakeloop.registry import Registry
+from lakeloop.report import RunReport
+from lakeloop_dev.photos import write_photo_tiles
+
+CLASSES = 8
+
+
+def photos_profile(lake: Path, raw: Path, *overrides):
+    """The README's profile (conf/local-photos.yaml) pointed at this test's folders, with fewer epochs."""
+    return load_profile("local-photos", [("lake_root", f"file:{lake}"), ("ingest_images.source", f"file:{raw}"),
+                                         ("train.epochs", 6), *overrides])
+
+
+@pytest.fixture(scope="module")
+def photos(spark, tmp_path_factory):
+    from lakeloop.features import build_features
+    from lakeloop.ingest.images import ingest_images
+    from lakeloop.scoring.job import score_table
+    from lakeloop.training.driver import train
+
+    root = tmp_path_factory.mktemp("photos")
+    counts = write_photo_tiles(root / "raw")
+    # Half the tiles (the larger JPEGs) are ingested by reference: features and scoring read them from raw/.
+    sizes = sorted(p.stat().st_size for p in (root / "raw").rglob("*.jpg"))
+    profile = photos_profile(root / "lake", root / "raw", ("ingest_images.content_max_bytes", sizes[len(sizes) // 2]))
+    ingested = ingest_images(spark, profile)
+    built = build_features(spark, profile)
+    version = train(spark, profile, report=RunReport("train", "train-photos"))
+    scored = score_table(spark, profile)
+    return root, profile, counts, ingested, built, version, scored
+
+
+def test_a_colour_model_learns_real_photographs_and_records_its_test_accuracy(photos):
+    root, profile, counts, ingested, built, version, _ = photos
+    assert len(counts) == CLASSES and ingested.counts["ingested"] == sum(counts.values())
+    assert sum(counts.values()) // 2 - 10 < ingested.details["by_reference_files"] < sum(counts.values()) // 2 + 10
+    assert built.details["classes"] == sorted(counts) and built.details["preprocess"]["channels"] == 3
+    metadata = Registry.for_profile(profile).read_metadata(version)
+    accuracy = metadata["metrics"]["test_accuracy"]
+    print(f"small_resnet on {sum(counts.values())} photo tiles, {CLASSES} classes: test accuracy {accuracy:.3f}")
+    assert metadata["model"]["name"] == "small_resnet" and metadata["input_shape"] == [3, 32, 32]
+    assert metadata["training"]["augmentation"] == {"shift": 0, "crop_scale": [0.6, 1.0], "crop_ratio":
+                                                    [0.75, 1.3333333333333333], "flip": True, "colour_jitter": 0.1}
+    assert accuracy > 3 / CLASSES, metadata["metrics"]  # chance is 1/8
+
+
+def test_scoring_uses_the_models_evaluation_transform_not_the_training_augmentation(spark, photos):
+    """Scoring the same version again, in a copy of the lake, under a profile whose augmentation and
+    feature preprocessing are quite different, gives the very same predictions: scoring prepares
+    inputs with the spec the model recorded and never augments."""
+    from lakeloop.scoring.job import score_table
+
+    root, profile, _, _, _, version, scored = photos
+    lake = LakeLayout(profile.lake_root)
+    copy = root / "lake-copy"
+    shutil.copytree(Path(profile.lake_root.removeprefix("file:")), copy)
+    shutil.rmtree(Path(LakeLayout(f"file:{copy}").predictions.removeprefix("file:")))
+    other = photos_profile(copy, Path(profile.ingest_images.source.removeprefix("file:")),
+                           ("train.augmentation", {"shift": 4, "crop_scale": [0.2, 0.5], "flip": False,
+                                                   "colour_jitter": 0.8}),
+                           ("features.preprocess", {"height": 16, "width": 16, "channels": 1, "resize": "pad",
+                                                    "mean": [0.5], "std": [0.5]}),
+                           ("score.model", f"{version.name}:{version.version}"))
+
+    again = score_table(spark, other)
+
+    assert again.counts["scored"] == scored.counts["scored"] == sum(photos[2].values())
+    assert scored.counts["quarantined"] == 0, scored.counts  # the files held by reference were read and scored
+    columns = ["image_id", "label", "score"]
+    first = delta.read_table(spark, lake.predictions).select(*columns).toPandas().sort_values("image_id")
+    second = delta.read_table(spark, LakeLayout(other.lake_root).predictions).select(*columns).toPandas() \
+        .sort_values("image_id")
+    assert first["image_id"].tolist() == second["image_id"].tolist()
+    assert first["label"].tolist() == second["label"].tolist()
+    assert (first["score"].to_numpy() == second["score"].to_numpy()).all()

@@ -348,3 +348,29 @@ def test_join_table_wrong_column_is_a_clear_error(spark):
         join_table_columns(features, table, "path", ("ink",))
     joined = join_table_columns(features, table, "file", ("ink",))
     assert joined.first().ink == 1.0
+
+
+def test_encoded_storage_bounds_a_photo_and_the_centre_crop_matches_torchvision():
+    """storage: encoded keeps a 640x427 photo as a JPEG with its shorter side at 256; resize: crop of it
+    is torchvision's Resize(256) + CenterCrop(224), to within rounding."""
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+    from torchvision import transforms
+
+    from lakeloop.preprocess import stored_image
+
+    photo = io.BytesIO()
+    Image.fromarray(load_sample_image("china.jpg")).save(photo, "PNG")
+    spec = PreprocessSpec(224, 224, 3, "crop", (0.5,) * 3, (0.5,) * 3, storage="encoded")
+
+    stored = stored_image(photo.getvalue(), spec)
+
+    with Image.open(io.BytesIO(stored)) as img:
+        assert (img.format, img.size) == ("JPEG", (384, 256))
+    ours = np.frombuffer(image_to_pixels(stored, spec), dtype=np.uint8).reshape(224, 224, 3).astype(int)
+    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])(
+        Image.open(io.BytesIO(stored)).convert("RGB"))
+    assert np.abs(ours - np.asarray(reference, dtype=int)).mean() < 1
+    assert len(stored) < 224 * 224 * 3 / 3

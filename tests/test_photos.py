@@ -88,3 +88,51 @@ def test_scoring_uses_the_models_evaluation_transform_not_the_training_augmentat
     assert first["image_id"].tolist() == second["image_id"].tolist()
     assert first["label"].tolist() == second["label"].tolist()
     assert (first["score"].to_numpy() == second["score"].to_numpy()).all()
+
+
+def test_encoded_features_are_decoded_and_cropped_by_training_and_centre_cropped_by_scoring(spark, photos):
+    """features.preprocess.storage: encoded keeps each photo re-encoded (shorter side 40) instead of
+    raw pixels, and says what a row costs in both modes; training decodes, crops and flips it, and
+    scoring silver.features applies the model's evaluation transform (resize + centre crop)."""
+    import hashlib
+
+    from lakeloop.features import build_features
+    from lakeloop.scoring.job import score_table
+    from lakeloop.training.augment import Augmentation
+    from lakeloop.training.dataset import materialize_training_set
+    from lakeloop.training.driver import train
+    from lakeloop.training.loader import epoch_batches, plan_shards
+
+    root, profile, counts, _, pixel_build, _, _ = photos
+    copy = root / "lake-encoded"
+    shutil.copytree(Path(profile.lake_root.removeprefix("file:")), copy)
+    encoded = photos_profile(
+        copy, Path(profile.ingest_images.source.removeprefix("file:")),
+        ("features.preprocess", {"height": 32, "width": 32, "channels": 3, "resize": "crop", "crop_fraction": 0.875,
+                                 "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "storage": "encoded",
+                                 "encoded_short_side": 40, "encoded_format": "JPEG", "encoded_quality": 90}),
+        ("train.epochs", 2), ("train.model_name", "photo_regions_encoded"), ("score.model", "photo_regions_encoded"),
+        ("score.input", "features"))
+
+    built = build_features(spark, encoded)
+
+    assert built.details["build"]["mode"] == "full" and built.counts["quarantined"] == 0
+    assert pixel_build.details["stored_bytes_per_row"] == 32 * 32 * 3
+    assert 300 < built.details["stored_bytes_per_row"] < 32 * 32 * 3, built.details["stored_bytes_per_row"]
+    print(f"bytes per row: pixels {pixel_build.details['stored_bytes_per_row']}, "
+          f"encoded JPEG {built.details['stored_bytes_per_row']}")
+    version = train(spark, encoded, report=RunReport("train", "train-photos-encoded"))
+    metadata = Registry.for_profile(encoded).read_metadata(version)
+    assert metadata["preprocess"]["storage"] == "encoded" and metadata["preprocess"]["resize"] == "crop"
+    assert metadata["metrics"]["test_accuracy"] is not None
+    ts = materialize_training_set(spark, encoded)  # the set train wrote, reused
+    plan = plan_shards(ts.split_uri("train"), world_size=2, batch_size=32)
+    crops = Augmentation(shift=0, crop_scale=(0.3, 1.0), flip=True, colour_jitter=0.2)
+
+    def digests(epoch: int) -> list[str]:
+        return [hashlib.sha256(x.tobytes()).hexdigest() for x, _, _ in
+                epoch_batches(ts.split_uri("train"), plan, ts.spec, rank=0, epoch=epoch, seed=3, augmentation=crops)]
+
+    assert ts.reused and digests(1) == digests(1) != digests(2)  # decoded and cropped, the same for a seed
+    scored = score_table(spark, encoded)
+    assert scored.counts["scored"] == sum(counts.values()) and scored.counts["quarantined"] == 0

@@ -143,9 +143,16 @@ class PreprocessConfig:
     height: int = 32
     width: int = 32
     channels: Literal[1, 3] = 1
-    resize: Literal["pad", "stretch"] = "pad"
+    resize: Literal["pad", "stretch", "crop"] = "pad"  # crop: shorter side to size / crop_fraction, then the centre
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
+    crop_fraction: float = 0.875  # resize: crop (torchvision's Resize(256) + CenterCrop(224))
+    # pixels: silver.features holds uint8 H x W x C; encoded: each image re-encoded, shorter side at
+    # most encoded_short_side, decoded (and randomly cropped) by training, centre-cropped by scoring.
+    storage: Literal["pixels", "encoded"] = "pixels"
+    encoded_short_side: int = 256
+    encoded_format: Literal["JPEG", "PNG"] = "JPEG"
+    encoded_quality: int = 90
 
 
 @dataclass(frozen=True)
@@ -741,6 +748,13 @@ def _check_features(cfg: FeaturesConfig) -> None:
             f"features.preprocess.mean and .std need one value per channel ({pre.channels}) and std > 0; "
             f"found mean={list(pre.mean)} std={list(pre.std)}"
         )
+    if not 0 < pre.crop_fraction <= 1:
+        raise ConfigError(f"features.preprocess.crop_fraction = {pre.crop_fraction!r} must lie in (0, 1], e.g. 0.875")
+    if pre.encoded_short_side < min(pre.height, pre.width):
+        raise ConfigError(f"features.preprocess.encoded_short_side = {pre.encoded_short_side} is smaller than the "
+                          f"model's input ({pre.height}x{pre.width}); use at least {max(pre.height, pre.width)}, e.g. 256")
+    if not 1 <= pre.encoded_quality <= 100:
+        raise ConfigError(f"features.preprocess.encoded_quality = {pre.encoded_quality} must be 1 to 100, e.g. 90")
     fractions = cfg.split_fractions
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(

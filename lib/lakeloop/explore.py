@@ -65,6 +65,8 @@ def class_balance(spark: "SparkSession", profile: Profile) -> "pd.DataFrame":
 
 
 def _pixels(row: Any) -> Any:
+    if len(row["pixels"]) != row["height"] * row["width"] * row["channels"]:
+        return bytes(row["pixels"])  # features.preprocess.storage: encoded (an image file the grid decodes)
     return figures.pixels_array(row["pixels"], row["height"], row["width"], row["channels"])
 
 

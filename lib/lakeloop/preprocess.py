@@ -45,7 +45,15 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """Fixed input shape and normalisation of a model."""
+    """Fixed input shape and normalisation of a model, and how ``silver.features`` stores images.
+
+    ``storage``: ``pixels`` (uint8 H x W x C, ready to normalise) or ``encoded`` (each image
+    re-encoded with its shorter side at most ``encoded_short_side``, as ``encoded_format`` at
+    ``encoded_quality``: training decodes and crops it, scoring applies the evaluation transform).
+    ``resize``: ``pad`` (keep the aspect, pad black), ``stretch``, or ``crop`` (scale so the
+    shorter side is the target's over ``crop_fraction``, then take the centre: torchvision's
+    ``Resize(256)`` + ``CenterCrop(224)`` at 0.875).
+    """
 
     height: int
     width: int
@@ -53,10 +61,16 @@ class PreprocessSpec:
     resize: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    crop_fraction: float = 0.875
+    storage: str = "pixels"
+    encoded_short_side: int = 256
+    encoded_format: str = "JPEG"
+    encoded_quality: int = 90
 
     @classmethod
     def from_config(cls, cfg: "PreprocessConfig") -> "PreprocessSpec":
-        return cls(cfg.height, cfg.width, cfg.channels, cfg.resize, tuple(cfg.mean), tuple(cfg.std))
+        return cls(cfg.height, cfg.width, cfg.channels, cfg.resize, tuple(cfg.mean), tuple(cfg.std),
+                   cfg.crop_fraction, cfg.storage, cfg.encoded_short_side, cfg.encoded_format, cfg.encoded_quality)
 
     @classmethod
     def from_json(cls, text: str | dict) -> "PreprocessSpec":
@@ -65,7 +79,11 @@ class PreprocessSpec:
         return cls(**data)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # Settings at their defaults are left out, so a spec written before they existed keeps its key.
+        data = {k: v for k, v in asdict(self).items() if k not in _OPTIONAL or v != _OPTIONAL[k]}
+        if self.storage == "pixels":
+            data = {k: v for k, v in data.items() if not k.startswith("encoded_")}
+        return json.dumps(data, sort_keys=True)
 
     @property
     def key(self) -> str:
@@ -76,33 +94,99 @@ class PreprocessSpec:
     def pixel_bytes(self) -> int:
         return self.height * self.width * self.channels
 
+    @property
+    def encoded(self) -> bool:
+        """Whether stored images are encoded files (decoded by training and scoring) rather than pixels."""
+        return self.storage == "encoded"
+
+
+# The spec's settings added after its first six, with their defaults (see PreprocessSpec.to_json).
+_OPTIONAL = {"crop_fraction": 0.875, "storage": "pixels", "encoded_short_side": 256, "encoded_format": "JPEG",
+             "encoded_quality": 90}
+
+
+def decoded_image(content: bytes, channels: int, target: tuple[int, int] | None = None):
+    """``content`` decoded as a Pillow image in ``L`` (1 channel) or ``RGB`` (3), upright (EXIF
+    orientation applied), transparent pixels black. ``target`` (width, height): the size it
+    will be reduced to, so a JPEG is decoded at a reduced scale (``draft``) when that is enough."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    img = Image.open(io.BytesIO(content))
+    if target is not None and img.format == "JPEG":
+        # Rotated by its EXIF tag later: ask for the target's larger side both ways.
+        side = max(target)
+        img.draft("L" if channels == 1 else "RGB", (side, side))
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: keep the top 8 bits instead of Pillow's clipping conversion.
+        arr = np.asarray(img, dtype=np.uint32)
+        img = Image.fromarray((arr >> 8).clip(0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        # Transparent pixels become black, like the padding.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def center_crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
+    """The box of a ``width`` x ``height`` image that ``resize: crop`` scales to the spec's size."""
+    scale = max(spec.width / width, spec.height / height) / spec.crop_fraction
+    box_w, box_h = min(width, spec.width / scale), min(height, spec.height / scale)
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    return left, top, left + box_w, top + box_h
+
+
+def fit_to_spec(img, spec: PreprocessSpec):
+    """A decoded image resized to the spec's size by its ``resize`` rule."""
+    from PIL import Image, ImageOps
+
+    size = (spec.width, spec.height)
+    if spec.resize == "pad":
+        return ImageOps.pad(img, size, method=Image.Resampling.BILINEAR, color=0)
+    if spec.resize == "crop":
+        return img.resize(size, Image.Resampling.BILINEAR, box=center_crop_box(img.width, img.height, spec))
+    return img.resize(size, Image.Resampling.BILINEAR)
+
 
 def image_to_pixels(content: bytes, spec: PreprocessSpec) -> bytes:
-    """Decode ``content`` and return ``spec.height x spec.width x spec.channels`` uint8 bytes.
+    """Decode ``content`` and return ``spec.height x spec.width x spec.channels`` uint8 bytes: the
+    evaluation transform (scoring, and evaluation of an encoded training set).
 
     Raises whatever Pillow raises for undecodable bytes (callers quarantine those).
     """
     import numpy as np
-    from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(content)) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16-bit grey: keep the top 8 bits instead of Pillow's clipping conversion.
-            arr = np.asarray(img, dtype=np.uint32)
-            img = Image.fromarray((arr >> 8).clip(0, 255).astype(np.uint8))
-        if img.mode in ("RGBA", "LA", "P", "PA"):
-            # Transparent pixels become black, like the padding.
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            img = Image.alpha_composite(background, rgba)
-        img = img.convert("L" if spec.channels == 1 else "RGB")
-        size = (spec.width, spec.height)
-        if spec.resize == "pad":
-            img = ImageOps.pad(img, size, method=Image.Resampling.BILINEAR, color=0)
-        else:
-            img = img.resize(size, Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8).tobytes()
+    # Reduced JPEG decoding only where it was introduced (crop, encoded): pad and stretch give the
+    # pixels they always gave.
+    reduce = spec.resize == "crop" or spec.encoded
+    # A centre crop keeps crop_fraction of the scaled image: decode at least that much larger.
+    side = -(-max(spec.width, spec.height) * 1000 // round(spec.crop_fraction * 1000)) if spec.resize == "crop" \
+        else max(spec.width, spec.height)
+    img = decoded_image(content, spec.channels, (side, side) if reduce else None)
+    return np.asarray(fit_to_spec(img, spec), dtype=np.uint8).tobytes()
+
+
+def stored_image(content: bytes, spec: PreprocessSpec) -> bytes:
+    """What ``silver.features`` keeps of an image file: :func:`image_to_pixels`, or with ``storage:
+    encoded`` the image re-encoded with its shorter side at most ``encoded_short_side``."""
+    from PIL import Image
+
+    if not spec.encoded:
+        return image_to_pixels(content, spec)
+    short = spec.encoded_short_side
+    img = decoded_image(content, spec.channels, (short, short))
+    scale = short / min(img.size)
+    if scale < 1:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    if spec.encoded_format == "JPEG":
+        img.save(out, "JPEG", quality=spec.encoded_quality)
+    else:
+        img.save(out, "PNG", compress_level=1)
+    return out.getvalue()
 
 
 def pixels_to_array(pixels: Sequence[bytes], spec: PreprocessSpec) -> "np.ndarray":
@@ -142,24 +226,29 @@ def pixels_to_tensor(pixels: Sequence[bytes], spec: PreprocessSpec) -> "np.ndarr
     return normalize(pixels_to_array(pixels, spec), spec)
 
 
-def pixel_means(pixels: Sequence[bytes | None]) -> "np.ndarray":
-    """Mean intensity (0..1) of each uint8 pixel buffer, NaN for ``None``: the per-image input
-    statistic a model's training set is summarised by and a scoring run is compared with."""
+def pixel_means(pixels: Sequence[bytes | None], spec: PreprocessSpec | None = None) -> "np.ndarray":
+    """Mean intensity (0..1) of each uint8 pixel buffer (of each stored image, decoded, when ``spec``
+    stores them encoded), NaN for ``None``: the per-image input statistic a model's training set is
+    summarised by and a scoring run is compared with."""
     import numpy as np
 
+    if spec is not None and spec.encoded:
+        pixels = [image_to_pixels(p, spec) if p else None for p in pixels]
     return np.array([np.frombuffer(p, dtype=np.uint8).mean() / 255.0 if p else np.nan for p in pixels],
                     dtype=np.float64)
 
 
-def mean_intensity(pixels: "Column") -> "Column":
-    """Per-row mean intensity (0..1) of a uint8 ``pixels`` column (:func:`lakeloop.preprocess.pixel_means`)."""
+def mean_intensity(pixels: "Column", spec: PreprocessSpec | None = None) -> "Column":
+    """Per-row mean intensity (0..1) of a ``pixels`` column (:func:`lakeloop.preprocess.pixel_means`)."""
     from pyspark.sql.functions import pandas_udf
+
+    spec_json = spec.to_json() if spec is not None else None
 
     @pandas_udf("double")
     def means(values: pd.Series) -> pd.Series:
-        from lakeloop.preprocess import pixel_means
+        from lakeloop.preprocess import PreprocessSpec, pixel_means
 
-        return pd.Series(pixel_means(values.tolist()))
+        return pd.Series(pixel_means(values.tolist(), PreprocessSpec.from_json(spec_json) if spec_json else None))
 
     return means(pixels)
 

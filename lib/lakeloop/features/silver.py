@@ -2,7 +2,8 @@
 
 ``silver.features`` holds, per image: ``image_id``, ``label``, ``label_index``, ``split``
 (train/validation/test, from a hash of ``image_id`` and ``features.split_seed``: the same
-on every rerun), ``pixels`` (the preprocessed image as uint8 H x W x C bytes, see
+on every rerun), ``pixels`` (the preprocessed image as uint8 H x W x C bytes, or with
+``features.preprocess.storage: encoded`` the image re-encoded at a bounded size; see
 :mod:`lakeloop.preprocess`), the joined table columns, the preprocessing spec's key and
 the bronze Delta version it was built from. The spec itself and the class list are table
 properties (``lakeloop.preprocess``, ``lakeloop.classes``).
@@ -70,12 +71,12 @@ def _pixels_or_error(content: bytes | None, path: str, image_id: str, spec: Prep
     """One image's pixels, or why there are none. A null ``content`` is an image ingested by
     reference: read from ``path``, and refused when its sha256 is no longer ``image_id``."""
     from lakeloop.errors import SourceChanged
-    from lakeloop.preprocess import image_to_pixels
+    from lakeloop.preprocess import stored_image
 
     try:
         if content is None:
             content = files.read_verified(path, image_id, REFERENCED_IMAGE)
-        return image_to_pixels(content, spec), None
+        return stored_image(content, spec), None
     except SourceChanged as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any decode failure is a quarantine reason
@@ -306,13 +307,17 @@ def _preprocess_and_write(spark: "SparkSession", features: "DataFrame", cfg: Fea
     """Preprocess the chosen rows and write them (nothing when bronze gained no rows since the
     last build); returns rows read, rows quarantined, the write's metrics and the class list."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     if how.get("new_rows") == 0:
         return 0, 0, {}, _label_list(spark, features, lake) if task == "multilabel" else classes
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with report.timed("preprocess"):
-            n_images = features.count()
+            stats = features.agg(F.count(F.lit(1)).alias("rows"), F.avg(F.length("pixels")).alias("bytes")).first()
+            n_images = stats["rows"]
+        if stats["bytes"] is not None:  # what features.preprocess.storage costs a row (pixels or encoded)
+            report.details["stored_bytes_per_row"] = round(float(stats["bytes"]), 1)
         if task == "multilabel":
             classes = _label_list(spark, features, lake)
         with report.timed("write"):

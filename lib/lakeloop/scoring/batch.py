@@ -50,6 +50,8 @@ def _prepare(
     n = len(inputs)
     errors: list[str | None] = [None] * n
     expected = spec.pixel_bytes
+    if spec.encoded and input_kind == INPUT_PIXELS:
+        input_kind = INPUT_CONTENT  # silver.features of encoded images: decoded like files, same transform
     if input_kind == INPUT_PIXELS and all(v is not None and len(v) == expected for v in inputs):
         # The common case for silver.features: nothing to refuse, so no per-row bookkeeping.
         return list(inputs), list(range(n)), errors

@@ -17,8 +17,9 @@ normalised as float32, after, per image and in this order:
    (torchvision's ``RandomResizedCrop`` draws one box per call: per-image boxes would mean a
    Python loop over the rows);
 3. colour jitter: brightness, contrast and (for colour images) saturation each scaled by a
-   factor drawn from ``[1 - colour_jitter, 1 + colour_jitter]``, the same adjustments as
-   torchvision's ``ColorJitter``, in [0, 1] before normalising.
+   factor drawn from ``[1 - colour_jitter, 1 + colour_jitter]``, the adjustments of
+   torchvision's ``ColorJitter``, folded with the normalisation into one matrix per image
+   (:func:`_jitter_and_normalise`).
 
 Every draw comes from the ``numpy`` generator the caller seeds with ``(seed, epoch, rank)``,
 and the torch operations are deterministic on CPU, so an epoch's batches are a function of
@@ -61,6 +62,11 @@ class Augmentation:
         return tuple(self.crop_scale) != (1.0, 1.0)
 
     @property
+    def after_decoding(self) -> "Augmentation":
+        """What is left for :func:`augment_batch` once :func:`decode_batch` has cropped and flipped."""
+        return Augmentation(self.shift, (1.0, 1.0), self.crop_ratio, False, self.colour_jitter)
+
+    @property
     def warps(self) -> bool:
         """Whether a crop or a flip moves pixels (one resampling pass does both)."""
         return self.crops or self.flip
@@ -79,14 +85,54 @@ def augment_batch(batch: "np.ndarray", spec: PreprocessSpec, augmentation: Augme
         return normalize(batch, spec)
     import torch
 
-    images = torch.from_numpy(np.ascontiguousarray(batch)).to(torch.float32).mul_(1 / 255.0)
+    images = torch.from_numpy(np.ascontiguousarray(batch)).to(torch.float32)  # 0..255
     if augmentation.warps:
         images = _crop_and_flip(images, augmentation, rng)
     if augmentation.colour_jitter:
-        images = _jitter(images, augmentation.colour_jitter, rng)
+        return _jitter_and_normalise(images, augmentation.colour_jitter, spec, rng).numpy()
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
-    return images.sub_(mean).div_(std).numpy()
+    return images.mul_(1 / 255.0).sub_(mean).div_(std).numpy()
+
+
+def decode_batch(values: "list[bytes]", spec: PreprocessSpec, augmentation: Augmentation,
+                 rng: "np.random.Generator") -> "np.ndarray":
+    """Stored encoded images (``features.preprocess.storage: encoded``) -> uint8 ``N x C x H x W``.
+
+    Each image is decoded with Pillow; with ``crop_scale`` set, a random box of it (torchvision's
+    ``RandomResizedCrop`` rule: area fraction and aspect ratio drawn, the box clipped to the image
+    rather than drawn again) is resized to the spec's size in one ``resize(box=...)``, else the
+    evaluation transform (:func:`lakeloop.preprocess.image_to_pixels`) is applied; then the flip. The
+    per-image work is the decode, which no batch operation can do; :func:`augment_batch` does the rest
+    (shift, jitter, normalise) for the whole chunk, with crops and flips turned off.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from lakeloop.preprocess import decoded_image, image_to_pixels
+
+    out = np.empty((len(values), spec.height, spec.width, spec.channels), dtype=np.uint8)
+    size, shape = (spec.width, spec.height), (spec.height, spec.width, spec.channels)
+    for row, value in enumerate(values):
+        if augmentation.crops:
+            img = decoded_image(value, spec.channels)
+            box = random_box(img.width, img.height, augmentation, rng)
+            pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.uint8).reshape(shape)
+        else:  # the evaluation transform, byte for byte what scoring does
+            pixels = np.frombuffer(image_to_pixels(value, spec), dtype=np.uint8).reshape(shape)
+        out[row] = pixels[:, ::-1] if augmentation.flip and rng.random() < 0.5 else pixels
+    return out.transpose(0, 3, 1, 2)
+
+
+def random_box(width: int, height: int, augmentation: Augmentation,
+               rng: "np.random.Generator") -> tuple[float, float, float, float]:
+    """A crop box (left, top, right, bottom) of a ``width`` x ``height`` image: ``crop_scale`` of its
+    area, aspect ratio (in pixels) in ``crop_ratio``, anywhere inside it."""
+    area = rng.uniform(*augmentation.crop_scale) * width * height
+    ratio = math.exp(rng.uniform(math.log(augmentation.crop_ratio[0]), math.log(augmentation.crop_ratio[1])))
+    box_w, box_h = min(width, math.sqrt(area * ratio)), min(height, math.sqrt(area / ratio))
+    left, top = rng.uniform(0, width - box_w), rng.uniform(0, height - box_h)
+    return left, top, left + box_w, top + box_h
 
 
 def crop_boxes(n: int, augmentation: Augmentation, rng: "np.random.Generator") -> "np.ndarray":
@@ -120,30 +166,39 @@ def _crop_and_flip(images: "torch.Tensor", augmentation: Augmentation, rng: "np.
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _jitter(images: "torch.Tensor", strength: float, rng: "np.random.Generator") -> "torch.Tensor":
-    """Brightness, contrast, then saturation, each by a per-image factor in [1 - s, 1 + s]; clamped to [0, 1]."""
+def _jitter_and_normalise(images: "torch.Tensor", strength: float, spec: PreprocessSpec,
+                          rng: "np.random.Generator") -> "torch.Tensor":
+    """Colour jitter and normalisation of 0..255 float ``N x C x H x W`` in one pass per image.
+
+    Brightness ``b``, contrast ``k`` and saturation ``s`` factors are drawn per image in
+    [1 - strength, 1 + strength] (in that order; saturation for colour images only). Brightness
+    scales, contrast pulls towards the image's mean grey, saturation towards each pixel's grey
+    (ITU-R 601 luma, as torchvision's): all linear in the pixel's channels, so with the scaling to
+    [0, 1] and the normalisation they fold into one ``C x C`` matrix and one offset per image,
+    applied with a batched matrix product, then clamped to what [0, 1] normalises to. (torchvision
+    clamps after each adjustment; here once, at the end.)
+    """
     import torch
 
-    n, channels = images.shape[:2]
+    n, channels, height, width = images.shape
 
     def factors() -> "torch.Tensor":
-        return torch.from_numpy(rng.uniform(1 - strength, 1 + strength, n).astype("float32")).view(n, 1, 1, 1)
+        return torch.from_numpy(rng.uniform(1 - strength, 1 + strength, n).astype("float32"))
 
-    images = images.mul_(factors()).clamp_(0, 1)
-    grey = _grey(images)
-    mean = grey.mean(dim=(1, 2, 3), keepdim=True)
-    images = images.sub_(mean).mul_(factors()).add_(mean).clamp_(0, 1)
-    if channels == 3:
-        grey = _grey(images)
-        images = images.sub_(grey).mul_(factors()).add_(grey).clamp_(0, 1)
-    return images
-
-
-def _grey(images: "torch.Tensor") -> "torch.Tensor":
-    """``N x 1 x H x W`` luma of colour images; grey ones are their own."""
-    import torch
-
-    if images.shape[1] != 3:
-        return images.mean(dim=1, keepdim=True)
-    weights = torch.tensor(_LUMA, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images * weights).sum(dim=1, keepdim=True)
+    brightness, contrast = factors(), factors()
+    saturation = factors() if channels == 3 else torch.ones(n)
+    luma = torch.tensor(_LUMA if channels == 3 else (1.0,), dtype=torch.float32)
+    grey_mean = torch.einsum("nchw,c->n", images, luma) / (height * width * 255.0)
+    # y = k b (s x + (1 - s) luma.x) + (1 - k) b grey_mean, for x in [0, 1]
+    eye = torch.eye(channels).expand(n, channels, channels)
+    towards_grey = torch.ones(channels, 1) @ luma.view(1, channels)
+    mix = saturation.view(n, 1, 1) * eye + (1 - saturation).view(n, 1, 1) * towards_grey
+    matrix = (contrast * brightness).view(n, 1, 1) * mix / 255.0
+    offset = ((1 - contrast) * brightness * grey_mean).view(n, 1).expand(n, channels)
+    mean = torch.tensor(spec.mean, dtype=torch.float32)
+    std = torch.tensor(spec.std, dtype=torch.float32)
+    matrix = matrix / std.view(1, channels, 1)
+    offset = (offset - mean.view(1, channels)) / std.view(1, channels)
+    out = torch.baddbmm(offset.unsqueeze(2), matrix, images.reshape(n, channels, height * width))
+    low, high = (-mean / std).view(1, channels, 1), ((1 - mean) / std).view(1, channels, 1)
+    return out.clamp_(low, high).view(n, channels, height, width)

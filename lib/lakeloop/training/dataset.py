@@ -277,7 +277,7 @@ def input_statistics(spark: "SparkSession", ts: TrainingSet) -> dict[str, Any] |
 
     if ts.spec is None:
         return None
-    means = spark.read.parquet(ts.split_uri("train")).select(mean_intensity(F.col("pixels")).alias("m"))
+    means = spark.read.parquet(ts.split_uri("train")).select(mean_intensity(F.col("pixels"), ts.spec).alias("m"))
     rows = means.groupBy(intensity_bin(F.col("m"), INTENSITY_BINS).alias("bin")).agg(
         F.count("*").alias("rows"), F.sum("m").alias("total"), F.sum(F.col("m") * F.col("m")).alias("squares")
     ).collect()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from lakeloop.errors import ConfigError
 from lakeloop.preprocess import PreprocessSpec, pixels_to_array
-from lakeloop.training.augment import Augmentation, augment_batch
+from lakeloop.training.augment import Augmentation, augment_batch, decode_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -192,7 +192,11 @@ class BatchTransform:
         values = getattr(chunk, self.feed.input_column)
         if self.spec is None:
             return float32_rows(values, self.feed.input_shape)
-        images = augment_batch(pixels_to_array(values, self.spec), self.spec, self.augmentation, self.rng)
+        if self.spec.encoded:  # encoded files: decoded (and cropped, flipped) one by one, the rest batched
+            batch = decode_batch(values, self.spec, self.augmentation, self.rng)
+            images = augment_batch(batch, self.spec, self.augmentation.after_decoding, self.rng)
+        else:
+            images = augment_batch(pixels_to_array(values, self.spec), self.spec, self.augmentation, self.rng)
         return (images, float32_rows(getattr(chunk, INPUTS_COLUMN), self.feed.table_width)) if self.feed.table_width \
             else images
 

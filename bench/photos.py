@@ -19,12 +19,13 @@ Feeding, one process, ``torch.set_num_threads(1)`` (one reader worker's share of
 Scoring, a torchvision ResNet-18 (random weights) on ``--score-images`` of the same files, the
 evaluation transform (resize the shorter side to 256, centre crop 224, normalise):
 
-(a) ``lakeloop.scoring.udf.score`` over a Parquet DataFrame of the JPEG bytes, local[2], one torch
-    thread per task, cold (a fresh SparkContext) and warm (a second pass);
+(a) ``lakeloop.scoring.udf.score`` over a Parquet DataFrame of the JPEG bytes as silver.features
+    holds them (``pixels`` of an encoded spec), local[2], one torch thread per task, cold (a fresh
+    SparkContext) and warm (a second pass);
 (b) a bare PyTorch loop in this process, two torch threads: Pillow decode + torchvision
     ``Resize(256)``, ``CenterCrop(224)``, ``ToTensor()``, ``Normalize`` per image, forward,
     softmax, argmax per batch of 32;
-(b2) the same loop calling ``lakeloop.scoring.batch.score_batch`` on the JPEG bytes.
+(b2) the same loop calling ``lakeloop.scoring.batch.score_batch`` on the same stored JPEG bytes.
 
 Prints two markdown tables of images/s with the ratios.
 """
@@ -151,7 +152,7 @@ def score_batch_loop(model, metadata, photos: list[bytes]) -> float:
 
     start = time.perf_counter()
     for i in range(0, len(photos), SCORE_BATCH):
-        out = score_batch(model, metadata, photos[i:i + SCORE_BATCH], "content", "cpu")
+        out = score_batch(model, metadata, photos[i:i + SCORE_BATCH], "pixels", "cpu")
         assert out["error"].isna().all()
     return len(photos) / (time.perf_counter() - start)
 
@@ -162,7 +163,7 @@ def score_spark(new_session, registry, version, uri: str, rows: int) -> tuple[fl
     from lakeloop.scoring.udf import arrow_batch_settings, score, scoped_conf
 
     spark = new_session()
-    scored = score(spark.read.parquet(uri), version, registry=registry, input_col="pixels", input_kind="content",
+    scored = score(spark.read.parquet(uri), version, registry=registry, input_col="pixels", input_kind="pixels",
                    batch_size=SCORE_BATCH, torch_threads=1)
     rates = []
     for _ in range(2):

@@ -109,6 +109,11 @@ def test_pair_overrides_are_taken_verbatim():
         (["train.stop_after_epochs=3"], r"unknown setting train\.stop_after_epochs"),
         (["train.architecture=lenet5"], r"setting train\.architecture is now train\.model; rename it"),
         (["train.pretrained_weights=file:/w.pt"], r"train\.pretrained_weights is now train\.init_from"),
+        (["train.augmentation.shift=32"], r"train\.augmentation\.shift = 32 moves an image by as much as its size"),
+        (["train.augmentation.crop_scale=[0.5, 1.5]"], r"train\.augmentation\.crop_scale = \[0\.5, 1\.5\] must satisfy"),
+        (["features.preprocess.storage=encoded", "features.preprocess.resize=crop",
+          "features.preprocess.encoded_short_side=32"],
+         r"features\.preprocess\.encoded_short_side = 32 is too small for a 32x32 input \(crop\); use at least 37"),
         (["train.model=my models.build"], r"train\.model = 'my models\.build' is neither a built-in model .* "
                                           r"package\.module:factory"),
         (["train.init_from=weights.pt"], r"train\.init_from = 'weights\.pt' is neither a registered model"),

@@ -374,3 +374,18 @@ def test_encoded_storage_bounds_a_photo_and_the_centre_crop_matches_torchvision(
         Image.open(io.BytesIO(stored)).convert("RGB"))
     assert np.abs(ours - np.asarray(reference, dtype=int)).mean() < 1
     assert len(stored) < 224 * 224 * 3 / 3
+
+
+def test_a_flip_alone_mirrors_images_and_neither_crops_nor_zooms():
+    from lakeloop.preprocess import normalize
+    from lakeloop.training.augment import Augmentation, augment_batch
+
+    spec = PreprocessSpec(16, 16, 3, "pad", (0.5,) * 3, (0.5,) * 3)
+    batch = np.random.default_rng(4).integers(0, 256, size=(32, 3, 16, 16), dtype=np.uint8)
+
+    flipped = augment_batch(batch, spec, Augmentation(shift=0, flip=True), np.random.default_rng(5))
+
+    plain = normalize(batch, spec)
+    same = [np.allclose(f, p, atol=1e-5) for f, p in zip(flipped, plain)]
+    mirrored = [np.allclose(f, p[:, :, ::-1], atol=1e-5) for f, p in zip(flipped, plain)]
+    assert all(a or b for a, b in zip(same, mirrored)) and 0 < sum(mirrored) < len(batch)

@@ -668,6 +668,11 @@ def check_profile(profile: Profile) -> None:
         require_uri(join, "features.join_table (a lake table such as bronze.digits_meta, or a URI)")
     _check_features(profile.features)
     _check_train(profile.train)
+    pre, shift = profile.features.preprocess, profile.train.augmentation.shift
+    if profile.train.augment and shift >= min(pre.height, pre.width):
+        raise ConfigError(f"train.augmentation.shift = {shift} moves an image by as much as its size "
+                          f"({pre.height}x{pre.width}, features.preprocess); use less than {min(pre.height, pre.width)}, "
+                          f"e.g. 2")
     if profile.features.table_inputs is not None:
         _check_table_inputs(profile.features)
     if profile.features.table is not None:
@@ -750,9 +755,13 @@ def _check_features(cfg: FeaturesConfig) -> None:
         )
     if not 0 < pre.crop_fraction <= 1:
         raise ConfigError(f"features.preprocess.crop_fraction = {pre.crop_fraction!r} must lie in (0, 1], e.g. 0.875")
-    if pre.encoded_short_side < min(pre.height, pre.width):
-        raise ConfigError(f"features.preprocess.encoded_short_side = {pre.encoded_short_side} is smaller than the "
-                          f"model's input ({pre.height}x{pre.width}); use at least {max(pre.height, pre.width)}, e.g. 256")
+    # Stored images must hold what the evaluation transform takes: with resize: crop, the centre
+    # crop_fraction of a shorter side of at least the input's side / crop_fraction.
+    needed = math.ceil(max(pre.height, pre.width) / (pre.crop_fraction if pre.resize == "crop" else 1.0))
+    if pre.storage == "encoded" and pre.encoded_short_side < needed:
+        raise ConfigError(f"features.preprocess.encoded_short_side = {pre.encoded_short_side} is too small for a "
+                          f"{pre.height}x{pre.width} input ({pre.resize}); use at least {needed}, e.g. "
+                          f"{max(needed, 256)}")
     if not 1 <= pre.encoded_quality <= 100:
         raise ConfigError(f"features.preprocess.encoded_quality = {pre.encoded_quality} must be 1 to 100, e.g. 90")
     fractions = cfg.split_fractions
@@ -869,8 +878,12 @@ def _check_train(cfg: TrainConfig) -> None:
 
 def _check_augmentation(cfg: AugmentConfig) -> None:
     _at_least(cfg.shift, 0, "train.augmentation.shift", "2")
-    for name, (low, high), limit, example in (("crop_scale", cfg.crop_scale, 1.0, "[0.5, 1.0]"),
-                                               ("crop_ratio", cfg.crop_ratio, None, "[0.75, 1.333]")):
+    for name, pair, limit, example in (("crop_scale", cfg.crop_scale, 1.0, "[0.5, 1.0]"),
+                                        ("crop_ratio", cfg.crop_ratio, None, "[0.75, 1.333]")):
+        if len(pair) != 2:
+            raise ConfigError(f"train.augmentation.{name} = {list(pair)} must be two numbers, low and high, "
+                              f"e.g. {example}")
+        low, high = pair
         if not 0 < low <= high or (limit is not None and high > limit):
             bound = f"0 < low <= high <= {limit}" if limit is not None else "0 < low <= high"
             raise ConfigError(f"train.augmentation.{name} = [{low}, {high}] must satisfy {bound}, e.g. {example}")

@@ -69,16 +69,19 @@ def _preprocess_udf(spec_json: str, hadoop_conf: dict[str, str], fault: TaskFaul
 def _pixels_or_error(content: bytes | None, path: str, image_id: str, spec: PreprocessSpec,
                      files: "LakeFiles") -> tuple[bytes | None, str | None]:
     """One image's pixels, or why there are none. A null ``content`` is an image ingested by
-    reference: read from ``path``, and refused when its sha256 is no longer ``image_id``."""
+    reference: read from ``path``, and refused when it is gone or its sha256 is no longer
+    ``image_id``. Other read errors of the source are raised (the task is tried again), not taken
+    for a bad image."""
     from lakeloop.errors import SourceChanged
     from lakeloop.preprocess import stored_image
 
-    try:
-        if content is None:
+    if content is None:
+        try:
             content = files.read_verified(path, image_id, REFERENCED_IMAGE)
+        except SourceChanged as exc:
+            return None, str(exc)
+    try:
         return stored_image(content, spec), None
-    except SourceChanged as exc:
-        return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any decode failure is a quarantine reason
         return None, f"cannot preprocess image ({type(exc).__name__}: {exc})"
 

@@ -128,20 +128,34 @@ def _reference_udf(max_pixels: int, hadoop_conf: dict[str, str]):
 
 
 def _hash_and_inspect(files: LakeFiles, path: str, length: int, max_pixels: int) -> tuple:
-    """(sha256, the check's fields) of one file read from its source in chunks; all None when it
-    vanished or its size is not the listed one (changed since listing: the next run takes it)."""
+    """(sha256, the check's fields) of one file, read once from its source in 8 MiB chunks into a
+    local spool (memory up to 64 MiB, then a temporary file) while hashing, then checked by Pillow
+    from that copy, so the digest and the check are of the same bytes. All None when the file
+    vanished or its size is not the listed one (changed since listing: the next run takes it).
+    Other read errors of the source are raised: the task fails and Spark tries it again, rather
+    than a file refused as corrupt for a network error."""
+    import hashlib
+    import tempfile
+
     from lakeloop.ingest.image_checks import inspect_image_stream
 
-    try:
-        digest, size = files.sha256(path)
+    fs, inner = files.filesystem(path)
+    digest, size = hashlib.sha256(), 0
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as copy:
+        try:
+            with fs.open_input_stream(inner) as stream:
+                while chunk := stream.read(8 * 1024 * 1024):
+                    digest.update(chunk)
+                    copy.write(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            return (None,) * 8
         if size != length:
             return (None,) * 8
-        fs, inner = files.filesystem(path)
-        with fs.open_input_file(inner) as handle:
-            check = inspect_image_stream(handle, size, max_pixels)
-    except FileNotFoundError:
-        return (None,) * 8
-    return (digest, check.ok, check.format, check.width, check.height, check.mode, check.error, check.reason)
+        copy.seek(0)
+        check = inspect_image_stream(copy, size, max_pixels)
+    return (digest.hexdigest(), check.ok, check.format, check.width, check.height, check.mode, check.error,
+            check.reason)
 
 
 def inspect_references(files: "DataFrame", source_root: str, max_pixels: int, lake_files: LakeFiles) -> "DataFrame":
@@ -151,7 +165,10 @@ def inspect_references(files: "DataFrame", source_root: str, max_pixels: int, la
     resized since listing are left out (the next run takes them)."""
     from pyspark.sql import functions as F
 
-    facts = _reference_udf(max_pixels, dict(lake_files.hadoop_conf))(F.col("path"), F.col("length"))
+    # Nondeterministic: Spark then evaluates it once per row, never again for the filter below (a
+    # second read could find the file gone and let a row without an image_id through).
+    facts = _reference_udf(max_pixels, dict(lake_files.hadoop_conf)).asNondeterministic()(
+        F.col("path"), F.col("length"))
     check = F.struct(*[F.col(f"_ref.{name}").alias(name) for name in
                        ("ok", "format", "width", "height", "mode", "error", "reason")])
     return files.select(*FILE_KEYS, facts.alias("_ref")).where(F.col("_ref.image_id").isNotNull()).select(
@@ -494,8 +511,8 @@ def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayou
     ``retry`` says what takes a file that changed or vanished between listing and reading."""
     skipped = listing.unseen.where(_skip(cfg))
     n_skipped = listing.n_skipped
-    if listing.n_by_reference:
-        report.details["by_reference_files"] = listing.n_by_reference
+    if listing.n_by_reference:  # added up over a stream's micro-batches
+        report.details["by_reference_files"] = report.details.get("by_reference_files", 0) + listing.n_by_reference
     with report.timed("decode"):
         checked = _check_files(spark, cfg, listing, files, fault)
     try:

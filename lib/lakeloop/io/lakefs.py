@@ -50,6 +50,8 @@ HDFS_USER_KEY = "lakeloop.hdfs.user"
 # How an image whose bytes bronze does not hold (ingested by reference, read from its source) is
 # named in the errors of the steps that read it.
 REFERENCED_IMAGE = "the image ingested by reference"
+_REFERENCE_FIX = ("run ingest_images again to take the folder as it is now (a changed file becomes a new image), or "
+                  "put the original back and run build_features with --set features.incremental=false")
 _SECRET_SUFFIXES = ("access.key", "secret.key", "session.token")
 _URI = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*):(?P<rest>.*)$", re.DOTALL)
 _AWS_ENDPOINT_REGION = re.compile(r"^s3[.-](?:dualstack\.)?(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com")
@@ -373,28 +375,6 @@ class LakeFiles:
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"no file at {_safe_uri(uri)}") from exc
 
-    def sha256(self, uri: str, chunk_bytes: int = 8 * 1024 * 1024) -> tuple[str, int]:
-        """sha256 (hex) and size of the file at ``uri``, read in chunks: memory stays at one chunk
-        whatever the file's size.
-
-        Raises
-        ------
-        FileNotFoundError
-            nothing at ``uri`` (the message names the URI).
-        """
-        import hashlib
-
-        fs, path = self.filesystem(uri)
-        digest, size = hashlib.sha256(), 0
-        try:
-            with fs.open_input_stream(path) as stream:
-                while chunk := stream.read(chunk_bytes):
-                    digest.update(chunk)
-                    size += len(chunk)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"no file at {_safe_uri(uri)}") from exc
-        return digest.hexdigest(), size
-
     def read_verified(self, uri: str, sha256: str, what: str = "the file") -> bytes:
         """The content of the file at ``uri``, checked against the ``sha256`` (hex) it had when it was
         recorded: a file referenced from the lake (ingested by reference) must not change under it.
@@ -410,13 +390,12 @@ class LakeFiles:
         try:
             data = self.read_bytes(uri)
         except FileNotFoundError as exc:
-            raise SourceChanged(f"{what} at {_safe_uri(uri)} is gone (it was recorded with sha256 {sha256}): "
-                                f"restore it, or run ingest_images again to take the folder as it is now") from exc
+            raise SourceChanged(f"{what} at {_safe_uri(uri)} is gone (it was recorded with sha256 {sha256}); "
+                                f"{_REFERENCE_FIX}") from exc
         found = hashlib.sha256(data).hexdigest()
         if found != sha256:
             raise SourceChanged(f"{what} at {_safe_uri(uri)} changed since it was recorded: its sha256 is now {found}, "
-                                f"not {sha256}; restore the original, or run ingest_images again to take the new "
-                                f"version (it becomes a new image)")
+                                f"not {sha256}; {_REFERENCE_FIX}")
         return data
 
     def write_bytes_atomic(self, uri: str, data: bytes) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
-from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixel_means, pixels_to_tensor
+from lakeloop.preprocess import PreprocessSpec, image_to_pixels, pixel_means, pixels_to_tensor, stored_image
 from lakeloop.tabular import encode_inputs, encoded_columns
 
 if TYPE_CHECKING:
@@ -50,8 +50,11 @@ def _prepare(
     n = len(inputs)
     errors: list[str | None] = [None] * n
     expected = spec.pixel_bytes
+    # A model trained on encoded images: silver's stored images are decoded like files; an image file
+    # (bronze) is first stored as build_features stores it, so it reaches the model as training's did.
+    restore = spec.encoded and input_kind == INPUT_CONTENT
     if spec.encoded and input_kind == INPUT_PIXELS:
-        input_kind = INPUT_CONTENT  # silver.features of encoded images: decoded like files, same transform
+        input_kind = INPUT_CONTENT
     if input_kind == INPUT_PIXELS and all(v is not None and len(v) == expected for v in inputs):
         # The common case for silver.features: nothing to refuse, so no per-row bookkeeping.
         return list(inputs), list(range(n)), errors
@@ -72,7 +75,8 @@ def _prepare(
             pixels.append(bytes(value))
         else:
             try:
-                pixels.append(image_to_pixels(bytes(value), spec))
+                data = stored_image(bytes(value), spec) if restore else bytes(value)
+                pixels.append(image_to_pixels(data, spec))
             except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the row is refused with it
                 errors[i] = (
                     f"cannot decode image ({type(exc).__name__}: {exc}); the stored bytes are not an image "

@@ -79,7 +79,7 @@ def _spec_warning(spark: "SparkSession", input_uri: str, metadata: Mapping[str, 
     if SPEC_PROPERTY not in properties:
         return None
     table_spec, wanted = PreprocessSpec.from_json(properties[SPEC_PROPERTY]), model_spec(metadata)
-    geometry = ("height", "width", "channels", "resize")
+    geometry = ("height", "width", "channels", "resize", "storage")
     if all(getattr(table_spec, g) == getattr(wanted, g) for g in geometry):
         classes = properties.get(CLASSES_PROPERTY)
         classifier = metadata.get("task", "classification") == "classification"
@@ -89,9 +89,10 @@ def _spec_warning(spark: "SparkSession", input_uri: str, metadata: Mapping[str, 
         return None
     return (
         f"{input_uri} was preprocessed as {table_spec.height}x{table_spec.width}x{table_spec.channels} "
-        f"({table_spec.resize}) but model {model_label(metadata)} expects {wanted.height}x{wanted.width}x"
-        f"{wanted.channels} ({wanted.resize}); rows of the wrong size are quarantined and others may be "
-        f"prepared differently from training: score the raw images with --input images"
+        f"({table_spec.resize}, stored as {table_spec.storage}) but model {model_label(metadata)} expects "
+        f"{wanted.height}x{wanted.width}x{wanted.channels} ({wanted.resize}, stored as {wanted.storage}); rows of "
+        f"the wrong size are quarantined and others may be prepared differently from training: score the raw "
+        f"images with --input images"
     )
 
 
@@ -237,8 +238,8 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
     if "split" not in source.columns and input_uri != lake.features and delta.is_delta_table(spark, lake.features):
         splits = delta.read_table(spark, lake.features, delta.table_version(spark, lake.features)) \
             .select("image_id", "split")
-    references = profile.hadoop_conf() if kind == INPUT_CONTENT and column == "content" and "path" in source.columns \
-        else None
+    # bronze.images' null contents are files held by reference, read from their paths.
+    references = profile.hadoop_conf() if input_uri == lake.bronze_images and column == "content" else None
     return _Input(input_uri, source, column, kind, version, metadata, splits, references)
 
 

@@ -198,13 +198,17 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
     size = plan.batch_size
     files = LakeFiles(plan.references) if plan.references is not None else None
     for batch in batches:
-        struct = isinstance(batch, pd.DataFrame)
-        values = (batch[IMAGE_FIELD] if struct else batch).tolist()
-        refused = _read_references(batch, values, files) if files is not None else {}
+        values = (batch[IMAGE_FIELD] if isinstance(batch, pd.DataFrame) else batch).tolist()
+        references = [batch[f"__lakeloop_{c}"].tolist() for c in REFERENCE_FIELDS] if files is not None else None
         table = batch[list(plan.table_columns)].reset_index(drop=True) if plan.table_columns else None
-        parts = [score_batch(entry.model, entry.metadata, values[i:i + size], plan.input_kind, device,
-                             input_means=plan.diagnostics, table=table.iloc[i:i + size] if table is not None else None)
-                 for i in range(0, len(values), size)]
+        parts, refused = [], {}
+        for i in range(0, len(values), size):
+            # Files held by reference are read a chunk at a time: memory holds one chunk's files.
+            chunk = values[i:i + size] if references is None else \
+                _read_references(values[i:i + size], [r[i:i + size] for r in references], files, refused, i)
+            parts.append(score_batch(entry.model, entry.metadata, chunk, plan.input_kind, device,
+                                     input_means=plan.diagnostics,
+                                     table=table.iloc[i:i + size] if table is not None else None))
         out = parts[0] if len(parts) == 1 else (
             pd.concat(parts, ignore_index=True) if parts else
             score_batch(entry.model, entry.metadata, [], plan.input_kind, device, input_means=plan.diagnostics,
@@ -222,20 +226,22 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
         yield out
 
 
-def _read_references(batch: pd.DataFrame, values: list, files: LakeFiles) -> dict[int, str]:
-    """Fill ``values``' null contents in place with the files they refer to (read from ``path``,
-    checked against ``image_id``); returns why, per row, a file could not be used."""
+def _read_references(values: list, references: list[list], files: LakeFiles, refused: dict[int, str],
+                     offset: int) -> list:
+    """``values`` with each null content replaced by the file it refers to (``references``: the
+    rows' paths and image ids; read from the path, checked against the id); why a file could not
+    be used goes into ``refused``, keyed by row number (``offset`` + position)."""
     from lakeloop.errors import SourceChanged
 
-    refused = {}
-    paths, ids = batch[f"__lakeloop_{REFERENCE_FIELDS[0]}"].tolist(), batch[f"__lakeloop_{REFERENCE_FIELDS[1]}"].tolist()
+    paths, ids = references
+    out = list(values)
     for row, value in enumerate(values):
         if value is None and paths[row] and ids[row]:
             try:
-                values[row] = files.read_verified(paths[row], ids[row], REFERENCED_IMAGE)
+                out[row] = files.read_verified(paths[row], ids[row], REFERENCED_IMAGE)
             except SourceChanged as exc:
-                refused[row] = str(exc)
-    return refused
+                refused[offset + row] = str(exc)
+    return out
 
 
 def make_udf(plan: UdfPlan):

@@ -138,18 +138,24 @@ def random_box(width: int, height: int, augmentation: Augmentation,
 def crop_boxes(n: int, augmentation: Augmentation, rng: "np.random.Generator") -> "np.ndarray":
     """``n`` affine maps ``2 x 3`` from output to input coordinates (``affine_grid``'s [-1, 1]
     frame): a box of the drawn area fraction and aspect ratio, placed anywhere inside the
-    image, mirrored for the images the flip picks."""
+    image (the whole image when crops are off), mirrored for the images the flip picks. The
+    aspect ratio is of the box's fractions of the image's sides (of pixels for the square inputs
+    models mostly take)."""
     import numpy as np
 
-    low, high = augmentation.crop_scale
-    area = rng.uniform(low, high, n)
-    log_ratio = rng.uniform(math.log(augmentation.crop_ratio[0]), math.log(augmentation.crop_ratio[1]), n)
-    ratio = np.exp(log_ratio)
-    # Width and height as fractions of the image's; a box that would stick out is clipped to it.
-    width = np.minimum(np.sqrt(area * ratio), 1.0)
-    height = np.minimum(np.sqrt(area / ratio), 1.0)
-    centre_x = rng.uniform(-1.0, 1.0, n) * (1.0 - width)
-    centre_y = rng.uniform(-1.0, 1.0, n) * (1.0 - height)
+    if augmentation.crops:
+        low, high = augmentation.crop_scale
+        area = rng.uniform(low, high, n)
+        log_ratio = rng.uniform(math.log(augmentation.crop_ratio[0]), math.log(augmentation.crop_ratio[1]), n)
+        ratio = np.exp(log_ratio)
+        # Width and height as fractions of the image's; a box that would stick out is clipped to it.
+        width = np.minimum(np.sqrt(area * ratio), 1.0)
+        height = np.minimum(np.sqrt(area / ratio), 1.0)
+        centre_x = rng.uniform(-1.0, 1.0, n) * (1.0 - width)
+        centre_y = rng.uniform(-1.0, 1.0, n) * (1.0 - height)
+    else:  # a flip alone: the whole image
+        width = height = np.ones(n)
+        centre_x = centre_y = np.zeros(n)
     mirror = np.where(rng.random(n) < 0.5, -1.0, 1.0) if augmentation.flip else np.ones(n)
     theta = np.zeros((n, 2, 3), dtype=np.float32)
     theta[:, 0, 0], theta[:, 0, 2] = width * mirror, centre_x

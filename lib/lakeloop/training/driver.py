@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.config import Profile, TrainConfig, init_source
+from lakeloop.config import AugmentConfig, Profile, TrainConfig, init_source
 from lakeloop.errors import ConfigError, SourceError, TrainingFailed
 from lakeloop.layout import LakeLayout, factory_reference
 from lakeloop.models.spec import ModelSpec
@@ -54,6 +54,9 @@ def training_key(cfg: TrainConfig, ts: TrainingSet, init: dict[str, Any] | None 
     """Names one training run by everything that decides its result (the starting weights by their
     checksum, so a moved alias or a replaced file is a new run)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("alias", "local_mode")}
+    if not cfg.augment or cfg.augmentation == AugmentConfig():
+        # What augmentation was before it had settings: the runs keyed then keep their keys.
+        settings.pop("augmentation")
     material = {"settings": settings, "features_version": ts.features_version, "spec": ts.key,
                 "root": ts.root, "classes": ts.classes}
     if init is not None:

@@ -87,11 +87,11 @@ def spec():
 
 
 def feed_lakeloop(url: str, pool: str = "dummy", workers: int = 1) -> tuple[int, float]:
-    from lakeloop.training.augment import Augmentation
+    from lakeloop.config import AugmentConfig
     from lakeloop.training.loader import epoch_batches, plan_shards
 
     plan = plan_shards(url, 1, BATCH)
-    augmentation = Augmentation(shift=0, crop_scale=(0.08, 1.0), flip=True, colour_jitter=0.4)
+    augmentation = AugmentConfig(shift=0, crop_scale=(0.08, 1.0), flip=True, colour_jitter=0.4)
     start, rows = time.perf_counter(), 0
     for x, y, _ in epoch_batches(url, plan, spec(), rank=0, epoch=0, seed=1, augmentation=augmentation, pool=pool,
                                  workers=workers):

@@ -267,12 +267,12 @@ def test_an_epoch_with_crops_flips_and_jitter_is_the_same_batches_for_the_same_s
     rank), hashed, are identical run after run, and another epoch gets other batches."""
     import hashlib
 
-    from lakeloop.training.augment import Augmentation
+    from lakeloop.config import AugmentConfig
 
     ts = materialize_training_set(spark, copy_lake(digits_lake, tmp_path / "lake"))
     url = ts.split_uri("train")
     plan = plan_shards(url, world_size=2, batch_size=32)
-    augmentation = Augmentation(shift=2, crop_scale=(0.6, 1.0), flip=True, colour_jitter=0.3)
+    augmentation = AugmentConfig(shift=2, crop_scale=(0.6, 1.0), flip=True, colour_jitter=0.3)
 
     def digests(epoch: int) -> list[str]:
         return [hashlib.sha256(x.tobytes() + ids.astype("U64").tobytes()).hexdigest() for x, _, ids in
@@ -378,12 +378,13 @@ def test_encoded_storage_bounds_a_photo_and_the_centre_crop_matches_torchvision(
 
 def test_a_flip_alone_mirrors_images_and_neither_crops_nor_zooms():
     from lakeloop.preprocess import normalize
-    from lakeloop.training.augment import Augmentation, augment_batch
+    from lakeloop.config import AugmentConfig
+    from lakeloop.training.augment import augment_batch
 
     spec = PreprocessSpec(16, 16, 3, "pad", (0.5,) * 3, (0.5,) * 3)
     batch = np.random.default_rng(4).integers(0, 256, size=(32, 3, 16, 16), dtype=np.uint8)
 
-    flipped = augment_batch(batch, spec, Augmentation(shift=0, flip=True), np.random.default_rng(5))
+    flipped = augment_batch(batch, spec, AugmentConfig(shift=0, flip=True), np.random.default_rng(5))
 
     plain = normalize(batch, spec)
     same = [np.allclose(f, p, atol=1e-5) for f, p in zip(flipped, plain)]

@@ -98,7 +98,7 @@ def test_encoded_features_are_decoded_and_cropped_by_training_and_centre_cropped
 
     from lakeloop.features import build_features
     from lakeloop.scoring.job import score_table
-    from lakeloop.training.augment import Augmentation
+    from lakeloop.config import AugmentConfig
     from lakeloop.training.dataset import materialize_training_set
     from lakeloop.training.driver import train
     from lakeloop.training.loader import epoch_batches, plan_shards
@@ -127,7 +127,7 @@ def test_encoded_features_are_decoded_and_cropped_by_training_and_centre_cropped
     assert metadata["metrics"]["test_accuracy"] is not None
     ts = materialize_training_set(spark, encoded)  # the set train wrote, reused
     plan = plan_shards(ts.split_uri("train"), world_size=2, batch_size=32)
-    crops = Augmentation(shift=0, crop_scale=(0.3, 1.0), flip=True, colour_jitter=0.2)
+    crops = AugmentConfig(shift=0, crop_scale=(0.3, 1.0), flip=True, colour_jitter=0.2)
 
     def digests(epoch: int) -> list[str]:
         return [hashlib.sha256(x.tobytes()).hexdigest() for x, _, _ in

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -162,8 +163,7 @@ def image_to_pixels(content: bytes, spec: PreprocessSpec) -> bytes:
     # pixels they always gave.
     reduce = spec.resize == "crop" or spec.encoded
     # A centre crop keeps crop_fraction of the scaled image: decode at least that much larger.
-    side = -(-max(spec.width, spec.height) * 1000 // round(spec.crop_fraction * 1000)) if spec.resize == "crop" \
-        else max(spec.width, spec.height)
+    side = math.ceil(max(spec.width, spec.height) / (spec.crop_fraction if spec.resize == "crop" else 1.0))
     img = decoded_image(content, spec.channels, (side, side) if reduce else None)
     return np.asarray(fit_to_spec(img, spec), dtype=np.uint8).tobytes()
 

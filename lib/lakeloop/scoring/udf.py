@@ -152,7 +152,7 @@ class UdfPlan:
 # The image's field in the struct the UDF gets when the model also reads table columns (or the
 # input may hold files by reference), and the fields that name such a file.
 IMAGE_FIELD = "__lakeloop_image"
-REFERENCE_FIELDS = ("path", "image_id")
+REFERENCE_FIELDS = {"path": "__lakeloop_path", "image_id": "__lakeloop_image_id"}  # column: struct field
 
 
 def table_columns(metadata: Mapping[str, Any]) -> tuple[str, ...]:
@@ -167,7 +167,7 @@ def udf_input(column: str, plan: UdfPlan) -> "Column":
     """What the UDF is called on: the image column, or a struct of it and the model's table columns."""
     from pyspark.sql import functions as F
 
-    references = [F.col(c).alias(f"__lakeloop_{c}") for c in REFERENCE_FIELDS] if plan.references is not None else []
+    references = [F.col(c).alias(f) for c, f in REFERENCE_FIELDS.items()] if plan.references is not None else []
     if not plan.table_columns and not references:
         return F.col(column)
     return F.struct(F.col(column).alias(IMAGE_FIELD), *references, *[F.col(c) for c in plan.table_columns])
@@ -199,7 +199,7 @@ def predict_partition(batches: Iterator["pd.Series | pd.DataFrame"], plan: UdfPl
     files = LakeFiles(plan.references) if plan.references is not None else None
     for batch in batches:
         values = (batch[IMAGE_FIELD] if isinstance(batch, pd.DataFrame) else batch).tolist()
-        references = [batch[f"__lakeloop_{c}"].tolist() for c in REFERENCE_FIELDS] if files is not None else None
+        references = [batch[f].tolist() for f in REFERENCE_FIELDS.values()] if files is not None else None
         table = batch[list(plan.table_columns)].reset_index(drop=True) if plan.table_columns else None
         parts, refused = [], {}
         for i in range(0, len(values), size):

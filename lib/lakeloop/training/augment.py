@@ -29,9 +29,10 @@ those three numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from lakeloop.config import AugmentConfig
 from lakeloop.preprocess import PreprocessSpec, normalize, random_shift
 
 if TYPE_CHECKING:
@@ -41,52 +42,36 @@ if TYPE_CHECKING:
 _LUMA = (0.299, 0.587, 0.114)
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """What :func:`augment_batch` does (``train.augmentation``; README "Augmentation")."""
-
-    shift: int = 2
-    crop_scale: tuple[float, float] = (1.0, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: bool = False
-    colour_jitter: float = 0.0
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Augmentation":
-        return cls(int(data.get("shift", 2)), tuple(data.get("crop_scale", (1.0, 1.0))),
-                   tuple(data.get("crop_ratio", (3 / 4, 4 / 3))), bool(data.get("flip", False)),
-                   float(data.get("colour_jitter", 0.0)))
-
-    @property
-    def crops(self) -> bool:
-        return tuple(self.crop_scale) != (1.0, 1.0)
-
-    @property
-    def after_decoding(self) -> "Augmentation":
-        """What is left for :func:`augment_batch` once :func:`decode_batch` has cropped and flipped."""
-        return Augmentation(self.shift, (1.0, 1.0), self.crop_ratio, False, self.colour_jitter)
-
-    @property
-    def warps(self) -> bool:
-        """Whether a crop or a flip moves pixels (one resampling pass does both)."""
-        return self.crops or self.flip
+def crops(augmentation: AugmentConfig) -> bool:
+    """Whether a random resized crop is asked for (``crop_scale`` other than [1, 1])."""
+    return tuple(augmentation.crop_scale) != (1.0, 1.0)
 
 
-NO_AUGMENTATION = Augmentation(shift=0)
+def warps(augmentation: AugmentConfig) -> bool:
+    """Whether a crop or a flip moves pixels (one resampling pass does both)."""
+    return crops(augmentation) or augmentation.flip
 
 
-def augment_batch(batch: "np.ndarray", spec: PreprocessSpec, augmentation: Augmentation,
+def after_decoding(augmentation: AugmentConfig) -> AugmentConfig:
+    """What is left for :func:`augment_batch` once :func:`decode_batch` has cropped and flipped."""
+    return replace(augmentation, crop_scale=(1.0, 1.0), flip=False)
+
+
+NO_AUGMENTATION = AugmentConfig(shift=0)
+
+
+def augment_batch(batch: "np.ndarray", spec: PreprocessSpec, augmentation: AugmentConfig,
                   rng: "np.random.Generator") -> "np.ndarray":
     """uint8 ``N x C x H x W`` -> augmented, normalised float32 ``N x C x H x W`` (see the module)."""
     import numpy as np
 
     batch = random_shift(batch, augmentation.shift, rng)
-    if not augmentation.warps and not augmentation.colour_jitter:
+    if not warps(augmentation) and not augmentation.colour_jitter:
         return normalize(batch, spec)
     import torch
 
     images = torch.from_numpy(np.ascontiguousarray(batch)).to(torch.float32)  # 0..255
-    if augmentation.warps:
+    if warps(augmentation):
         images = _crop_and_flip(images, augmentation, rng)
     if augmentation.colour_jitter:
         return _jitter_and_normalise(images, augmentation.colour_jitter, spec, rng).numpy()
@@ -95,7 +80,7 @@ def augment_batch(batch: "np.ndarray", spec: PreprocessSpec, augmentation: Augme
     return images.mul_(1 / 255.0).sub_(mean).div_(std).numpy()
 
 
-def decode_batch(values: "list[bytes]", spec: PreprocessSpec, augmentation: Augmentation,
+def decode_batch(values: "list[bytes]", spec: PreprocessSpec, augmentation: AugmentConfig,
                  rng: "np.random.Generator") -> "np.ndarray":
     """Stored encoded images (``features.preprocess.storage: encoded``) -> uint8 ``N x C x H x W``.
 
@@ -114,7 +99,7 @@ def decode_batch(values: "list[bytes]", spec: PreprocessSpec, augmentation: Augm
     out = np.empty((len(values), spec.height, spec.width, spec.channels), dtype=np.uint8)
     size, shape = (spec.width, spec.height), (spec.height, spec.width, spec.channels)
     for row, value in enumerate(values):
-        if augmentation.crops:
+        if crops(augmentation):
             img = decoded_image(value, spec.channels)
             box = random_box(img.width, img.height, augmentation, rng)
             pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.uint8).reshape(shape)
@@ -124,7 +109,7 @@ def decode_batch(values: "list[bytes]", spec: PreprocessSpec, augmentation: Augm
     return out.transpose(0, 3, 1, 2)
 
 
-def random_box(width: int, height: int, augmentation: Augmentation,
+def random_box(width: int, height: int, augmentation: AugmentConfig,
                rng: "np.random.Generator") -> tuple[float, float, float, float]:
     """A crop box (left, top, right, bottom) of a ``width`` x ``height`` image: ``crop_scale`` of its
     area, aspect ratio (in pixels) in ``crop_ratio``, anywhere inside it."""
@@ -135,7 +120,7 @@ def random_box(width: int, height: int, augmentation: Augmentation,
     return left, top, left + box_w, top + box_h
 
 
-def crop_boxes(n: int, augmentation: Augmentation, rng: "np.random.Generator") -> "np.ndarray":
+def crop_boxes(n: int, augmentation: AugmentConfig, rng: "np.random.Generator") -> "np.ndarray":
     """``n`` affine maps ``2 x 3`` from output to input coordinates (``affine_grid``'s [-1, 1]
     frame): a box of the drawn area fraction and aspect ratio, placed anywhere inside the
     image (the whole image when crops are off), mirrored for the images the flip picks. The
@@ -143,7 +128,7 @@ def crop_boxes(n: int, augmentation: Augmentation, rng: "np.random.Generator") -
     models mostly take)."""
     import numpy as np
 
-    if augmentation.crops:
+    if crops(augmentation):
         low, high = augmentation.crop_scale
         area = rng.uniform(low, high, n)
         log_ratio = rng.uniform(math.log(augmentation.crop_ratio[0]), math.log(augmentation.crop_ratio[1]), n)
@@ -163,7 +148,7 @@ def crop_boxes(n: int, augmentation: Augmentation, rng: "np.random.Generator") -
     return theta
 
 
-def _crop_and_flip(images: "torch.Tensor", augmentation: Augmentation, rng: "np.random.Generator") -> "torch.Tensor":
+def _crop_and_flip(images: "torch.Tensor", augmentation: AugmentConfig, rng: "np.random.Generator") -> "torch.Tensor":
     import torch
     from torch.nn import functional as F
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from lakeloop.errors import ConfigError
 from lakeloop.preprocess import PreprocessSpec, pixels_to_array
-from lakeloop.training.augment import Augmentation, augment_batch, decode_batch
+from lakeloop.config import AugmentConfig
+from lakeloop.training.augment import after_decoding, augment_batch, decode_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -180,12 +181,12 @@ class BatchTransform:
     float32 as they are. ``augmentation`` None: shifts of up to ``max_shift`` pixels only."""
 
     def __init__(self, feed: "Feed | PreprocessSpec", max_shift: int = 0, seed: tuple[int, ...] = (0,),
-                 augmentation: Augmentation | None = None):
+                 augmentation: AugmentConfig | None = None):
         import numpy as np
 
         self.feed = as_feed(feed)
         self.spec = self.feed.spec
-        self.augmentation = augmentation if augmentation is not None else Augmentation(shift=max_shift)
+        self.augmentation = augmentation if augmentation is not None else AugmentConfig(shift=max_shift)
         self.rng = np.random.default_rng(list(seed))
 
     def inputs(self, chunk) -> "np.ndarray | tuple[np.ndarray, np.ndarray]":
@@ -194,7 +195,7 @@ class BatchTransform:
             return float32_rows(values, self.feed.input_shape)
         if self.spec.encoded:  # encoded files: decoded (and cropped, flipped) one by one, the rest batched
             batch = decode_batch(values, self.spec, self.augmentation, self.rng)
-            images = augment_batch(batch, self.spec, self.augmentation.after_decoding, self.rng)
+            images = augment_batch(batch, self.spec, after_decoding(self.augmentation), self.rng)
         else:
             images = augment_batch(pixels_to_array(values, self.spec), self.spec, self.augmentation, self.rng)
         return (images, float32_rows(getattr(chunk, INPUTS_COLUMN), self.feed.table_width)) if self.feed.table_width \
@@ -251,7 +252,7 @@ def epoch_batches(
     pool: str = "dummy",
     workers: int = 1,
     hadoop_conf: Mapping[str, str] | None = None,
-    augmentation: Augmentation | None = None,
+    augmentation: AugmentConfig | None = None,
 ) -> Iterator[tuple["np.ndarray", "np.ndarray", "np.ndarray"]]:
     """Exactly ``plan.steps_per_epoch`` batches of ``plan.batch_size`` for ``rank`` in ``epoch``,
     augmented with ``augmentation`` (None: shifts of up to ``max_shift`` pixels only).

@@ -27,11 +27,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lakeloop.config import task_metric
+from lakeloop.config import AugmentConfig, build_settings, task_metric
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.models.spec import ModelSpec
 from lakeloop.preprocess import PreprocessSpec
-from lakeloop.training.augment import NO_AUGMENTATION, Augmentation
+from lakeloop.training.augment import NO_AUGMENTATION
 from lakeloop.training.loader import Feed, ShardPlan, epoch_batches, shard_batches
 
 CHECKPOINT_PREFIX = "epoch-"
@@ -374,7 +374,8 @@ def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer,
     loss_sum, seen, epoch_ids = 0.0, 0, []
     for x, y, ids in epoch_batches(
         plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.seed,
-        augmentation=Augmentation.from_dict(plan.augmentation) if plan.augment else NO_AUGMENTATION,
+        augmentation=build_settings(AugmentConfig, plan.augmentation, "train.augmentation") if plan.augment
+        else NO_AUGMENTATION,
         pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf,
     ):
         inputs, targets = model_inputs(x, proc.device), torch.from_numpy(y).to(proc.device)

@@ -299,7 +299,7 @@ def test_a_photo_over_content_max_bytes_is_ingested_by_reference_and_a_change_to
     from sklearn.datasets import load_sample_image
 
     from lakeloop.features import build_features
-    from support.imagefiles import encode
+    from support.imagefiles import encode, truncated
 
     from PIL import Image
 
@@ -308,11 +308,18 @@ def test_a_photo_over_content_max_bytes_is_ingested_by_reference_and_a_change_to
         _image(root / "cam" / f"{seed}.png", seed)
     photo = root / "cam" / "china.jpg"
     photo.write_bytes(encode(Image.fromarray(load_sample_image("china.jpg")), "JPEG", quality=90))
+    cut = root / "cam" / "cut.jpg"  # a large file cut short: checked from its source, refused with its reason
+    cut.write_bytes(truncated(encode(Image.fromarray(load_sample_image("flower.jpg")), "JPEG", quality=95), 0.6))
     profile = _profile(lake, root, ("ingest_images.content_max_bytes", 20_000), ("features.join_table", None))
 
     report = ingest_images(spark, profile)
 
-    assert (report.counts["inputs"], report.counts["ingested"], report.details["by_reference_files"]) == (4, 4, 1)
+    assert (report.counts["inputs"], report.counts["ingested"], report.details["by_reference_files"]) == (5, 4, 2)
+    assert report.counts["quarantined"] == 1 and report.details["quarantine_reasons"] == {"truncated": 1}
+    (refused,) = delta.read_table(spark, layout(profile).quarantine_images).collect()
+    assert refused.path.endswith("cam/cut.jpg") and refused.content is None and refused.length > 20_000
+    assert refused.content_sha256 == hashlib.sha256(cut.read_bytes()).hexdigest()
+    assert "truncated image data" in refused.error
     rows = {r.relative_path: r for r in delta.read_table(spark, layout(profile).bronze_images).collect()}
     big = rows["cam/china.jpg"]
     assert big.content is None and big.size_bytes == photo.stat().st_size > 20_000

@@ -23,6 +23,7 @@ the mean over epochs after the first.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--train-epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="rounds over all readers; each keeps its fastest")
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this file (bench/suite.py reads it)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lakeloop-bench-feed-"))
@@ -179,7 +181,10 @@ def main() -> None:
     for name, rows, seconds in results:
         print(f"| {name} | {rows:,} | {seconds:.2f} | {rows / seconds:,.0f} | {rows / seconds / base_rate:.2f}x |")
 
-    trained = train_throughput(args.train_epochs)
+    if args.json:
+        ratios = [rows / seconds / base_rate for _, rows, seconds in results]
+        args.json.write_text(json.dumps({"feed_dummy": ratios[1], "feed_thread": ratios[2]}))
+    trained = train_throughput(args.train_epochs) if args.train_epochs else []
     if trained:
         print(f"\nTraining LeNet-5 on the demo digits (1,428 training rows, batch 64, {args.train_epochs} epochs, local[2])\n")
         print("| processes | images/s (mean of epochs 2..) | train step wall time (s) |")

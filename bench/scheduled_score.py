@@ -111,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--new", type=int, default=500)
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this file (bench/suite.py reads it)")
     args = parser.parse_args()
 
     from lakeloop.config import load_profile
@@ -171,6 +172,11 @@ def main() -> None:
         ratio = f"{bare / seconds:.3f}x" if new else "–"
         print(f"| {name} | {new} | {seconds:.1f} | {'' if scored is None else scored} | {ratio} | {breakdown} |")
     print(f"\nbare PyTorch: load the weights and score {args.new} rows in {bare:.3f} s")
+    if args.json:
+        whole = {(name, new): seconds for name, new, seconds, _, _ in results}
+        job = "./spark-submit.sh score --stream (whole job)"
+        args.json.write_text(json.dumps({"scheduled_new": whole[(job, args.new)],
+                                         "scheduled_nothing": whole[(job + ", nothing new", 0)]}))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ Prints one markdown table of rows/s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -216,6 +217,7 @@ def main() -> None:
     parser.add_argument("--resnet-rows", type=int, default=5_000)
     parser.add_argument("--lenet-batch-size", type=int, default=512)
     parser.add_argument("--resnet-batch-size", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write the key ratios to this file (bench/suite.py reads it)")
     args = parser.parse_args()
 
     cases = [
@@ -252,6 +254,9 @@ def main() -> None:
               f"| {r['a_warm'] / r['b']:.2f}x ({r['a_cold'] / r['b']:.2f}x) "
               f"| {r['a_warm'] / r['c_warm']:.2f}x ({r['a_cold'] / r['c_cold']:.2f}x) |")
     print("\nrows/s; local[2], one torch thread per Spark task; (b)/(b2) one process, torch.set_num_threads(2).")
+    if args.json and results:
+        case, r = results[0]
+        args.json.write_text(json.dumps({"score_warm": r["a_warm"] / r["b"], "score_cold": r["a_cold"] / r["b"]}))
 
 
 if __name__ == "__main__":

@@ -129,3 +129,24 @@ def test_script_dry_run_prints_the_command():
 def test_script_unknown_job_exits_2():
     proc = subprocess.run([str(REPO / "spark-submit.sh"), "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown job 'nope'" in proc.stderr
+
+
+def test_a_local_driver_starts_from_the_class_archive_the_setup_wrote_and_as_before_without_one(tmp_path):
+    from lakeloop.config import load_profile
+    from lakeloop.runtime.jars import class_archive_path
+    from lakeloop.runtime.session import spark_settings
+
+    profile = load_profile("local", [("jvm.cache_dir", str(tmp_path)), ("jvm.packages", [])])
+    archive = class_archive_path(profile.jvm, [])
+    assert archive.parent.parent == tmp_path
+    without = spark_settings(profile)["spark.driver.extraJavaOptions"]
+    assert "SharedArchiveFile" not in without and "-XX:+UseSerialGC" in without
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"written by python -m lakeloop.runtime.class_archive")
+    options = spark_settings(profile)["spark.driver.extraJavaOptions"]
+    assert options.startswith(without) and f"-XX:SharedArchiveFile={archive}" in options
+    # Another jar set is another archive; a profile may turn it off; a cluster profile does.
+    assert class_archive_path(profile.jvm, ["/jars/extra.jar"]) != archive
+    off = load_profile("local", [("jvm.cache_dir", str(tmp_path)), ("jvm.packages", []), ("jvm.class_archive", False)])
+    assert "SharedArchiveFile" not in spark_settings(off)["spark.driver.extraJavaOptions"]
+    assert not load_profile("yarn").jvm.class_archive and not load_profile("databricks").jvm.class_archive

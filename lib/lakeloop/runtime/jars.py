@@ -72,6 +72,15 @@ def resolved_jars(jvm: JvmSettings, keep: tuple[str, ...] = ()) -> list[str]:
     return jars
 
 
+def class_archive_path(jvm: JvmSettings, jars: list[str]) -> Path:
+    """Where the JVM class archive for this Spark and these jars lives (another Spark or another
+    jar set is another file, so a stale archive is never offered)."""
+    from importlib.metadata import version
+
+    key_text = "\n".join([f"pyspark {version('pyspark')}", *jars])
+    return _cache_root(jvm) / "class-archives" / f"{hashlib.sha256(key_text.encode()).hexdigest()[:16]}.jsa"
+
+
 def _spark_jar_names() -> set[str]:
     import pyspark
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from lakeloop.config import Profile
-from lakeloop.runtime.jars import resolved_jars
+from lakeloop.runtime.jars import class_archive_path, resolved_jars
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -34,7 +35,20 @@ def spark_settings(profile: Profile) -> dict[str, str]:
     settings.update(own)
     if own.get("spark.jars") and jars:
         settings["spark.jars"] = ",".join(jars + [own["spark.jars"]])
+    archive = class_archive_path(profile.jvm, jars) if profile.jvm.class_archive else None
+    if archive is not None and archive.is_file():
+        settings[DRIVER_JAVA_OPTIONS] = java_options(settings.get(DRIVER_JAVA_OPTIONS), archive)
     return settings
+
+
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+
+def java_options(options: str | None, archive: Path, write: bool = False) -> str:
+    """The driver's JVM options with the class archive: read from it, or (``write``) written at exit."""
+    flag = "-XX:ArchiveClassesAtExit" if write else "-XX:SharedArchiveFile"
+    # The JVM says nothing when it refuses an archive (another Java) and starts without it.
+    return " ".join(filter(None, [options, f"{flag}={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]))
 
 
 def build_session(profile: Profile, app_name: str | None = None) -> "SparkSession":

@@ -2,7 +2,7 @@
 
     python -m lakeloop.runtime.class_archive [--profile P ...] [--force]
 
-Run by the setup after the jars are resolved. A Spark driver loads and links some ten thousand
+Run by the setup after the jars are resolved. A Spark driver loads and links thousands of
 classes (Spark's, Delta's, Parquet's) before a job's first query; Java's class data sharing maps
 them from an archive instead. The archive is written by a JVM at exit
 (``-XX:ArchiveClassesAtExit``), so this starts a session, does the work every job does (a Delta

@@ -73,7 +73,7 @@ class JvmSettings:
     packages: tuple[str, ...] = ()
     cache_dir: str = "~/.cache/lakeloop/jars"
     # A local driver JVM maps the classes a job loads from an archive written once by the setup
-    # (python -m lakeloop.runtime.class_archive) instead of reading them from the jars: about 5 s
+    # (python -m lakeloop.runtime.class_archive) instead of reading them from the jars: about 4 s
     # less a job. No archive yet, or one the JVM refuses (another Java): it starts as before.
     class_archive: bool = False
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,21 +71,25 @@ def write_archive(profile: Profile, force: bool = False) -> Path | None:
     partial = archive.with_name(f"{archive.stem}.{time.time_ns()}.partial")
     options = profile.spark.conf.get(DRIVER_JAVA_OPTIONS)
     own = with_driver_options(profile, java_options(options, partial, write=True))
-    spark = build_session(own, app_name="lakeloop-class-archive")
-    jvm = spark.sparkContext._gateway.proc  # the JVM pyspark started for this process
-    with tempfile.TemporaryDirectory(prefix="lakeloop-class-archive-") as folder:
-        warm_up(spark, Path(folder))
-        spark.stop()
-    jvm.stdin.close()  # its gateway exits on end of input, cleanly: that is when the JVM writes the archive
     try:
-        jvm.wait(timeout=EXIT_TIMEOUT_S)
-    except Exception as exc:
-        jvm.kill()
-        raise SetupError(f"the JVM writing {archive} did not exit in {EXIT_TIMEOUT_S} s; run the setup again") from exc
-    if not partial.is_file():
-        raise SetupError(f"the JVM exited ({jvm.returncode}) without writing {partial}; the jobs run without a "
-                         f"class archive (set jvm.class_archive: false to stop trying)")
-    partial.replace(archive)
+        spark = build_session(own, app_name="lakeloop-class-archive")
+        jvm = spark.sparkContext._gateway.proc  # the JVM pyspark started for this process
+        with tempfile.TemporaryDirectory(prefix="lakeloop-class-archive-") as folder:
+            warm_up(spark, Path(folder))
+            spark.stop()
+        jvm.stdin.close()  # its gateway exits on end of input, cleanly: then the JVM writes the archive
+        try:
+            jvm.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            jvm.kill()
+            raise SetupError(f"the JVM writing {archive} did not exit in {EXIT_TIMEOUT_S} s; run the setup "
+                             f"again") from exc
+        if not partial.is_file():
+            raise SetupError(f"the JVM exited ({jvm.returncode}) without writing {partial}; the jobs run without "
+                             f"a class archive (set jvm.class_archive: false to stop trying)")
+        partial.replace(archive)
+    finally:
+        partial.unlink(missing_ok=True)  # a half-written one, after a failure
     return archive
 
 

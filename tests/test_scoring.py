@@ -180,6 +180,39 @@ def test_rerun_with_nothing_new_commits_nothing_and_loads_no_model(spark, scored
     assert report.counts["already_quarantined"] == first.counts["quarantined"]
 
 
+def test_a_run_with_nothing_new_takes_the_counts_of_the_last_run_over_the_same_gold_and_counts_again_after_a_change(
+        spark, scored, tmp_path):
+    from pyspark.sql import functions as F
+
+    from lakeloop.report import write_report
+
+    profile = copy_lake(scored[0], tmp_path / "lake")
+    reports = layout(profile).reports("score")
+    # Counted over the copy (Delta dates a commit by its file, and a copy's files are new).
+    first = score_table(spark, profile, report=RunReport("score", "score-counted"))
+    assert "version_counts_from_run" not in first.details
+    write_report(spark, first, reports)  # as the score job does after its run
+
+    again = score_table(spark, profile, report=RunReport("score", "score-again"))
+
+    assert again.details["version_counts_from_run"] == "score-counted"
+    assert again.details["version_counts"] == first.details["version_counts"]
+    assert again.details["accuracy_by_split"] == first.details["accuracy_by_split"]
+    assert again.details["accuracy_model_version"] == first.details["accuracy_model_version"]
+
+    write_report(spark, again, reports)
+    uri = layout(profile).features
+    new = delta.read_table(spark, uri).orderBy("image_id").limit(2).withColumn(
+        "image_id", F.concat(F.lit("new-"), "image_id"))
+    new.write.format("delta").mode("append").save(uri)
+    changed = score_table(spark, profile, report=RunReport("score", "score-changed"))
+
+    assert changed.counts["scored"] == 2 and "version_counts_from_run" not in changed.details
+    assert changed.details["predictions_for_version"] == first.details["predictions_for_version"] + 2
+    assert changed.details["version_counts"]["predictions_delta_version"] > \
+        first.details["version_counts"]["predictions_delta_version"]
+
+
 def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, scored, tmp_path):
     from pyspark.sql import functions as F
 

@@ -150,6 +150,15 @@ def table_version(spark: "SparkSession", uri: str) -> int:
     return int(DeltaTable.forPath(spark, uri).history(1).select("version").first()[0])
 
 
+def last_commit(spark: "SparkSession", uri: str) -> tuple[int, str]:
+    """The Delta table's current version and when it was committed (ISO 8601): together they name
+    one state of the table, even across a table dropped and made again (its versions start over)."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, uri).history(1).select("version", "timestamp").first()
+    return int(row["version"]), row["timestamp"].isoformat()
+
+
 def table_properties(spark: "SparkSession", uri: str) -> dict[str, str]:
     """The Delta table's properties (``TBLPROPERTIES``), without the protocol's entries.
 

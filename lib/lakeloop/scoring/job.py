@@ -467,14 +467,21 @@ def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, versi
 
     details = report.details
     details["accuracy_this_run"] = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
-    gold_version = delta.table_version(spark, lake.predictions)
-    gold = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(version))
-    split = F.coalesce(F.col("split"), F.lit("unknown")) if "split" in gold.columns else F.lit("unknown")
-    per_split = gold.groupBy(split.alias("split")).agg(
-        F.count("*").alias("rows"),
-        F.count(F.when(F.col("true_label").isNotNull(), 1)).alias("labelled"),
-        F.count(F.when(F.col("label") == F.col("true_label"), 1)).alias("correct"),
-    ).collect()
+    gold_version, committed_at = delta.last_commit(spark, lake.predictions)
+    counted = {"predictions_delta_version": gold_version, "committed_at": committed_at,
+               "model": {"name": version.name, "version": version.version}}
+    per_split, reused_from = _counts_of_the_last_run(spark, lake, counted)
+    if per_split is None:
+        gold = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(version))
+        split = F.coalesce(F.col("split"), F.lit("unknown")) if "split" in gold.columns else F.lit("unknown")
+        per_split = [r.asDict() for r in gold.groupBy(split.alias("split")).agg(
+            F.count("*").alias("rows"),
+            F.count(F.when(F.col("true_label").isNotNull(), 1)).alias("labelled"),
+            F.count(F.when(F.col("label") == F.col("true_label"), 1)).alias("correct"),
+        ).collect()]
+    else:
+        details["version_counts_from_run"] = reused_from
+    details["version_counts"] = {**counted, "by_split": per_split}
     rows, labelled, correct = (sum(r[k] for r in per_split) for k in ("rows", "labelled", "correct"))
     details["predictions_for_version"] = int(rows)
     # Over every split, the training split included: a figure of how the version fits the lake, not of
@@ -488,6 +495,24 @@ def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, versi
             report.metrics[name] = details[name]
     for name, value in details["accuracy_by_split"].items():
         report.metrics[f"accuracy_{name}"] = value
+
+
+def _counts_of_the_last_run(spark: "SparkSession", lake: LakeLayout,
+                            counted: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The per-split counts of the score job's latest run, with its run id, if it counted this
+    model version over this same state of gold.predictions (a scheduled run that found nothing
+    new): the same table state gives the same counts, so they are not counted again."""
+    from lakeloop.io import hadoop
+
+    latest = f"{lake.reports('score')}/latest.json"
+    try:
+        previous = json.loads(hadoop.read_text(spark, latest)) if hadoop.exists(spark, latest) else {}
+    except ValueError:  # a report cut short: count again
+        return None, None
+    before = previous.get("details", {}).get("version_counts") or {}
+    if {k: before.get(k) for k in counted} != counted or not isinstance(before.get("by_split"), list):
+        return None, None
+    return before["by_split"], previous.get("run_id")
 
 
 def _record_quality(spark: "SparkSession", report: RunReport, stats: Any, scoring_input: _Input,

@@ -156,6 +156,10 @@ class LakeLayout:
         """Folder of a job's run reports (JSON) and their pages (HTML)."""
         return f"{self.root}/_reports/{job}"
 
+    def latest_report(self, job: str) -> str:
+        """The JSON report of a job's latest run (``write_report`` writes it beside the run's own)."""
+        return f"{self.reports(job)}/latest.json"
+
     def tensorboard(self, run_id: str) -> str:
         """TensorBoard event files of one training run."""
         return f"{self.reports('train')}/{run_id}/tensorboard"

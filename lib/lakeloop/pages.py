@@ -263,14 +263,14 @@ def find_report(files: LakeFiles, lake: LakeLayout, job_or_run: str | None, jobs
     SourceError
         no such run or job report in the lake; the message lists the jobs that have one.
     """
-    have = [job for job in jobs if files.exists(f"{lake.reports(job)}/latest.json")]
+    have = [job for job in jobs if files.exists(lake.latest_report(job))]
     match = _RUN_ID.match(job_or_run or "")
     if match:
         uri = f"{lake.reports(match['job'])}/{job_or_run}.json"
     elif job_or_run:
-        uri = f"{lake.reports(job_or_run)}/latest.json"
+        uri = lake.latest_report(job_or_run)
     elif have:
-        latest = [json.loads(files.read_bytes(f"{lake.reports(job)}/latest.json")) for job in have]
+        latest = [json.loads(files.read_bytes(lake.latest_report(job))) for job in have]
         return max(latest, key=lambda r: r.get("started_at") or "")
     else:
         uri = None

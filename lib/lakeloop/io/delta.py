@@ -145,9 +145,7 @@ def read_pinned_or_empty(spark: "SparkSession", uri: str, schema: "StructType") 
 
 def table_version(spark: "SparkSession", uri: str) -> int:
     """Current version of the Delta table at ``uri``."""
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, uri).history(1).select("version").first()[0])
+    return last_commit(spark, uri)[0]
 
 
 def last_commit(spark: "SparkSession", uri: str) -> tuple[int, str]:

@@ -504,7 +504,7 @@ def _counts_of_the_last_run(spark: "SparkSession", lake: LakeLayout,
     new): the same table state gives the same counts, so they are not counted again."""
     from lakeloop.io import hadoop
 
-    latest = f"{lake.reports('score')}/latest.json"
+    latest = lake.latest_report("score")
     try:
         previous = json.loads(hadoop.read_text(spark, latest)) if hadoop.exists(spark, latest) else {}
     except ValueError:  # a report cut short: count again

@@ -212,6 +212,14 @@ def test_a_run_with_nothing_new_takes_the_counts_of_the_last_run_over_the_same_g
     assert changed.details["version_counts"]["predictions_delta_version"] > \
         first.details["version_counts"]["predictions_delta_version"]
 
+    # A report cut short (a disk that filled, a copy stopped half-way) is not trusted: counted again.
+    from lakeloop.io import hadoop
+
+    hadoop.write_text(spark, layout(profile).latest_report("score"), changed.to_json()[:200])
+    recounted = score_table(spark, profile, report=RunReport("score", "score-recounted"))
+    assert "version_counts_from_run" not in recounted.details
+    assert recounted.details["version_counts"] == changed.details["version_counts"]
+
 
 def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, scored, tmp_path):
     from pyspark.sql import functions as F

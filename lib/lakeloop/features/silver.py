@@ -309,12 +309,13 @@ def _preprocess_and_write(spark: "SparkSession", features: "DataFrame", cfg: Fea
                           report: RunReport) -> tuple[int, int, dict[str, int], list[str]]:
     """Preprocess the chosen rows and write them (nothing when bronze gained no rows since the
     last build); returns rows read, rows quarantined, the write's metrics and the class list."""
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     if how.get("new_rows") == 0:
         return 0, 0, {}, _label_list(spark, features, lake) if task == "multilabel" else classes
-    features = features.persist(StorageLevel.MEMORY_AND_DISK)
+    with report.timed("preprocess"):
+        # Held: counted, then written by a MERGE, which would otherwise preprocess every row again.
+        features = delta.held(features)
     try:
         with report.timed("preprocess"):
             stats = features.agg(F.count(F.lit(1)).alias("rows"), F.avg(F.length("pixels")).alias("bytes")).first()
@@ -327,7 +328,7 @@ def _preprocess_and_write(spark: "SparkSession", features: "DataFrame", cfg: Fea
             since = how.get("since_bronze_version") if how["mode"] == "incremental" else None
             metrics, bad_count = _write_features(spark, features, cfg, spec, classes, task, lake, built, since, report)
     finally:
-        features.unpersist()
+        delta.release(features)
     return n_images, bad_count, metrics, classes
 
 

@@ -411,8 +411,8 @@ def unseen_files(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str,
 def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles,
                  fault: TaskFault | None) -> "DataFrame":
     """Read, inspect and label the unseen files that are not skipped (the too large ones refused
-    unread); persisted, since three writes use it."""
-    from pyspark import StorageLevel
+    unread); held (:func:`lakeloop.io.delta.held`: three MERGEs write it; free it with
+    :func:`lakeloop.io.delta.release`)."""
     from pyspark.sql import functions as F
 
     taken = listing.unseen.where(~_skip(cfg))
@@ -438,14 +438,12 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
     if refused is not None:
         inspected = inspected.unionByName(refused)
-    return attach_labels(inspected, cfg, labels).persist(StorageLevel.MEMORY_AND_DISK)
+    return delta.held(attach_labels(inspected, cfg, labels))
 
 
 def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataFrame", cfg: ImageIngestConfig,
                     lake: LakeLayout, source_root: str, report: RunReport) -> dict[str, int]:
     """Bronze, then quarantine, then the ledger (each an idempotent MERGE); returns files per outcome."""
-    from pyspark import StorageLevel
-
     with report.timed("write_bronze"):
         report.details["bronze_merge"] = delta.merge_insert_new(
             spark, bronze_rows(checked, report.run_id), lake.bronze_images, ["image_id"],
@@ -455,15 +453,15 @@ def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataF
                                lake.quarantine_images, list(QUARANTINE_KEYS), add_columns=True)
     with report.timed("write_ledger"):
         bronze_now = delta.read_table(spark, lake.bronze_images, delta.table_version(spark, lake.bronze_images))
-        outcomes = ledger_rows(checked, bronze_now, report.run_id).unionByName(
-            skipped_ledger_rows(skipped, source_root, report.run_id)).persist(StorageLevel.MEMORY_AND_DISK)
+        outcomes = delta.held(ledger_rows(checked, bronze_now, report.run_id).unionByName(
+            skipped_ledger_rows(skipped, source_root, report.run_id)))
         try:
             by_outcome = {r["outcome"]: r["count"] for r in outcomes.groupBy("outcome").count().collect()}
             # One row per path: a file copied over itself (same bytes, new time) updates its row.
             delta.merge_upsert(spark, outcomes, lake.images_ledger, ["path"], ["length", "modification_time"],
                                add_columns=True)
         finally:
-            outcomes.unpersist()
+            delta.release(outcomes)
     return {k: by_outcome.get(k, 0) for k in OUTCOMES}
 
 
@@ -527,7 +525,7 @@ def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayou
         with report.timed("summarize"):
             _summarise_checks(checked, report)
     finally:
-        checked.unpersist()
+        delta.release(checked)
     if sum(outcomes.values()) != n_read + n_skipped:
         raise JobFailed(
             f"accounting mismatch in run {report.run_id}: took {n_read + n_skipped} files but ingested "

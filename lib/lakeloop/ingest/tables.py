@@ -175,7 +175,8 @@ class _TableRun:
 
 def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame", "DataFrame | None", int]:
     """Read the source (persisted: the positions must be the ones counted) and check its records
-    (persisted: counted, then written twice); returns (raw, checked or None when empty, inputs)."""
+    (held, :func:`lakeloop.io.delta.held`: counted, then written by two MERGEs, which would otherwise
+    read the source again); returns (raw, checked or None when empty, inputs)."""
     from py4j.protocol import Py4JJavaError
     from pyspark import StorageLevel
     from pyspark.errors.exceptions.captured import CapturedException
@@ -193,7 +194,7 @@ def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame",
     columns = record_columns(raw)
     record_schema = schema or StructType([f for f in raw.schema.fields if f.name in columns])
     checked = check_records(raw, record_schema, run.table, run.table.format, run.name)
-    return raw, checked.persist(StorageLevel.MEMORY_AND_DISK), n_inputs
+    return raw, delta.held(checked), n_inputs
 
 
 def _count_verdicts(checked: "DataFrame", run: _TableRun, n_inputs: int) -> tuple[int, int]:
@@ -319,9 +320,9 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
         n_good, n_bad = _count_verdicts(checked, run, n_inputs)
         written = _write_table(spark, checked, run, n_bad)
     finally:
-        for frame in (raw, checked):
-            if frame is not None:
-                frame.unpersist()
+        raw.unpersist()
+        if checked is not None:
+            delta.release(checked)
     _record_outcome(run, n_inputs, n_good, n_bad, written, time.perf_counter() - started)
     return report
 

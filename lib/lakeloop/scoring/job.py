@@ -307,7 +307,7 @@ def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_inpu
             chunk_stats, chunk_workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake,
                                                        report)
         finally:
-            scored.unpersist()
+            delta.release(scored)
         stats, workers, n_scored = _add_stats(stats, chunk_stats), workers + chunk_workers, n_scored + n_chunk
         if len(chunks) > 1:
             report.details.setdefault("chunks", []).append({"chunk": number, "rows": n_chunk,
@@ -334,11 +334,11 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
                    cfg: ScoreConfig, report: RunReport, carry: tuple[str, ...] = (),
                    errors: "Callable[[Column], Column] | None" = None,
                    fault: TaskFault | None = None) -> tuple["DataFrame", int]:
-    """The rows with the UDF's struct ``p``, persisted (counted once, written twice), and their number.
+    """The rows with the UDF's struct ``p``, held (:func:`lakeloop.io.delta.held`: counted once, written
+    twice; free them with :func:`lakeloop.io.delta.release`), and their number.
 
     ``carry``: columns of ``rows`` kept beside ``p`` (a Kafka message's topic, partition, offset);
     ``errors``: turns the UDF's ``p.error`` into the error written (given the carried columns too)."""
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     task = scoring_input.task
@@ -362,11 +362,11 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
     )
     if errors is not None:
         scored = scored.withColumn("p", F.col("p").withField("error", errors(F.col("p.error"))))
-    # Persisted so the UDF runs once for the counts and both MERGEs. The Arrow batch settings are
-    # read when the physical plan is made, which persist() does; set them around it and the count.
+    # Held so the UDF runs once for the counts and both MERGEs (delta.held: a MERGE would run it
+    # again). The Arrow batch settings are read when the physical plan is made: set them around it.
     with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
         with report.timed("score"):
-            scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+            scored = delta.held(scored)
             n_rows = scored.count()
     return scored, n_rows
 

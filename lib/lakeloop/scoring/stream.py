@@ -238,7 +238,7 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
             stats, workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake, report,
                                            txn=delta.Txn(app_id, batch_id), carry=carry)
         finally:
-            scored.unpersist()
+            delta.release(scored)
         merges = [report.details.pop(k, None) for k in ("predictions_merge", "quarantine_merge")]
         ran = [m for m in merges if m is not None]
         inserted, quarantined = (int((m or {}).get("num_inserted_rows", 0)) for m in merges)

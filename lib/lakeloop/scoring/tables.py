@@ -189,12 +189,11 @@ def _predicted(pending: "DataFrame", registry: Registry, version: ModelVersion, 
 
 def _score_and_write(spark: "SparkSession", scored: "DataFrame", gold: str, key: str, cfg: Any,
                      report: RunReport) -> int:
-    """Score one chunk (persisted: counted, then MERGEd) and insert its new keys; the rows scored."""
-    from pyspark import StorageLevel
-
+    """Score one chunk (held, :func:`lakeloop.io.delta.held`: counted, then MERGEd) and insert its new
+    keys; the rows scored."""
     with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
         with report.timed("score"):
-            scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+            scored = delta.held(scored)
             n_scored = scored.count()
     try:
         with report.timed("write_predictions"):
@@ -204,7 +203,7 @@ def _score_and_write(spark: "SparkSession", scored: "DataFrame", gold: str, key:
             else:
                 delta.ensure_table(spark, gold, scored.schema)
     finally:
-        scored.unpersist()
+        delta.release(scored)
     return n_scored
 
 

@@ -221,6 +221,49 @@ def test_a_run_with_nothing_new_takes_the_counts_of_the_last_run_over_the_same_g
     assert recounted.details["version_counts"] == changed.details["version_counts"]
 
 
+def test_a_run_with_nothing_new_since_the_last_run_skips_the_plan_and_reports_what_a_planned_run_would(
+        spark, scored, tmp_path):
+    from pyspark.sql import functions as F
+
+    from lakeloop.io import hadoop
+    from lakeloop.report import write_report
+
+    profile = copy_lake(scored[0], tmp_path / "lake")
+    lake = layout(profile)
+    uri = lake.features
+    # One row that cannot be scored, so the quarantine's count is carried over too.
+    short = delta.read_table(spark, uri).orderBy("image_id").limit(1).withColumn("image_id", F.lit("short-1")) \
+        .withColumn("pixels", F.substring("pixels", 1, 100))
+    short.write.format("delta").mode("append").save(uri)
+    first = score_table(spark, profile, report=RunReport("score", "score-first")).finish()
+    assert first.counts["quarantined"] == 1 and "plan_from_run" not in first.details
+    write_report(spark, first, lake.reports("score"))  # as the score job does after its run
+
+    again = score_table(spark, profile, report=RunReport("score", "score-again")).finish()
+    write_report(spark, again, lake.reports("score"))
+    hadoop.delete(spark, lake.latest_report("score"))
+    planned = score_table(spark, profile, report=RunReport("score", "score-planned"))
+
+    assert again.details["plan_from_run"] == "score-first" and "plan_from_run" not in planned.details
+    assert again.counts == planned.counts
+    assert again.counts["already_scored"] == first.counts["already_scored"] + first.counts["scored"]
+    assert again.counts["already_quarantined"] == first.counts["already_quarantined"] + 1
+    assert again.details["accuracy_by_split"] == planned.details["accuracy_by_split"]
+
+    # Predictions deleted from gold (to score them again) change gold's state: the run plans again.
+    write_report(spark, again.finish(), lake.reports("score"))
+    two = [r.image_id for r in delta.read_table(spark, lake.predictions).orderBy("image_id").limit(2).collect()]
+    spark.sql(f"DELETE FROM delta.`{lake.predictions}` WHERE image_id IN ('{two[0]}', '{two[1]}')")
+    rescored = score_table(spark, profile, report=RunReport("score", "score-rescored")).finish()
+    assert "plan_from_run" not in rescored.details and rescored.counts["scored"] == 2
+
+    # A last run that failed is not trusted, whatever state it recorded.
+    write_report(spark, rescored.finish("failed", "JobFailed: on purpose"), lake.reports("score"))
+    after_failure = score_table(spark, profile, report=RunReport("score", "score-after-failure"))
+    assert "plan_from_run" not in after_failure.details
+    assert after_failure.counts["already_scored"] == again.counts["already_scored"]
+
+
 def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, scored, tmp_path):
     from pyspark.sql import functions as F
 

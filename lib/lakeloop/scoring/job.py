@@ -161,14 +161,14 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     registry = Registry.for_profile(profile)
     scoring_input = _open_input(spark, profile, registry, report)
     with report.timed("plan"):
-        pending = _plan_pending(spark, scoring_input, cfg, lake, report)
-        chunks, n_pending = bounded_chunks(pending.rows, "image_id", cfg)
-        if _nothing_to_do(spark, pending, n_pending, scoring_input.task, lake):
-            chunks, n_pending = [], 0
+        pending, chunks, n_pending = _plan(spark, scoring_input, cfg, lake, report)
     stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started,
                                              profile.faults.fail_task)
     _count(report, pending, n_pending, n_scored, stats, workers, cfg)
-    _record_quality(spark, report, stats, scoring_input, lake)
+    gold_commit = delta.last_commit(spark, lake.predictions)
+    _record_quality(spark, report, stats, scoring_input, lake, gold_commit)
+    if not report.counts.get("remaining"):
+        report.details["scored_state"] = _scored_state(spark, scoring_input, lake, gold_commit)
     _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
@@ -194,6 +194,8 @@ class _Input:
     # bronze.images (image files with path and image_id): the storage settings that read the files
     # it holds by reference (a null content), else None
     references: dict[str, str] | None = None
+    # the input's pinned Delta version and its commit time (None for a Kafka topic)
+    input_commit: tuple[int, str] | None = None
 
     @property
     def task(self) -> str:
@@ -217,7 +219,7 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
         raise ConfigError(f"model {version.name}:{version.version} was trained on a table, not on images; score it "
                           f"with the profile that sets features.table (its rows go to gold.<table>_predictions)")
     report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
-    input_version = delta.table_version(spark, input_uri)
+    input_version, input_committed_at = delta.last_commit(spark, input_uri)
     source = delta.read_table(spark, input_uri, input_version)
     column, kind = image_column(source, cfg.input_column, "score.input_column")
     check_table_columns(source.columns, {**metadata, "name": version.name, "version": version.version},
@@ -228,7 +230,8 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
             f"gold.predictions is keyed by it: add one (e.g. sha2(content, 256)) or score the table in a "
             f"notebook with lakeloop.score(df, ...)"
         )
-    report.details["input"] = {"uri": input_uri, "delta_version": input_version, "column": column, "kind": kind}
+    report.details["input"] = {"uri": input_uri, "delta_version": input_version, "committed_at": input_committed_at,
+                               "column": column, "kind": kind}
     if kind == INPUT_PIXELS:
         warning = _spec_warning(spark, input_uri, metadata)
         if warning:
@@ -240,7 +243,8 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
             .select("image_id", "split")
     # bronze.images' null contents are files held by reference, read from their paths.
     references = profile.hadoop_conf() if input_uri == lake.bronze_images and column == "content" else None
-    return _Input(input_uri, source, column, kind, version, metadata, splits, references)
+    return _Input(input_uri, source, column, kind, version, metadata, splits, references,
+                  (input_version, input_committed_at))
 
 
 def _this_version(version: ModelVersion) -> "Column":
@@ -277,6 +281,75 @@ def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig
     n_already = keyed.rows.join(predicted_ids, "image_id", "left_semi").count()
     pending = keyed.rows.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
     return _Pending(pending, keyed.n_inputs, keyed.n_without_key, keyed.n_repeated, n_already)
+
+
+def _scored_state(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout,
+                  gold_commit: tuple[int, str] | None = None) -> dict[str, Any]:
+    """The input's pinned version, the model version, and the current commits of gold.predictions
+    and quarantine.predictions (version and time: together one state of a table, see
+    :func:`lakeloop.io.delta.last_commit`). Recorded at the end of a run that left nothing pending,
+    it says that every row of that input is in one of those two tables as they then were."""
+    def commit(uri: str) -> dict[str, Any] | None:
+        if not delta.is_delta_table(spark, uri):
+            return None
+        version, committed_at = delta.last_commit(spark, uri)
+        return {"delta_version": version, "committed_at": committed_at}
+
+    gold = commit(lake.predictions) if gold_commit is None else \
+        {"delta_version": gold_commit[0], "committed_at": gold_commit[1]}
+    version, committed_at = scoring_input.input_commit or (None, None)
+    return {"input": {"uri": scoring_input.uri, "delta_version": version, "committed_at": committed_at},
+            "model": {"name": scoring_input.version.name, "version": scoring_input.version.version},
+            "predictions": gold, "quarantine": commit(lake.quarantine_predictions)}
+
+
+def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout,
+                                     report: RunReport) -> _Pending | None:
+    """When the score job's latest run succeeded, left nothing pending and ended with the input,
+    the model version, gold.predictions and quarantine.predictions as they are now (a scheduled run
+    with nothing new), nothing is pending now either: the plan's counts follow from that run's, and
+    the anti-join against gold is not planned. Else None (plan it)."""
+    previous = _latest_score_report(spark, lake)
+    counts = previous.get("counts") or {}
+    recorded = (previous.get("details") or {}).get("scored_state")
+    if previous.get("status") != "succeeded" or not recorded or counts.get("remaining") or \
+            counts.get("skipped_null_id") or counts.get("skipped_duplicate_id"):
+        return None
+    if recorded != _scored_state(spark, scoring_input, lake):
+        return None
+    try:
+        already = int(counts["already_scored"]) + int(counts["scored"])
+        pending = _Pending(None, int(counts["inputs"]), 0, 0, already)
+    except (KeyError, TypeError, ValueError):  # a report from another lakeloop: plan it
+        return None
+    report.details["plan_from_run"] = previous.get("run_id")
+    return pending
+
+
+def _latest_score_report(spark: "SparkSession", lake: LakeLayout) -> dict[str, Any]:
+    """The score job's latest run report, or {} when there is none or it is cut short."""
+    from lakeloop.io import hadoop
+
+    latest = lake.latest_report("score")
+    try:
+        previous = json.loads(hadoop.read_text(spark, latest)) if hadoop.exists(spark, latest) else {}
+    except ValueError:  # a report cut short (a disk that filled, a copy stopped half-way)
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def _plan(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,
+          report: RunReport) -> tuple["_Pending", list["DataFrame"], int | None]:
+    """What is pending, the chunks to score it in, and how many rows (see :func:`bounded_chunks`):
+    nothing, without a plan, when the tables are as the last run left them."""
+    pending = _pending_as_the_last_run_left_it(spark, scoring_input, lake, report)
+    if pending is not None:
+        return pending, [], 0
+    pending = _plan_pending(spark, scoring_input, cfg, lake, report)
+    chunks, n_pending = bounded_chunks(pending.rows, "image_id", cfg)
+    if _nothing_to_do(spark, pending, n_pending, scoring_input.task, lake):
+        return pending, [], 0
+    return pending, chunks, n_pending
 
 
 def _nothing_to_do(spark: "SparkSession", pending: _Pending, n_pending: int | None, task: str,
@@ -461,13 +534,14 @@ def _count(report: RunReport, pending: _Pending, n_bounded: int | None, n_scored
 
 
 def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, version: ModelVersion,
-                     lake: LakeLayout) -> None:
-    """Accuracy against the input's labels: of this run's rows, and of every prediction of the version."""
+                     lake: LakeLayout, gold_commit: tuple[int, str]) -> None:
+    """Accuracy against the input's labels: of this run's rows, and of every prediction of the
+    version (in gold.predictions at ``gold_commit``, its current version and commit time)."""
     from pyspark.sql import functions as F
 
     details = report.details
     details["accuracy_this_run"] = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
-    gold_version, committed_at = delta.last_commit(spark, lake.predictions)
+    gold_version, committed_at = gold_commit
     counted = {"predictions_delta_version": gold_version, "committed_at": committed_at,
                "model": {"name": version.name, "version": version.version}}
     per_split, reused_from = _counts_of_the_last_run(spark, lake, counted)
@@ -502,33 +576,27 @@ def _counts_of_the_last_run(spark: "SparkSession", lake: LakeLayout,
     """The per-split counts of the score job's latest run, with its run id, if it counted this
     model version over this same state of gold.predictions (a scheduled run that found nothing
     new): the same table state gives the same counts, so they are not counted again."""
-    from lakeloop.io import hadoop
-
-    latest = lake.latest_report("score")
-    try:
-        previous = json.loads(hadoop.read_text(spark, latest)) if hadoop.exists(spark, latest) else {}
-    except ValueError:  # a report cut short: count again
-        return None, None
-    before = previous.get("details", {}).get("version_counts") or {}
+    previous = _latest_score_report(spark, lake)
+    before = (previous.get("details") or {}).get("version_counts") or {}
     if {k: before.get(k) for k in counted} != counted or not isinstance(before.get("by_split"), list):
         return None, None
     return before["by_split"], previous.get("run_id")
 
 
 def _record_quality(spark: "SparkSession", report: RunReport, stats: Any, scoring_input: _Input,
-                    lake: LakeLayout) -> None:
+                    lake: LakeLayout, gold_commit: tuple[int, str]) -> None:
     if scoring_input.task == "classification":
-        _record_accuracy(spark, report, stats, scoring_input.version, lake)
+        _record_accuracy(spark, report, stats, scoring_input.version, lake, gold_commit)
     else:
-        _record_task_quality(spark, report, scoring_input, lake)
+        _record_task_quality(spark, report, scoring_input, lake, gold_commit[0])
 
 
-def _record_task_quality(spark: "SparkSession", report: RunReport, scoring_input: _Input, lake: LakeLayout) -> None:
+def _record_task_quality(spark: "SparkSession", report: RunReport, scoring_input: _Input, lake: LakeLayout,
+                         gold_version: int) -> None:
     """A multilabel or regression image model's figures over every prediction of the version whose
     input had a target: exact-match rate of the label sets, or MAE and RMSE."""
     from lakeloop.scoring.tables import task_quality
 
-    gold_version = delta.table_version(spark, lake.predictions)
     gold = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(scoring_input.version))
     quality = task_quality(gold, scoring_input.task, "model_version")
     report.details["labelled_predictions_for_version"] = quality.pop("labelled")

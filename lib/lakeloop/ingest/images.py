@@ -442,15 +442,17 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
 
 
 def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataFrame", cfg: ImageIngestConfig,
-                    lake: LakeLayout, source_root: str, report: RunReport) -> dict[str, int]:
-    """Bronze, then quarantine, then the ledger (each an idempotent MERGE); returns files per outcome."""
+                    lake: LakeLayout, source_root: str, report: RunReport, n_refused: int) -> dict[str, int]:
+    """Bronze, then quarantine (when the run refused a file, or to create it), then the ledger (each an
+    idempotent MERGE); returns files per outcome."""
     with report.timed("write_bronze"):
         report.details["bronze_merge"] = delta.merge_insert_new(
             spark, bronze_rows(checked, report.run_id), lake.bronze_images, ["image_id"],
             properties=delta.CHANGE_FEED_ON)  # build_features reads only the rows each run adds
     with report.timed("write_quarantine"):
-        delta.merge_insert_new(spark, quarantine_rows(checked, report.run_id, cfg.quarantine_content_max_bytes),
-                               lake.quarantine_images, list(QUARANTINE_KEYS), add_columns=True)
+        if n_refused or not delta.is_delta_table(spark, lake.quarantine_images):
+            delta.merge_insert_new(spark, quarantine_rows(checked, report.run_id, cfg.quarantine_content_max_bytes),
+                                   lake.quarantine_images, list(QUARANTINE_KEYS), add_columns=True)
     with report.timed("write_ledger"):
         bronze_now = delta.read_table(spark, lake.bronze_images, delta.table_version(spark, lake.bronze_images))
         outcomes = delta.held(ledger_rows(checked, bronze_now, report.run_id).unionByName(
@@ -465,13 +467,23 @@ def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataF
     return {k: by_outcome.get(k, 0) for k in OUTCOMES}
 
 
-def _summarise_checks(checked: "DataFrame", report: RunReport) -> None:
+def _tally_checks(checked: "DataFrame") -> dict[str, int]:
+    """Files read, refused and accepted without a label, in one pass over the checked files."""
+    from pyspark.sql import functions as F
+
+    ok = F.col("check.ok")
+    return checked.agg(F.count(F.lit(1)).alias("read"), F.count(F.when(~ok, 1)).alias("refused"),
+                       F.count(F.when(ok & F.col("label").isNull(), 1)).alias("unlabeled")).first().asDict()
+
+
+def _summarise_checks(checked: "DataFrame", tally: dict[str, int], report: RunReport) -> None:
     """Warn about unlabelled images; count the quarantine reasons by class (they add up to the
     quarantined count)."""
     from pyspark.sql import functions as F
 
-    unlabeled = checked.where(F.col("check.ok") & F.col("label").isNull()).count()
-    reasons = checked.where(~F.col("check.ok")).groupBy(F.col("check.reason").alias("reason")).count().collect()
+    unlabeled = tally["unlabeled"]
+    reasons = checked.where(~F.col("check.ok")).groupBy(F.col("check.reason").alias("reason")).count().collect() \
+        if tally["refused"] else []
     if unlabeled:
         report.warnings.append(f"{unlabeled} accepted image(s) have no label (file directly in the source root, "
                                f"or missing from the labels table)")
@@ -515,15 +527,16 @@ def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayou
         checked = _check_files(spark, cfg, listing, files, fault)
     try:
         with report.timed("decode"):
-            n_read = checked.count()
+            tally = _tally_checks(checked)
+            n_read = tally["read"]
         if n_read + n_skipped != listing.n_unseen:
             report.warnings.append(
                 f"{listing.n_unseen - n_read - n_skipped} listed file(s) changed or vanished before they were read; "
                 f"they are not in the ledger and {retry}"
             )
-        outcomes = _write_outcomes(spark, checked, skipped, cfg, lake, listing.source_root, report)
+        outcomes = _write_outcomes(spark, checked, skipped, cfg, lake, listing.source_root, report, tally["refused"])
         with report.timed("summarize"):
-            _summarise_checks(checked, report)
+            _summarise_checks(checked, tally, report)
     finally:
         delta.release(checked)
     if sum(outcomes.values()) != n_read + n_skipped:

@@ -168,8 +168,13 @@ def held(df: "DataFrame") -> "DataFrame":
     fails the run (Spark's ``CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND``) instead of computing the rows
     again; every write here is an idempotent MERGE, so the next run finishes the work. Free the
     rows with :func:`release`.
+
+    The rows keep the partitions of the plan's shuffles (``spark.sql.shuffle.partitions``): adaptive
+    execution would merge a small input's into one, and a UDF after the shuffle (the model scoring
+    the pending rows) would then run in one task on one core, as ``persist()`` never made it.
     """
-    return df.localCheckpoint(eager=True)
+    with scoped_conf(df.sparkSession, {"spark.sql.adaptive.coalescePartitions.enabled": "false"}):
+        return df.localCheckpoint(eager=True)
 
 
 def release(df: "DataFrame") -> None:

@@ -257,7 +257,7 @@ def _this_version(version: ModelVersion) -> "Column":
 class _Pending:
     """The rows to score, and what the plan counted on the way."""
 
-    rows: "DataFrame"
+    rows: "DataFrame | None"  # None: nothing is pending, known without a plan (the counts carried over)
     inputs: int
     null_ids: int
     duplicates: int

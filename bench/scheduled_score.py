@@ -174,9 +174,11 @@ def main() -> None:
     print(f"\nbare PyTorch: load the weights and score {args.new} rows in {bare:.3f} s")
     if args.json:
         whole = {(name, new): seconds for name, new, seconds, _, _ in results}
-        job = "./spark-submit.sh score --stream (whole job)"
+        job, batch = "./spark-submit.sh score --stream (whole job)", "./spark-submit.sh score (whole job)"
         args.json.write_text(json.dumps({"scheduled_new": whole[(job, args.new)],
-                                         "scheduled_nothing": whole[(job + ", nothing new", 0)]}))
+                                         "scheduled_nothing": whole[(job + ", nothing new", 0)],
+                                         "scheduled_batch_new": whole[(batch, args.new)],
+                                         "scheduled_batch_nothing": whole[(batch + ", nothing new", 0)]}))
 
 
 if __name__ == "__main__":

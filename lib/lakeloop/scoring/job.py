@@ -261,7 +261,7 @@ class _Pending:
     inputs: int
     null_ids: int
     duplicates: int
-    already_scored: int
+    already_quarantined: int  # the input's keys quarantine.predictions holds for this version
 
 
 def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,
@@ -278,9 +278,12 @@ def _plan_pending(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig
         .where(this_version).select("image_id")
     quarantined_ids = delta.read_pinned_or_empty(spark, lake.quarantine_predictions, quarantine_schema()) \
         .where(this_version).select("image_id")
-    n_already = keyed.rows.join(predicted_ids, "image_id", "left_semi").count()
+    # Counted against the quarantine, which is small, not against gold: the keys with a prediction
+    # are then the keyed inputs less the quarantined and the pending ones (see _count).
+    n_quarantined = 0 if quarantined_ids.isEmpty() else keyed.rows.join(quarantined_ids, "image_id",
+                                                                         "left_semi").count()
     pending = keyed.rows.join(predicted_ids.unionByName(quarantined_ids), "image_id", "left_anti")
-    return _Pending(pending, keyed.n_inputs, keyed.n_without_key, keyed.n_repeated, n_already)
+    return _Pending(pending, keyed.n_inputs, keyed.n_without_key, keyed.n_repeated, n_quarantined)
 
 
 def _scored_state(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout,
@@ -318,8 +321,8 @@ def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Inpu
     if recorded != _scored_state(spark, scoring_input, lake):
         return None
     try:
-        already = int(counts["already_scored"]) + int(counts["scored"])
-        pending = _Pending(None, int(counts["inputs"]), 0, 0, already)
+        quarantined = int(counts["already_quarantined"]) + int(counts["quarantined"])
+        pending = _Pending(None, int(counts["inputs"]), 0, 0, quarantined)
     except (KeyError, TypeError, ValueError):  # a report from another lakeloop: plan it
         return None
     report.details["plan_from_run"] = previous.get("run_id")
@@ -518,8 +521,8 @@ def _count(report: RunReport, pending: _Pending, n_bounded: int | None, n_scored
     n_keyed = pending.inputs - pending.null_ids - pending.duplicates
     report.counts.update(
         inputs=pending.inputs,
-        already_scored=pending.already_scored,
-        already_quarantined=n_keyed - pending.already_scored - n_pending,
+        already_scored=n_keyed - pending.already_quarantined - n_pending,
+        already_quarantined=pending.already_quarantined,
         scored=int(stats["good"]),
         quarantined=int(stats["bad"]),
         python_workers=len(workers),

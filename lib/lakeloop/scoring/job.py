@@ -161,14 +161,16 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     registry = Registry.for_profile(profile)
     scoring_input = _open_input(spark, profile, registry, report)
     with report.timed("plan"):
-        pending, chunks, n_pending = _plan(spark, scoring_input, cfg, lake, report)
+        pending, chunks, n_pending, unchanged = _plan(spark, scoring_input, cfg, lake, report)
     stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started,
                                              profile.faults.fail_task)
     _count(report, pending, n_pending, n_scored, stats, workers, cfg)
-    gold_commit = delta.last_commit(spark, lake.predictions)
+    # A run that found the tables as the last run left them wrote nothing: that state is still theirs.
+    gold_commit = (unchanged["predictions"]["delta_version"], unchanged["predictions"]["committed_at"]) \
+        if unchanged else delta.last_commit(spark, lake.predictions)
     _record_quality(spark, report, stats, scoring_input, lake, gold_commit)
     if not report.counts.get("remaining"):
-        report.details["scored_state"] = _scored_state(spark, scoring_input, lake, gold_commit)
+        report.details["scored_state"] = unchanged or _scored_state(spark, scoring_input, lake, gold_commit)
     _record_drift(report, stats, scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
@@ -307,18 +309,19 @@ def _scored_state(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout
 
 
 def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout,
-                                     report: RunReport) -> _Pending | None:
+                                     report: RunReport) -> tuple[_Pending, dict[str, Any]] | None:
     """When the score job's latest run succeeded, left nothing pending and ended with the input,
     the model version, gold.predictions and quarantine.predictions as they are now (a scheduled run
     with nothing new), nothing is pending now either: the plan's counts follow from that run's, and
-    the anti-join against gold is not planned. Else None (plan it)."""
+    the anti-join against gold is not planned. Returns them and that state (:func:`_scored_state`,
+    with gold's commit); else None (plan it)."""
     previous = _latest_score_report(spark, lake)
     counts = previous.get("counts") or {}
     recorded = (previous.get("details") or {}).get("scored_state")
     if previous.get("status") != "succeeded" or not recorded or counts.get("remaining") or \
             counts.get("skipped_null_id") or counts.get("skipped_duplicate_id"):
         return None
-    if recorded != _scored_state(spark, scoring_input, lake):
+    if recorded != _scored_state(spark, scoring_input, lake) or not recorded.get("predictions"):
         return None
     try:
         quarantined = int(counts["already_quarantined"]) + int(counts["quarantined"])
@@ -326,7 +329,7 @@ def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Inpu
     except (KeyError, TypeError, ValueError):  # a report from another lakeloop: plan it
         return None
     report.details["plan_from_run"] = previous.get("run_id")
-    return pending
+    return pending, recorded
 
 
 def _latest_score_report(spark: "SparkSession", lake: LakeLayout) -> dict[str, Any]:
@@ -342,17 +345,17 @@ def _latest_score_report(spark: "SparkSession", lake: LakeLayout) -> dict[str, A
 
 
 def _plan(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,
-          report: RunReport) -> tuple["_Pending", list["DataFrame"], int | None]:
-    """What is pending, the chunks to score it in, and how many rows (see :func:`bounded_chunks`):
-    nothing, without a plan, when the tables are as the last run left them."""
-    pending = _pending_as_the_last_run_left_it(spark, scoring_input, lake, report)
-    if pending is not None:
-        return pending, [], 0
+          report: RunReport) -> tuple["_Pending", list["DataFrame"], int | None, dict[str, Any] | None]:
+    """What is pending, the chunks to score it in, and how many rows (see :func:`bounded_chunks`),
+    and the tables' state when it is as the last run left them (then nothing, without a plan)."""
+    unchanged = _pending_as_the_last_run_left_it(spark, scoring_input, lake, report)
+    if unchanged is not None:
+        return unchanged[0], [], 0, unchanged[1]
     pending = _plan_pending(spark, scoring_input, cfg, lake, report)
     chunks, n_pending = bounded_chunks(pending.rows, "image_id", cfg)
     if _nothing_to_do(spark, pending, n_pending, scoring_input.task, lake):
-        return pending, [], 0
-    return pending, chunks, n_pending
+        return pending, [], 0, None
+    return pending, chunks, n_pending, None
 
 
 def _nothing_to_do(spark: "SparkSession", pending: _Pending, n_pending: int | None, task: str,

@@ -150,3 +150,22 @@ def test_a_local_driver_starts_from_the_class_archive_the_setup_wrote_and_as_bef
     off = load_profile("local", [("jvm.cache_dir", str(tmp_path)), ("jvm.packages", []), ("jvm.class_archive", False)])
     assert "SharedArchiveFile" not in spark_settings(off)["spark.driver.extraJavaOptions"]
     assert not load_profile("yarn").jvm.class_archive and not load_profile("databricks").jvm.class_archive
+
+
+def test_a_local_driver_that_compiles_with_c1_alone_keeps_a_code_cache_that_lasts_a_long_session():
+    """C1 alone gets a 48 MB code cache, which a session fills in about a minute; the JVM then stops
+    compiling for good and runs everything after that interpreted."""
+    import shlex
+    import shutil
+
+    from lakeloop.config import load_profile
+    from lakeloop.runtime.session import spark_settings
+
+    options = [o for o in shlex.split(spark_settings(load_profile("local"))["spark.driver.extraJavaOptions"])
+               if o.startswith("-XX:") and "SharedArchiveFile" not in o]
+    assert "-XX:TieredStopAtLevel=1" in options
+    proc = subprocess.run([shutil.which("java") or "java", *options, "-XX:+PrintFlagsFinal", "-version"],
+                          capture_output=True, text=True, check=True)
+    reserved = next(int(line.split("=")[1].split()[0]) for line in proc.stdout.splitlines()
+                    if line.split()[1:2] == ["ReservedCodeCacheSize"])
+    assert reserved >= 240 * 1024 * 1024

@@ -315,6 +315,45 @@ def test_job_ingests_every_configured_table_and_writes_its_report(spark, lake, t
     assert set(report["details"]["tables"]) == {"meta", "extra"}
 
 
+def test_a_rerun_with_every_source_file_and_table_as_the_last_run_left_them_reads_nothing_and_counts_the_same(
+        spark, lake, tmp_path):
+    """A skipped table reports what a planned rerun would, commits nothing, and any change to its
+    source, its settings or its tables makes the next run read it again."""
+    import os
+
+    main = _load_job("ingest_tables").main
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, "4,bad"])
+    bronze = layout(make_profile(lake)).bronze_table("meta")
+    latest = Path(lake.removeprefix("file:")) / "_reports" / "ingest_tables" / "latest.json"
+
+    def run(*sets: str) -> dict:
+        tables = json.dumps({"meta": csv_table(source)})
+        assert main(["--profile", "test", "--set", f"lake_root={lake}", "--set", f"ingest_tables.tables={tables}",
+                     *[arg for s in sets for arg in ("--set", s)]]) == 0
+        report = json.loads(latest.read_text())
+        return {**report["counts"], **report["details"]["tables"]["meta"], "version": delta.table_version(spark, bronze)}
+
+    first = run()
+    planned = dict(inputs=4, inserted=0, updated=0, unchanged=3, quarantined=1, tables_failed=0)
+    skipped = run()
+    assert skipped["skipped_from_run"] and {k: skipped[k] for k in planned} == planned
+    assert skipped["version"] == first["version"]
+    again = run("ingest_tables.skip_unchanged=false")  # read, and found what the skipped run reported
+    assert "skipped_from_run" not in again and {k: again[k] for k in planned} == planned
+
+    spark.sql(f"DELETE FROM delta.`{bronze}` WHERE sample_id = 2")  # a row deleted by hand comes back
+    restored = run()
+    assert "skipped_from_run" not in restored and restored["inserted"] == 1
+    assert run()["skipped_from_run"]  # the restoring run recorded the tables as it left them
+
+    path = Path(source.removeprefix("file:"))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))  # touched: read again
+    assert "skipped_from_run" not in run()
+    write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, "9,z.png,1,0.5,b3", "4,bad"])  # a new record
+    changed = run()
+    assert "skipped_from_run" not in changed and changed["inserted"] == 1 and changed["inputs"] == 5
+
+
 # --------------------------------------------------------------------------- real-world files
 
 HEADER_WITH_PUNCTUATION = ["id", "Contact Phone Number", "note (free text)", "a;b", "été"]

@@ -137,6 +137,9 @@ class TableIngestConfig:
     """Settings of ``jobs/ingest_tables.py``: the tables it knows, by name."""
 
     tables: dict[str, TableSource] = field(default_factory=dict)
+    # A table whose source files, settings, bronze and quarantine tables are all as its last
+    # successful run left them is not read again (that run's counts are carried over); false: read it.
+    skip_unchanged: bool = True
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,23 @@ def glob_exists(spark: "SparkSession", pattern: str) -> bool:
     return matches is not None and len(matches) > 0
 
 
+def file_states(spark: "SparkSession", pattern: str) -> list[tuple[str, int, int]]:
+    """(path, bytes, modified ms) of every file ``pattern`` names (a file, a folder: every file under it,
+    or a Hadoop glob of either), sorted by path: together they change whenever a file is added,
+    removed, rewritten or touched."""
+    fs, path = _fs_and_path(spark, pattern)
+    states = []
+    for match in fs.globStatus(path) or []:
+        if not match.isDirectory():
+            states.append((str(match.getPath().toString()), int(match.getLen()), int(match.getModificationTime())))
+            continue
+        files = fs.listFiles(match.getPath(), True)
+        while files.hasNext():
+            found = files.next()
+            states.append((str(found.getPath().toString()), int(found.getLen()), int(found.getModificationTime())))
+    return sorted(states)
+
+
 def qualify(spark: "SparkSession", uri: str) -> str:
     """The fully qualified form Spark reports paths in (``file:///x`` -> ``file:/x``), without a trailing ``/``."""
     fs, path = _fs_and_path(spark, uri)

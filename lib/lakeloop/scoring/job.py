@@ -20,7 +20,7 @@ from lakeloop.layout import LakeLayout
 from lakeloop.metrics import INTENSITY_BINS, histogram_fractions, population_stability_index
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, intensity_bin
 from lakeloop.registry import ModelVersion, Registry
-from lakeloop.report import RunReport
+from lakeloop.report import RunReport, read_latest_report
 from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_PIXELS, TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES, model_label,
                                     model_spec)
 from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, bounded_chunks, check_table_columns, image_column,
@@ -334,14 +334,7 @@ def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Inpu
 
 def _latest_score_report(spark: "SparkSession", lake: LakeLayout) -> dict[str, Any]:
     """The score job's latest run report, or {} when there is none or it is cut short."""
-    from lakeloop.io import hadoop
-
-    latest = lake.latest_report("score")
-    try:
-        previous = json.loads(hadoop.read_text(spark, latest)) if hadoop.exists(spark, latest) else {}
-    except ValueError:  # a report cut short (a disk that filled, a copy stopped half-way)
-        return {}
-    return previous if isinstance(previous, dict) else {}
+    return read_latest_report(spark, lake.latest_report("score"))
 
 
 def _plan(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,

@@ -313,9 +313,12 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
     run.details.update(source=table.source, format=table.format, bronze=run.bronze_uri, quarantine=run.quarantine_uri)
     started = time.perf_counter()
     # Listed before the read: a file rewritten during the run then differs from what is recorded.
-    source_files = _source_digest(spark, run) if profile.ingest_tables.skip_unchanged else None
-    if source_files is not None and _as_the_last_run_left_it(spark, run, lake, source_files):
-        return report
+    source_files = None
+    if profile.ingest_tables.skip_unchanged:
+        with report.timed(f"{name}.check_unchanged"):
+            source_files = _source_digest(spark, run)
+            if _as_the_last_run_left_it(spark, run, lake, source_files):
+                return report
     raw, checked, n_inputs = _read_and_check(spark, run)
     try:
         if checked is None:

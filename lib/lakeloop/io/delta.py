@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple, Sequence
 
 from lakeloop.errors import ConcurrentWriteConflict
@@ -150,11 +151,26 @@ def table_version(spark: "SparkSession", uri: str) -> int:
 
 def last_commit(spark: "SparkSession", uri: str) -> tuple[int, str]:
     """The Delta table's current version and when it was committed (ISO 8601): together they name
-    one state of the table, even across a table dropped and made again (its versions start over)."""
-    from delta.tables import DeltaTable
+    one state of the table, even across a table dropped and made again (its versions start over).
 
-    row = DeltaTable.forPath(spark, uri).history(1).select("version", "timestamp").first()
-    return int(row["version"]), row["timestamp"].isoformat()
+    Read from the snapshot Delta brings up to date to open the table (``DeltaTable.forPath`` loads
+    it as a DataFrame, which lists the log for new commits): 0.01 s. ``history(1)`` gives the same
+    two values through a Spark query of its own, 0.2-0.5 s a call and 2 s the first in a JVM (jobs
+    ask a few times each); it is the fallback should Delta's classes change.
+    """
+    from delta.tables import DeltaTable
+    from py4j.protocol import Py4JError
+
+    table = DeltaTable.forPath(spark, uri)
+    try:
+        snapshot = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, uri) \
+            .unsafeVolatileSnapshot()
+        version, millis = int(snapshot.version()), int(snapshot.timestamp())
+    except (Py4JError, AttributeError, TypeError):
+        row = table.history(1).select("version", "timestamp").first()
+        return int(row["version"]), row["timestamp"].isoformat()
+    # As history's timestamp comes to Python: a naive datetime in this process's time zone.
+    return version, datetime.fromtimestamp(millis // 1000).replace(microsecond=millis % 1000 * 1000).isoformat()
 
 
 def held(df: "DataFrame") -> "DataFrame":

@@ -165,6 +165,27 @@ def test_rerun_publishes_nothing(trained, spark):
     assert Registry.for_profile(profile).list_versions("digits_lenet") == [1]
 
 
+def test_training_on_the_driver_as_the_local_profile_does_publishes_the_model_two_spark_tasks_publish(
+        trained, spark, digits_lake, tmp_path):
+    """train.local_mode (conf/local.yaml): torchrun starts from the driver instead of from two barrier
+    tasks; the ranks, their shards and so the weights are the same."""
+    from lakeloop.config import load_profile
+
+    assert load_profile("local").train.local_mode and not load_profile("yarn").train.local_mode
+    clean_profile, clean_version, clean_report = trained
+    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.local_mode", True))
+    report = RunReport("train", "on-the-driver")
+    version = train(spark, profile, report=report)
+
+    assert "slots" not in report.details["capacity"]  # no barrier stage to find task slots for
+    on_driver = Registry.for_profile(profile).read_metadata(version)["metrics"]
+    clean = Registry.for_profile(clean_profile).read_metadata(clean_version)["metrics"]
+    assert report.details["shard_audit"] == clean_report.details["shard_audit"]
+    assert on_driver["test_accuracy"] == clean["test_accuracy"]
+    assert [e["train_loss"] for e in on_driver["per_epoch"]] == pytest.approx(
+        [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
+
+
 def test_too_many_processes_fail_before_launch(spark, base_profile):
     from dataclasses import replace
 
@@ -173,6 +194,8 @@ def test_too_many_processes_fail_before_launch(spark, base_profile):
         check_capacity(spark, cfg)
     with pytest.raises(ConfigError, match="no GPU scheduling"):
         check_capacity(spark, replace(base_profile.train, use_gpu=True))
+    with pytest.raises(ConfigError, match=r"Spark gave the driver no GPUs: set spark.driver.resource.gpu.amount"):
+        check_capacity(spark, replace(base_profile.train, use_gpu=True, local_mode=True))
 
 
 @pytest.mark.slow

@@ -144,6 +144,13 @@ def check_capacity(spark: "SparkSession", cfg: TrainConfig) -> dict[str, Any]:
     task_cpus = int(conf.get("spark.task.cpus", "1"))
     master = spark.sparkContext.master
     facts: dict[str, Any] = {"master": master, "num_processes": cfg.num_processes, "task_cpus": task_cpus}
+    if cfg.use_gpu and cfg.local_mode and not conf.get("spark.driver.resource.gpu.amount"):
+        # TorchDistributor on the driver takes the GPUs Spark gave the driver, and fails without them.
+        raise ConfigError(
+            "train.use_gpu and train.local_mode are true but Spark gave the driver no GPUs: set "
+            "spark.driver.resource.gpu.amount and spark.driver.resource.gpu.discoveryScript in the profile's "
+            "spark.conf, or train on the executors (--set train.local_mode=false)"
+        )
     if cfg.use_gpu:
         task_gpus = conf.get("spark.task.resource.gpu.amount")
         executor_gpus = conf.get("spark.executor.resource.gpu.amount")

@@ -205,6 +205,7 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         reader_pool=cfg.reader_pool,
         reader_workers=cfg.reader_workers,
         use_gpu=cfg.use_gpu,
+        local_mode=cfg.local_mode,
         amp=cfg.amp,
         torch_threads=cfg.torch_threads,
         hadoop_conf=profile.hadoop_conf(),

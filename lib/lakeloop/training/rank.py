@@ -72,6 +72,9 @@ class TrainPlan:
     reader_pool: str = "dummy"
     reader_workers: int = 1
     use_gpu: bool = False
+    # TorchDistributor's local_mode keeps the result of whichever rank writes it last (every rank writes
+    # the same file), so there every rank returns rank 0's result.
+    local_mode: bool = False
     amp: bool = True
     torch_threads: int = 1
     hadoop_conf: dict[str, str] = field(default_factory=dict)
@@ -577,12 +580,7 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     # The published weights' figures, kept in the metadata: per label too.
     val = _evaluate(trainer, plan.val_url, feed, plan, proc, per_label=True)
     test = _evaluate(trainer, plan.test_url, feed, plan, proc, per_label=True)
-    if proc.world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    if proc.rank != 0:
-        return None
-    return {
+    result = None if proc.rank != 0 else {
         "weights": state_dict_bytes(trainer.model),
         "history": trainer.history,
         "val_accuracy": val.get("accuracy"),
@@ -601,6 +599,14 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
         "numpy_version": np.__version__,
         "torch_version": torch.__version__,
     }
+    if proc.world > 1:
+        if plan.local_mode:
+            shared = [result]
+            dist.broadcast_object_list(shared, src=0)
+            result = shared[0]
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -611,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.plan, encoding="utf-8") as handle:
         plan = TrainPlan.from_json(handle.read())
     result = train_rank(plan)
-    if result is not None:
+    # Rank 0 writes (a local_mode plan hands its result to every rank); torchrun sets RANK.
+    if result is not None and os.environ.get("RANK", "0") == "0":
         summary = {k: v for k, v in result.items() if k not in ("weights", "shard_audit")}
         print(json.dumps(summary, indent=2))
         if args.out:

@@ -272,13 +272,19 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
     if written["added"]:
         run.details["added_columns"] = written["added"]
         report.warnings.append(f"table {name}: added column(s) {', '.join(written['added'])} to {run.bronze_uri}")
-    if n_bad:
-        report.warnings.append(f"table {name}: {n_bad} record(s) quarantined in {run.quarantine_uri}")
-    _add_counts(report, counts)
-    report.outputs[f"bronze.{name}"] = run.bronze_uri
-    if n_bad:
-        report.outputs[f"quarantine.{name}"] = run.quarantine_uri
+    _report_counts(run, counts)
     report.throughput[f"{name}.records_per_s"] = round(n_inputs / elapsed, 1) if elapsed > 0 else 0.0
+
+
+def _report_counts(run: _TableRun, counts: dict[str, int]) -> None:
+    """A table's counts added to the job's, its outputs, and where its quarantined records went."""
+    if counts["quarantined"]:
+        run.report.warnings.append(f"table {run.name}: {counts['quarantined']} record(s) quarantined in "
+                                   f"{run.quarantine_uri}")
+    _add_counts(run.report, counts)
+    run.report.outputs[f"bronze.{run.name}"] = run.bronze_uri
+    if counts["quarantined"]:
+        run.report.outputs[f"quarantine.{run.name}"] = run.quarantine_uri
 
 
 def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: RunReport | None = None) -> RunReport:
@@ -350,12 +356,9 @@ def _source_state(spark: "SparkSession", run: _TableRun, source_files: dict[str,
     """The table's source files, its settings, and the current commits of its bronze and quarantine
     tables (version and time, :func:`lakeloop.io.delta.last_commit`): recorded after a run, it says
     every record of those files is in one of those two tables as they then were."""
-    def commit(uri: str) -> list[Any] | None:
-        return list(delta.last_commit(spark, uri)) if delta.is_delta_table(spark, uri) else None
-
     settings = json.loads(json.dumps(dataclasses.asdict(run.table)))
-    return {"source": source_files, "settings": settings, "bronze": commit(run.bronze_uri),
-            "quarantine": commit(run.quarantine_uri)}
+    return {"source": source_files, "settings": settings, "bronze": delta.commit_state(spark, run.bronze_uri),
+            "quarantine": delta.commit_state(spark, run.quarantine_uri)}
 
 
 def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLayout,
@@ -379,12 +382,7 @@ def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLa
     except (KeyError, TypeError, ValueError):  # a report from another lakeloop: read the source
         return False
     run.details.update(counts=counts, source_state=state, skipped_from_run=previous.get("run_id"))
-    _add_counts(run.report, counts)
-    run.report.outputs[f"bronze.{run.name}"] = run.bronze_uri
-    if counts["quarantined"]:
-        run.report.outputs[f"quarantine.{run.name}"] = run.quarantine_uri
-        run.report.warnings.append(f"table {run.name}: {counts['quarantined']} record(s) quarantined in "
-                                   f"{run.quarantine_uri}")
+    _report_counts(run, counts)
     return True
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
 
 from lakeloop.errors import ConcurrentWriteConflict
 
@@ -171,6 +171,15 @@ def last_commit(spark: "SparkSession", uri: str) -> tuple[int, str]:
         return int(row["version"]), row["timestamp"].isoformat()
     # As history's timestamp comes to Python: a naive datetime in this process's time zone.
     return version, datetime.fromtimestamp(millis // 1000).replace(microsecond=millis % 1000 * 1000).isoformat()
+
+
+def commit_state(spark: "SparkSession", uri: str) -> dict[str, Any] | None:
+    """The table's last commit as a run records it (``delta_version``, ``committed_at``: see
+    :func:`last_commit`), or None when there is no Delta table at ``uri``."""
+    if not is_delta_table(spark, uri):
+        return None
+    version, committed_at = last_commit(spark, uri)
+    return {"delta_version": version, "committed_at": committed_at}
 
 
 def held(df: "DataFrame") -> "DataFrame":

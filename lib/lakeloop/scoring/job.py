@@ -294,18 +294,12 @@ def _scored_state(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout
     and quarantine.predictions (version and time: together one state of a table, see
     :func:`lakeloop.io.delta.last_commit`). Recorded at the end of a run that left nothing pending,
     it says that every row of that input is in one of those two tables as they then were."""
-    def commit(uri: str) -> dict[str, Any] | None:
-        if not delta.is_delta_table(spark, uri):
-            return None
-        version, committed_at = delta.last_commit(spark, uri)
-        return {"delta_version": version, "committed_at": committed_at}
-
-    gold = commit(lake.predictions) if gold_commit is None else \
+    gold = delta.commit_state(spark, lake.predictions) if gold_commit is None else \
         {"delta_version": gold_commit[0], "committed_at": gold_commit[1]}
     version, committed_at = scoring_input.input_commit or (None, None)
     return {"input": {"uri": scoring_input.uri, "delta_version": version, "committed_at": committed_at},
             "model": {"name": scoring_input.version.name, "version": scoring_input.version.version},
-            "predictions": gold, "quarantine": commit(lake.quarantine_predictions)}
+            "predictions": gold, "quarantine": delta.commit_state(spark, lake.quarantine_predictions)}
 
 
 def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout,

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The README's first command: set this machine up, write the demo raw zone, and run the
 # pipeline end to end on the local profile through ./spark-submit.sh, then show the lake.
-# Usage: ./dev/demo.sh [--profile P]   (default: local)
+# Usage: ./dev/demo.sh [--stack current|spark40] [--profile P]   (defaults: current, local)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 profile=local
-if [ "${1:-}" = "--profile" ]; then profile="$2"; shift 2; fi
-[ $# -eq 0 ] || { echo "usage: ./dev/demo.sh [--profile P]" >&2; exit 2; }
-
-"$repo/dev/setup.sh" --profile "$profile"
+stack=current
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --stack) stack="$2"; shift 2 ;;
+    *) echo "usage: ./dev/demo.sh [--stack current|spark40] [--profile P]" >&2; exit 2 ;;
+  esac
+done
+"$repo/dev/setup.sh" --stack "$stack" --profile "$profile"
 export PYTHONPATH="$repo/lib:$repo/dev${PYTHONPATH:+:$PYTHONPATH}"
 py="$repo/.venv/bin/python"
 step() { printf '\n== %s ==\n' "$*"; }

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Make this machine ready for lakeloop; safe to run again (it skips what is done).
 #  1. Java 17+ and Maven (apt-get when missing; Spark 4 needs Java 17 or 21).
-#  2. A Python 3.11 virtual environment with the pinned stack (requirements-dev.txt),
-#     kept per machine in $LAKELOOP_CACHE (default ~/.cache/lakeloop) and keyed by the
-#     requirements, so torch is installed once per machine, not per checkout; .venv
-#     in the checkout points at it.
+#  2. A Python virtual environment with one stack's pins (requirements/<stack>.txt and
+#     requirements/dev.txt): "current" (default; Spark 4.1, Python 3.12) or "spark40" (Spark 4.0,
+#     Python 3.11, Petastorm); docs/stacks.md says why. Kept per machine in $LAKELOOP_CACHE
+#     (default ~/.cache/lakeloop), keyed by the stack and its requirements, so torch is installed
+#     once per machine and stack, not per checkout; .venv in the checkout points at the stack
+#     set up last, .venv-<stack> at each.
 #  3. The JVM packages of the profiles (Delta, ...) resolved from Maven Central into
-#     the jar cache (python -m lakeloop.runtime.jars resolve).
+#     the jar cache (python -m lakeloop.runtime.jars resolve): the versions of the stack's Spark
+#     line (lakeloop.stacks), each in its own folder.
 #  4. A JVM class archive per jar set, which local drivers start from (jvm.class_archive).
 #  5. With --with-browser: Chromium from Debian's packages, for the tests that open the run
 #     pages in a real headless browser (./dev/test.sh asks for it).
-# Usage: ./dev/setup.sh [--profile NAME ...] [--with-browser]   (default: the local and test profiles)
+# Usage: ./dev/setup.sh [--stack current|spark40] [--profile NAME ...] [--with-browser]
+#        (default: the current stack, the local and test profiles; $LAKELOOP_STACK sets the stack too)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${LAKELOOP_CACHE:-$HOME/.cache/lakeloop}"
@@ -18,13 +22,24 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 profiles=()
 browser=no
+stack="${LAKELOOP_STACK:-current}"
+usage="usage: ./dev/setup.sh [--stack current|spark40] [--profile NAME ...] [--with-browser]"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --stack) stack="${2:-}"; shift 2 || { echo "setup.sh: --stack needs a value ($usage)" >&2; exit 2; } ;;
     --profile) profiles+=("$2"); shift 2 ;;
     --with-browser) browser=yes; shift ;;
-    *) echo "setup.sh: unknown argument $1 (usage: ./dev/setup.sh [--profile NAME ...] [--with-browser])" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown argument $1 ($usage)" >&2; exit 2 ;;
   esac
 done
+# Each stack's Python: the Databricks runtimes of both lines (17.3 LTS, 18 LTS) run 3.12; the spark40
+# stack stays on 3.11, where its pins (pyarrow 14, numpy 1.26, Petastorm) have always been tested.
+case "$stack" in
+  current) pyver=3.12 ;;
+  spark40) pyver=3.11 ;;
+  *) echo "setup.sh: unknown stack '$stack': use --stack current (Spark 4.1, the default) or --stack spark40 (Spark 4.0)" >&2; exit 2 ;;
+esac
+reqs="$repo/requirements/$stack.txt"
 [ ${#profiles[@]} -gt 0 ] || profiles=(local test)
 
 # --- 1. Java and Maven --------------------------------------------------------------
@@ -45,26 +60,29 @@ if [ "$browser" = yes ] && ! [ -x /usr/lib/chromium/chromium ] && ! command -v c
 fi
 
 # --- 2. Python environment ------------------------------------------------------------
+is_pyver() { "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$pyver'.split('.'))))" 2>/dev/null; }
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for cand in python3.11 python3; do
-    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then PY="$cand"; break; fi
+  pyenv_root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
+  for cand in "python$pyver" python3 "$pyenv_root"/versions/"$pyver".*/bin/python"$pyver" /usr/local/bin/python"$pyver"; do
+    if command -v "$cand" >/dev/null && is_pyver "$cand"; then PY="$cand"; break; fi
   done
 fi
-[ -n "$PY" ] || { echo "setup.sh: Python 3.11 is required (pyarrow 14 / petastorm pins); set PYTHON=/path/to/python3.11" >&2; exit 1; }
-key="$(cat "$repo/requirements.txt" "$repo/requirements-dev.txt" | sha256sum | cut -c1-12)"
-venv="$cache/venv-py311-$key"
+[ -n "$PY" ] && is_pyver "$PY" || { echo "setup.sh: the $stack stack needs Python $pyver (found none on PATH or under pyenv); install it (pyenv install $pyver) or set PYTHON=/path/to/python$pyver" >&2; exit 1; }
+key="$(cat "$reqs" "$repo/requirements/dev.txt" | sha256sum | cut -c1-12)"
+venv="$cache/venv-$stack-py${pyver/./}-$key"
 if [ ! -f "$venv/.lakeloop-complete" ]; then
   say "creating $venv (first time on this machine: torch alone is several GB, allow some minutes)"
   rm -rf "$venv"
   mkdir -p "$cache"
   "$PY" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -r "$repo/requirements-dev.txt"
+  "$venv/bin/python" -m pip install -q -r "$reqs" -r "$repo/requirements/dev.txt"
   touch "$venv/.lakeloop-complete"
 fi
 # The checkout's own code: editable, without touching the pinned dependencies.
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >/dev/null
+ln -sfn "$venv" "$repo/.venv-$stack"
 ln -sfn "$venv" "$repo/.venv"
 
 # --- 3. JVM packages ------------------------------------------------------------------
@@ -76,9 +94,9 @@ done
 # A local driver starts from the classes a job loads, archived once (lakeloop.runtime.class_archive;
 # about 45 s per jar set, then about 4 s less per job). Without one, jobs start as before.
 for p in "${profiles[@]}"; do
-  log="$cache/class-archive-$p.log"
+  log="$cache/class-archive-$stack-$p.log"
   if ! PYTHONPATH="$repo/lib" "$venv/bin/python" -m lakeloop.runtime.class_archive --profile "$p" >"$log" 2>&1; then
     say "no JVM class archive for profile $p (jobs start without one; see $log)"
   fi
 done
-say "ready: $(readlink -f "$repo/.venv")/bin/python, jars for profiles: ${profiles[*]}"
+say "ready: stack $stack, $(readlink -f "$repo/.venv")/bin/python, jars for profiles: ${profiles[*]}"

@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 80
 # Shared contracts sit below the steps, so no step needs another step's internals.
 LAYERS = {
     "errors": 0,
-    "layout": 1,
+    "layout": 1, "stacks": 1,
     "config": 2,
     "io": 3,
     "report": 4, "faults": 4, "preprocess": 4, "tabular": 4, "registry": 4, "metrics": 4, "figures": 4, "tracking": 4,

@@ -1,7 +1,7 @@
 """Databricks job definitions from conf/databricks.yaml, checked against the Jobs API schema.
 
 The schema is databricks-sdk's (``databricks.sdk.service.jobs``, generated from the Jobs
-API's OpenAPI specification; pinned in requirements-dev.txt). No Spark, no network.
+API's OpenAPI specification; pinned in requirements/dev.txt). No Spark, no network.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 import yaml
-from databricks.sdk.service.jobs import JobSettings  # the schema; pinned in requirements-dev.txt
+from databricks.sdk.service.jobs import JobSettings  # the schema; pinned in requirements/dev.txt
 
 from lakeloop import cli
 from lakeloop.config import REPO_ROOT, load_profile
@@ -27,6 +27,7 @@ from lakeloop.deploy.databricks import (
     schema_problems,
 )
 from lakeloop.errors import ConfigError
+from lakeloop.stacks import CURRENT, SPARK40, installed_stack
 
 WHEEL = databricks._wheel_name(REPO_ROOT)  # lakeloop-<version>-py3-none-any.whl
 JOB_FILES = sorted(p.stem for p in (REPO_ROOT / "jobs").glob("*.py") if not p.stem.startswith("_"))
@@ -194,7 +195,8 @@ def test_clusters_take_the_profiles_spark_settings_but_not_the_local_ones(profil
     clusters = {c["job_cluster_key"]: c["new_cluster"] for c in _jobs(bundle)[PIPELINE_JOB]["job_clusters"]}
     assert set(clusters) == {"lakeloop", TRAIN_CLUSTER_KEY}
     for cluster in clusters.values():
-        assert cluster["spark_version"].startswith("17.")  # Spark 4.0
+        # The runtime of the installed pyspark's stack: 18.x for pyspark 4.1, 17.x for 4.0.
+        assert installed_stack().matches_runtime(cluster["spark_version"])
         assert cluster["data_security_mode"] == "SINGLE_USER"
         conf = cluster["spark_conf"]
         assert conf["spark.sql.files.openCostInBytes"] == profile.spark.conf["spark.sql.files.openCostInBytes"]
@@ -222,12 +224,48 @@ def test_gpu_training_gets_a_gpu_runtime_and_node_type():
     profile = load_profile("databricks", ["train.use_gpu=true"])
     bundle = bundle_definition(profile, load_options(["gpu_node_type_id=g5.xlarge"]))
     clusters = {c["job_cluster_key"]: c["new_cluster"] for c in _jobs(bundle)[PIPELINE_JOB]["job_clusters"]}
-    assert clusters[TRAIN_CLUSTER_KEY]["spark_version"] == "17.3.x-gpu-ml-scala2.13"
+    assert clusters[TRAIN_CLUSTER_KEY]["spark_version"] == installed_stack().databricks_gpu
     assert clusters[TRAIN_CLUSTER_KEY]["node_type_id"] == "g5.xlarge"
     assert clusters[TRAIN_CLUSTER_KEY]["spark_conf"]["spark.task.resource.gpu.amount"] == "1"
-    assert clusters["lakeloop"]["spark_version"] == "17.3.x-cpu-ml-scala2.13"
+    assert clusters["lakeloop"]["spark_version"] == installed_stack().databricks_cpu
     assert "spark.task.resource.gpu.amount" not in clusters["lakeloop"]["spark_conf"]
     assert bundle_problems(bundle) == []
+
+
+def _runtimes(bundle) -> tuple[str, str]:
+    clusters = {c["job_cluster_key"]: c["new_cluster"] for c in _jobs(bundle)[PIPELINE_JOB]["job_clusters"]}
+    return clusters["lakeloop"]["spark_version"], clusters[TRAIN_CLUSTER_KEY]["spark_version"]
+
+
+def test_without_a_runtime_option_the_clusters_run_the_runtime_of_the_installed_pyspark():
+    profile = load_profile("databricks", ["train.use_gpu=true"])
+    bundle = bundle_definition(profile, load_options(["gpu_node_type_id=g5.xlarge"]))
+    stack = installed_stack()
+    assert _runtimes(bundle) == (stack.databricks_cpu, stack.databricks_gpu)
+    assert {CURRENT.databricks_cpu, CURRENT.databricks_gpu} == {"18.0.x-cpu-ml-scala2.13", "18.0.x-gpu-ml-scala2.13"}
+    assert {SPARK40.databricks_cpu, SPARK40.databricks_gpu} == {"17.3.x-cpu-ml-scala2.13", "17.3.x-gpu-ml-scala2.13"}
+
+
+@pytest.mark.parametrize(("cpu", "gpu"), [
+    ("17.3.x-cpu-ml-scala2.13", "17.3.x-gpu-ml-scala2.13"),  # Databricks Runtime 17.3 LTS: Spark 4.0 (spark40)
+    ("18.0.x-cpu-ml-scala2.13", "18.0.x-gpu-ml-scala2.13"),  # Databricks Runtime 18: Spark 4.1 (current)
+    ("18.x-cpu-ml-scala2.13", "18.x-gpu-ml-scala2.13"),
+])
+def test_both_supported_databricks_runtime_lines_are_accepted_whatever_pyspark_is_installed(cpu, gpu):
+    profile = load_profile("databricks", ["train.use_gpu=true"])
+    options = load_options(["gpu_node_type_id=g5.xlarge", f"spark_version={cpu}", f"gpu_spark_version={gpu}"])
+    bundle = bundle_definition(profile, options)
+    assert _runtimes(bundle) == (cpu, gpu)
+    assert bundle_problems(bundle) == []
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("spark_version=17.3.x-cpu-ml-scala2.13", ("17.3.x-cpu-ml-scala2.13", "17.3.x-gpu-ml-scala2.13")),
+    ("gpu_spark_version=18.0.x-gpu-ml-scala2.13", ("18.0.x-cpu-ml-scala2.13", "18.0.x-gpu-ml-scala2.13")),
+])
+def test_naming_one_runtime_puts_the_other_cluster_on_the_same_spark_line(given, expected):
+    profile = load_profile("databricks", ["train.use_gpu=true"])
+    assert _runtimes(bundle_definition(profile, load_options(["gpu_node_type_id=g5.xlarge", given]))) == expected
 
 
 def test_secret_references_pass_and_secret_values_are_refused():
@@ -252,8 +290,16 @@ def test_secret_references_pass_and_secret_values_are_refused():
         (["node_type=m5.xlarge"], [], r"unknown setting option\.node_type; .*node_type_id"),
         (["num_workers=two"], [], r"option\.num_workers must be a whole number, found 'two'"),
         (["num_workers=0"], [], r"option\.num_workers = 0: .* at least 1 worker"),
-        (["spark_version=16.4.x-cpu-ml-scala2.12"], [], r"not a Databricks Runtime 17\.x.*Spark 4\.0"),
+        (["spark_version=16.4.x-cpu-ml-scala2.12"], [],
+         r"not a Databricks Runtime lakeloop supports: Databricks Runtime 18 .*Spark 4\.1.* or "
+         r"Databricks Runtime 17\.3 LTS .*Spark 4\.0.*--option spark_version=18\.0\.x-cpu-ml-scala2\.13 or "
+         r"17\.3\.x-cpu-ml-scala2\.13"),
+        (["gpu_spark_version=15.4.x-gpu-ml-scala2.12"], [], r"option\.gpu_spark_version = '15\.4\.x-gpu-ml-scala2\.12' "
+                                                            r"is not a Databricks Runtime lakeloop supports"),
+        (["spark_version=19.x-cpu-ml-scala2.13"], [], r"not a Databricks Runtime lakeloop supports"),
         (["gpu_spark_version=17.3.x-cpu-ml-scala2.13"], [], r"gpu_spark_version .* is not a GPU runtime"),
+        (["spark_version=18.0.x-cpu-ml-scala2.13", "gpu_spark_version=17.3.x-gpu-ml-scala2.13"], [],
+         r"are of two Spark lines.*gpu_spark_version=18\.0\.x-gpu-ml-scala2\.13"),
         (["train_num_workers=1"], [], r"option\.train_num_workers = 1 is less than train\.num_processes = 2"),
         ([], ["train.use_gpu=true"], r"option\.gpu_node_type_id is not set"),
         ([], ["lake_root=file:/tmp/lake"], r"lake_root = 'file:/tmp/lake' is a folder on this machine.*dbfs:/"),

@@ -13,7 +13,7 @@ from lakeloop.io import delta
 from lakeloop_dev.demo_data import write_demo_raw_zone
 from support.lakes import layout, make_profile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.stacks]
 
 
 def _stamps(root: Path) -> dict[str, tuple[int, int]]:

@@ -1,5 +1,5 @@
 """The whole pipeline on hdfs:// against a real HDFS on loopback (a NameNode and a DataNode
-from Hadoop 3.4.1's minicluster, lakeloop_dev.hadoop), each job a ./spark-submit.sh
+from Hadoop's minicluster, lakeloop_dev.hadoop), each job a ./spark-submit.sh
 subprocess under conf/hdfs-test.yaml: ingest_images -> ingest_tables -> build_features ->
 train (TorchDistributor, 2 processes, Petastorm reading the training set from hdfs://) ->
 score. Spark uses Hadoop's own HDFS client; the processes without Spark (training, registry,

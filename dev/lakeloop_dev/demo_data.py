@@ -5,7 +5,7 @@ deliberately broken files and rows so quarantine shows.
     python -m lakeloop_dev.demo_data [--profile P] [--out file:/path]     # writes demo.raw_root
 
 (``lakeloop show`` then prints what the lake's tables hold.) scikit-learn is a development
-dependency (requirements-dev.txt), not one of the wheel's.
+dependency (requirements/dev.txt), not one of the wheel's.
 
 Nothing is downloaded: ``sklearn.datasets.load_digits`` ships its 1,797 scans (8x8,
 16 grey levels, labels 0-9) inside the package, ``load_wine`` its 178 wines (13 chemical

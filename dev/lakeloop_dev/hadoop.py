@@ -3,8 +3,9 @@ the integration tests (``./dev/services.sh start hadoop``).
 
 One JVM runs ``dev/hadoop/MiniHadoop.java`` (a single-file program, compiled by ``java`` when
 it starts) over ``org.apache.hadoop:hadoop-client-minicluster`` — the NameNode, a DataNode,
-a ResourceManager and two NodeManagers of the Hadoop line pyspark's client is (3.4.1) —
-with pyspark's own Hadoop client jars. The NameNode's RPC and HTTP (WebHDFS) ports come
+a ResourceManager and two NodeManagers of the Hadoop version pyspark's client is (3.4.2 for
+pyspark 4.1, 3.4.1 for 4.0: :attr:`lakeloop.stacks.Stack.hadoop`) — with pyspark's own Hadoop
+client jars. The NameNode's RPC and HTTP (WebHDFS) ports come
 from ``conf/hdfs-test.yaml`` (``lake_root`` and ``spark.hadoop.dfs.namenode.http-address``),
 so the server and the profile cannot disagree. When it is up, the launcher writes
 ``core-site.xml``, ``hdfs-site.xml`` and ``yarn-site.xml`` into ``<state>/hadoop/conf``:
@@ -28,12 +29,12 @@ from lakeloop.errors import SetupError
 from lakeloop_dev.processes import PidFileService, java, port_open, pyspark_home, spawn, state_dir, tail, wait_until
 
 HDFS_PROFILE = "hdfs-test"
-# The minicluster's classes, shaded over the hadoop-client-api/-runtime jars pyspark ships.
-# YARN's ResourceManager also wants BouncyCastle's PKIX classes (Spark ships bcprov 1.80) and
-# the javax.xml.bind API with its javax-era runtime (Java 17 has neither; Spark's jaxb-runtime
-# is the jakarta one, hence "keep").
-MINICLUSTER_PACKAGES = (
-    "org.apache.hadoop:hadoop-client-minicluster:3.4.1",
+# Beside the minicluster's classes (shaded over the hadoop-client-api/-runtime jars pyspark ships,
+# so of the same Hadoop version), YARN's ResourceManager wants BouncyCastle's PKIX classes (with
+# bcprov, which Spark 4.0 ships and 4.1 does not: then it is kept from Maven's) and the
+# javax.xml.bind API with its javax-era runtime (Java 17 has neither; Spark's jaxb-runtime is the
+# jakarta one, hence "keep").
+MINICLUSTER_SUPPORT_PACKAGES = (
     "org.bouncycastle:bcpkix-jdk18on:1.80",
     "javax.xml.bind:jaxb-api:2.3.1",
     "org.glassfish.jaxb:jaxb-runtime:2.3.9",
@@ -82,12 +83,28 @@ def hdfs_settings(profile_name: str = HDFS_PROFILE) -> HdfsSettings:
     return HdfsSettings("127.0.0.1", lake.port, int(http[2]))
 
 
+def minicluster_packages() -> tuple[str, ...]:
+    """The minicluster's JVM packages, at the Hadoop version of the installed pyspark's client.
+
+    Raises
+    ------
+    SetupError
+        pyspark is not installed.
+    ConfigError
+        the installed pyspark is of no supported stack.
+    """
+    from lakeloop.stacks import installed_stack
+
+    hadoop = installed_stack().hadoop
+    return (f"org.apache.hadoop:hadoop-client-minicluster:{hadoop}", *MINICLUSTER_SUPPORT_PACKAGES)
+
+
 def minicluster_classpath() -> str:
     """The launcher's class path: the minicluster jars (fetched once with Maven), then pyspark's."""
     from lakeloop.config import JvmSettings
     from lakeloop.runtime import jars
 
-    fetched = jars.resolve(JvmSettings(packages=MINICLUSTER_PACKAGES), keep=KEEP_BESIDE_SPARK)
+    fetched = jars.resolve(JvmSettings(packages=minicluster_packages()), keep=KEEP_BESIDE_SPARK)
     return ":".join([*fetched, str(pyspark_home() / "jars" / "*")])
 
 

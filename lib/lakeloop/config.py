@@ -6,12 +6,16 @@ Command-line overrides are ``--set dotted.key=value`` (the value is parsed as YA
 and ``--conf spark.key=value`` (a Spark setting). The merged mapping is then turned
 into :class:`Profile`, rejecting unknown keys and wrong types with the key's full name.
 
-Two placeholders are expanded in string values, and nothing else is read from the
+These placeholders are expanded in string values, and nothing else is read from the
 environment: ``{repo}``, the checkout the profile belongs to (:func:`repo_for`: the folder
 above its ``conf/`` folder when it lives in one, else the checkout the command runs from;
-``./spark-submit.sh`` tells the job which it used, so both expand it alike), and
-``{python}`` (the Python running the driver, for local masters whose workers share its
-interpreter); ``~`` at the start of a local cache path is the user's home.
+``./spark-submit.sh`` tells the job which it used, so both expand it alike); ``{python}``
+(the Python running the driver, for local masters whose workers share its interpreter) and
+``{site_packages}`` (that Python's purelib folder, where pyspark's jars lie); ``{delta}``,
+``{kafka}`` and ``{hadoop_aws}``, the JVM coordinates of the installed pyspark's stack
+(:mod:`lakeloop.stacks`). Without a supported pyspark those three stay as written, so the
+profile still loads; :mod:`lakeloop.runtime.jars` says why when the jars are needed. ``~``
+at the start of a local cache path is the user's home.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import dataclasses
 import math
 import re
 import sys
+import sysconfig
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,8 +33,9 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from lakeloop.errors import ConfigError
+from lakeloop.errors import ConfigError, LakeloopError
 from lakeloop.layout import LATEST, check_alias, check_model_name, factory_reference, parse_model_ref, table_ref
+from lakeloop.stacks import Stack, installed_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONF_DIR = REPO_ROOT / "conf"
@@ -247,8 +253,10 @@ class TrainConfig:
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 7
-    reader_pool: Literal["dummy", "thread"] = "dummy"
-    reader_workers: int = 2
+    # The feed's reader (lakeloop.training.readers): "arrow" (pyarrow alone, every stack) or
+    # "petastorm" (make_batch_reader, the spark40 stack only); both give the same batches.
+    reader: Literal["arrow", "petastorm"] = "arrow"
+    prefetch: int = 2  # row groups read and transformed ahead of the training step (0: none)
     amp: bool = True
     torch_threads: int = 1
     early_stopping_patience: int | None = None
@@ -522,13 +530,34 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _expand(value: Any, repo: Path) -> Any:
+# The placeholders of lakeloop.stacks.Stack.placeholders: JVM coordinates of the installed pyspark's stack.
+JAR_PLACEHOLDERS = ("delta", "kafka", "hadoop_aws")
+
+
+def placeholder_values(repo: Path, stack: Stack | None = None) -> dict[str, str]:
+    """Placeholder name (without braces) -> what it stands for in a profile.
+
+    ``stack`` gives ``{delta}``, ``{kafka}`` and ``{hadoop_aws}``; default the installed
+    pyspark's (:func:`lakeloop.stacks.installed_stack`). Without a supported pyspark they are
+    left out, so they stay in the profile as written.
+    """
+    values = {"repo": str(repo), "python": sys.executable, "site_packages": sysconfig.get_path("purelib")}
+    if stack is None:
+        try:
+            stack = installed_stack()
+        except LakeloopError:
+            return values  # lakeloop.runtime.jars.cache_dir_for says why, if the jars are ever needed
+    return {**values, **stack.placeholders()}
+
+
+def _expand(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return value.replace("{repo}", str(repo)).replace("{python}", sys.executable)
+        # One pass: a value that contains braces ({{secrets/...}}, a path) is never expanded twice.
+        return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), value)
     if isinstance(value, dict):
-        return {k: _expand(v, repo) for k, v in value.items()}
+        return {k: _expand(v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, repo) for v in value]
+        return [_expand(v, values) for v in value]
     return value
 
 
@@ -620,6 +649,7 @@ def load_profile(
     spark_conf: typing.Iterable[str] = (),
     conf_dir: Path = DEFAULT_CONF_DIR,
     repo_root: Path | None = None,
+    stack: Stack | None = None,
 ) -> Profile:
     """Load a profile, apply ``--set`` overrides and ``--conf`` Spark settings, validate it.
 
@@ -630,6 +660,8 @@ def load_profile(
         pairs (value taken as is), applied in order.
     spark_conf : ``spark.key=value`` strings, added to ``spark.conf``.
     repo_root : what ``{repo}`` stands for; default :func:`repo_for` the profile's path.
+    stack : whose JVM coordinates ``{delta}``, ``{kafka}``, ``{hadoop_aws}`` stand for; default
+        the installed pyspark's (:func:`placeholder_values`).
 
     Raises
     ------
@@ -646,7 +678,7 @@ def load_profile(
         key, value = parse_override(item, "--conf")
         data.setdefault("spark", {}).setdefault("conf", {})[key] = "" if value is None else value
     data.setdefault("name", path.stem)
-    data = _expand(data, repo_root or repo_for(path))
+    data = _expand(data, placeholder_values(repo_root or repo_for(path), stack))
     profile: Profile = build_settings(Profile, data, "")
     check_profile(profile)
     return dataclasses.replace(profile, lake_root=require_uri(profile.lake_root, "lake_root"))
@@ -856,9 +888,10 @@ _TASK_METRICS = {"classification": ("val_accuracy", "val_macro_f1", "val_loss"),
 def _check_train(cfg: TrainConfig) -> None:
     check_model_name(cfg.model_name)
     for setting, value, example in (("num_processes", cfg.num_processes, "2"), ("epochs", cfg.epochs, "30"),
-                                    ("batch_size", cfg.batch_size, "64"), ("reader_workers", cfg.reader_workers, "2"),
+                                    ("batch_size", cfg.batch_size, "64"),
                                     ("torch_threads", cfg.torch_threads, "1")):
         _at_least(value, 1, f"train.{setting}", example)
+    _at_least(cfg.prefetch, 0, "train.prefetch", "2")
     if cfg.learning_rate <= 0:
         raise ConfigError(f"train.learning_rate = {cfg.learning_rate!r} must be greater than 0, e.g. 0.003")
     factory_reference(cfg.model)  # the form only: the module may exist only where spark-submit ships it

@@ -71,7 +71,7 @@ def open_epoch_events(lake_dir: str | None, hadoop_conf: Mapping[str, str]) -> t
     try:
         return EpochEvents(lake_dir, hadoop_conf), None
     except ImportError as exc:
-        return None, (f"no TensorBoard event files: {exc}; install tensorboard (requirements.txt) or set "
+        return None, (f"no TensorBoard event files: {exc}; install tensorboard (requirements/<stack>.txt) or set "
                       f"observe.tensorboard: false")
 
 
@@ -113,7 +113,7 @@ def log_mlflow_run(
         from mlflow.tracking import MlflowClient
     except ImportError as exc:
         raise ConfigError(f"observe.mlflow_tracking_uri is set but mlflow cannot be imported ({exc}); install "
-                          f"mlflow-skinny (requirements.txt) or unset observe.mlflow_tracking_uri") from exc
+                          f"mlflow-skinny (requirements/<stack>.txt) or unset observe.mlflow_tracking_uri") from exc
     try:
         client = MlflowClient(tracking_uri)
         found = client.get_experiment_by_name(experiment)

@@ -41,6 +41,7 @@ import yaml
 
 from lakeloop.config import REPO_ROOT, Profile, build_settings, load_profile, parse_override
 from lakeloop.errors import ConfigError, LakeloopError, SetupError
+from lakeloop.stacks import DEFAULT, STACKS, Stack, installed_stack, stack_for_runtime
 
 # The pipeline's steps and what each waits for. Both ingestions are independent; the
 # features join bronze.digits_meta, so they wait for both.
@@ -74,8 +75,6 @@ LOCAL_ONLY_SPARK_SETTINGS = frozenset({
 })
 _SECRET_WORDS = ("secret", "password", "token", "credential", "access.key")
 _SECRET_REFERENCE = re.compile(r"^\{\{secrets/[^/{}]+/[^/{}]+\}\}$")
-# Spark 4.0.x is what lakeloop is pinned to (DESIGN.md); Databricks Runtime 17.x ships it.
-_SPARK_40_RUNTIME = re.compile(r"^17\.\d+\.x-")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -88,9 +87,12 @@ class BundleOptions:
     """
 
     bundle_name: str = "lakeloop"
-    # Databricks Runtime 17.3 LTS ML: Spark 4.0, with torch and TorchDistributor.
-    spark_version: str = "17.3.x-cpu-ml-scala2.13"
-    gpu_spark_version: str = "17.3.x-gpu-ml-scala2.13"
+    # A Databricks Runtime ML (torch, TorchDistributor) of a supported stack (lakeloop.stacks): 18.x
+    # (Spark 4.1) or 17.3 LTS / 17.x (Spark 4.0). Default (None): the runtime of the other one's
+    # stack when that one is given, else of the installed pyspark's stack (the current one,
+    # 18.0.x-cpu-ml-scala2.13 / 18.0.x-gpu-ml-scala2.13, without pyspark).
+    spark_version: str | None = None
+    gpu_spark_version: str | None = None
     node_type_id: str = "i3.xlarge"
     gpu_node_type_id: str | None = None
     num_workers: int = 2
@@ -137,24 +139,57 @@ def load_options(pairs: Sequence[str] = ()) -> BundleOptions:
     return build_settings(BundleOptions, data, "option")
 
 
-def _check_options(options: BundleOptions) -> None:
+def _default_stack() -> Stack:
+    """The stack whose runtime is the default: the installed pyspark's, or the current one without pyspark."""
+    try:
+        return installed_stack()
+    except SetupError:  # no pyspark here: generating job definitions does not need one
+        return DEFAULT
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; or name the cluster's runtime: --option spark_version=... "
+                          f"({' or '.join(s.databricks_cpu for s in STACKS)})") from None
+
+
+def _runtimes(options: BundleOptions) -> tuple[str, str]:
+    """``(spark_version, gpu_spark_version)``: each given one checked, each missing one defaulted.
+
+    A missing runtime is of the given one's stack (one Spark line writes and reads the lake),
+    else of :func:`_default_stack`.
+    """
+    given = {"spark_version": options.spark_version, "gpu_spark_version": options.gpu_spark_version}
+    for setting, version in given.items():
+        if version is not None and stack_for_runtime(version) is None:
+            kind = "gpu" if setting.startswith("gpu") else "cpu"
+            raise ConfigError(
+                f"option.{setting} = {version!r} is not a Databricks Runtime lakeloop supports: "
+                f"{' or '.join(f'{s.databricks_runtimes} for the {s.name} stack' for s in STACKS)} "
+                f"(16.4 LTS and older have Spark 3.5). Use e.g. --option {setting}="
+                f"{' or '.join(getattr(s, 'databricks_' + kind) for s in STACKS)}"
+            )
+    first = options.spark_version or options.gpu_spark_version
+    stack = stack_for_runtime(first) if first else _default_stack()
+    cpu = options.spark_version or stack.databricks_cpu
+    gpu = options.gpu_spark_version or stack.databricks_gpu
+    cpu_stack, gpu_stack = stack_for_runtime(cpu), stack_for_runtime(gpu)
+    if cpu_stack is not gpu_stack:
+        raise ConfigError(
+            f"option.spark_version = {cpu!r} ({cpu_stack.databricks_runtimes}) and option.gpu_spark_version = "
+            f"{gpu!r} ({gpu_stack.databricks_runtimes}) are of two Spark lines, which would write the same "
+            f"lake; use one, e.g. --option gpu_spark_version={cpu_stack.databricks_gpu}"
+        )
+    if "gpu" not in gpu:
+        raise ConfigError(f"option.gpu_spark_version = {gpu!r} is not a GPU runtime; "
+                          f"use e.g. {gpu_stack.databricks_gpu}")
+    return cpu, gpu
+
+
+def _check_options(options: BundleOptions) -> BundleOptions:
+    """Check the options; return them with the runtimes filled in (:func:`_runtimes`)."""
     if not _NAME.match(options.bundle_name):
         raise ConfigError(
             f"option.bundle_name = {options.bundle_name!r}: use letters, digits, '_' and '-' only"
         )
-    for setting, version in (("option.spark_version", options.spark_version),
-                             ("option.gpu_spark_version", options.gpu_spark_version)):
-        if not _SPARK_40_RUNTIME.match(version):
-            raise ConfigError(
-                f"{setting} = {version!r} is not a Databricks Runtime 17.x: lakeloop is pinned to Spark 4.0.x "
-                f"(DESIGN.md), which Databricks Runtime 17.x ships (16.4 has Spark 3.5, 18 has Spark 4.1). "
-                f"Use e.g. --option {setting.split('.')[1]}=17.3.x-{'gpu' if 'gpu' in setting else 'cpu'}-ml-scala2.13"
-            )
-    if "gpu" not in options.gpu_spark_version:
-        raise ConfigError(
-            f"option.gpu_spark_version = {options.gpu_spark_version!r} is not a GPU runtime; "
-            f"use e.g. 17.3.x-gpu-ml-scala2.13"
-        )
+    cpu, gpu = _runtimes(options)
     if options.num_workers < 1:
         raise ConfigError(
             f"option.num_workers = {options.num_workers}: lakeloop's jobs need at least 1 worker "
@@ -167,6 +202,7 @@ def _check_options(options: BundleOptions) -> None:
             f"option.workspace_root = {options.workspace_root!r} must be a workspace or volume folder, "
             f"e.g. /Workspace/Shared/lakeloop"
         )
+    return dataclasses.replace(options, spark_version=cpu, gpu_spark_version=gpu)
 
 
 # --------------------------------------------------------------------------- profile checks
@@ -378,7 +414,7 @@ def _job_settings(
     repo_root: Path,
 ) -> dict[str, dict[str, Any]]:
     """Job key -> Jobs API settings, for every job file and the pipeline."""
-    _check_options(options)
+    options = _check_options(options)
     _check_profile(profile, repo_root)
     for item in overrides:
         key = item.partition("=")[0]
@@ -456,7 +492,8 @@ def bundle_definition(
     ------
     ConfigError
         a profile setting or option that cannot work on Databricks (local paths, a master,
-        JVM packages, a secret value, a runtime without Spark 4.0, too few training workers,
+        JVM packages, a secret value, a runtime of no supported stack (Databricks Runtime 18.x,
+        17.3 LTS / 17.x), CPU and GPU runtimes of two Spark lines, too few training workers,
         a GPU run without a GPU node type).
     """
     repo_root = repo_root.resolve()
@@ -598,13 +635,13 @@ def schema_problems(settings: Mapping[str, Any], where: str = "job") -> list[str
     Raises
     ------
     SetupError
-        ``databricks-sdk`` is not installed (it is in requirements-dev.txt).
+        ``databricks-sdk`` is not installed (it is in requirements/dev.txt).
     """
     try:
         from databricks.sdk.service.jobs import JobSettings
     except ImportError as exc:
         raise SetupError(
-            "databricks-sdk is not installed: run ./dev/setup.sh (it is pinned in requirements-dev.txt)"
+            "databricks-sdk is not installed: run ./dev/setup.sh (it is pinned in requirements/dev.txt)"
         ) from exc
     problems = _type_problems(settings, JobSettings, where)
     if not problems:

@@ -21,8 +21,9 @@ import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from lakeloop.config import JvmSettings
-from lakeloop.errors import ConfigError, SetupError
+from lakeloop.config import JAR_PLACEHOLDERS, JvmSettings
+from lakeloop.errors import ConfigError, LakeloopError, SetupError
+from lakeloop.stacks import installed_stack
 
 MANIFEST = "jars.txt"
 KEEP_ALL = ("*",)
@@ -39,11 +40,36 @@ def _cache_root(jvm: JvmSettings) -> Path:
     return Path(os.path.expanduser(jvm.cache_dir))
 
 
+def _placeholder_problem(coord: str) -> str | None:
+    """Why a profile's ``{delta}`` (``{kafka}``, ``{hadoop_aws}``) was left unexpanded, or None for any other entry."""
+    name = coord[1:-1] if coord.startswith("{") and coord.endswith("}") else None
+    if name not in JAR_PLACEHOLDERS:
+        return None
+    try:
+        stack = installed_stack()
+    except LakeloopError as exc:
+        reason = str(exc)
+    else:  # a supported pyspark is here: these settings did not come through load_profile
+        return (f"jvm.packages entry {coord!r} was not expanded; with pyspark {stack.spark_line}.x it is "
+                f"{stack.placeholders()[name]}. Load the profile again in this Python")
+    return (f"jvm.packages entry {coord!r} is a placeholder for the {name} jar of the installed pyspark's stack "
+            f"(lakeloop.stacks), but it cannot be chosen here: {reason}. Or write the coordinates "
+            f"(group:artifact:version) in jvm.packages instead, e.g. --set 'jvm.packages=[...]'")
+
+
 def cache_dir_for(jvm: JvmSettings, keep: tuple[str, ...] = ()) -> Path:
-    """Folder that holds (or will hold) the jars of exactly these coordinates."""
+    """Folder that holds (or will hold) the jars of exactly these coordinates.
+
+    Raises
+    ------
+    ConfigError
+        an entry is not ``group:artifact:version``, or is a placeholder (``{delta}``) left as
+        written because no supported pyspark is installed; the message says how to fix it.
+    """
     for coord in jvm.packages:
         if not _COORD.match(coord):
-            raise ConfigError(f"jvm.packages entry {coord!r} is not group:artifact:version")
+            raise ConfigError(_placeholder_problem(coord)
+                              or f"jvm.packages entry {coord!r} is not group:artifact:version")
     key_text = "\n".join(sorted(jvm.packages)) + ("\nkeep:" + ",".join(sorted(keep)) if keep else "")
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     return _cache_root(jvm) / key

@@ -164,10 +164,11 @@ def _open_kafka_input(profile: Profile, registry: Registry, report: RunReport) -
         no bootstrap server answers.
     """
     cfg = profile.score.kafka
-    if profile.jvm.packages and not any(":spark-sql-kafka-0-10_" in p for p in profile.jvm.packages):
+    # "{kafka}" is the connector too, left unexpanded without a supported pyspark (lakeloop.runtime.jars says why).
+    if profile.jvm.packages and not any(":spark-sql-kafka-0-10_" in p or p == "{kafka}" for p in profile.jvm.packages):
         raise ConfigError(f"score.input is kafka but jvm.packages ({', '.join(profile.jvm.packages)}) lacks Spark's "
-                          f"Kafka connector: add org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0 (as conf/local.yaml "
-                          f"does) and run ./dev/setup.sh --profile {profile.name}")
+                          f"Kafka connector: add \"{{kafka}}\" (the connector of the installed pyspark's stack, as "
+                          f"conf/local.yaml does) and run ./dev/setup.sh --profile {profile.name}")
     kafka.check_reachable(cfg)
     with report.timed("resolve_model"):
         version, metadata = resolve_model(registry, profile.score.model)

@@ -1,4 +1,4 @@
-"""Benchmark: feeding (Petastorm reader -> torch vs bare pyarrow -> torch) and training
+"""Benchmark: feeding (lakeloop's feed -> torch vs bare pyarrow -> torch) and training
 throughput with 1 and 2 TorchDistributor processes, in one run.
 
     ./.venv/bin/python bench/feed_and_train.py [--rows 100000] [--train-epochs 5] [--repeats 5]
@@ -7,11 +7,12 @@ Feeding: ``--rows`` synthetic rows of 32x32x1 uint8 pixels (the silver.features 
 training-set layout) in 16 Parquet files; one pass, batch 256, float32 normalised
 tensors out, each through a ``torch.utils.data.DataLoader(batch_size=None)``:
 
-* lakeloop's loader (Petastorm ``make_batch_reader``, each row group normalised whole),
-  dummy pool (reproducible order, the default) and thread pool (2 workers), and the dummy
-  pool with training's augmentation (random shifts of up to 2 pixels);
-* bare pyarrow: ``ParquetFile.iter_batches`` -> the binary column's data buffer ->
-  ``np.frombuffer`` -> normalise -> ``torch.from_numpy`` (single thread).
+* lakeloop's feed (its plan: shuffled row groups and rows, equal steps; each row group
+  normalised whole) on the Arrow reader with its prefetch thread (the default), without
+  prefetch, and with training's augmentation (random shifts of up to 2 pixels); on the
+  spark40 stack also on the Petastorm reader (``make_batch_reader`` per planned row group);
+* bare pyarrow, zero-copy: ``ParquetFile.iter_batches`` -> the binary column's data buffer ->
+  ``np.frombuffer`` -> normalise -> ``torch.from_numpy`` (single thread, no shuffle).
 
 Each reader runs ``--repeats`` times in interleaved rounds and keeps its fastest pass.
 
@@ -65,7 +66,7 @@ def _drain(loader) -> tuple[int, float]:
     return rows, time.perf_counter() - start
 
 
-def feed_lakeloop(url: str, pool: str, workers: int, max_shift: int = 0) -> tuple[int, float]:
+def feed_lakeloop(url: str, reader: str = "arrow", prefetch: int = 2, max_shift: int = 0) -> tuple[int, float]:
     import torch
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -78,10 +79,19 @@ def feed_lakeloop(url: str, pool: str, workers: int, max_shift: int = 0) -> tupl
     class Feed(IterableDataset):
         def __iter__(self):
             for x, y, _ in epoch_batches(url, plan, spec, rank=0, epoch=0, seed=1, max_shift=max_shift,
-                                            pool=pool, workers=workers):
+                                         reader=reader, prefetch=prefetch):
                 yield torch.from_numpy(x), torch.from_numpy(y)
 
     return _drain(DataLoader(Feed(), batch_size=None))
+
+
+def _petastorm_runs() -> bool:
+    try:
+        import petastorm  # noqa: F401
+        import pyarrow.filesystem  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def feed_bare_pyarrow(folder: Path) -> tuple[int, float]:
@@ -159,13 +169,14 @@ def main() -> None:
         url = f"file:{folder}"
         feed_bare_pyarrow(folder)  # warm the page cache once for everyone
         readers = [
-            ("bare pyarrow iter_batches -> torch (1 thread)", lambda: feed_bare_pyarrow(folder)),
-            ("lakeloop loader: Petastorm make_batch_reader, dummy pool (reproducible)",
-             lambda: feed_lakeloop(url, "dummy", 1)),
-            ("lakeloop loader: Petastorm make_batch_reader, thread pool x2", lambda: feed_lakeloop(url, "thread", 2)),
-            ("lakeloop loader, dummy pool, augmenting (shifts of up to 2 px)",
-             lambda: feed_lakeloop(url, "dummy", 1, 2)),
+            ("bare pyarrow iter_batches, zero-copy -> torch (1 thread)", lambda: feed_bare_pyarrow(folder)),
+            ("lakeloop feed, Arrow reader, prefetch 2 (default)", lambda: feed_lakeloop(url)),
+            ("lakeloop feed, Arrow reader, no prefetch", lambda: feed_lakeloop(url, prefetch=0)),
+            ("lakeloop feed, Arrow reader, augmenting (shifts of up to 2 px)",
+             lambda: feed_lakeloop(url, max_shift=2)),
         ]
+        if _petastorm_runs():
+            readers.append(("lakeloop feed, Petastorm reader, prefetch 2", lambda: feed_lakeloop(url, "petastorm")))
         # Rounds interleave the readers, so a burst of load on the shared machine hits them
         # alike; each keeps its fastest round.
         timings = [[run() for _, run in readers] for _ in range(args.repeats)]
@@ -174,6 +185,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     base_rate = results[0][1] / results[0][2]
+    import numpy, pyarrow  # noqa: E401
+
+    print(f"\npyarrow {pyarrow.__version__}, numpy {numpy.__version__}")
     print(f"\nFeeding {args.rows:,} rows of 32x32x1 (batch {BATCH}, one pass, float32 tensors out; "
           f"fastest of {args.repeats} interleaved rounds)\n")
     print("| reader | rows | seconds | rows/s | vs bare pyarrow |")
@@ -183,7 +197,8 @@ def main() -> None:
 
     if args.json:
         ratios = [rows / seconds / base_rate for _, rows, seconds in results]
-        args.json.write_text(json.dumps({"feed_dummy": ratios[1], "feed_thread": ratios[2]}))
+        args.json.write_text(json.dumps({"feed_arrow": ratios[1], "feed_arrow_no_prefetch": ratios[2],
+                                         **({"feed_petastorm": ratios[4]} if len(ratios) > 4 else {})}))
     trained = train_throughput(args.train_epochs) if args.train_epochs else []
     if trained:
         print(f"\nTraining LeNet-5 on the demo digits (1,428 training rows, batch 64, {args.train_epochs} epochs, local[2])\n")

@@ -8,7 +8,7 @@ under 256) in 8 Parquet files, laid out as a training set (image_id, label_index
 
 Feeding, one process, ``torch.set_num_threads(1)`` (one reader worker's share of the cores):
 
-* lakeloop's loader (Petastorm ``make_batch_reader``, dummy pool): per image a Pillow decode
+* lakeloop's feed (Arrow reader, no prefetch thread: one thread, as bare): per image a Pillow decode
   and a random resized crop to 224x224 with a flip (``train.augmentation``: crop_scale
   [0.08, 1], flip, colour_jitter 0.4), then shift-free colour jitter and normalisation for the
   whole chunk at once; batches of 64;
@@ -86,15 +86,15 @@ def spec():
     return PreprocessSpec(SIZE, SIZE, 3, "crop", MEAN, STD, storage="encoded")
 
 
-def feed_lakeloop(url: str, pool: str = "dummy", workers: int = 1) -> tuple[int, float]:
+def feed_lakeloop(url: str) -> tuple[int, float]:
     from lakeloop.config import AugmentConfig
     from lakeloop.training.loader import epoch_batches, plan_shards
 
     plan = plan_shards(url, 1, BATCH)
     augmentation = AugmentConfig(shift=0, crop_scale=(0.08, 1.0), flip=True, colour_jitter=0.4)
     start, rows = time.perf_counter(), 0
-    for x, y, _ in epoch_batches(url, plan, spec(), rank=0, epoch=0, seed=1, augmentation=augmentation, pool=pool,
-                                 workers=workers):
+    for x, y, _ in epoch_batches(url, plan, spec(), rank=0, epoch=0, seed=1, augmentation=augmentation,
+                                 prefetch=0):
         assert x.shape[1:] == (3, SIZE, SIZE)
         rows += len(y)
     return rows, time.perf_counter() - start
@@ -246,7 +246,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     print(f"| bare Pillow decode + torchvision RandomResizedCrop, flip, ColorJitter, ToTensor, Normalize "
           f"| {bare_rows:,} | {bare_s:.2f} | {bare_rows / bare_s:,.0f} | 1.00x |")
-    print(f"| lakeloop loader (Petastorm, dummy pool): decode + crop + flip per image, jitter + normalise per chunk "
+    print(f"| lakeloop feed (Arrow reader, no prefetch): decode + crop + flip per image, jitter + normalise per chunk "
           f"| {lake_rows:,} | {lake_s:.2f} | {lake_rows / lake_s:,.0f} | {(lake_rows / lake_s) / (bare_rows / bare_s):.2f}x |")
     print()
     print("| scoring, ResNet-18, 224x224x3 from JPEG | images/s | vs bare PyTorch |")

@@ -190,10 +190,14 @@ def stored_image(content: bytes, spec: PreprocessSpec) -> bytes:
 
 
 def pixels_to_array(pixels: Sequence[bytes], spec: PreprocessSpec) -> "np.ndarray":
-    """uint8 H x W x C byte strings -> uint8 array ``N x C x H x W`` (no copy of the bytes' order)."""
+    """uint8 H x W x C byte strings (or one uint8 ``N x bytes`` array of them) -> uint8 array
+    ``N x C x H x W`` (no copy of the bytes' order)."""
     import numpy as np
 
-    flat = np.frombuffer(b"".join(pixels), dtype=np.uint8)
+    if isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8:
+        flat = pixels.reshape(-1)
+    else:
+        flat = np.frombuffer(b"".join(pixels), dtype=np.uint8)
     expected = spec.pixel_bytes
     if flat.size != expected * len(pixels):
         bad = next((len(p) for p in pixels if len(p) != expected), None)

@@ -24,7 +24,7 @@ from lakeloop.models.spec import ModelSpec
 from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.training.dataset import TrainingSet, input_statistics, materialize, table_layout
-from lakeloop.training.loader import plan_shards
+from lakeloop.training.loader import PLAN_VERSION, plan_shards
 from lakeloop.training.rank import TrainPlan, failure_dir, recorded_failures, train_rank
 
 if TYPE_CHECKING:
@@ -53,12 +53,15 @@ def code_version() -> str:
 def training_key(cfg: TrainConfig, ts: TrainingSet, init: dict[str, Any] | None = None) -> str:
     """Names one training run by everything that decides its result (the starting weights by their
     checksum, so a moved alias or a replaced file is a new run)."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("alias", "local_mode")}
+    # The reader and its prefetch do not change the batches (both readers execute the same plan);
+    # the plan's version does, so it is in the key and a resume never mixes two orders.
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("alias", "local_mode", "reader", "prefetch")}
     if not cfg.augment or cfg.augmentation == AugmentConfig():
         # What augmentation was before it had settings: the runs keyed then keep their keys.
         settings.pop("augmentation")
     material = {"settings": settings, "features_version": ts.features_version, "spec": ts.key,
-                "root": ts.root, "classes": ts.classes}
+                "root": ts.root, "classes": ts.classes, "feed_plan": PLAN_VERSION}
     if init is not None:
         material["init_sha256"] = init["sha256"]
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
@@ -202,8 +205,8 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         augment=cfg.augment,
         augmentation=dataclasses.asdict(cfg.augmentation),
         seed=cfg.seed,
-        reader_pool=cfg.reader_pool,
-        reader_workers=cfg.reader_workers,
+        reader=cfg.reader,
+        prefetch=cfg.prefetch,
         use_gpu=cfg.use_gpu,
         local_mode=cfg.local_mode,
         amp=cfg.amp,

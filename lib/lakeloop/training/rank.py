@@ -8,8 +8,8 @@ set; it can also run alone on a GPU box, given a materialized training set:
 Each process: joins the process group (gloo on CPU, nccl on GPU), builds the model from its
 factory (``train.model``; starting from ``train.init_from``'s weights if set), wraps it in
 DDP, resumes from the newest checkpoint if one exists, then per epoch trains on its own
-Petastorm shard (:mod:`lakeloop.training.loader`: equal steps on every rank, order a function
-of seed/epoch/rank), evaluates the validation split sharded across ranks, keeps the best
+shard of the feed (:mod:`lakeloop.training.loader`: equal steps on every rank, order a function
+of seed/epoch/rank, read by ``train.reader``), evaluates the validation split sharded across ranks, keeps the best
 epoch's weights, stops early when the validation metric stops improving, and rank 0 writes
 a checkpoint. Rank 0 returns the weights to publish (the best epoch's, or the last) and the
 metrics; the driver publishes them.
@@ -69,8 +69,8 @@ class TrainPlan:
     augment: bool = True
     augmentation: dict[str, Any] = field(default_factory=dict)  # train.augmentation, as a dict
     seed: int = 7
-    reader_pool: str = "dummy"
-    reader_workers: int = 1
+    reader: str = "arrow"  # lakeloop.training.readers: "arrow" or "petastorm"
+    prefetch: int = 2
     use_gpu: bool = False
     # TorchDistributor's local_mode keeps the result of whichever rank writes it last (every rank writes
     # the same file), so there every rank returns rank 0's result.
@@ -220,7 +220,7 @@ def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: 
     counts = None
     with torch.inference_mode():
         for x, y, _ in shard_batches(url, feed, rank=proc.rank, world=proc.world, batch_size=256,
-                                     pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf):
+                                     reader=plan.reader, prefetch=plan.prefetch, hadoop_conf=plan.hadoop_conf):
             outputs = model(*model_inputs(x, proc.device))
             targets = torch.from_numpy(y).to(proc.device)
             n = len(y)
@@ -379,7 +379,7 @@ def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer,
         plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.seed,
         augmentation=build_settings(AugmentConfig, plan.augmentation, "train.augmentation") if plan.augment
         else NO_AUGMENTATION,
-        pool=plan.reader_pool, workers=plan.reader_workers, hadoop_conf=plan.hadoop_conf,
+        reader=plan.reader, prefetch=plan.prefetch, hadoop_conf=plan.hadoop_conf,
     ):
         inputs, targets = model_inputs(x, proc.device), torch.from_numpy(y).to(proc.device)
         trainer.optimizer.zero_grad(set_to_none=True)
@@ -518,16 +518,11 @@ def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     """Train one process's part of a distributed run; rank 0 returns weights and metrics.
 
     A process that fails writes its error and traceback to :func:`failure_dir` before raising."""
-    import warnings
-
-    with warnings.catch_warnings():
-        # petastorm 0.12 uses pyarrow 14's legacy ParquetDataset API (DESIGN.md): known and harmless.
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            return _train_rank(plan)
-        except Exception as exc:
-            record_failure(plan, os.environ.get("RANK", "0"), exc)
-            raise
+    try:
+        return _train_rank(plan)
+    except Exception as exc:
+        record_failure(plan, os.environ.get("RANK", "0"), exc)
+        raise
 
 
 def failure_dir(plan: TrainPlan) -> str:

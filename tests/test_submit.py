@@ -10,6 +10,7 @@ import pytest
 
 from lakeloop.errors import ConfigError
 from lakeloop.deploy.submit import build_command, package_library, parse_wrapper_args
+from lakeloop.stacks import installed_stack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,8 @@ def test_command_carries_profile_jars_and_library():
     assert cmd[0].endswith("bin/spark-submit")
     assert cmd[cmd.index("--master") + 1] == "local[*]"
     assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in cmd
-    assert any(c.startswith("spark.jars=") and "delta-spark_2.13-4.0.0.jar" in c for c in cmd)
+    _, artifact, version = installed_stack().delta.split(":")  # the local profile's {delta}
+    assert any(c.startswith("spark.jars=") and f"{artifact}-{version}.jar" in c for c in cmd)
     assert "spark.executor.memory=1g" in cmd
     assert cmd[cmd.index("--py-files") + 1].endswith("build/lakeloop.zip")
     job_at = cmd.index(str(REPO / "jobs" / "ingest_images.py"))

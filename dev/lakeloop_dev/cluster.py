@@ -61,7 +61,7 @@ def executor_python(repo_root: Path | None = None) -> Path:
             raise SetupError(f"could not make the executors' venv {root}: {proc.stderr[-1000:]}")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{purelib}\n")
-    check = subprocess.run([str(python), "-c", "import pyspark, torch, petastorm\n"
+    check = subprocess.run([str(python), "-c", "import pyspark, torch, pyarrow\n"
                             "try:\n import lakeloop\nexcept ImportError:\n print('lean')"],
                            capture_output=True, text=True, env={k: v for k, v in os.environ.items()
                                                                  if k != "PYTHONPATH"})

@@ -62,8 +62,22 @@ _CONFLICT_IN_TEXT = re.compile(r"io\.delta\.exceptions\.(" + "|".join(_CONFLICTS
 
 
 def conflict_class(exc: BaseException) -> str | None:
-    """The name of Delta's commit-conflict exception ``exc`` came from (PySpark hands those over
-    as ``UnknownException`` or ``Py4JJavaError`` naming the JVM class), or None."""
+    """The name of Delta's commit-conflict exception ``exc`` came from, or None.
+
+    delta-spark 4.4 (the current stack) raises them as its own Python classes
+    (``delta.exceptions.ConcurrentAppendException``, ...),
+    whose text names only the error class (``[DELTA_CONCURRENT_APPEND...]``); on delta-spark 4.0
+    PySpark hands them over as ``UnknownException`` or ``Py4JJavaError`` naming the JVM class."""
+    try:
+        import delta.exceptions as delta_exceptions
+    except ImportError:  # no Delta Python package: only the JVM class name can tell
+        delta_exceptions = None
+    # By each class: delta-spark 4.4's ConcurrentAppendException and its siblings do not derive from
+    # its DeltaConcurrentModificationException.
+    classes = tuple(getattr(delta_exceptions, name) for name in (*_CONFLICTS, "DeltaConcurrentModificationException")
+                    if hasattr(delta_exceptions, name))
+    if classes and isinstance(exc, classes):
+        return type(exc).__name__
     java = getattr(exc, "java_exception", None)
     text = str(java.getClass().getName()) if java is not None else str(exc)
     found = _CONFLICT_IN_TEXT.search(text)

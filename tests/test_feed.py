@@ -216,3 +216,21 @@ def test_the_arrow_reader_closes_its_files(tmp_path):
     assert len(reader.read(group, None).image_id) == group.rows
     reader.close()
     assert reader._files == {}
+
+
+def test_the_training_key_names_the_plans_version_but_not_the_reader(monkeypatch):
+    """A resumed run continues from checkpoints of the same key: a new plan version is a new run (never
+    a resume in another order), while switching reader or prefetch resumes the same run."""
+    import dataclasses
+
+    from lakeloop.config import TrainConfig
+    from lakeloop.training import driver
+    from lakeloop.training.dataset import TrainingSet
+
+    ts = TrainingSet("file:/lake/_training_sets/v1", 1, SPEC, ("a", "b"), {"train": 10}, False)
+    cfg = TrainConfig()
+    key = driver.training_key(cfg, ts)
+    assert driver.training_key(dataclasses.replace(cfg, reader="petastorm", prefetch=0), ts) == key
+    assert driver.training_key(dataclasses.replace(cfg, seed=cfg.seed + 1), ts) != key
+    monkeypatch.setattr(driver, "PLAN_VERSION", PLAN_VERSION + 1)
+    assert driver.training_key(cfg, ts) != key

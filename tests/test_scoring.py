@@ -19,6 +19,8 @@ from lakeloop.scoring.job import score_table
 from lakeloop.scoring.udf import arrow_batch_settings, register_udf, score, scoped_conf
 from support.lakes import copy_lake, layout
 
+pytestmark = pytest.mark.stacks  # scoring inside Spark on each stack (CI runs it on spark40 too)
+
 MODEL = "digits_lenet"
 # Bytes that are no image, each a different way: text, nothing, a PNG cut short, no value.
 GARBAGE = {

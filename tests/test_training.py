@@ -19,6 +19,7 @@ from lakeloop.training.driver import check_capacity, code_version, train
 from support.lakes import copy_lake, layout
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.stacks  # training end to end on each stack (CI runs it on spark40 too)
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +184,24 @@ def test_training_on_the_driver_as_the_local_profile_does_publishes_the_model_tw
     assert report.details["shard_audit"] == clean_report.details["shard_audit"]
     assert on_driver["test_accuracy"] == clean["test_accuracy"]
     assert [e["train_loss"] for e in on_driver["per_epoch"]] == pytest.approx(
+        [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
+
+
+def test_the_petastorm_reader_trains_the_same_model_as_the_arrow_reader(trained, spark, digits_lake, tmp_path):
+    """On the spark40 stack (where Petastorm runs), train.reader=petastorm executes the same plan:
+    the same batches, so the same losses epoch by epoch and the same test accuracy."""
+    pytest.importorskip("petastorm", reason="Petastorm runs on the spark40 stack only (CI runs this test there)")
+    pytest.importorskip("pyarrow.filesystem", reason="Petastorm needs pyarrow < 16 (the spark40 stack)")
+    clean_profile, clean_version, clean_report = trained
+    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.reader", "petastorm"))
+    report = RunReport("train", "petastorm-reader")
+    version = train(spark, profile, report=report)
+
+    with_petastorm = Registry.for_profile(profile).read_metadata(version)["metrics"]
+    clean = Registry.for_profile(clean_profile).read_metadata(clean_version)["metrics"]
+    assert report.details["shard_audit"] == clean_report.details["shard_audit"]
+    assert with_petastorm["test_accuracy"] == clean["test_accuracy"]
+    assert [e["train_loss"] for e in with_petastorm["per_epoch"]] == pytest.approx(
         [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
 
 

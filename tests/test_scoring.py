@@ -19,9 +19,9 @@ from lakeloop.scoring.job import score_table
 from lakeloop.scoring.udf import arrow_batch_settings, register_udf, score, scoped_conf
 from support.lakes import copy_lake, layout
 
-pytestmark = pytest.mark.stacks  # scoring inside Spark on each stack (CI runs it on spark40 too)
-
 MODEL = "digits_lenet"
+# Tests marked stacks exercise what differs between the stacks (the UDF's Arrow path, Delta's MERGE):
+# CI runs them on spark40 too; the kill and backfill tests run on the current stack only.
 # Bytes that are no image, each a different way: text, nothing, a PNG cut short, no value.
 GARBAGE = {
     "garbage-text": b"this is not an image",
@@ -138,6 +138,7 @@ def scored(spark, model_lake, tmp_path_factory):
     return profile, report
 
 
+@pytest.mark.stacks
 def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
     profile, report = scored
     features = delta.read_table(spark, layout(profile).features).select("image_id", "label", "pixels").toPandas()
@@ -165,6 +166,7 @@ def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
     assert report.details["python_worker_devices"] == ["cpu"]
 
 
+@pytest.mark.stacks
 def test_rerun_with_nothing_new_commits_nothing_and_loads_no_model(spark, scored):
     profile, first = scored
     gold_before = delta.table_version(spark, layout(profile).predictions)
@@ -266,6 +268,7 @@ def test_a_run_with_nothing_new_since_the_last_run_skips_the_plan_and_reports_wh
     assert after_failure.counts["already_scored"] == again.counts["already_scored"]
 
 
+@pytest.mark.stacks
 def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, scored, tmp_path):
     from pyspark.sql import functions as F
 
@@ -306,6 +309,7 @@ def test_only_new_rows_are_scored_and_wrong_sized_pixels_are_quarantined(spark, 
                         delta.table_version(spark, layout(profile).quarantine_predictions))
 
 
+@pytest.mark.stacks
 def test_a_second_model_version_scores_alongside_the_first(spark, scored, tmp_path):
     profile = copy_lake(scored[0], tmp_path / "lake")
     v1_before = gold_rows(spark, profile, 1).sort_values("image_id").reset_index(drop=True)
@@ -326,6 +330,7 @@ def test_a_second_model_version_scores_alongside_the_first(spark, scored, tmp_pa
     np.testing.assert_allclose(np.stack(v2_rows["scores"].to_numpy()), expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.stacks
 def test_job_scores_raw_images_and_quarantines_undecodable_ones(spark, model_lake, tmp_path):
     profile = copy_lake(model_lake, tmp_path / "lake")
     lake = profile.lake_root
@@ -447,6 +452,7 @@ def test_a_backfill_killed_after_its_first_chunk_ends_with_one_prediction_per_ro
           f"duplicates {len(gold) - gold['image_id'].nunique()}")
 
 
+@pytest.mark.stacks
 def test_score_adds_predictions_to_any_dataframe(spark, model_lake):
     registry = Registry.for_profile(model_lake)
     bronze = delta.read_table(spark, layout(model_lake).bronze_images).where("image_id NOT LIKE 'garbage-%'") \
@@ -485,6 +491,7 @@ def test_score_adds_predictions_to_any_dataframe(spark, model_lake):
         score(df, f"{MODEL}:9", registry=registry, input_col="img")
 
 
+@pytest.mark.stacks
 def test_registered_sql_function(spark, model_lake):
     registry = Registry.for_profile(model_lake)
     version = register_udf(spark, "digit_model", f"{MODEL}@latest", registry=registry)
@@ -507,6 +514,7 @@ def test_registered_sql_function(spark, model_lake):
     assert good["predicted"].tolist() == [metadata["classes"][i] for i in expected.argmax(axis=1)]
 
 
+@pytest.mark.stacks
 def test_model_is_loaded_once_per_python_worker(spark, model_lake, tmp_path):
     """The cache's own load counter, reported by each worker with every batch it scored: many
     batches per worker, one load, and a reused worker does not load it again in a second query.
@@ -568,6 +576,7 @@ print("scored without Spark")
 """
 
 
+@pytest.mark.stacks
 def test_score_batch_runs_without_spark():
     import subprocess
     import sys
@@ -585,6 +594,7 @@ def test_score_batch_runs_without_spark():
     (("score.input", "/no/scheme"), r"score.input .* has no URI scheme"),
     (("score.model", "a:b:c"), r"model reference 'a:b:c'"),
 ])
+@pytest.mark.stacks
 def test_bad_score_settings_are_refused_when_the_profile_loads(lake, override, message):
     from lakeloop.config import load_profile
 
@@ -598,6 +608,7 @@ def test_bad_score_settings_are_refused_when_the_profile_loads(lake, override, m
     (("score.model", "digits_lenet@nope"), ModelNotFound, r"has no alias 'nope'.*Committed versions: 1"),
     (("score.input_column", "label"), ConfigError, r"score.input_column = 'label' is string, not binary"),
 ])
+@pytest.mark.stacks
 def test_settings_that_do_not_fit_the_lake_fail_before_scoring_with_the_setting_named(
         spark, model_lake, override, error, message):
     from lakeloop.config import load_profile

@@ -19,7 +19,8 @@ from lakeloop.training.driver import check_capacity, code_version, train
 from support.lakes import copy_lake, layout
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.stacks  # training end to end on each stack (CI runs it on spark40 too)
+# Tests marked stacks train end to end on each stack (CI runs them on spark40 too); the kill-and-
+# resume test runs on the current stack only.
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,7 @@ def trained(spark, digits_lake, tmp_path_factory):
     return profile, version, report
 
 
+@pytest.mark.stacks
 def test_two_processes_train_on_disjoint_shards_covering_the_set(trained):
     profile, version, report = trained
     audit = report.details["shard_audit"]
@@ -40,11 +42,13 @@ def test_two_processes_train_on_disjoint_shards_covering_the_set(trained):
     assert report.counts["epochs_run"] == 30 and report.counts["resumed_from_epoch"] == 0
 
 
+@pytest.mark.stacks
 def test_lenet_reaches_98_percent_on_the_demo_digits(trained):
     _, _, report = trained
     assert report.details["test_accuracy"] >= 0.98, report.details
 
 
+@pytest.mark.stacks
 def test_registry_metadata_traces_the_model_to_its_data_settings_and_code(trained, spark):
     from datetime import datetime, timedelta, timezone
 
@@ -68,6 +72,7 @@ def test_registry_metadata_traces_the_model_to_its_data_settings_and_code(traine
     assert registry.resolve("digits_lenet", "latest") == version
 
 
+@pytest.mark.stacks
 def test_loading_by_name_and_by_latest_rebuilds_the_same_model_from_its_factory(trained):
     import torch
 
@@ -86,6 +91,7 @@ def test_loading_by_name_and_by_latest_rebuilds_the_same_model_from_its_factory(
         assert torch.equal(by_number(inputs), by_latest(inputs))
 
 
+@pytest.mark.stacks
 def test_the_best_validation_epoch_is_published_with_accuracy_loss_and_macro_f1(trained):
     profile, version, report = trained
     metrics = Registry.for_profile(profile).read_metadata(version)["metrics"]
@@ -111,6 +117,7 @@ def fine_tuned(trained, spark):
     return child, parent, version, report
 
 
+@pytest.mark.stacks
 def test_fine_tuning_starts_from_the_parent_weights_and_records_the_parent(fine_tuned):
     profile, parent, version, report = fine_tuned
     registry = Registry.for_profile(profile)
@@ -123,6 +130,7 @@ def test_fine_tuning_starts_from_the_parent_weights_and_records_the_parent(fine_
     assert report.details["initial_val_accuracy"] == parent_metadata["metrics"]["val_accuracy"]
 
 
+@pytest.mark.stacks
 def test_training_stops_early_when_validation_stops_improving(fine_tuned):
     profile, _, version, report = fine_tuned
     metrics = Registry.for_profile(profile).read_metadata(version)["metrics"]
@@ -131,12 +139,14 @@ def test_training_stops_early_when_validation_stops_improving(fine_tuned):
     assert any("stopped early after epoch 2 of 5" in w for w in report.warnings)
 
 
+@pytest.mark.stacks
 def test_balanced_class_weights_are_recorded_with_the_model(fine_tuned):
     profile, _, version, _ = fine_tuned
     weights = Registry.for_profile(profile).read_metadata(version)["training"]["class_weights"]
     assert len(weights) == 10 and all(0.5 < w < 2.0 for w in weights)  # the digits are nearly balanced
 
 
+@pytest.mark.stacks
 def test_a_missing_factory_or_parent_fails_before_any_process_starts(trained, spark):
     from dataclasses import replace
 
@@ -157,6 +167,7 @@ def test_a_missing_factory_or_parent_fails_before_any_process_starts(trained, sp
     assert not {"nowhere", "orphan", "no_file"} & set(Registry.for_profile(profile).list_models())  # nothing published
 
 
+@pytest.mark.stacks
 def test_rerun_publishes_nothing(trained, spark):
     profile, version, _ = trained
     report = RunReport("train", "rerun")
@@ -166,6 +177,7 @@ def test_rerun_publishes_nothing(trained, spark):
     assert Registry.for_profile(profile).list_versions("digits_lenet") == [1]
 
 
+@pytest.mark.stacks
 def test_training_on_the_driver_as_the_local_profile_does_publishes_the_model_two_spark_tasks_publish(
         trained, spark, digits_lake, tmp_path):
     """train.local_mode (conf/local.yaml): torchrun starts from the driver instead of from two barrier
@@ -187,6 +199,7 @@ def test_training_on_the_driver_as_the_local_profile_does_publishes_the_model_tw
         [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
 
 
+@pytest.mark.stacks
 def test_the_petastorm_reader_trains_the_same_model_as_the_arrow_reader(trained, spark, digits_lake, tmp_path):
     """On the spark40 stack (where Petastorm runs), train.reader=petastorm executes the same plan:
     the same batches, so the same losses epoch by epoch and the same test accuracy."""
@@ -205,6 +218,7 @@ def test_the_petastorm_reader_trains_the_same_model_as_the_arrow_reader(trained,
         [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
 
 
+@pytest.mark.stacks
 def test_too_many_processes_fail_before_launch(spark, base_profile):
     from dataclasses import replace
 
@@ -257,6 +271,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_the_clean_run(traine
         [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
 
 
+@pytest.mark.stacks
 def test_a_failed_training_process_is_named_by_its_own_error_not_by_torchruns_wrapper():
     from lakeloop.training.driver import process_error
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from lakeloop.errors import SetupError
 from lakeloop_dev.processes import START_TIMEOUT_S, PidFileService, java, port_open, spawn, state_dir, tail, wait_until
 
-S3PROXY_COORDINATE = "org.gaul:s3proxy:3.0.0:jar:jar-with-dependencies"
+S3PROXY_COORDINATE = "org.gaul:s3proxy:4.1.0:jar:jar-with-dependencies"
 S3_PROFILE = "s3-test"
 
 

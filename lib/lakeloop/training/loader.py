@@ -38,7 +38,7 @@ from lakeloop.errors import ConfigError, SourceError
 from lakeloop.preprocess import PreprocessSpec, pixels_to_array
 from lakeloop.config import AugmentConfig
 from lakeloop.training.augment import after_decoding, augment_batch, decode_batch
-from lakeloop.training.readers import RowGroup, open_reader
+from lakeloop.training.readers import RowGroup, open_reader, take_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -268,10 +268,13 @@ class BatchTransform:
 
 
 def _transformed(reader, order, transform: BatchTransform, prefetch: int) -> Iterator[tuple]:
-    """Each row group of ``order`` read and transformed, ``prefetch`` row groups ahead in a thread
-    (the transform runs in order there, so its random draws are the same as without one)."""
-    parts = (transform(reader.read(group, rows)) for group, rows in order)
-    return prefetched(parts, prefetch) if prefetch > 0 else parts
+    """Each row group of ``order`` read, its rows put in the plan's order and transformed. With
+    ``prefetch``, one thread reads (Parquet decoding, which runs without the GIL) up to that many
+    row groups ahead; the row order and the transform stay in this thread, in order, so their
+    random draws are those of a run without prefetch, and the two threads do not queue for the GIL."""
+    reads = ((reader.read(group, None), rows) for group, rows in order)
+    for chunk, rows in (prefetched(reads, prefetch) if prefetch > 0 else reads):
+        yield transform(take_rows(chunk, rows))
 
 
 def prefetched(items: Iterator, depth: int) -> Iterator:

@@ -92,10 +92,14 @@ def _binary_view(array) -> "np.ndarray":
 def chunk(columns: Mapping[str, Any], rows: "np.ndarray | None") -> SimpleNamespace:
     """A row group's columns (name -> values) as the feed's chunk: numpy columns
     (:func:`column_values`), rows taken in the order ``rows`` gives (None: as stored)."""
-    values = {name: column_values(v) for name, v in columns.items()}
-    if rows is not None:
-        values = {name: v[rows] for name, v in values.items()}
-    return SimpleNamespace(**values)
+    return take_rows(SimpleNamespace(**{name: column_values(v) for name, v in columns.items()}), rows)
+
+
+def take_rows(part: SimpleNamespace, rows: "np.ndarray | None") -> SimpleNamespace:
+    """A chunk with its rows in the order ``rows`` gives (one copy per column); None: as it is."""
+    if rows is None:
+        return part
+    return SimpleNamespace(**{name: v[rows] for name, v in vars(part).items()})
 
 
 class ArrowReader:

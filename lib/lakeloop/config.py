@@ -256,7 +256,7 @@ class TrainConfig:
     # The feed's reader (lakeloop.training.readers): "arrow" (pyarrow alone, every stack) or
     # "petastorm" (make_batch_reader, the spark40 stack only); both give the same batches.
     reader: Literal["arrow", "petastorm"] = "arrow"
-    prefetch: int = 2  # row groups read and transformed ahead of the training step (0: none)
+    prefetch: int = 2  # row groups a thread fetches (decodes) ahead of the training step (0: none)
     amp: bool = True
     torch_threads: int = 1
     early_stopping_patience: int | None = None

@@ -23,8 +23,8 @@ key, so a resumed run never continues in another order.
 
 Each row group is turned into tensors whole (:class:`BatchTransform`): its pixels viewed as
 one uint8 array, shifted and normalised with vectorised numpy, then cut into batches as
-views, with one copy per row group. A prefetch thread reads and transforms the next row
-group while the training step runs on the current one.
+views, with one copy per row group. A prefetch thread fetches (decodes) the next row groups
+while the training step runs on the current one.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from lakeloop.errors import ConfigError, SourceError
 from lakeloop.preprocess import PreprocessSpec, pixels_to_array
 from lakeloop.config import AugmentConfig
 from lakeloop.training.augment import after_decoding, augment_batch, decode_batch
-from lakeloop.training.readers import RowGroup, open_reader, take_rows
+from lakeloop.training.readers import RowGroup, chunk, open_reader
 
 if TYPE_CHECKING:
     import numpy as np
@@ -269,12 +269,13 @@ class BatchTransform:
 
 def _transformed(reader, order, transform: BatchTransform, prefetch: int) -> Iterator[tuple]:
     """Each row group of ``order`` read, its rows put in the plan's order and transformed. With
-    ``prefetch``, one thread reads (Parquet decoding, which runs without the GIL) up to that many
-    row groups ahead; the row order and the transform stay in this thread, in order, so their
-    random draws are those of a run without prefetch, and the two threads do not queue for the GIL."""
-    reads = ((reader.read(group, None), rows) for group, rows in order)
-    for chunk, rows in (prefetched(reads, prefetch) if prefetch > 0 else reads):
-        yield transform(take_rows(chunk, rows))
+    ``prefetch``, one thread fetches up to that many row groups ahead (Parquet decoding, which runs
+    without the GIL); the conversion to numpy, the row order and the transform stay in this
+    thread, in order, so their random draws are those of a run without prefetch, and the two
+    threads do not queue for the GIL."""
+    fetched = ((reader.fetch(group), rows) for group, rows in order)
+    for columns, rows in (prefetched(fetched, prefetch) if prefetch > 0 else fetched):
+        yield transform(chunk(columns, rows))
 
 
 def prefetched(items: Iterator, depth: int) -> Iterator:

@@ -121,13 +121,14 @@ class ArrowReader:
             self._files[path] = pq.ParquetFile(handle)
         return self._files[path]
 
-    def read(self, group: RowGroup, rows: "np.ndarray | None") -> SimpleNamespace:
-        """Row group ``group``'s columns, its rows in the order ``rows`` gives (None: as stored).
+    def fetch(self, group: RowGroup) -> dict[str, Any]:
+        """Row group ``group``'s columns as Arrow read them (the part a prefetch thread does: Parquet
+        decoding runs without the GIL); :func:`chunk` makes them the feed's chunk.
 
         Raises
         ------
         SourceError
-            the file cannot be read, or lacks a column the feed needs.
+            the file cannot be read, lacks a column the feed needs, or changed since the plan.
         """
         try:
             table = self._file(group.path).read_row_group(group.index, columns=self.columns)
@@ -137,7 +138,11 @@ class ArrowReader:
         if table.num_rows != group.rows:
             raise SourceError(f"training set {self.url}: {group.path} changed during the run (row group "
                               f"{group.index} has {table.num_rows} rows, the plan {group.rows}); train again")
-        return chunk({name: table.column(name) for name in self.columns}, rows)
+        return {name: table.column(name) for name in self.columns}
+
+    def read(self, group: RowGroup, rows: "np.ndarray | None") -> SimpleNamespace:
+        """Row group ``group``'s columns, its rows in the order ``rows`` gives (None: as stored)."""
+        return chunk(self.fetch(group), rows)
 
     def close(self) -> None:
         self._stack.close()
@@ -177,8 +182,8 @@ class PetastormReader:
                 self._groups_in_file[path] = pq.ParquetFile(handle).metadata.num_row_groups
         return self._groups_in_file[path]
 
-    def read(self, group: RowGroup, rows: "np.ndarray | None") -> SimpleNamespace:
-        """As :meth:`ArrowReader.read`, through ``make_batch_reader``."""
+    def fetch(self, group: RowGroup) -> dict[str, Any]:
+        """As :meth:`ArrowReader.fetch`, through ``make_batch_reader``."""
         from petastorm import make_batch_reader
 
         count = self._row_groups_in(group.path)
@@ -195,7 +200,11 @@ class PetastormReader:
         if got != group.rows:
             raise SourceError(f"training set {self.url}: Petastorm read {got} rows of row group {group.index} of "
                               f"{group.path}, the plan {group.rows}; train again, or use train.reader=arrow")
-        return chunk(columns, rows)
+        return columns
+
+    def read(self, group: RowGroup, rows: "np.ndarray | None") -> SimpleNamespace:
+        """As :meth:`ArrowReader.read`."""
+        return chunk(self.fetch(group), rows)
 
     def close(self) -> None:
         self._groups_in_file.clear()

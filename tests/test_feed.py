@@ -234,3 +234,12 @@ def test_the_training_key_names_the_plans_version_but_not_the_reader(monkeypatch
     assert driver.training_key(dataclasses.replace(cfg, seed=cfg.seed + 1), ts) != key
     monkeypatch.setattr(driver, "PLAN_VERSION", PLAN_VERSION + 1)
     assert driver.training_key(cfg, ts) != key
+
+
+def test_a_profile_still_naming_petastorms_pool_is_told_what_replaced_it():
+    from lakeloop.config import load_profile
+
+    with pytest.raises(ConfigError, match=r"train.reader_pool is now train.reader"):
+        load_profile("test", [("train.reader_pool", "thread")])
+    with pytest.raises(ConfigError, match=r"train.reader = 'tfrecord'|must be one of|tfrecord"):
+        load_profile("test", [("train.reader", "tfrecord")])

@@ -608,7 +608,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
 
 # Settings that moved: a profile that still uses the old name is told the new one.
 RENAMED_SETTINGS = {"train.architecture": "train.model",
-                    "train.pretrained_weights": "train.init_from (a weights file URI, or NAME:VERSION / NAME@alias)"}
+                    "train.pretrained_weights": "train.init_from (a weights file URI, or NAME:VERSION / NAME@alias)",
+                    # The feed no longer runs Petastorm's pools: the order is the plan's whatever the reader.
+                    "train.reader_pool": "train.reader (arrow, or petastorm on the spark40 stack); delete it",
+                    "train.reader_workers": "train.prefetch (row groups decoded ahead by one thread); delete it"}
 
 
 def build_settings(cls: type, data: Any, prefix: str) -> Any:

@@ -1,10 +1,12 @@
-"""Petastorm 0.12.1 on pyarrow 14 over object stores, without s3fs.
+"""Petastorm 0.12.1 on pyarrow 14 over object stores, without s3fs: used by the Petastorm reader
+(:mod:`lakeloop.training.readers`) alone, on the *spark40* stack. It imports the legacy
+``pyarrow.filesystem``, which pyarrow 16 removed, so nothing else imports this module.
 
 Petastorm opens a dataset URL in two steps: it turns the URL into a path with fsspec
 (``fsspec.core.strip_protocol``, which needs an fsspec class registered for the scheme:
 s3fs for ``s3a://``), then reads it with pyarrow's *legacy* ``ParquetDataset``, which
 only takes the legacy ``pyarrow.filesystem.FileSystem`` API (``isdir``/``isfile``/``walk``/
-``open``; DESIGN.md: why pyarrow is held at 14). Neither pyarrow's own ``pyarrow.fs``
+``open``; docs/stacks.md). Neither pyarrow's own ``pyarrow.fs``
 filesystems nor fsspec's s3fs are of that kind, so :func:`petastorm_filesystem` hands
 Petastorm a small legacy adapter over the ``pyarrow.fs`` filesystem :mod:`lakeloop.io.lakefs`
 builds from the profile's ``fs.s3a.*`` settings (endpoint, region, path style, credentials

@@ -185,18 +185,25 @@ def test_training_on_the_driver_as_the_local_profile_does_publishes_the_model_tw
     from lakeloop.config import load_profile
 
     assert load_profile("local").train.local_mode and not load_profile("yarn").train.local_mode
+    report = _assert_trains_the_clean_runs_model(trained, spark, digits_lake, tmp_path, ("train.local_mode", True))
+    assert "slots" not in report.details["capacity"]  # no barrier stage to find task slots for
+
+
+def _assert_trains_the_clean_runs_model(trained, spark, digits_lake, tmp_path, setting) -> RunReport:
+    """Trains a copy of the demo lake with one setting changed and checks it is the clean run's model:
+    the same shards, test accuracy and losses epoch by epoch. Returns the run's report."""
     clean_profile, clean_version, clean_report = trained
-    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.local_mode", True))
-    report = RunReport("train", "on-the-driver")
+    profile = copy_lake(digits_lake, tmp_path / "lake", setting)
+    report = RunReport("train", f"with-{setting[0]}")
     version = train(spark, profile, report=report)
 
-    assert "slots" not in report.details["capacity"]  # no barrier stage to find task slots for
-    on_driver = Registry.for_profile(profile).read_metadata(version)["metrics"]
+    changed = Registry.for_profile(profile).read_metadata(version)["metrics"]
     clean = Registry.for_profile(clean_profile).read_metadata(clean_version)["metrics"]
     assert report.details["shard_audit"] == clean_report.details["shard_audit"]
-    assert on_driver["test_accuracy"] == clean["test_accuracy"]
-    assert [e["train_loss"] for e in on_driver["per_epoch"]] == pytest.approx(
+    assert changed["test_accuracy"] == clean["test_accuracy"]
+    assert [e["train_loss"] for e in changed["per_epoch"]] == pytest.approx(
         [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
+    return report
 
 
 @pytest.mark.stacks
@@ -205,17 +212,7 @@ def test_the_petastorm_reader_trains_the_same_model_as_the_arrow_reader(trained,
     the same batches, so the same losses epoch by epoch and the same test accuracy."""
     pytest.importorskip("petastorm", reason="Petastorm runs on the spark40 stack only (CI runs this test there)")
     pytest.importorskip("pyarrow.filesystem", reason="Petastorm needs pyarrow < 16 (the spark40 stack)")
-    clean_profile, clean_version, clean_report = trained
-    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.reader", "petastorm"))
-    report = RunReport("train", "petastorm-reader")
-    version = train(spark, profile, report=report)
-
-    with_petastorm = Registry.for_profile(profile).read_metadata(version)["metrics"]
-    clean = Registry.for_profile(clean_profile).read_metadata(clean_version)["metrics"]
-    assert report.details["shard_audit"] == clean_report.details["shard_audit"]
-    assert with_petastorm["test_accuracy"] == clean["test_accuracy"]
-    assert [e["train_loss"] for e in with_petastorm["per_epoch"]] == pytest.approx(
-        [e["train_loss"] for e in clean["per_epoch"]], rel=1e-4)
+    _assert_trains_the_clean_runs_model(trained, spark, digits_lake, tmp_path, ("train.reader", "petastorm"))
 
 
 @pytest.mark.stacks

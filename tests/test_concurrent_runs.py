@@ -79,3 +79,39 @@ def test_a_write_that_loses_the_commit_race_names_the_table_and_a_rerun_adds_onl
                        "after the rerun vs both runs' rows", 21, 21 - len(set(ids)), len(ids) - len(set(ids)))
     reliability.bad_input("every Delta write", "another run commits to the same table first",
                           "ConcurrentWriteConflict naming the table; nothing committed; a rerun completes it")
+
+
+def test_a_run_that_finds_the_table_created_by_another_run_after_it_looked_names_the_conflict(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    uri = f"file:{tmp_path}/table"
+    new = spark.createDataFrame([(i, "new") for i in range(10)], "id INT, v STRING").coalesce(1)
+    # The first evaluation of the rows is the write that creates the table: hold it there.
+    (tmp_path / "evaluations").write_text("x")
+    held = new.withColumn("id", _held_until(tmp_path)(F.col("id")))
+    failures: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            delta.merge_insert_new(spark, held, uri, ["id"])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failures.append(exc)
+
+    writer = threading.Thread(target=create)
+    writer.start()
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "merging").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "merging").exists(), "the write never started"
+    spark.createDataFrame([(100, "other run")], "id INT, v STRING").write.format("delta").save(uri)
+    (tmp_path / "go").touch()
+    writer.join(timeout=180)
+
+    assert len(failures) == 1 and isinstance(failures[0], ConcurrentWriteConflict), failures
+    assert f"another run committed to {uri}" in str(failures[0]) and "Run the job again" in str(failures[0])
+    # The narrower window: the other run's table is already there when this run's write starts
+    # (after this run looked and found none). Delta says DELTA_PATH_EXISTS; the user reads the same.
+    with pytest.raises(ConcurrentWriteConflict, match=r"another run committed to .* first.*Run the job again"):
+        delta._create_with(spark, new, uri)
+    delta.merge_insert_new(spark, new, uri, ["id"])
+    assert sorted(r.id for r in delta.read_table(spark, uri).collect()) == [*range(10), 100]

@@ -303,9 +303,34 @@ def _create_with(spark: "SparkSession", df: "DataFrame", uri: str,
     options = dict(properties or {})
     if txn is not None:
         options.update(txnAppId=txn.app_id, txnVersion=str(txn.version))
-    with _conflicts_named(uri):
-        df.write.format("delta").mode("errorifexists").options(**options).save(uri)
+    try:
+        with _conflicts_named(uri):
+            df.write.format("delta").mode("errorifexists").options(**options).save(uri)
+    except Exception as exc:
+        # Another run created the table between this run's look and its write: the same race
+        # as a lost commit, and the same remedy (a rerun MERGEs against the table now there).
+        if "DELTA_PATH_EXISTS" not in _error_condition(exc):
+            raise
+        raise ConcurrentWriteConflict(
+            f"another run committed to {uri} first, creating the table this run was about to create, so Delta "
+            f"refused this run's commit (DELTA_PATH_EXISTS); nothing of it was written. Run the job again: it takes only what is "
+            f"still missing"
+        ) from exc
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
+
+
+def _error_condition(exc: BaseException) -> str:
+    """Spark's error condition of ``exc`` (``DELTA_PATH_EXISTS``, ...), or its text when it has none."""
+    for getter in ("getCondition", "getErrorClass"):
+        method = getattr(exc, getter, None)
+        if method is not None:
+            try:
+                found = method()
+            except Exception:  # noqa: BLE001 - an exception without a JVM side
+                found = None
+            if found:
+                return str(found)
+    return str(exc)
 
 
 def add_missing_columns(spark: "SparkSession", uri: str, schema: "StructType") -> list[str]:

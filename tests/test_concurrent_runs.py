@@ -38,6 +38,29 @@ def _held_until(folder: Path):
     return held
 
 
+def _while_held(folder: Path, write, other_run) -> list[BaseException]:
+    """Run ``write`` in a thread; once its rows are held (see :func:`_held_until`), run
+    ``other_run``, then let ``write`` go on. Returns what ``write`` raised."""
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            write()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failures.append(exc)
+
+    writer = threading.Thread(target=guarded)
+    writer.start()
+    deadline = time.monotonic() + 120
+    while not (folder / "merging").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (folder / "merging").exists(), "the write never started"
+    other_run()
+    (folder / "go").touch()
+    writer.join(timeout=180)
+    return failures
+
+
 def test_a_write_that_loses_the_commit_race_names_the_table_and_a_rerun_adds_only_what_is_missing(
         spark, tmp_path, reliability):
     from pyspark.sql import functions as F
@@ -47,24 +70,10 @@ def test_a_write_that_loses_the_commit_race_names_the_table_and_a_rerun_adds_onl
         .write.format("delta").save(uri)
     new = spark.createDataFrame([(i, "new") for i in range(10, 20)], "id INT, v STRING").coalesce(1)
     held = new.withColumn("id", _held_until(tmp_path)(F.col("id")))  # the key: the check for new rows reads it too
-    failures: list[BaseException] = []
-
-    def merge() -> None:
-        try:
-            delta.merge_insert_new(spark, held, uri, ["id"])
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            failures.append(exc)
-
-    writer = threading.Thread(target=merge)
-    writer.start()
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "merging").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (tmp_path / "merging").exists(), "the MERGE never started"
     # Another run commits while the MERGE holds its snapshot.
-    spark.createDataFrame([(100, "other run")], "id INT, v STRING").write.format("delta").mode("append").save(uri)
-    (tmp_path / "go").touch()
-    writer.join(timeout=180)
+    failures = _while_held(tmp_path, lambda: delta.merge_insert_new(spark, held, uri, ["id"]),
+                           lambda: spark.createDataFrame([(100, "other run")], "id INT, v STRING")
+                           .write.format("delta").mode("append").save(uri))
 
     assert len(failures) == 1 and isinstance(failures[0], ConcurrentWriteConflict), failures
     message = str(failures[0])
@@ -89,23 +98,9 @@ def test_a_run_that_finds_the_table_created_by_another_run_after_it_looked_names
     # The first evaluation of the rows is the write that creates the table: hold it there.
     (tmp_path / "evaluations").write_text("x")
     held = new.withColumn("id", _held_until(tmp_path)(F.col("id")))
-    failures: list[BaseException] = []
-
-    def create() -> None:
-        try:
-            delta.merge_insert_new(spark, held, uri, ["id"])
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            failures.append(exc)
-
-    writer = threading.Thread(target=create)
-    writer.start()
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "merging").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (tmp_path / "merging").exists(), "the write never started"
-    spark.createDataFrame([(100, "other run")], "id INT, v STRING").write.format("delta").save(uri)
-    (tmp_path / "go").touch()
-    writer.join(timeout=180)
+    failures = _while_held(tmp_path, lambda: delta.merge_insert_new(spark, held, uri, ["id"]),
+                           lambda: spark.createDataFrame([(100, "other run")], "id INT, v STRING")
+                           .write.format("delta").save(uri))
 
     assert len(failures) == 1 and isinstance(failures[0], ConcurrentWriteConflict), failures
     assert f"another run committed to {uri}" in str(failures[0]) and "Run the job again" in str(failures[0])

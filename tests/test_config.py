@@ -125,6 +125,22 @@ def test_pair_overrides_are_taken_verbatim():
         (["train.publish_epoch=first"], r"train\.publish_epoch = 'first' is not one of 'best', 'last'"),
         (["features.training_set_files=0"], r"features\.training_set_files = 0 must be at least 1"),
         (["score.input=features.x.y"], r"score\.input .* has no URI scheme"),
+        (["lake_root=ftp://files.example.com/lake"], r"lake_root = 'ftp://files\.example\.com/lake': lakeloop cannot "
+                                                     r"reach scheme 'ftp:'; the schemes it supports are file:, dbfs:, "
+                                                     r"s3a:, hdfs:\. Copy the data to one of them"),
+        (["lake_root=s3://bucket/lake"], r"lake_root = 's3://bucket/lake': lakeloop cannot reach scheme 's3:'; .* "
+                                         r"For S3 write 's3a://bucket/lake': lakeloop reaches S3 through Hadoop's s3a"),
+        (["ingest_images.source=abfss://raw@account.dfs.core.windows.net/images"],
+         r"ingest_images\.source = 'abfss://\*\*\*@account\.dfs\.core\.windows\.net/images': lakeloop cannot reach "
+         r"scheme 'abfss:'; the schemes it supports are file:, dbfs:, s3a:, hdfs:"),
+        (["ingest_tables.tables.t={source: 'gs://bucket/t.csv', format: csv, keys: [id], schema: 'id INT'}"],
+         r"ingest_tables\.tables\.t\.source = 'gs://bucket/t\.csv': lakeloop cannot reach scheme 'gs:'"),
+        (["demo.raw_root=s3://AKIAEXAMPLE:wJalrSECRET@bucket/raw"],
+         r"demo\.raw_root = 's3://\*\*\*@bucket/raw': .* For S3 write 's3a://\*\*\*@bucket/raw'"),
+        (["train.init_from=webhdfs://namenode:9870/w.pt"], r"train\.init_from .* = 'webhdfs://namenode:9870/w\.pt': "
+                                                          r"lakeloop cannot reach scheme 'webhdfs:'"),
+        (["score.input=abfss://c@a.dfs.core.windows.net/t"], r"score\.input .*: lakeloop cannot reach scheme 'abfss:'"),
+        (["features.join_table=gs://bucket/meta"], r"features\.join_table .*: lakeloop cannot reach scheme 'gs:'"),
     ],
 )
 @pytest.mark.fault  # bad settings are bad inputs too: listed in the reliability figures

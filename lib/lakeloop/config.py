@@ -34,7 +34,8 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from lakeloop.errors import ConfigError, LakeloopError
-from lakeloop.layout import LATEST, check_alias, check_model_name, factory_reference, parse_model_ref, table_ref
+from lakeloop.layout import (LAKE_SCHEMES, LATEST, check_alias, check_model_name, factory_reference, parse_model_ref,
+                             safe_uri, table_ref)
 from lakeloop.stacks import Stack, installed_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +45,22 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 def require_uri(value: str, setting: str) -> str:
-    """Return ``value`` if it carries a URI scheme, else raise a ConfigError saying what to write."""
+    """Return ``value`` if it carries a URI scheme lakeloop reaches (:data:`LAKE_SCHEMES`), else raise a
+    ConfigError saying what to write."""
     if not isinstance(value, str) or not _SCHEME.match(value) or re.match(r"^[a-zA-Z]:[\\/]", value):
         raise ConfigError(
             f"{setting} = {value!r} has no URI scheme. Write 'file:/absolute/path' for a local "
             f"folder, 'hdfs://namenode:8020/path' for HDFS or 's3a://bucket/path' for S3."
+        )
+    scheme = value.partition(":")[0].lower()
+    if scheme not in LAKE_SCHEMES:
+        # Spark might list such a folder, but the training ranks, scoring workers and the registry
+        # reach storage without Spark (lakeloop.io.lakefs): the run would fail halfway.
+        hint = (f" For S3 write {'s3a' + safe_uri(value)[len(scheme):]!r}: lakeloop reaches S3 through Hadoop's s3a "
+                f"connector." if scheme in ("s3", "s3n") else "")
+        raise ConfigError(
+            f"{setting} = {safe_uri(value)!r}: lakeloop cannot reach scheme '{scheme}:'; the schemes it "
+            f"supports are {', '.join(s + ':' for s in LAKE_SCHEMES)}.{hint or ' Copy the data to one of them.'}"
         )
     return value.rstrip("/") if value not in ("file:/",) else value
 

@@ -37,6 +37,14 @@ LATEST = "latest"
 PRODUCTION = "production"
 _MODEL_REF_FORMS = ("write NAME, NAME:VERSION or NAME@ALIAS, e.g. digits_lenet, digits_lenet:3 or "
                     "digits_lenet@production")
+# The schemes lakeloop reaches a lake or a source through, with Spark and without it (lakeloop.io.lakefs):
+# S3 only through Hadoop's s3a connector, so "s3://" is refused with a hint to write "s3a://".
+LAKE_SCHEMES = ("file", "dbfs", "s3a", "hdfs")
+
+
+def safe_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` part masked, for error messages."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri) if isinstance(uri, str) else repr(uri)
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
 from lakeloop.errors import ConfigError, SetupError, SourceChanged, SourceError
+from lakeloop.layout import LAKE_SCHEMES as SUPPORTED_SCHEMES
+from lakeloop.layout import safe_uri as _safe_uri
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
 
-SUPPORTED_SCHEMES = ("file", "dbfs", "s3a", "hdfs")
 SPARK_HADOOP_PREFIX = "spark.hadoop."
 S3A_PREFIX = "fs.s3a."
 # Hadoop keys handed to libhdfs as extra_conf; S3 keys (and their secrets) stay out of the JVM.
@@ -68,11 +69,6 @@ def _normalise_conf(hadoop_conf: Mapping[str, str] | None) -> dict[str, str]:
         if not key.startswith(SPARK_HADOOP_PREFIX) and value is not None:
             conf[key] = str(value)
     return conf
-
-
-def _safe_uri(uri: str) -> str:
-    """``uri`` with any ``user:password@`` part masked, for error messages."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri) if isinstance(uri, str) else repr(uri)
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -105,6 +105,9 @@ def test_pair_overrides_are_taken_verbatim():
         (["ingest_images.extensions=[png, 'j*g']"], r"extensions entry 'j\*g' must be letters and digits"),
         (["ingest_images.label_from=labels_table"], r"label_from = labels_table but ingest_images\.labels_table is not set"),
         (["train.num_processes=0"], r"train\.num_processes = 0 must be at least 1"),
+        (["train.seed=-1"], r"train\.seed = -1 is outside the seeds training accepts, 0 to 2\*\*63 - 1 "
+                            r"\(9223372036854775807\); use a non-negative number in that range"),
+        ([f"train.seed={2**63}"], r"train\.seed = 9223372036854775808 is outside the seeds training accepts"),
         (["train.model_name=../x"], r"model name '\.\./x' is not valid"),
         (["train.alias=latest"], r"train\.alias = 'latest'"),
         (["train.stop_after_epochs=3"], r"unknown setting train\.stop_after_epochs"),
@@ -148,6 +151,11 @@ def test_bad_settings_name_the_key_and_the_fix(overrides, message, reliability):
     with pytest.raises(ConfigError, match=message) as error:
         load_profile("local", overrides)
     reliability.bad_input("profile", " ".join(f"--set {o}" for o in overrides), f"ConfigError: {error.value}")
+
+
+@pytest.mark.parametrize("seed", [0, 42, 43, 2**32 - 1, 2**63 - 1])
+def test_any_non_negative_64_bit_seed_loads(seed):
+    assert load_profile("local", [f"train.seed={seed}"]).train.seed == seed
 
 
 def test_unknown_profile_lists_the_known_ones():

@@ -264,7 +264,7 @@ class TrainConfig:
     lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 7
+    seed: int = 7  # any number from 0 to 2**63 - 1: initial weights, batch order, augmentation
     # The feed's reader (lakeloop.training.readers): "arrow" (pyarrow alone, every stack) or
     # "petastorm" (make_batch_reader, the spark40 stack only); both give the same batches.
     reader: Literal["arrow", "petastorm"] = "arrow"
@@ -900,6 +900,11 @@ _TASK_METRICS = {"classification": ("val_accuracy", "val_macro_f1", "val_loss"),
                  "regression": ("val_mae", "val_rmse", "val_r2", "val_loss")}
 
 
+# Any non-negative signed 64-bit number: the feed's generators (numpy's SeedSequence) take any
+# non-negative integer, torch.manual_seed a 64-bit one, and the seed is kept as JSON and in the training key.
+MAX_SEED = 2**63 - 1
+
+
 def _check_train(cfg: TrainConfig) -> None:
     check_model_name(cfg.model_name)
     for setting, value, example in (("num_processes", cfg.num_processes, "2"), ("epochs", cfg.epochs, "30"),
@@ -907,6 +912,9 @@ def _check_train(cfg: TrainConfig) -> None:
                                     ("torch_threads", cfg.torch_threads, "1")):
         _at_least(value, 1, f"train.{setting}", example)
     _at_least(cfg.prefetch, 0, "train.prefetch", "2")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"train.seed = {cfg.seed!r} is outside the seeds training accepts, 0 to 2**63 - 1 "
+                          f"({MAX_SEED}); use a non-negative number in that range, e.g. 42")
     if cfg.learning_rate <= 0:
         raise ConfigError(f"train.learning_rate = {cfg.learning_rate!r} must be greater than 0, e.g. 0.003")
     factory_reference(cfg.model)  # the form only: the module may exist only where spark-submit ships it

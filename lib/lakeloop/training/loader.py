@@ -218,6 +218,8 @@ def pass_order(groups: list[RowGroup], *, seed: int, epoch: int, rank: int,
     permutation of its rows, both drawn from ``(seed, epoch, rank, pass_no)``."""
     import numpy as np
 
+    # A list seeds numpy's SeedSequence, which takes any non-negative integer: every train.seed the
+    # profile accepts (0 to 2**63 - 1) is valid here, with no arithmetic that could leave a range.
     rng = np.random.default_rng([PLAN_VERSION, seed, epoch, rank, pass_no])
     return [(groups[i], rng.permutation(groups[i].rows)) for i in rng.permutation(len(groups))]
 

@@ -17,6 +17,7 @@ from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.training.driver import check_capacity, code_version, train
 from support.lakes import copy_lake, layout
+from support.pipeline import SPLITS
 
 REPO = Path(__file__).resolve().parents[1]
 # Tests marked stacks train end to end on each stack (CI runs them on spark40 too); the kill-and-
@@ -300,3 +301,44 @@ def test_a_failed_training_process_is_named_by_its_own_error_not_by_torchruns_wr
     )
     assert process_error(text) == "ValueError: my_models.make_loss: no loss for regression"
     assert process_error("Killed") == "Killed"
+
+
+@pytest.mark.fault
+def test_a_plan_only_run_keeps_the_profiles_storage_credentials_out_of_the_plan_and_the_run_page(
+        spark, digits_lake, tmp_path, reliability):
+    """train --plan-only once wrote spark.hadoop.fs.s3a.* keys verbatim into plan.json, a file people copy."""
+    import json
+    import runpy
+
+    secrets = {"spark.hadoop.fs.s3a.access.key": "AKIAPLANONLYEXAMPLE",
+               "spark.hadoop.fs.s3a.secret.key": "wJalrXUtnFEMI-plan-only-secret",
+               "spark.hadoop.fs.s3a.session.token": "FwoGZXIvYXdzEPlanOnlyToken",
+               "spark.hadoop.fs.s3a.bucket.raw.secret.key": "per-bucket-plan-only-secret"}
+    profile = copy_lake(digits_lake, tmp_path / "lake")
+    plan_file = tmp_path / "plan.json"
+    main = runpy.run_path(str(REPO / "jobs" / "train.py"))["main"]
+    try:
+        code = main(["--profile", "test", "--set", f"lake_root={profile.lake_root}",
+                     "--set", f"ingest_images.source={profile.ingest_images.source}", "--set", "features.join_table=null",
+                     "--set", "features.training_set_files=8", "--plan-only", str(plan_file),
+                     "--conf", "spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9",
+                     *[arg for key, value in secrets.items() for arg in ("--conf", f"{key}={value}")]])
+    finally:  # the job ran in this test session's SparkSession
+        for key in [*secrets, "spark.hadoop.fs.s3a.endpoint"]:
+            spark.conf.unset(key)
+
+    reports = Path(profile.lake_root.removeprefix("file:")) / "_reports" / "train"
+    written = {"plan.json": plan_file.read_text(), "report": (reports / "latest.json").read_text(),
+               "run page": (reports / "latest.html").read_text()}
+    assert code == 0
+    assert {name: [s for s in secrets.values() if s in text] for name, text in written.items()} == \
+        {name: [] for name in written}
+    plan = json.loads(written["plan.json"])
+    # What reaches the store stays; the credentials are named in the run's warning, never shown.
+    assert plan["hadoop_conf"]["fs.s3a.endpoint"] == "http://127.0.0.1:9"
+    assert not [k for k in plan["hadoop_conf"] if k.endswith(("key", "token"))]
+    report = json.loads(written["report"])
+    assert any("fs.s3a.secret.key" in w and "AWS_SECRET_ACCESS_KEY" in w for w in report["warnings"])
+    assert sum(plan["shards"]["rows_per_rank"]) == SPLITS["train"]  # the plan itself is whole
+    reliability.bad_input("train --plan-only", "S3 access key, secret key, session token in spark.conf",
+                          "exit 0; plan.json, report and run page hold none of them; the warning names the keys")

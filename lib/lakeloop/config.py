@@ -519,6 +519,18 @@ def parse_override(text: str, flag: str = "--set") -> tuple[str, Any]:
 _DOTTED_KEY_MAPPINGS = ("score.kafka.options", "spark.conf")
 # Settings whose values may be credentials: errors name them but never show their values.
 _SECRET_SETTINGS = ("score.kafka.options",)
+# Spark, Hadoop and Kafka setting names that hold a credential (S3 keys, session tokens, passwords,
+# JAAS configs): their values never go into a file lakeloop writes for people to copy (train --plan-only).
+_SECRET_NAME = re.compile(r"secret|passw|token|credential|access[._-]?key|account\.key|jaas|private[._-]?key|"
+                          r"api[._-]?key", re.IGNORECASE)
+# ... except the names of settings that say how to get one (fs.s3a.aws.credentials.provider, a class).
+_SECRET_NAME_EXCEPTIONS = (".provider", ".enabled", ".class", ".type")
+
+
+def is_secret_setting(name: str) -> bool:
+    """Whether the Spark, Hadoop or Kafka setting ``name`` (``fs.s3a.secret.key``,
+    ``spark.hadoop.fs.s3a.session.token`` ...) holds a credential."""
+    return bool(_SECRET_NAME.search(name)) and not name.lower().endswith(_SECRET_NAME_EXCEPTIONS)
 
 
 def _shown(key: str, value: Any) -> str:

@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.config import AugmentConfig, Profile, TrainConfig, init_source
+from lakeloop.config import AugmentConfig, Profile, TrainConfig, init_source, is_secret_setting
 from lakeloop.errors import ConfigError, SourceError, TrainingFailed
 from lakeloop.layout import LakeLayout, factory_reference
 from lakeloop.models.spec import ModelSpec
@@ -471,9 +471,17 @@ def write_plan(spark: "SparkSession", profile: Profile, path: str, report: RunRe
     check_factory(profile.train, model_spec(profile.train, ts))
     plan = make_plan(profile, ts, report.run_id, training_key(profile.train, ts, init), init,
                      class_weights(spark, ts, profile.train))
+    # A plan file is copied to other machines and read by people: credentials stay out of it, and the
+    # process that runs it finds them as any S3 client does (the AWS default chain: environment, role).
+    left_out = sorted(k for k in plan.hadoop_conf if is_secret_setting(k))
+    plan = dataclasses.replace(plan, hadoop_conf={k: v for k, v in plan.hadoop_conf.items() if k not in left_out})
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(plan.to_json())
     report.outputs["plan"] = path
+    if left_out:
+        report.warnings.append(f"the plan leaves out the credentials {', '.join(left_out)}: where it runs, give them "
+                               f"to the AWS default chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                               f"AWS_SESSION_TOKEN, or an instance role)")
     return plan
 
 

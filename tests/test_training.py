@@ -243,6 +243,73 @@ def test_too_many_processes_fail_before_launch(spark, base_profile):
         check_capacity(spark, replace(base_profile.train, use_gpu=True, local_mode=True))
 
 
+GPU = "spark.{}.resource.gpu.amount".format
+CLUSTER = "spark://10.0.0.1:7077"
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("processes", "local_mode", "master", "settings", "registered", "message"), [
+    (4, True, "local[8]", {GPU("driver"): "2"}, 0,
+     r"train\.num_processes = 4 but the driver has 2 GPU\(s\) \(spark\.driver\.resource\.gpu\.amount\), and "
+     r"train\.local_mode runs one process per driver GPU: lower train\.num_processes to 2"),
+    (4, False, CLUSTER, {GPU("executor"): "1", GPU("task"): "1", "spark.executor.instances": "2"}, 0,
+     r"train\.num_processes = 4 needs 4 GPU task\(s\) of 1 GPU\(s\) \(spark\.task\.resource\.gpu\.amount\), but "
+     r"the cluster has 2 GPU slot\(s\): 2 executor\(s\) \(spark\.executor\.instances\) x 1 GPU\(s\) each "
+     r"\(spark\.executor\.resource\.gpu\.amount\) / 1 per task\..*lower train\.num_processes to 2"),
+    (8, False, CLUSTER, {GPU("executor"): "2", GPU("task"): "1"}, 3,
+     r"needs 8 GPU task\(s\) .* 6 GPU slot\(s\): 3 executor\(s\) \(registered with the driver\) x 2 GPU\(s\)"),
+    (6, False, CLUSTER, {GPU("executor"): "2", GPU("task"): "2", "spark.executor.instances": "2"}, 2,
+     r"needs 3 GPU task\(s\) of 2 GPU\(s\) .* 2 GPU slot\(s\).*lower train\.num_processes to 4"),
+    (2, False, "yarn", {GPU("executor"): "1", GPU("task"): "1", "spark.dynamicAllocation.enabled": "true",
+                        "spark.dynamicAllocation.maxExecutors": "1"}, 0,
+     r"1 executor\(s\) \(spark\.dynamicAllocation\.maxExecutors\)"),
+    (3, False, "local[4]", {GPU("driver"): "2", GPU("executor"): "2", GPU("task"): "1"}, 0,
+     r"2 GPU slot\(s\): 1 executor\(s\) \(the driver of local\[4\]\) x 2 GPU\(s\) each "
+     r"\(spark\.driver\.resource\.gpu\.amount\)"),
+])
+def test_use_gpu_with_fewer_gpu_slots_than_processes_is_refused_before_launch_with_the_numbers(
+        processes, local_mode, master, settings, registered, message, base_profile, reliability):
+    """The barrier stage once waited minutes for GPUs that never came; TorchDistributor on the driver
+    quietly ran fewer processes than the shards were planned for."""
+    from dataclasses import replace
+
+    from lakeloop.training.driver import gpu_capacity
+
+    cfg = replace(base_profile.train, use_gpu=True, local_mode=local_mode, num_processes=processes)
+    with pytest.raises(ConfigError, match=message) as error:
+        gpu_capacity(cfg, settings, master, registered)
+    reliability.bad_input("train (use_gpu)", f"num_processes={processes} on {master} with "
+                          f"{', '.join(f'{k}={v}' for k, v in settings.items())}, {registered} registered",
+                          f"ConfigError: {error.value}")
+
+
+@pytest.mark.parametrize(("processes", "local_mode", "master", "settings", "registered", "slots"), [
+    (2, True, "local[8]", {GPU("driver"): "2"}, 0, 2),
+    (4, False, CLUSTER, {GPU("executor"): "2", GPU("task"): "1", "spark.executor.instances": "2"}, 1, 4),
+    (4, False, CLUSTER, {GPU("executor"): "1", GPU("task"): "1"}, 4, 4),
+    (8, False, "yarn", {GPU("executor"): "1", GPU("task"): "1", "spark.dynamicAllocation.enabled": "true"}, 0, None),
+    (8, False, CLUSTER, {GPU("executor"): "1", GPU("task"): "1"}, 0, None),
+])
+def test_use_gpu_with_a_gpu_for_every_process_or_executors_still_to_come_launches(
+        processes, local_mode, master, settings, registered, slots, base_profile):
+    from dataclasses import replace
+
+    from lakeloop.training.driver import gpu_capacity
+
+    cfg = replace(base_profile.train, use_gpu=True, local_mode=local_mode, num_processes=processes)
+    assert gpu_capacity(cfg, settings, master, registered).get("gpu_slots") == slots
+
+
+def test_the_gpu_check_counts_the_executors_the_cluster_has_registered(spark, base_profile):
+    from dataclasses import replace
+
+    from lakeloop.training.driver import registered_executors
+
+    assert registered_executors(spark) == 0  # local[2,2]: the driver runs the tasks
+    with pytest.raises(ConfigError, match=r"no GPU scheduling: set spark\.executor\.resource\.gpu\.amount"):
+        check_capacity(spark, replace(base_profile.train, use_gpu=True))
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint_and_ends_as_the_clean_run(trained, spark, digits_lake, tmp_path):
     """A real kill: the train job under spark-submit is SIGKILLed after its first checkpoint;

@@ -144,6 +144,8 @@ def test_pair_overrides_are_taken_verbatim():
                                                           r"lakeloop cannot reach scheme 'webhdfs:'"),
         (["score.input=abfss://c@a.dfs.core.windows.net/t"], r"score\.input .*: lakeloop cannot reach scheme 'abfss:'"),
         (["features.join_table=gs://bucket/meta"], r"features\.join_table .*: lakeloop cannot reach scheme 'gs:'"),
+        (["maintain.training_set_lease_hours=-1"], r"maintain\.training_set_lease_hours = -1 must be 0 or more "
+                                                   r"\(longer than the longest training run\), e\.g\. 24"),
     ],
 )
 @pytest.mark.fault  # bad settings are bad inputs too: listed in the reliability figures

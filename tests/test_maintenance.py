@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from lakeloop.io import delta
 from lakeloop.maintenance import maintain_lake
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
+from lakeloop.training.dataset import materialize
 from support.lakes import copy_lake, layout
 
 SAFETY_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -37,14 +40,31 @@ def _small_runs(spark, profile, runs: int) -> None:
     rows.unpersist()
 
 
-def _leftovers(profile) -> dict[str, Path]:
-    """A training set per features version 1..3, a checkpoint folder a week old and a fresh one, a crashed publish."""
+def _age(folder: Path, hours: float) -> None:
+    then = time.time() - hours * 3600
+    for path in folder.rglob("*"):
+        os.utime(path, (then, then))
+
+
+def _leftovers(spark, profile) -> dict[str, Path]:
+    """Training sets of two models: the digits' (the one a training run took up now, as train does,
+    and three newer ones of the same recipe two days old) and a table model's only set, older than
+    all of them; a checkpoint folder a week old and a fresh one, a crashed publish."""
     root = Path(profile.lake_root.removeprefix("file:"))
-    made = {}
-    for version in (1, 2, 3):
-        made[f"set{version}"] = root / "_training_sets" / f"v{version}-abc-8"
-        (made[f"set{version}"] / "train").mkdir(parents=True)
-        (made[f"set{version}"] / "train" / "part-0.parquet").write_bytes(b"x")
+    held = Path(materialize(spark, profile).root.removeprefix("file:"))
+    _age(held, 48)
+    (held / "_LEASE").touch()  # the lease materialize wrote, as a run that took up an old set leaves it
+    version, recipe = re.fullmatch(r"v(\d+)-(.+)", held.name).groups()
+    made = {"held": held}
+    for newer in (1, 2, 3):
+        made[f"newer{newer}"] = root / "_training_sets" / f"v{int(version) + newer}-{recipe}"
+        shutil.copytree(held / "train", made[f"newer{newer}"] / "train")
+        (made[f"newer{newer}"] / "train" / "_SUCCESS").touch()
+        _age(made[f"newer{newer}"], 48)
+    made["other_model"] = root / "_training_sets" / "v0-t5e1f0c2a9b3d-8"
+    (made["other_model"] / "train").mkdir(parents=True)
+    (made["other_model"] / "train" / "part-0.parquet").write_bytes(b"x")
+    _age(made["other_model"], 72)
     for name, age_h in (("stale", 200), ("fresh", 1)):
         folder = made[name] = root / "_checkpoints" / "digits_lenet" / f"key-{name}"
         folder.mkdir(parents=True)
@@ -64,7 +84,7 @@ def maintained(spark, digits_lake, tmp_path_factory):
     profile = copy_lake(digits_lake, tmp_path_factory.mktemp("maintain") / "lake",
                         ("maintain.vacuum_retention_hours", 0), ("maintain.allow_short_retention", True))
     _small_runs(spark, profile, runs=6)
-    made = _leftovers(profile)
+    made = _leftovers(spark, profile)
     tables = {f"{layer}.{name}": layout(profile).table(layer, name)
               for layer, name in layout(profile).tables(ledger=True)
               if delta.is_delta_table(spark, layout(profile).table(layer, name))}
@@ -90,11 +110,24 @@ def test_after_many_small_runs_maintain_leaves_fewer_files_and_the_same_rows(spa
             before[name][columns].sort_values(columns).reset_index(drop=True)), name
 
 
-def test_maintain_keeps_the_newest_training_sets_and_fresh_checkpoints(maintained):
+@pytest.mark.fault
+def test_maintain_keeps_each_models_newest_training_sets_and_any_set_a_training_run_holds(maintained, reliability):
+    """maintain once kept the newest sets across every model in the folder: it deleted another
+    model's only set, and a set a running training had taken up."""
     _, report, _, _, made, _ = maintained
-    assert not made["set1"].exists() and made["set2"].exists() and made["set3"].exists()
+    kept = {name: path.exists() for name, path in made.items() if name in ("held", "newer1", "newer2", "newer3",
+                                                                          "other_model")}
+    assert kept == {"held": True, "newer1": False, "newer2": True, "newer3": True, "other_model": True}
+    assert report.details["dropped_training_sets"] == [f"file:{made['newer1']}"]
+    assert (made["held"] / "train" / "_SUCCESS").exists() and list((made["held"] / "train").glob("*.parquet"))
+    reliability.bad_input("maintain", "keep_training_sets=2 over two models' sets, one taken up by a running "
+                          "training 2 versions back", "kept each model's newest 2 and the leased set; dropped 1")
+
+
+def test_maintain_keeps_fresh_checkpoints(maintained):
+    _, report, _, _, made, _ = maintained
     assert not made["stale"].exists() and made["fresh"].exists()
-    assert report.counts["training_sets_dropped"] == 1 and report.counts["checkpoints_dropped"] == 1
+    assert report.counts["checkpoints_dropped"] == 1
 
 
 def test_maintain_drops_a_crashed_publish_and_never_a_committed_version(maintained):
@@ -127,3 +160,17 @@ def test_lakeloop_maintain_prints_what_it_did_and_a_rerun_finds_little_to_do(mai
     assert printed["counts"]["files_after"] <= printed["counts"]["files_before"]
     assert printed["tables"]["gold.predictions"]["files_before"] == 1  # compacted by the first run already
     assert printed["counts"]["training_sets_dropped"] == 0
+
+
+def test_a_training_set_whose_lease_ran_out_is_dropped_like_any_older_set(spark, maintained):
+    from datetime import datetime, timedelta, timezone
+
+    from lakeloop.maintenance import drop_old_training_sets
+
+    profile, _, _, _, made, _ = maintained
+    hours = profile.maintain.training_set_lease_hours
+    assert hours == 24  # the default
+    assert drop_old_training_sets(spark, profile, datetime.now(timezone.utc) + timedelta(hours=hours - 1)) == []
+    assert drop_old_training_sets(spark, profile, datetime.now(timezone.utc) + timedelta(hours=hours + 1)) == \
+        [f"file:{made['held']}"]
+    assert made["newer2"].exists() and made["newer3"].exists() and made["other_model"].exists()

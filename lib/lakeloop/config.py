@@ -355,7 +355,10 @@ class MaintainConfig:
     optimize: bool = True
     vacuum_retention_hours: float = 168.0  # Delta's own default and safety limit: 7 days
     allow_short_retention: bool = False  # a retention under 168 hours needs this
-    keep_training_sets: int = 2  # the newest, by features version
+    keep_training_sets: int = 2  # per recipe (preprocessing or table settings, file count): the newest by features version
+    # A training set a training run wrote or took up within this many hours is never deleted: the run may
+    # still read it. Longer than the longest training run.
+    training_set_lease_hours: float = 24.0
     checkpoint_max_age_hours: float = 168.0  # a killed run's checkpoints, not resumed since
 
 
@@ -1153,6 +1156,9 @@ def _check_maintain(cfg: MaintainConfig) -> None:
     if cfg.vacuum_retention_hours < 0 or cfg.checkpoint_max_age_hours < 0:
         raise ConfigError("maintain.vacuum_retention_hours and maintain.checkpoint_max_age_hours must be 0 or more, "
                           "e.g. 168")
+    if cfg.training_set_lease_hours < 0:
+        raise ConfigError(f"maintain.training_set_lease_hours = {cfg.training_set_lease_hours:g} must be 0 or more "
+                          f"(longer than the longest training run), e.g. 24")
     if cfg.vacuum_retention_hours < DELTA_SAFE_RETENTION_HOURS and not cfg.allow_short_retention:
         raise ConfigError(
             f"maintain.vacuum_retention_hours = {cfg.vacuum_retention_hours:g} is under Delta's safety limit of "

@@ -94,6 +94,11 @@ class LakeLayout:
         """Folder of every materialized training set."""
         return f"{self.root}/_training_sets"
 
+    @staticmethod
+    def training_set_lease(training_set: str) -> str:
+        """The file a training run rewrites in the training set it reads (``lakeloop maintain`` keeps the set)."""
+        return f"{training_set}/_LEASE"
+
     def training_set(self, features_version: int, spec_key: str, files: int) -> str:
         """The Parquet training set of ``silver.features`` at one version, spec and file count."""
         return f"{self.root}/_training_sets/v{int(features_version)}-{spec_key}-{int(files)}"

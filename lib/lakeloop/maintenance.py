@@ -6,8 +6,10 @@
   compacts the small files each run's MERGE adds, then VACUUM deletes the files no version
   within ``maintain.vacuum_retention_hours`` refers to (Delta's 7-day default; less only with
   ``maintain.allow_short_retention``). Rows and the current version's contents do not change.
-* materialized training sets: all but the ``maintain.keep_training_sets`` newest (by features
-  version); training rebuilds one when it needs it.
+* materialized training sets: per recipe (the preprocessing or table settings and the file count,
+  so each model's sets are counted apart), all but the ``maintain.keep_training_sets`` newest by
+  features version; never one a training run wrote or took up within
+  ``maintain.training_set_lease_hours``. Training rebuilds a set when it needs it.
 * checkpoints of training runs killed and not resumed for ``maintain.checkpoint_max_age_hours``.
 * registry folders of crashed publishes (uncommitted, below the highest committed version).
 """
@@ -27,7 +29,8 @@ from lakeloop.report import RunReport
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-_TRAINING_SET = re.compile(r"^v(\d+)-")
+# v<features version>-<recipe: spec or table key>-<files> (LakeLayout.training_set)
+_TRAINING_SET = re.compile(r"^v(\d+)-(.+)$")
 
 
 def maintain_tables(spark: "SparkSession", profile: Profile, report: RunReport) -> dict[str, dict[str, Any]]:
@@ -52,15 +55,34 @@ def maintain_tables(spark: "SparkSession", profile: Profile, report: RunReport) 
     return done
 
 
-def drop_old_training_sets(spark: "SparkSession", profile: Profile) -> list[str]:
-    """Delete all training sets but the ``keep_training_sets`` newest (by features version); their URIs."""
-    lake = LakeLayout(profile.lake_root)
-    sets = sorted(((int(m.group(1)), name) for name, is_dir, _ in hadoop.list_children(spark, lake.training_sets)
-                   if is_dir and (m := _TRAINING_SET.match(name))), reverse=True)
-    dropped = [f"{lake.training_sets}/{name}" for _, name in sets[profile.maintain.keep_training_sets:]]
-    for uri in dropped:
-        hadoop.delete(spark, uri)
-    return dropped
+def drop_old_training_sets(spark: "SparkSession", profile: Profile, now: datetime | None = None) -> list[str]:
+    """Delete, per recipe, the training sets older than the ``keep_training_sets`` newest (by features
+    version), unless used within ``training_set_lease_hours``; their URIs."""
+    cfg, lake = profile.maintain, LakeLayout(profile.lake_root)
+    leased_since = (now or datetime.now(timezone.utc)) - timedelta(hours=cfg.training_set_lease_hours)
+    recipes: dict[str, list[tuple[int, str]]] = {}
+    for name, is_dir, _ in hadoop.list_children(spark, lake.training_sets):
+        if is_dir and (m := _TRAINING_SET.match(name)):
+            recipes.setdefault(m.group(2), []).append((int(m.group(1)), f"{lake.training_sets}/{name}"))
+    dropped = []
+    for sets in recipes.values():
+        for _, uri in sorted(sets, reverse=True)[cfg.keep_training_sets:]:
+            if _last_used(spark, uri) < leased_since:
+                hadoop.delete(spark, uri)
+                dropped.append(uri)
+    return sorted(dropped)
+
+
+def _last_used(spark: "SparkSession", uri: str) -> datetime:
+    """When a training run last wrote or took up the set at ``uri``: its newest file (the lease a run
+    rewrites, each split's _SUCCESS), by file times only (object stores give folders none)."""
+    times = []
+    for name, is_dir, modified in hadoop.list_children(spark, uri):
+        if is_dir:
+            times += [t for _, child_is_dir, t in hadoop.list_children(spark, f"{uri}/{name}") if not child_is_dir]
+        else:
+            times.append(modified)
+    return max(times, default=datetime.min.replace(tzinfo=timezone.utc))
 
 
 def drop_stale_checkpoints(spark: "SparkSession", profile: Profile, now: datetime | None = None) -> list[str]:

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.config import Profile
@@ -259,10 +260,14 @@ def materialize_table_training_set(spark: "SparkSession", profile: Profile,
 
 
 def materialize(spark: "SparkSession", profile: Profile) -> TrainingSet:
-    """The training set of the profile's features: a table's with ``features.table``, else the images'."""
+    """The training set of the profile's features: a table's with ``features.table``, else the images',
+    its lease renewed: ``lakeloop maintain`` keeps it for ``maintain.training_set_lease_hours`` from now."""
     if profile.features.table is not None:
-        return materialize_table_training_set(spark, profile)
-    return materialize_training_set(spark, profile)
+        ts = materialize_table_training_set(spark, profile)
+    else:
+        ts = materialize_training_set(spark, profile)
+    hadoop.write_text(spark, LakeLayout.training_set_lease(ts.root), datetime.now(timezone.utc).isoformat())
+    return ts
 
 
 def table_layout(ts: TrainingSet) -> list[dict[str, Any]]:

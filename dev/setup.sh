@@ -3,10 +3,14 @@
 #  1. Java 17+ and Maven (apt-get when missing; Spark 4 needs Java 17 or 21).
 #  2. A Python virtual environment with one stack's pins (requirements/<stack>.txt and
 #     requirements/dev.txt): "current" (default; Spark 4.1, Python 3.12) or "spark40" (Spark 4.0,
-#     Python 3.11, Petastorm); docs/stacks.md says why. Kept per machine in $LAKELOOP_CACHE
-#     (default ~/.cache/lakeloop), keyed by the stack and its requirements, so torch is installed
-#     once per machine and stack, not per checkout; .venv in the checkout points at the stack
-#     set up last, .venv-<stack> at each.
+#     Python 3.11, Petastorm); docs/stacks.md says why. The pinned packages are kept per machine in
+#     $LAKELOOP_CACHE (default ~/.cache/lakeloop), keyed by the stack and its requirements, so torch
+#     is installed once per machine and stack, not per checkout; that shared environment holds no
+#     checkout's code. Each checkout gets its own small environment, .venv-<stack> (a venv of the
+#     same Python whose one .pth opens the shared site-packages, with this checkout installed in
+#     editable mode, its `lakeloop` command and a Jupyter kernel "lakeloop"), so its interpreter,
+#     command and kernel import this checkout's lib/ whichever checkout was set up last; .venv
+#     points at the stack set up last.
 #  3. The JVM packages of the profiles (Delta, ...) resolved from Maven Central into
 #     the jar cache (python -m lakeloop.runtime.jars resolve): the versions of the stack's Spark
 #     line (lakeloop.stacks), each in its own folder.
@@ -80,14 +84,35 @@ if [ ! -f "$venv/.lakeloop-complete" ]; then
   "$venv/bin/python" -m pip install -q -r "$reqs" -r "$repo/requirements/dev.txt"
   touch "$venv/.lakeloop-complete"
 fi
-# The checkout's own code: editable, without touching the pinned dependencies.
-"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >/dev/null
-ln -sfn "$venv" "$repo/.venv-$stack"
-ln -sfn "$venv" "$repo/.venv"
+# The shared environment holds no checkout's code: it once held the editable install of whichever
+# checkout ran this last, which every other checkout then imported.
+site_of() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+shared_site="$(site_of "$venv/bin/python")"
+if compgen -G "$shared_site/lakeloop-*.dist-info" >/dev/null; then
+  "$venv/bin/python" -m pip uninstall -q -y lakeloop >/dev/null
+fi
+# The checkout's own environment: the same Python, the shared packages through one .pth (site.addsitedir,
+# so their own .pth files count too), then this checkout's code, editable, without touching the pins.
+own="$repo/.venv-$stack"
+[ ! -L "$own" ] || rm "$own"  # the former layout: a link to the shared environment
+if [ "$(cat "$own/.lakeloop-shared" 2>/dev/null)" != "$venv" ] || [ ! -x "$own/bin/python" ]; then
+  say "creating $own (this checkout's environment, over $venv)"
+  rm -rf "$own"
+  "$venv/bin/python" -m venv --without-pip "$own"
+  "$own/bin/python" -c 'import pathlib, sys; pathlib.Path(sys.argv[1], "lakeloop-shared.pth").write_text(
+    f"import site; site.addsitedir({sys.argv[2]!r})\n")' "$(site_of "$own/bin/python")" "$shared_site"
+  echo "$venv" >"$own/.lakeloop-shared"
+fi
+"$own/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >/dev/null
+# The kernel inside the checkout's environment (Jupyter started from it, VS Code picking .venv, nbclient
+# with kernel_name="lakeloop"), not in ~/.local, where two checkouts' kernels of one name would collide.
+"$own/bin/python" -m ipykernel install --sys-prefix --name lakeloop \
+  --display-name "lakeloop ($(basename "$repo"), $stack)" >/dev/null
+ln -sfn ".venv-$stack" "$repo/.venv"
 
 # --- 3. JVM packages ------------------------------------------------------------------
 for p in "${profiles[@]}"; do
-  PYTHONPATH="$repo/lib" "$venv/bin/python" -m lakeloop.runtime.jars resolve --profile "$p" >/dev/null
+  "$own/bin/python" -m lakeloop.runtime.jars resolve --profile "$p" >/dev/null
 done
 
 # --- 4. JVM class archives --------------------------------------------------------------
@@ -95,8 +120,8 @@ done
 # about 45 s per jar set, then about 4 s less per job). Without one, jobs start as before.
 for p in "${profiles[@]}"; do
   log="$cache/class-archive-$stack-$p.log"
-  if ! PYTHONPATH="$repo/lib" "$venv/bin/python" -m lakeloop.runtime.class_archive --profile "$p" >"$log" 2>&1; then
+  if ! "$own/bin/python" -m lakeloop.runtime.class_archive --profile "$p" >"$log" 2>&1; then
     say "no JVM class archive for profile $p (jobs start without one; see $log)"
   fi
 done
-say "ready: stack $stack, $(readlink -f "$repo/.venv")/bin/python, jars for profiles: ${profiles[*]}"
+say "ready: stack $stack, $repo/.venv/bin/python (over $venv), jars for profiles: ${profiles[*]}"

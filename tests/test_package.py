@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lakeloop.config import load_profile
+from lakeloop.stacks import packages_folder
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.stacks]
@@ -94,7 +94,7 @@ def test_the_wheel_holds_no_dev_services_demo_writer_or_test_code(wheel):
 
 def _dependencies_view(target: Path) -> Path:
     """The pinned environment's installed packages, as symlinks, without this checkout's lakeloop."""
-    site = Path(sysconfig.get_paths()["purelib"])
+    site = Path(packages_folder())
     target.mkdir()
     for entry in site.iterdir():
         name = entry.name

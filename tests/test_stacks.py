@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from importlib.metadata import version
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def test_the_installed_stacks_hadoop_and_scala_are_those_of_the_jars_pyspark_shi
 
 def test_the_yarn_test_profile_ships_the_jars_of_the_drivers_pyspark():
     jars_glob = load_profile("yarn-test").spark.conf["spark.yarn.jars"]
-    assert jars_glob == f"local:{sysconfig.get_path('purelib')}/pyspark/jars/*"
+    assert jars_glob.startswith("local:") and jars_glob.endswith("/pyspark/jars/*")
     import pyspark
 
     assert Path(jars_glob.removeprefix("local:").removesuffix("*")) == Path(pyspark.__file__).parent / "jars"

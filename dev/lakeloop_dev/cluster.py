@@ -37,7 +37,8 @@ def executor_python(repo_root: Path | None = None) -> Path:
     The checkout's environment has lakeloop installed in editable mode (a ``.pth`` file), so
     any process started from it imports lakeloop from ``lib/`` whether or not Spark shipped
     the code. This interpreter (``build/executor-venv``: a bare venv whose only ``.pth``
-    names the environment's site-packages; ``.pth`` files found there are not processed)
+    names the site-packages of the pinned packages, :func:`lakeloop.stacks.packages_folder`;
+    ``.pth`` files found there are not processed)
     imports lakeloop only from what spark-submit ships (``--py-files``), as on a real cluster,
     and so do the processes it starts (TorchDistributor's ``torchrun`` uses ``sys.executable``).
 
@@ -46,11 +47,11 @@ def executor_python(repo_root: Path | None = None) -> Path:
     SetupError
         the venv cannot be made, or it still imports lakeloop without shipped code.
     """
-    import sysconfig
+    from lakeloop.stacks import packages_folder
 
     root = (repo_root or REPO_ROOT) / EXECUTOR_VENV
     python = root / "bin" / "python"
-    purelib = Path(sysconfig.get_paths()["purelib"])
+    purelib = Path(packages_folder())
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     marker = root / "lib" / version / "site-packages" / "lakeloop-executor.pth"
     if not (python.exists() and marker.is_file() and marker.read_text().strip() == str(purelib)):

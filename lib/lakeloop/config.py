@@ -11,7 +11,7 @@ environment: ``{repo}``, the checkout the profile belongs to (:func:`repo_for`: 
 above its ``conf/`` folder when it lives in one, else the checkout the command runs from;
 ``./spark-submit.sh`` tells the job which it used, so both expand it alike); ``{python}``
 (the Python running the driver, for local masters whose workers share its interpreter) and
-``{site_packages}`` (that Python's purelib folder, where pyspark's jars lie); ``{delta}``,
+``{site_packages}`` (the folder pyspark lies in, with its jars: :func:`lakeloop.stacks.packages_folder`); ``{delta}``,
 ``{kafka}`` and ``{hadoop_aws}``, the JVM coordinates of the installed pyspark's stack
 (:mod:`lakeloop.stacks`). Without a supported pyspark those three stay as written, so the
 profile still loads; :mod:`lakeloop.runtime.jars` says why when the jars are needed. ``~``
@@ -24,7 +24,6 @@ import dataclasses
 import math
 import re
 import sys
-import sysconfig
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import yaml
 from lakeloop.errors import ConfigError, LakeloopError
 from lakeloop.layout import (LAKE_SCHEMES, LATEST, check_alias, check_model_name, factory_reference, parse_model_ref,
                              safe_uri, table_ref)
-from lakeloop.stacks import Stack, installed_stack
+from lakeloop.stacks import Stack, installed_stack, packages_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONF_DIR = REPO_ROOT / "conf"
@@ -568,7 +567,7 @@ def placeholder_values(repo: Path, stack: Stack | None = None) -> dict[str, str]
     pyspark's (:func:`lakeloop.stacks.installed_stack`). Without a supported pyspark they are
     left out, so they stay in the profile as written.
     """
-    values = {"repo": str(repo), "python": sys.executable, "site_packages": sysconfig.get_path("purelib")}
+    values = {"repo": str(repo), "python": sys.executable, "site_packages": packages_folder()}
     if stack is None:
         try:
             stack = installed_stack()

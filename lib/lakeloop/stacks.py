@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from lakeloop.errors import ConfigError, SetupError
 
@@ -142,6 +143,22 @@ def installed_stack() -> Stack:
         raise SetupError(f"pyspark is not installed in this Python; install it with {SPARK_EXTRA} "
                          f"(or ./dev/setup.sh in a checkout)") from None
     return stack_for_pyspark(installed)
+
+
+def packages_folder() -> str:
+    """The site-packages folder the installed pyspark (and the rest of the pinned stack) lies in;
+    without pyspark, this Python's own.
+
+    Not always this Python's purelib: a checkout's ``.venv`` (``./dev/setup.sh``) is a small venv
+    holding that checkout alone, over the machine's shared environment, whose folder this names.
+    """
+    import sysconfig
+    from importlib.util import find_spec
+
+    spec = find_spec("pyspark")  # finds, does not import
+    if spec is None or not spec.origin:
+        return sysconfig.get_paths()["purelib"]
+    return str(Path(spec.origin).parent.parent)
 
 
 def stack_for_runtime(spark_version: str) -> Stack | None:

@@ -7,6 +7,7 @@ Pillow and numpy at test time); each case writes its file under ``tmp_path`` and
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import astuple
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ from PIL import Image
 
 from support import imagefiles as files
 from lakeloop.config import ImageIngestConfig
-from lakeloop.ingest.image_checks import ImageCheck, inspect_image
+from lakeloop.ingest.image_checks import REASONS, ImageCheck, inspect_image
 
 LIMIT = files.ZOO_MAX_PIXELS
 
@@ -147,8 +148,9 @@ def test_every_refusal_has_its_reason_class_and_the_advice_for_it(tmp_path, make
 def test_every_reason_class_is_produced_by_a_case_here_or_by_ingestion():
     from lakeloop.ingest.image_checks import REASONS
 
-    # too_large: tests/test_ingest_images.py; broken_link, unreadable: tests/test_bad_inputs.py
-    covered = {case.values[2] for case in REASON_CASES} | {"too_large", "broken_link", "unreadable"}
+    # too_large: tests/test_ingest_images.py; broken_link, unreadable: tests/test_bad_inputs.py;
+    # check_failed: test_a_file_whose_check_raises_what_no_check_expects_is_refused_with_that_error
+    covered = {case.values[2] for case in REASON_CASES} | {"too_large", "broken_link", "unreadable", "check_failed"}
     assert covered == set(REASONS)
 
 
@@ -276,3 +278,29 @@ def test_zoo_bytes_are_the_same_on_every_run(tmp_path: Path) -> None:
     second = files.write_image_zoo_records(tmp_path / "two")
 
     assert [astuple(r) for r in first.values()] == [astuple(r) for r in second.values()]
+
+
+@pytest.mark.parametrize("payload", [b"\xef\xbb\xbf", b"BM", b"II*\x00" + b"\xff" * 4, b"\x89PNG\r\n\x1a\n"],
+                         ids=["three-bytes", "bmp-magic-alone", "tiff-header-pointing-nowhere", "png-signature-alone"])
+def test_a_few_bytes_that_make_a_pillow_plugin_raise_are_refused_with_a_reason_not_raised(payload):
+    check = inspect_image(payload, LIMIT)
+    assert not check.ok and check.reason in ("not_an_image", "corrupt") and check.error
+
+
+class _Bottomless(io.RawIOBase):
+    """A file whose reading raises what a decoder deep in recursion raises."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_file_whose_check_raises_what_no_check_expects_is_refused_with_that_error():
+    from lakeloop.ingest.image_checks import inspect_image_stream
+
+    check = inspect_image_stream(io.BufferedReader(_Bottomless()), 1000, LIMIT)
+
+    assert (check.ok, check.reason) == (False, "check_failed")
+    assert "RecursionError" in check.error and "this file" in check.error

@@ -157,6 +157,10 @@ class TableIngestConfig:
     # A table whose source files, settings, bronze and quarantine tables are all as its last
     # successful run left them is not read again (that run's counts are carried over); false: read it.
     skip_unchanged: bool = True
+    # JSON lines nested more deeply than this ([[[...]]] or {"a": {"a": ...}}) are quarantined
+    # before any parser sees them: Python's json module (and the Jackson parser Spark uses) give up
+    # near 1,000 levels, and a record of 100,000 would otherwise fail the task on every run.
+    max_nesting: int = 1000
 
 
 @dataclass(frozen=True)
@@ -731,6 +735,7 @@ def check_profile(profile: Profile) -> None:
     _check_image_ingest(profile.ingest_images)
     for name, table in profile.ingest_tables.tables.items():
         check_table_source(name, table)
+    _at_least(profile.ingest_tables.max_nesting, 1, "ingest_tables.max_nesting", "1000")
     join = profile.features.join_table
     if join is not None and table_ref(join) is None:
         require_uri(join, "features.join_table (a lake table such as bronze.digits_meta, or a URI)")

@@ -53,3 +53,29 @@ class TrainingFailed(LakeloopError):
 
 class ConcurrentWriteConflict(LakeloopError):
     """Thrown when another run committed to a Delta table while this run wrote to it (Delta refused the commit)."""
+
+
+def record_failure(exc: BaseException, check: str, item: str = "record") -> str:
+    """The quarantine reason of a record whose per-record ``check`` (``"the JSON check"``,
+    ``"Pillow's decoder"`` ...) raised ``exc``, an exception the check does not expect (``item``:
+    what the input is called, a record or a file).
+
+    Per-record checks catch what they know and turn it into a specific reason; whatever else a
+    record provokes (``RecursionError`` from deep nesting, ``MemoryError`` from a size bomb,
+    ``OverflowError``, a C extension's ``SystemError``) becomes this reason instead of a failed task,
+    so one hostile record never fails its table on every run while the rest never arrive.
+    """
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, RecursionError):
+        return (f"{check} gave up on this {item} ({detail}): it is nested more deeply than Python can parse; "
+                f"have its producer flatten it")
+    if isinstance(exc, MemoryError):
+        return (f"{check} ran out of memory on this {item} ({detail}): it needs more memory than a Python "
+                f"worker has (spark.executor.pyspark.memory); shrink it at its origin, or raise that limit and "
+                f"rerun" + (" after touching the file (ingestion takes a file again once it changes)"
+                            if item == "file" else ""))
+    return (f"{check} failed on this {item} with an error it does not expect ({detail}); the {item} is kept "
+            f"here: fix it at its origin, or report the error to the lakeloop developers with this {item}")

@@ -12,6 +12,8 @@ import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from lakeloop.errors import record_failure
+
 # EXIF orientations 5-8 turn the picture by 90 degrees: its shown width is the stored height.
 _EXIF_ORIENTATION = 0x0112
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}
@@ -28,6 +30,7 @@ REASONS = {
     "truncated": "the image data ends early: the file was cut short",
     "corrupt": "the image data or header is damaged",
     "unsupported": "the file uses a format feature this Pillow build does not support",
+    "check_failed": "the file made Pillow raise an error no other reason covers (the error is in the row)",
 }
 
 # Words of Pillow's messages for a format feature it lacks ("Unsupported BMP compression (9)",
@@ -71,10 +74,17 @@ def inspect_image(content: bytes | None, max_pixels: int) -> ImageCheck:
 def inspect_image_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageCheck:
     """:func:`inspect_image` of a seekable file of ``size`` bytes (a large file ingested by
     reference is checked from its source without holding its bytes)."""
-    from PIL import Image, UnidentifiedImageError
-
     if size == 0:
         return _refused("empty", "empty file (0 bytes): copy it again from its origin, or delete it")
+    try:
+        return _inspect_stream(stream, size, max_pixels)
+    except Exception as exc:  # noqa: BLE001 - whatever else a file provokes is its quarantine reason
+        return _unexpected(exc)
+
+
+def _inspect_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageCheck:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
@@ -88,6 +98,14 @@ def inspect_image_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageC
         return _unidentified(stream, size)
     except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError) as exc:
         return _decode_failure(exc, size)
+
+
+def _unexpected(exc: Exception) -> ImageCheck:
+    """A file that made Pillow raise what no check expects (a RecursionError, a MemoryError, a
+    plugin's IndexError ...): refused with that error, never a failed task."""
+    if isinstance(exc, MemoryError):
+        return _refused("security_limit", record_failure(exc, "Pillow's decoder", "file"))
+    return _refused("check_failed", record_failure(exc, "Pillow's decoder", "file"))
 
 
 def _decode(img, max_pixels: int) -> ImageCheck:
@@ -146,6 +164,14 @@ def _decode_failure(exc: Exception, size: int) -> ImageCheck:
     ))
 
 
+def _accepts(accept, head: bytes) -> bool:
+    """Whether a plugin takes ``head`` for its format (a plugin that fails on a short head does not)."""
+    try:
+        return bool(accept(head))
+    except Exception:  # noqa: BLE001 - e.g. the BMP plugin's struct.error on fewer than 4 bytes
+        return False
+
+
 def _unidentified(stream: BinaryIO, size: int) -> ImageCheck:
     """Bytes Pillow could not identify: no image at all, or one whose header its plugin rejects."""
     from PIL import Image
@@ -153,13 +179,13 @@ def _unidentified(stream: BinaryIO, size: int) -> ImageCheck:
     Image.init()
     head = stream.read(16)
     for fmt, (factory, accept) in Image.OPEN.items():
-        if accept is None or not accept(head):
+        if accept is None or not _accepts(accept, head):
             continue
         # The file starts like a `fmt` image: the plugin itself says what is wrong with its header.
         try:
             stream.seek(0)
             factory(stream, "").close()
-        except (OSError, SyntaxError, ValueError, EOFError, NotImplementedError, IndexError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the plugin's complaint, whatever it raises, is the reason
             if fmt == "TIFF" and str(exc).strip().isdigit():
                 exc = NotImplementedError(f"TIFF compression {str(exc).strip()} is unknown to Pillow")
             failure = _decode_failure(exc, size)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from lakeloop.config import TableSource
-from lakeloop.errors import SchemaMismatchError
+from lakeloop.errors import SchemaMismatchError, record_failure
 from lakeloop.ingest.table_read import (CORRUPT_COL, CORRUPT_REASON_COL, INPUT_FILE_COL, INPUT_POS_COL, csv_options,
                                         quote_column, reader_option, record_columns, resolve_keys, setting_name)
 
@@ -115,6 +115,8 @@ def csv_problem(record: str | None, columns: Sequence[str], sep: str = ",", quot
                                strict=True))
     except csv.Error as exc:
         return f"the record does not parse as CSV ({exc}); check its quoting"
+    except Exception as exc:  # noqa: BLE001 - any failure a record provokes is its quarantine reason
+        return record_failure(exc, "the CSV check")
     fields = rows[0] if rows else []
     expected = len(columns)
     if len(fields) < expected:

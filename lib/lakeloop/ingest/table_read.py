@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from lakeloop.config import TableSource, check_table_source
-from lakeloop.errors import ConfigError, LakeloopError, SchemaMismatchError, SourceError
+from lakeloop.errors import ConfigError, LakeloopError, SchemaMismatchError, SourceError, record_failure
 from lakeloop.io import hadoop
 from lakeloop.io.lakefs import LakeFiles
 
@@ -375,34 +375,57 @@ def _json_fields(table: TableSource, schema: "StructType | None", name: str | No
     ]
 
 
-def json_problem(line: str) -> str | None:
-    """Why ``line`` is not a record of a JSON-lines file (None when it is one): what Python's
-    json module rejects, or a JSON value that is not an object."""
+def json_nesting(line: str) -> int:
+    """How deeply the arrays and objects of a JSON text nest, counted without parsing it (brackets
+    inside strings left out), so a hostile record is measured before any recursive parser sees it."""
+    import re
+
+    import numpy as np
+
+    brackets = re.sub(r"[^\[\]{}]+", "", re.sub(r'"(?:[^"\\]|\\.)*"', "", line))
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
+    return int(np.cumsum(steps).max())
+
+
+def json_problem(line: str, max_nesting: int = 1000) -> str | None:
+    """Why ``line`` is not a record of a JSON-lines file (None when it is one): nesting deeper than
+    ``max_nesting`` (``ingest_tables.max_nesting``), what Python's json module rejects, or a JSON
+    value that is not an object. Whatever else the line provokes is its reason too, never an error."""
     try:
+        depth = json_nesting(line)
+        if depth > max_nesting:
+            return (f"nested {depth:,} levels deep, more than ingest_tables.max_nesting = {max_nesting:,}: have its "
+                    f"producer flatten it, or raise the setting if such records are genuine")
         value = json.loads(line)
     except ValueError as exc:
         where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         return f"not valid JSON: {message}{where}"
+    except Exception as exc:  # noqa: BLE001 - any failure a record provokes is its quarantine reason
+        return record_failure(exc, "the JSON check")
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
         return f"a JSON value that is {kind}, not an object: each line must hold one record {{...}}"
     return None
 
 
-def _json_problems_udf():
+def _json_problems_udf(max_nesting: int):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("string")
     def problems(lines: pd.Series) -> pd.Series:
         from lakeloop.ingest.table_read import json_problem
 
-        return lines.map(json_problem)
+        return lines.map(lambda line: json_problem(line, max_nesting))
 
     return problems
 
 
-def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None) -> "DataFrame":
+def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | None", name: str | None,
+               max_nesting: int = 1000) -> "DataFrame":
     """JSON lines read strictly: each non-blank line is checked with Python's json module; lines it
     rejects (or that hold no object) are malformed records with that reason, the rest are parsed
     by Spark with the declared columns read as text."""
@@ -413,7 +436,12 @@ def _read_json(spark: "SparkSession", table: TableSource, schema: "StructType | 
         return _read_json_lenient(spark, table, schema, name)
     text_options = {k: v for k, v in options.items() if k.lower() in ("linesep", "encoding")}
     lines = spark.read.options(**text_options).text(table.source).where(F.trim("value") != "")
-    lines = lines.withColumn(CORRUPT_REASON_COL, _json_problems_udf()(F.col("value")))
+    # Bytes that are no UTF-8 are refused here: Arrow could not hand such a line to the check.
+    utf8 = F.is_valid_utf8("value")
+    lines = lines.withColumn(CORRUPT_REASON_COL, F.when(~utf8, F.lit(
+        f"not valid UTF-8 (strict JSON lines are read as UTF-8): convert the file at its origin, or set "
+        f"{setting_name(name, 'strict_json')}: false and {setting_name(name, 'options')}.encoding to read it as "
+        f"another encoding")).otherwise(_json_problems_udf(max_nesting)(F.when(utf8, F.col("value")))))
     good = F.col(CORRUPT_REASON_COL).isNull()
     keys = sorted({r["key"] for r in lines.where(good).select(
         F.explode(F.map_keys(F.from_json("value", "map<string,string>"))).alias("key")).distinct().collect()})
@@ -464,7 +492,7 @@ def _read_parquet(
 
 
 def read_source(spark: "SparkSession", table: TableSource, name: str | None = None,
-                files: LakeFiles | None = None) -> "DataFrame":
+                files: LakeFiles | None = None, max_nesting: int = 1000) -> "DataFrame":
     """Read a table's source as raw records, with the declared column names.
 
     Columns: the declared columns (STRING for CSV and JSON, the file's own types for
@@ -483,6 +511,8 @@ def read_source(spark: "SparkSession", table: TableSource, name: str | None = No
     name : the table's name, used in error messages to name its settings.
     files : how to reach the source without Spark (the profile's storage settings; default none,
         enough for ``file:``): a CSV source's first bytes are read to learn its line endings.
+    max_nesting : JSON lines nested more deeply are malformed records, refused before parsing
+        (``ingest_tables.max_nesting``).
 
     Raises
     ------
@@ -506,8 +536,12 @@ def read_source(spark: "SparkSession", table: TableSource, name: str | None = No
     readers = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}
     if table.format not in readers:
         raise ConfigError(f"{setting_name(name, 'format')} = {table.format!r} is not one of csv, json, parquet")
-    df = _read_csv(spark, table, schema, name, files) if table.format == "csv" else \
-        readers[table.format](spark, table, schema, name)
+    if table.format == "csv":
+        df = _read_csv(spark, table, schema, name, files)
+    elif table.format == "json":
+        df = _read_json(spark, table, schema, name, max_nesting)
+    else:
+        df = readers[table.format](spark, table, schema, name)
     if schema is None:
         resolve_keys(table, [c for c in df.columns if c not in HELPER_COLS], name, SchemaMismatchError)
     return df

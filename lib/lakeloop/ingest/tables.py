@@ -173,6 +173,7 @@ class _TableRun:
     report: RunReport
     details: dict
     files: LakeFiles
+    max_nesting: int = 1000
 
 
 def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame", "DataFrame | None", int]:
@@ -186,7 +187,7 @@ def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame",
 
     schema = declared_schema(run.table, run.name)
     with run.report.timed(f"{run.name}.read"):
-        raw = read_source(spark, run.table, run.name, run.files).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = read_source(spark, run.table, run.name, run.files, run.max_nesting).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             n_inputs = raw.count()
         except (Py4JJavaError, CapturedException) as exc:
@@ -315,7 +316,8 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
     report = report or RunReport.start(JOB)
     lake = LakeLayout(profile.lake_root)
     run = _TableRun(name, table, lake.bronze_table(name), lake.quarantine_table(name), report,
-                    report.details.setdefault("tables", {}).setdefault(name, {}), LakeFiles(profile.hadoop_conf()))
+                    report.details.setdefault("tables", {}).setdefault(name, {}), LakeFiles(profile.hadoop_conf()),
+                    profile.ingest_tables.max_nesting)
     run.details.update(source=table.source, format=table.format, bronze=run.bronze_uri, quarantine=run.quarantine_uri)
     started = time.perf_counter()
     # Listed before the read: a file rewritten during the run then differs from what is recorded.
@@ -356,7 +358,7 @@ def _source_state(spark: "SparkSession", run: _TableRun, source_files: dict[str,
     """The table's source files, its settings, and the current commits of its bronze and quarantine
     tables (version and time, :func:`lakeloop.io.delta.last_commit`): recorded after a run, it says
     every record of those files is in one of those two tables as they then were."""
-    settings = json.loads(json.dumps(dataclasses.asdict(run.table)))
+    settings = json.loads(json.dumps({**dataclasses.asdict(run.table), "max_nesting": run.max_nesting}))
     return {"source": source_files, "settings": settings, "bronze": delta.commit_state(spark, run.bronze_uri),
             "quarantine": delta.commit_state(spark, run.quarantine_uri)}
 

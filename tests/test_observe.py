@@ -252,6 +252,63 @@ def test_training_logs_a_run_with_metrics_lineage_and_the_model_to_mlflow(observ
         assert torch.allclose(logged_model(x), model.eval()(x), atol=1e-5)
 
 
+@pytest.mark.fault
+def test_an_mlflow_export_error_after_publishing_warns_keeps_the_model_and_the_rerun_logs_it(
+        spark, digits_lake, tmp_path, reliability):
+    """The MLflow artifact store could not be written (a file where its folder should be): train once
+    failed after publishing, and the rerun, finding the model published, never logged it."""
+    import mlflow
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from lakeloop.models import load_model
+    from lakeloop.registry import Registry
+    from lakeloop.training.driver import train
+    from support.lakes import copy_lake
+
+    tracking = tmp_path / "mlflow"
+    tracking.mkdir()
+    uri = f"sqlite:///{tracking}/mlflow.db"
+    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.epochs", 1), ("observe.mlflow_tracking_uri", uri))
+    (tracking / "mlflow-artifacts").write_text("not a folder")  # where the experiment keeps its artifacts
+
+    first = RunReport.start("train")
+    version = train(spark, profile, report=first)
+    registry = Registry.for_profile(profile)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(profile.observe.mlflow_experiment).experiment_id
+
+    def runs(status: str) -> list:
+        return client.search_runs([experiment], f"tags.`lakeloop.model` = 'digits_lenet:{version.version}' and "
+                                                f"attributes.status = '{status}'")
+
+    assert first.counts["published"] == 1 and "mlflow" not in first.details
+    assert [w for w in first.warnings if "is published but not in MLflow" in w and "run train again" in w]
+    assert registry.list_versions("digits_lenet") == [version.version]  # kept, committed
+    assert runs("FINISHED") == [] and len(runs("FAILED")) == 1
+
+    (tracking / "mlflow-artifacts").unlink()  # the store is writable again
+    rerun = RunReport.start("train")
+    assert train(spark, profile, report=rerun) == version
+    assert rerun.counts["published"] == 0 and rerun.details["mlflow"]["model_uri"]
+    logged = runs("FINISHED")
+    assert [r.info.run_id for r in logged] == [rerun.details["mlflow"]["run_id"]]
+    assert logged[0].data.tags["lakeloop.run_id"] == first.run_id  # the run that trained it
+    assert logged[0].data.metrics["test_accuracy"] == pytest.approx(first.metrics["test_accuracy"])
+    mlflow.set_tracking_uri(uri)
+    model, _ = load_model(registry, version)
+    x = torch.rand(2, 1, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(mlflow.pytorch.load_model(rerun.details["mlflow"]["model_uri"])(x), model(x), atol=1e-5)
+
+    third = RunReport.start("train")
+    train(spark, profile, report=third)
+    assert third.details["mlflow"] == {"run_id": logged[0].info.run_id, "logged_before": True}
+    assert len(runs("FINISHED")) == 1 and registry.list_versions("digits_lenet") == [version.version]
+    reliability.bad_input("train (MLflow)", "artifact store unwritable when the model is exported",
+                          "train returns the published version with a warning; the rerun logs it once, a third run finds it logged")
+
+
 def test_progress_lines_come_while_a_stage_runs_and_stop_when_it_ends(spark):
     from lakeloop.runtime.progress import Progress
 

@@ -8,18 +8,20 @@
   file systems). On (``observe.tensorboard``) by default.
 * :func:`log_mlflow_run`: when the profile names ``observe.mlflow_tracking_uri``, the driver
   logs the run's parameters, per-epoch metrics, final metrics, the lineage (features table
-  and Delta version, training set, registry version, code version) and the model.
+  and Delta version, training set, registry version, code version) and the model;
+  :func:`find_logged_run` tells a rerun whether a published version is in MLflow yet.
 
 Neither is needed when neither is configured; each import happens only when used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from lakeloop.errors import ConfigError
 from lakeloop.io.lakefs import LakeFiles
@@ -107,20 +109,13 @@ def log_mlflow_run(
     ConfigError
         mlflow is not installed, or the tracking store refuses the run (the message names the URI).
     """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    try:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-    except ImportError as exc:
-        raise ConfigError(f"observe.mlflow_tracking_uri is set but mlflow cannot be imported ({exc}); install "
-                          f"mlflow-skinny (requirements/<stack>.txt) or unset observe.mlflow_tracking_uri") from exc
-    try:
-        client = MlflowClient(tracking_uri)
+    mlflow, client = _client(tracking_uri)
+    with _store_errors(mlflow, tracking_uri, "refused the run"):
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(
             experiment, artifact_location=_artifact_location(tracking_uri))
-        run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
-        run_id = run.info.run_id
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
+    with _store_errors(mlflow, tracking_uri, "refused the run"), _failed_if_raises(client, run_id):
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in sorted(params.items())])
         for entry in history:
             for key in EPOCH_SCALARS:
@@ -130,9 +125,58 @@ def log_mlflow_run(
             client.log_metric(run_id, key, float(value))
         model_uri = _log_model(mlflow, tracking_uri, run_id, model, input_example) if model is not None else ""
         client.set_terminated(run_id)
-    except mlflow.exceptions.MlflowException as exc:
-        raise ConfigError(f"MLflow at observe.mlflow_tracking_uri = {tracking_uri} refused the run: {exc}") from exc
     return {"run_id": run_id, "experiment_id": experiment_id, "model_uri": model_uri}
+
+
+def find_logged_run(tracking_uri: str, experiment: str, tag: str, value: str) -> str | None:
+    """The id of a run of ``experiment`` that finished logging and is tagged ``tag = value``
+    (``lakeloop.model = digits_lenet:3``); None when there is none (a run that failed halfway does not count).
+
+    Raises
+    ------
+    ConfigError
+        mlflow is not installed, or the tracking store cannot be read (the message names the URI).
+    """
+    query = f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'"
+    mlflow, client = _client(tracking_uri)
+    with _store_errors(mlflow, tracking_uri, "cannot be read"):
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id], filter_string=query, max_results=1) if found else []
+    return runs[0].info.run_id if runs else None
+
+
+@contextlib.contextmanager
+def _store_errors(mlflow: Any, tracking_uri: str, what: str) -> Iterator[None]:
+    """MLflow's own errors as a ConfigError naming the tracking URI."""
+    try:
+        yield
+    except mlflow.exceptions.MlflowException as exc:
+        raise ConfigError(f"MLflow at observe.mlflow_tracking_uri = {tracking_uri} {what}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _failed_if_raises(client: Any, run_id: str) -> Iterator[None]:
+    """A run left half-logged is marked FAILED (:func:`find_logged_run` skips it); the error goes on."""
+    try:
+        yield
+    except Exception:
+        try:
+            client.set_terminated(run_id, "FAILED")
+        except Exception:  # noqa: BLE001 - the store that just failed may refuse this too; the first error counts
+            pass
+        raise
+
+
+def _client(tracking_uri: str) -> tuple[Any, Any]:
+    """``(mlflow, MlflowClient(tracking_uri))``, MLflow's usage telemetry off."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise ConfigError(f"observe.mlflow_tracking_uri is set but mlflow cannot be imported ({exc}); install "
+                          f"mlflow-skinny (requirements/<stack>.txt) or unset observe.mlflow_tracking_uri") from exc
+    return mlflow, MlflowClient(tracking_uri)
 
 
 def _log_model(mlflow: Any, tracking_uri: str, run_id: str, model: Any, input_example: Any) -> str:

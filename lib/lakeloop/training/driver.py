@@ -414,15 +414,54 @@ def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict
     return version, model.eval(), example
 
 
+def _track(report: RunReport, version: ModelVersion, log: Any) -> None:
+    """Run ``log`` (MLflow logging of the published ``version``); a failure is a warning, never the run's:
+    the model is published and the registry is the record, tracking a view of it that a rerun completes."""
+    with report.timed("mlflow"):
+        try:
+            report.details["mlflow"] = log()
+        except Exception as exc:  # noqa: BLE001 - an export error (torch.export, the artifact store) too
+            report.warnings.append(f"{version.name}:{version.version} is published but not in MLflow "
+                                   f"({type(exc).__name__}: {exc}); run train again with the same settings "
+                                   f"to log it")
+
+
+def _log_published(profile: Profile, ts: TrainingSet, registry: Registry, version: ModelVersion,
+                   report: RunReport) -> dict[str, Any]:
+    """A rerun finding ``version`` published: log it to MLflow, from the registry, unless a run of it
+    finished logging there before (an earlier run's export may have failed after publishing)."""
+    import torch
+
+    from lakeloop.models import load_model
+    from lakeloop.tracking import find_logged_run
+
+    ref = f"{version.name}:{version.version}"
+    logged = find_logged_run(profile.observe.mlflow_tracking_uri, profile.observe.mlflow_experiment,
+                             MLFLOW_MODEL_TAG, ref)
+    if logged is not None:
+        return {"run_id": logged, "logged_before": True}
+    model, metadata = load_model(registry, version)
+    figures = metadata["metrics"]
+    result = {"history": figures["per_epoch"], "val": figures["val"] or {}, "test": figures["test"] or {}}
+    return _log_mlflow(profile, ts, result, version, model, torch.zeros(1, *ts.input_shape), report,
+                       run_id=metadata["training"]["run_id"])
+
+
+# The MLflow tag naming the registered version a run logged (NAME:VERSION).
+MLFLOW_MODEL_TAG = "lakeloop.model"
+
+
 def _log_mlflow(profile: Profile, ts: TrainingSet, result: dict[str, Any], version: ModelVersion, model: Any,
-                example: Any, report: RunReport) -> dict[str, str]:
+                example: Any, report: RunReport, run_id: str | None = None) -> dict[str, str]:
     """The run in MLflow (observe.mlflow_tracking_uri): parameters, per-epoch and final metrics,
-    the lineage to the features' Delta version and the registry, and the model."""
+    the lineage to the features' Delta version and the registry, and the model. ``run_id``: the
+    training run's (default this run's)."""
     from lakeloop.tracking import log_mlflow_run
 
+    run_id = run_id or report.run_id
     lineage = {
-        "lakeloop.run_id": report.run_id,
-        "lakeloop.model": f"{version.name}:{version.version}",
+        "lakeloop.run_id": run_id,
+        MLFLOW_MODEL_TAG: f"{version.name}:{version.version}",
         "lakeloop.model_uri": version.uri,
         "lakeloop.features_table": ts.features_uri,
         "lakeloop.features_delta_version": str(ts.features_version),
@@ -430,7 +469,7 @@ def _log_mlflow(profile: Profile, ts: TrainingSet, result: dict[str, Any], versi
         "lakeloop.code_version": code_version(),
     }
     return log_mlflow_run(
-        profile.observe.mlflow_tracking_uri, profile.observe.mlflow_experiment, report.run_id,
+        profile.observe.mlflow_tracking_uri, profile.observe.mlflow_experiment, run_id,
         params={k: v for k, v in dataclasses.asdict(profile.train).items() if v is not None},
         history=result["history"],
         metrics=_final_metrics(result),
@@ -482,6 +521,8 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
                                f"inputs and settings; nothing new published")
         report.outputs["model"] = existing.uri
         report.counts.update(published=0, epochs_run=0)
+        if profile.observe.mlflow_tracking_uri:
+            _track(report, existing, lambda: _log_published(profile, ts, registry, existing, report))
         return existing
 
     report.details["model"] = check_factory(cfg, model_spec(cfg, ts))
@@ -498,12 +539,7 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
         version, model, example = _publish(profile, registry, ts, result, key, statistics, report, plan, init)
     report.counts["published"] = 1
     if profile.observe.mlflow_tracking_uri:
-        with report.timed("mlflow"):
-            try:
-                report.details["mlflow"] = _log_mlflow(profile, ts, result, version, model, example, report)
-            except ConfigError as exc:
-                # The model is published and the registry is the record; tracking is a view of it.
-                report.warnings.append(f"{version.name}:{version.version} is published but not in MLflow: {exc}")
+        _track(report, version, lambda: _log_mlflow(profile, ts, result, version, model, example, report))
     report.outputs["model"] = version.uri
     return version
 

@@ -216,3 +216,39 @@ def test_a_driver_killed_at_its_first_write_first_commit_and_last_commit_then_re
     assert (lost, extra) == (0, 0)
     assert _registry(lake) == _registry(clean["after"][job])  # no orphan version, the same weights
     assert not list(lake.glob("_checkpoints/*/*/epoch-*")), "a published training run left its checkpoints"
+
+
+def test_two_train_runs_of_one_model_at_once_publish_two_versions_that_each_load_with_their_own_run_s_weights(
+        clean, tmp_path, reliability):
+    from lakeloop.models.weights import load_model
+
+    lake = tmp_path / "lake"
+    _copy(clean["after"]["train"], lake)  # version 1 published; its training set written, reused by both runs
+    (name, before), = _registry(lake).items()
+    seeds = (11, 12)  # a scheduled run and a manual one: other settings, so two versions are due
+    runs = [subprocess.Popen(_start(lake, "train", [*clean["settings"], ("train.seed", seed)]), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for seed in seeds]
+    outputs = [(run.communicate(timeout=900)[0], run.returncode) for run in runs]
+
+    refused = [seed for seed, (out, code) in zip(seeds, outputs) if code != 0]
+    for seed, (out, code) in zip(seeds, outputs):  # a loser names the conflict and says to rerun
+        assert code == 0 or ("ConcurrentWriteConflict" in out and "Run the job again" in out), out[-3000:]
+    for seed in refused:
+        subprocess.run(_start(lake, "train", [*clean["settings"], ("train.seed", seed)]), cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=900)
+    registry = Registry.for_profile(load_profile("test", [("lake_root", f"file:{lake}")]))
+    new = [v for v in registry.list_versions(name) if v not in before["versions"]]
+    seen = Counter(registry.read_metadata(registry.resolve(name, v))["training"]["seed"] for v in new)
+    for number in new:  # each loads, its files match the checksums its publisher recorded
+        model, _ = load_model(registry, registry.resolve(name, number))
+        assert sum(p.numel() for p in model.parameters()) > 0
+    lost, duplicated = sum(1 for s in seeds if not seen[s]), sum(c - 1 for c in seen.values() if c > 1)
+    reliability.record(f"two train runs of one model at once, other seeds ({len(refused)} of 2 refused with the "
+                       f"conflict named{', then rerun' if refused else ''})", "train",
+                       "versions published vs runs started", len(seeds), lost, duplicated)
+    print(f"\ntrain twice at once: {len(refused)} refused; versions {registry.list_versions(name)}, seeds {dict(seen)}")
+    assert sorted(seen) == sorted(seeds) and (lost, duplicated) == (0, 0)
+    assert registry.list_versions(name) == [*before["versions"], *range(before["versions"][-1] + 1,
+                                                                        before["versions"][-1] + 3)]
+    assert registry.leftover_versions(name) == [] and registry.resolve(name).version == max(new)
+    assert not list((lake / "models" / name / "_staging").glob("*/*")), "a published run left its staged weights"

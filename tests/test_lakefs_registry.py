@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow
@@ -14,7 +16,7 @@ from lakeloop.errors import ConfigError, LakeloopError, ModelNotFound, SetupErro
 from lakeloop.io import lakefs
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import parse_model_ref
-from lakeloop.registry import ModelVersion, Registry
+from lakeloop.registry import ModelVersion, Registry, StagedFile
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-SUPERSECRET"
 ACCESS = "AKIAEXAMPLEACCESS1"
@@ -220,12 +222,14 @@ def registry(tmp_path: Path) -> Registry:
 def test_publish_and_read_back(registry: Registry, tmp_path: Path) -> None:
     v1 = registry.publish("digits_lenet", b"W1", {"classes": ["0", "1"], "name": "ignored"})
     assert v1 == ModelVersion("digits_lenet", 1, f"{registry.root}/digits_lenet/1")
-    assert all_files(tmp_path / "models") == [
+    files = all_files(tmp_path / "models")
+    assert [f for f in files if "/_claims/" not in f] == [
         "digits_lenet/1/_COMMITTED",
         "digits_lenet/1/metadata.json",
         "digits_lenet/1/weights.pt",
         "digits_lenet/latest",
     ]
+    assert [f.rpartition("/")[0] for f in files if "/_claims/" in f] == ["digits_lenet/_claims/1"]  # who claimed 1
     meta = registry.read_metadata(v1)
     assert meta["classes"] == ["0", "1"] and meta["name"] == "digits_lenet" and meta["version"] == 1
     assert meta["idempotency_key"] is None and meta["published_at"].endswith("+00:00")
@@ -276,7 +280,39 @@ def test_rerun_repairs_latest_after_crash(registry: Registry, tmp_path: Path) ->
     assert registry.resolve("m", "latest").version == 2  # falls back to the highest committed
 
 
-def test_uncommitted_version_is_ignored_and_reused(registry: Registry, tmp_path: Path) -> None:
+def _publish_in_a_process(root: str, n: int) -> int:
+    return Registry(root).publish("m", f"weights of publisher {n}".encode(), {"publisher": n}).version
+
+
+def test_eight_processes_publishing_one_model_at_once_get_eight_versions_each_with_its_own_weights(
+        registry: Registry, reliability) -> None:
+    with ProcessPoolExecutor(8) as pool:
+        got = list(pool.map(_publish_in_a_process, [registry.root] * 8, range(8)))
+    assert sorted(got) == list(range(1, 9)) and registry.list_versions("m") == list(range(1, 9))
+    for n, number in enumerate(got):  # every version holds its own publisher's files, checksums intact
+        version = registry.resolve("m", number)
+        assert registry.read_weights(version) == f"weights of publisher {n}".encode()
+        assert registry.read_metadata(version)["publisher"] == n
+    assert registry.resolve("m").version == 8 and registry.leftover_versions("m") == []
+    reliability.record("8 processes publish one model name at once", "registry.publish",
+                       "each publisher's weights vs its version's", 8, 8 - len(set(got)), len(got) - len(set(got)))
+
+
+def test_staged_weights_are_moved_into_the_version_and_checked_against_their_digest(registry: Registry) -> None:
+    staging = registry.staging_uri("m", "run-1")
+    registry.files.write_bytes_atomic(f"{staging}/weights.pt", b"big weights")
+    staged = StagedFile(f"{staging}/weights.pt", hashlib.sha256(b"big weights").hexdigest(), 11)
+    version = registry.publish("m", staged, {})
+    assert registry.read_weights(version) == b"big weights" and not registry.files.exists(staged.uri)
+
+    registry.files.write_bytes_atomic(staged.uri, b"other bytes")  # changed after staging
+    with pytest.raises(SourceError, match="changed after they were written.*Train again"):
+        registry.publish("m", staged, {})
+    assert registry.list_versions("m") == [1]
+
+
+def test_an_uncommitted_version_is_ignored_and_the_next_publish_leaves_it_as_it_is(registry: Registry,
+                                                                                   tmp_path: Path) -> None:
     registry.publish("m", b"W1", {})
     leftover = tmp_path / "models" / "m" / "2"
     leftover.mkdir()
@@ -288,10 +324,11 @@ def test_uncommitted_version_is_ignored_and_reused(registry: Registry, tmp_path:
         registry.resolve("m", 2)
     with pytest.raises(ModelNotFound, match="_COMMITTED"):
         registry.read_weights(ModelVersion("m", 2, f"{registry.root}/m/2"))
-    v2 = registry.publish("m", b"W2", {"try": 2})
-    assert v2.version == 2 and registry.read_weights(v2) == b"W2"
-    assert sorted(os.listdir(leftover)) == ["_COMMITTED", "metadata.json", "weights.pt"]
-    assert registry.resolve("m").version == 2
+    # It may be another publisher's work in progress: the next publish takes the number above it.
+    v3 = registry.publish("m", b"W3", {"try": 3})
+    assert v3.version == 3 and registry.read_weights(v3) == b"W3"
+    assert sorted(os.listdir(leftover)) == ["stale.bin", "weights.pt"]
+    assert registry.resolve("m").version == 3 and registry.leftover_versions("m") == [2]
 
 
 def test_latest_and_production(registry: Registry) -> None:

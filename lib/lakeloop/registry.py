@@ -9,26 +9,37 @@ Layout under a registry root (``<lake_root>/models``, :attr:`lakeloop.layout.Lak
     <root>/<name>/latest                           {"version": N}, moved by publish after _COMMITTED
     <root>/<name>/production                       {"version": N}, moved by set_alias (any alias works alike)
     <root>/<name>/_alias_log.json                  every move of an alias but latest: who, when, why, from which version
+    <root>/<name>/_claims/<version>/<token>        who claimed a version number (one file per publisher that tried)
+    <root>/<name>/_staging/<run id>/weights.pt     weights a training process wrote, moved into a version on publish
 
-A version folder without ``_COMMITTED`` is the leftover of a crashed publish: readers
-ignore it and the next publish reuses (clears and rewrites) its number. A committed
+Any number of readers and publishers may work at once, on every store lakeloop reaches
+(local disks, HDFS, S3). A publisher first claims a version number: it writes a file of its
+own under ``_claims/<N>/`` and lists that folder; it owns ``N`` only if its file is alone
+there, else it removes its file and tries the next number, so two publishers never write
+one folder (listings are strongly consistent on all three stores, S3 included). Only the
+owner of ``N`` writes ``<name>/N/``, and no publish ever deletes a version folder.
+
+A version folder without ``_COMMITTED`` is a publish under way or the leftover of a crashed
+one: readers ignore it, the next publish takes a higher number, and
+:meth:`Registry.drop_leftover` removes it once a higher version is committed. A committed
 version is never written again. This module moves bytes only; building an ``nn.Module``
 from them is the loader's job, so importing it costs no torch.
-
-It is safe for any number of readers, and for one publisher per model name at a time
-(a training job publishes from a single rank): two concurrent publishes of the same
-name could pick the same number.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import socket
+import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lakeloop.errors import ConfigError, ModelNotFound, SourceError
+from lakeloop.errors import ConcurrentWriteConflict, ConfigError, ModelNotFound, SourceError
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LATEST, PRODUCTION, LakeLayout, check_alias, check_model_name, is_version_number
 
@@ -40,7 +51,11 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 METADATA_FILE = "metadata.json"
 COMMITTED_FILE = "_COMMITTED"
 ALIAS_LOG_FILE = "_alias_log.json"
-__all__ = ["LATEST", "PRODUCTION", "ModelVersion", "Registry"]
+CLAIMS_DIR = "_claims"
+STAGING_DIR = "_staging"
+# How often a publisher that finds another claiming its number tries the next one before giving up.
+CLAIM_ATTEMPTS = 8
+__all__ = ["LATEST", "PRODUCTION", "ModelVersion", "Registry", "StagedFile"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,17 @@ class ModelVersion:
     name: str
     version: int
     uri: str
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A file written into the registry's staging area (:meth:`Registry.staging_uri`) by the process
+    that made it, with the SHA-256 and size it wrote; :meth:`Registry.publish` moves it into the
+    version and checks both."""
+
+    uri: str
+    sha256: str
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,13 @@ class Registry:
     def version_uri(self, name: str, version: int) -> str:
         """Folder of ``version`` of model ``name``, committed or not."""
         return f"{self.model_uri(name)}/{int(version)}"
+
+    def staging_uri(self, name: str, run_id: str) -> str:
+        """Folder where run ``run_id`` writes the files it will publish as a version of ``name`` (one
+        folder per run, so no two runs write the same file)."""
+        if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith("."):
+            raise ConfigError(f"staging_uri({name!r}, {run_id!r}): the run id must be a non-empty name without '/'")
+        return f"{self.model_uri(name)}/{STAGING_DIR}/{run_id}"
 
     def _version(self, name: str, version: int) -> ModelVersion:
         return ModelVersion(name=name, version=version, uri=self.version_uri(name, version))
@@ -302,22 +335,25 @@ class Registry:
     def publish(
         self,
         name: str,
-        weights: bytes,
+        weights: "bytes | StagedFile",
         metadata: Mapping[str, Any],
         torchscript: bytes | None = None,
         idempotency_key: str | None = None,
     ) -> ModelVersion:
         """Publish a new version of model ``name`` and point ``latest`` at it.
 
-        Writes ``weights.pt``, ``model.torchscript.pt`` (if given), ``metadata.json``, then
-        ``_COMMITTED`` (with the files' SHA-256), then the ``latest`` alias. The version is
-        the highest committed one plus one; an uncommitted leftover of that number is cleared
-        first.
+        Claims the next free version number (see the module's notes: two publishers at once get
+        two numbers), then writes ``weights.pt``, ``model.torchscript.pt`` (if given),
+        ``metadata.json``, then ``_COMMITTED`` (with the files' SHA-256), then moves ``latest``
+        forward. No existing folder is cleared or written: a number whose folder exists
+        (committed, in progress or a crash's leftover) is never taken again.
 
         Parameters
         ----------
         name : model name: letters, digits, ``-``, ``_``, ``.``.
-        weights : ``torch.save`` output of the state dict.
+        weights : ``torch.save`` output of the state dict, or a :class:`StagedFile` written under
+            :meth:`staging_uri` (moved into the version, not read into memory; its SHA-256 and size
+            are checked).
         metadata : JSON-serialisable facts (classes, preprocessing, metrics, features version,
             code version ...). ``name``, ``version``, ``published_at`` (UTC, ISO 8601) and
             ``idempotency_key`` are set by this method, replacing any given.
@@ -333,6 +369,11 @@ class Registry:
             an invalid model name.
         TypeError, ValueError
             weights or torchscript not bytes, empty weights or key, metadata not JSON-serialisable.
+        SourceError
+            a staged weights file whose SHA-256 or size is not the one it was staged with.
+        ConcurrentWriteConflict
+            other publishers of ``name`` took every number this one tried (:data:`CLAIM_ATTEMPTS`);
+            nothing was written: run the job again.
         """
         check_model_name(name)
         _check_publish_arguments(name, weights, metadata, torchscript, idempotency_key)
@@ -340,27 +381,100 @@ class Registry:
             found = self.find_by_idempotency_key(name, idempotency_key)
             if found is not None:
                 return found
-        committed = self.list_versions(name)
-        version = self._version(name, committed[-1] + 1 if committed else 1)
-        # Only an uncommitted leftover can sit here (the number is above every committed one).
-        self.files.delete_dir(version.uri)
+        number, claim = self._claim_version(name, idempotency_key)
+        if idempotency_key is not None:
+            # A run with the same key (the same inputs) may have committed while this one claimed.
+            found = self.find_by_idempotency_key(name, idempotency_key)
+            if found is not None:
+                self.files.delete_file(claim)  # this run's own claim: the number is free again
+                return found
+        version = self._version(name, number)
         meta = dict(metadata)
         meta.update(name=name, version=version.version, idempotency_key=idempotency_key,
                     published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        files = {WEIGHTS_FILE: bytes(weights), METADATA_FILE: _metadata_bytes(name, meta)}
+        files = {METADATA_FILE: _metadata_bytes(name, meta)}
         if torchscript is not None:
             files[TORCHSCRIPT_FILE] = bytes(torchscript)
+        recorded = {WEIGHTS_FILE: self._place_weights(version, weights)}
         for filename, data in files.items():
             self.files.write_bytes_atomic(f"{version.uri}/{filename}", data)
-        record = {
-            "name": name,
-            "version": version.version,
-            "published_at": meta["published_at"],
-            "files": {f: {"bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()} for f, d in files.items()},
-        }
+            recorded[filename] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        record = {"name": name, "version": version.version, "published_at": meta["published_at"], "files": recorded}
         self.files.write_bytes_atomic(f"{version.uri}/{COMMITTED_FILE}", json.dumps(record, indent=2).encode("utf-8"))
-        self._write_alias(name, LATEST, version.version)
+        self._move_latest(name, version.version)
         return version
+
+    def _place_weights(self, version: ModelVersion, weights: "bytes | StagedFile") -> dict[str, Any]:
+        """Write (or move, when staged) the weights into ``version``'s folder; their ``bytes`` and ``sha256``."""
+        target = f"{version.uri}/{WEIGHTS_FILE}"
+        if not isinstance(weights, StagedFile):
+            data = bytes(weights)
+            self.files.write_bytes_atomic(target, data)
+            return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        self.files.move(weights.uri, target)
+        sha256, size = self.files.digest(target)
+        if (sha256, size) != (weights.sha256, weights.bytes):
+            raise SourceError(
+                f"the staged weights {weights.uri} changed after they were written: {size} bytes with sha256 "
+                f"{sha256}, staged as {weights.bytes} bytes with sha256 {weights.sha256}; {version.name} version "
+                f"{version.version} is left uncommitted. Train again."
+            )
+        return {"bytes": size, "sha256": sha256}
+
+    def _claim_version(self, name: str, idempotency_key: str | None) -> tuple[int, str]:
+        """The version number this publisher owns, and its claim file.
+
+        Writes a claim file of its own under ``_claims/<N>/`` and lists the folder: alone there, it
+        owns ``N``; with another's file beside it, it removes its own, waits a moment (random, so
+        two publishers fall out of step) and tries the next free number.
+        """
+        token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+        record = json.dumps({"claimed_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                             "host": socket.gethostname(), "pid": os.getpid(),
+                             "idempotency_key": idempotency_key}).encode("utf-8")
+        tried = []
+        for attempt in range(CLAIM_ATTEMPTS):
+            number = self._next_free_number(name)
+            slot = f"{self.model_uri(name)}/{CLAIMS_DIR}/{number}"
+            self.files.write_bytes_atomic(f"{slot}/{token}", record)
+            if _visible(self.files.list_dir(slot)) == [token]:
+                return number, f"{slot}/{token}"
+            self.files.delete_file(f"{slot}/{token}")
+            tried.append(number)
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+        raise ConcurrentWriteConflict(
+            f"another publisher of model {name!r} under {self.root} claimed each version number this run tried "
+            f"({', '.join(map(str, tried))}); nothing was published. Run the job again: it publishes the "
+            f"next free version (a run with the same inputs finds the other's version and publishes none)."
+        )
+
+    def _next_free_number(self, name: str) -> int:
+        """One above every version folder and every number a publisher holds a claim on."""
+        children = self.files.list_dir(self.model_uri(name))
+        highest = max((int(c) for c in children if is_version_number(c)), default=0)
+        claims = f"{self.model_uri(name)}/{CLAIMS_DIR}"
+        for number in sorted((int(c) for c in self.files.list_dir(claims) if is_version_number(c)), reverse=True):
+            if number <= highest:
+                break
+            if _visible(self.files.list_dir(f"{claims}/{number}")):
+                highest = number
+                break
+        return highest + 1
+
+    def _move_latest(self, name: str, version: int) -> None:
+        """Point ``latest`` at ``version`` unless it points higher; then, should a publisher that
+        committed a higher version have written before this one, point it at the highest again."""
+        if (self._current_latest(name) or 0) < version:
+            self._write_alias(name, LATEST, version)
+        highest = self.list_versions(name)[-1]
+        if highest > version and self._current_latest(name) != highest:
+            self._write_alias(name, LATEST, highest)
+
+    def _current_latest(self, name: str) -> int | None:
+        try:
+            return self._read_alias(name, LATEST)
+        except SourceError:
+            return None  # a damaged pointer: publish rewrites it
 
     def set_alias(self, name: str, alias: str, version: int, *, action: str = "set", reason: str | None = None,
                   actor: str | None = None, forced: bool = False,
@@ -426,9 +540,18 @@ def _is_name(text: str) -> bool:
     return True
 
 
+def _visible(names: list[str]) -> list[str]:
+    """Names in a listing but the hidden ones (an atomic write's temporary file)."""
+    return [n for n in names if not n.startswith(".")]
+
+
 def _check_publish_arguments(name: str, weights: Any, metadata: Any, torchscript: Any, key: Any) -> None:
-    if not isinstance(weights, (bytes, bytearray, memoryview)) or not len(weights):
-        raise ValueError(f"publish({name!r}): weights must be the non-empty bytes of torch.save(state_dict)")
+    if isinstance(weights, StagedFile):
+        if not weights.bytes:
+            raise ValueError(f"publish({name!r}): the staged weights {weights.uri} are empty")
+    elif not isinstance(weights, (bytes, bytearray, memoryview)) or not len(weights):
+        raise ValueError(f"publish({name!r}): weights must be the non-empty bytes of torch.save(state_dict) "
+                         f"or a StagedFile")
     if torchscript is not None and not isinstance(torchscript, (bytes, bytearray, memoryview)):
         raise TypeError(f"publish({name!r}): torchscript must be bytes or None, got {type(torchscript).__name__}")
     if not isinstance(metadata, Mapping):

@@ -12,7 +12,7 @@ workers, a GPU box without a JVM. It understands the URIs the profiles use:
   library needed; :mod:`lakeloop.io.webhdfs`).
 
 :class:`LakeFiles` binds those settings once (``LakeFiles(profile.hadoop_conf())``) and
-offers the few operations lakeloop needs (read, atomic write, list, exists, delete).
+offers the few operations lakeloop needs (read, atomic write, move, digest, list, exists, delete).
 Settings come only from the ``hadoop_conf`` mapping a caller passes (Hadoop keys, with
 or without the ``spark.hadoop.`` prefix). Nothing is read from the environment here, except
 what pyarrow itself reads: the default AWS credential chain when no S3 keys are given,
@@ -425,6 +425,61 @@ class LakeFiles:
             except OSError:
                 pass  # never created, or already moved
             raise
+
+    def move(self, source: str, target: str) -> None:
+        """Move the file ``source`` to ``target`` on the same store, creating ``target``'s folder: one
+        rename on local disks and HDFS, a copy then a delete on S3. ``target`` must not exist.
+
+        Raises
+        ------
+        FileNotFoundError
+            nothing at ``source`` (the message names both URIs).
+        FileExistsError
+            something already at ``target``.
+        """
+        from pyarrow.fs import FileType
+
+        fs, path = self.filesystem(source)
+        target_fs, target_path = self.filesystem(target)
+        if fs.type_name != target_fs.type_name:
+            raise ConfigError(f"cannot move {_safe_uri(source)} to {_safe_uri(target)}: they are on different stores")
+        if fs.get_file_info(path).type == FileType.NotFound:
+            raise FileNotFoundError(f"no file at {_safe_uri(source)} to move to {_safe_uri(target)}")
+        if target_fs.get_file_info(target_path).type != FileType.NotFound:
+            raise FileExistsError(f"{_safe_uri(target)} exists; {_safe_uri(source)} was not moved over it")
+        fs.create_dir(target_path.rpartition("/")[0] or "/", recursive=True)
+        fs.move(path, target_path)
+
+    def digest(self, uri: str, chunk_bytes: int = 8 << 20) -> tuple[str, int]:
+        """``(sha256 hex, size in bytes)`` of the file at ``uri``, read in chunks (a file of any size
+        costs ``chunk_bytes`` of memory).
+
+        Raises
+        ------
+        FileNotFoundError
+            nothing at ``uri``.
+        """
+        import hashlib
+
+        fs, path = self.filesystem(uri)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with fs.open_input_stream(path) as stream:
+                while chunk := stream.read(chunk_bytes):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"no file at {_safe_uri(uri)}") from exc
+        return digest.hexdigest(), size
+
+    def delete_file(self, uri: str) -> bool:
+        """Delete the file at ``uri``; returns whether there was one."""
+        fs, path = self.filesystem(uri)
+        try:
+            fs.delete_file(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def exists(self, uri: str) -> bool:
         """Whether a file or folder exists at ``uri``."""

@@ -21,6 +21,7 @@ LAYERS = {
     "config": 2,
     "io": 3,
     "report": 4, "faults": 4, "preprocess": 4, "tabular": 4, "registry": 4, "metrics": 4, "figures": 4, "tracking": 4,
+    "splits": 4,
     "models": 5,
     "ingest": 6, "features": 6, "training": 6, "scoring": 6, "evaluation": 6,
     "summary": 6, "pages": 6, "explore": 6, "promotion": 6, "maintenance": 6,

@@ -309,6 +309,64 @@ def test_an_mlflow_export_error_after_publishing_warns_keeps_the_model_and_the_r
                           "train returns the published version with a warning; the rerun logs it once, a third run finds it logged")
 
 
+@pytest.mark.fault
+def test_after_a_split_seed_change_evaluation_and_scoring_count_each_row_in_the_split_the_model_trained_it_in(
+        spark, digits_lake, tmp_path, reliability):
+    """Evaluation and the score report once took the split from the current silver.features: after
+    features.split_seed changed and build_features ran, rows the model trained on counted as test."""
+    from lakeloop.config import load_profile
+    from lakeloop.evaluation import evaluate_model
+    from lakeloop.features import build_features
+    from lakeloop.registry import Registry
+    from lakeloop.scoring.job import score_table
+    from lakeloop.training.driver import train
+    from support.lakes import copy_lake
+
+    profile = copy_lake(digits_lake, tmp_path / "lake", ("train.epochs", 1))
+    version = train(spark, profile, report=RunReport.start("train"))
+    trained_at = Registry.for_profile(profile).read_metadata(version)["features"]["delta_version"]
+    features = layout(profile).features
+
+    def splits(delta_version: int) -> dict[str, str]:
+        rows = delta.read_table(spark, features, delta_version).select("image_id", "split").collect()
+        return {r["image_id"]: r["split"] for r in rows}
+
+    trained = splits(trained_at)
+    reshuffled = load_profile("test", [("lake_root", profile.lake_root), ("ingest_images.source",
+                                        profile.ingest_images.source), ("features.join_table", None),
+                                       ("features.training_set_files", 8), ("features.split_seed", "reshuffled")])
+    build_features(spark, reshuffled, report=RunReport.start("build_features"))
+    now = splits(delta.table_version(spark, features))
+    moved = sum(trained[i] != now[i] for i in trained)
+    assert now.keys() == trained.keys() and moved > len(trained) // 10  # the rebuild did reassign the splits
+
+    scored = score_table(spark, reshuffled, report=RunReport.start("score"))
+    evaluated = evaluate_model(spark, reshuffled, report=RunReport.start("evaluate"))
+
+    predictions = {r["image_id"]: r["split"] for r in delta.read_table(spark, layout(profile).predictions)
+                   .where(f"model_version = {version.version}").select("image_id", "split").collect()}
+    assert predictions == trained  # every row scored once, in the split it was trained or tested in
+    per_split = {s: sum(v == s for v in trained.values()) for s in ("train", "validation", "test")}
+    assert {s: evaluated.counts[f"rows_{s}"] for s in per_split} == per_split
+    assert {r["split"]: r["rows"] for r in scored.details["version_counts"]["by_split"]} == per_split
+    assert evaluated.details["delta_versions"]["trained_features"] == trained_at
+    reliability.bad_input("evaluate, score", f"features.split_seed changed after training ({moved} rows moved split)",
+                          "every row counted in its trained-on split; test rows are the model's test rows")
+
+
+def test_a_trained_on_features_version_that_can_no_longer_be_read_gives_todays_splits_with_a_warning(
+        spark, digits_lake):
+    from lakeloop.splits import model_splits
+
+    features = layout(digits_lake).features
+    now = delta.table_version(spark, features)
+    splits, warning = model_splits(spark, features, {"features": {"table": features, "delta_version": now + 50}})
+    assert warning.startswith(f"{features} at version {now + 50}, the version the model was trained on, can no "
+                              f"longer be read (") and "features.split_seed" in warning
+    today = delta.read_table(spark, features, now).select("image_id", "split")
+    assert splits.exceptAll(today).count() == 0 and today.exceptAll(splits).count() == 0
+
+
 def test_progress_lines_come_while_a_stage_runs_and_stop_when_it_ends(spark):
     from lakeloop.runtime.progress import Progress
 

@@ -4,8 +4,10 @@ Per split (train, validation, test) of one model version: accuracy, macro precis
 recall / F1, per-class precision / recall / F1, the confusion matrix, top-k accuracy, a
 calibration table (reliability bins and the expected calibration error), and the
 accuracy per group of ``quality.group_column`` with the largest gap between groups (the
-bias report). The split comes from ``silver.features`` (the split a row was trained or
-tested in), never from the prediction, so figures for old predictions are right too.
+bias report). The split is the one a row had in the ``silver.features`` version the model
+was trained on (:mod:`lakeloop.splits`), never the prediction's nor today's: figures for old
+predictions are right too, and after a ``features.split_seed`` change a row the model trained on
+is still counted as train.
 
 Spark does the counting; :mod:`lakeloop.metrics` turns the few aggregate rows into
 figures. The headline is the split of ``evaluate.split`` (test by default).
@@ -24,6 +26,7 @@ from lakeloop.metrics import calibration_table, classification_summary, confusio
 from lakeloop.preprocess import SPLITS
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
+from lakeloop.splits import model_splits, trained_version
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -31,10 +34,11 @@ if TYPE_CHECKING:
 EVALUATION_KEYS = ("model_name", "model_version", "split")
 
 
-def labelled_predictions(spark: "SparkSession", lake: LakeLayout, version: ModelVersion,
-                         group_column: str | None) -> tuple["DataFrame", dict[str, int]]:
-    """This version's predictions that have a true label, with the row's ``split`` (and ``group``)
-    from silver.features, both tables pinned; plus the Delta versions read."""
+def labelled_predictions(spark: "SparkSession", lake: LakeLayout, version: ModelVersion, metadata: dict[str, Any],
+                         group_column: str | None, report: RunReport) -> tuple["DataFrame", dict[str, int]]:
+    """This version's predictions that have a true label, with the row's ``split`` in the features
+    version the model trained on (:func:`lakeloop.splits.model_splits`) and its ``group`` from
+    silver.features now, the tables pinned; plus the Delta versions read."""
     from pyspark.sql import functions as F
 
     for uri, hint in ((lake.predictions, "run score first"), (lake.features, "run build_features first")):
@@ -47,8 +51,13 @@ def labelled_predictions(spark: "SparkSession", lake: LakeLayout, version: Model
         & F.col("true_label").isNotNull())
     features = delta.read_table(spark, lake.features, versions["features"])
     group = F.col(group_column).cast("string") if group_column else F.lit(None).cast("string")
-    rows = predictions.select("image_id", "label", "true_label", "score", "scores").join(
-        features.select("image_id", F.col("split").alias("_split"), group.alias("group")), "image_id", "left")
+    splits, warning = model_splits(spark, lake.features, metadata)
+    if warning:
+        report.warnings.append(warning)
+    versions["trained_features"] = trained_version(metadata, lake.features)
+    rows = predictions.select("image_id", "label", "true_label", "score", "scores") \
+        .join(features.select("image_id", group.alias("group")), "image_id", "left") \
+        .join(splits.withColumnRenamed("split", "_split"), "image_id", "left")
     return rows.withColumn("split", F.coalesce("_split", F.lit("unknown"))).drop("_split"), versions
 
 
@@ -173,7 +182,7 @@ def evaluate_model(spark: "SparkSession", profile: Profile, report: RunReport | 
     report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
     with report.timed("read"):
         group_column = _group_column(spark, profile, lake, report)
-        rows, versions = labelled_predictions(spark, lake, version, group_column)
+        rows, versions = labelled_predictions(spark, lake, version, metadata, group_column, report)
     # Four aggregations read these rows: join and filter once, not once each.
     rows = rows.persist()
     try:

@@ -25,6 +25,7 @@ from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_PIXELS, TASK_RESULT_FIE
                                     model_spec)
 from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, bounded_chunks, check_table_columns, image_column,
                                   make_udf, one_row_per_key, resolve_model, scoped_conf, table_columns, udf_input)
+from lakeloop.splits import model_splits
 from lakeloop.tabular import TARGET_COLUMNS
 
 if TYPE_CHECKING:
@@ -192,7 +193,8 @@ class _Input:
     kind: str
     version: ModelVersion
     metadata: dict[str, Any]
-    splits: "DataFrame | None"  # (image_id, split) from silver.features, for an input without a split
+    # (image_id, split): each row's split in the silver.features version the model trained on (lakeloop.splits)
+    splits: "DataFrame | None"
     # bronze.images (image files with path and image_id): the storage settings that read the files
     # it holds by reference (a null content), else None
     references: dict[str, str] | None = None
@@ -240,9 +242,12 @@ def _open_input(spark: "SparkSession", profile: Profile, registry: Registry, rep
             report.warnings.append(warning)
     splits = None
     lake = LakeLayout(profile.lake_root)
-    if "split" not in source.columns and input_uri != lake.features and delta.is_delta_table(spark, lake.features):
-        splits = delta.read_table(spark, lake.features, delta.table_version(spark, lake.features)) \
-            .select("image_id", "split")
+    if delta.is_delta_table(spark, lake.features):
+        # Not the input's split nor today's: after a features.split_seed change a row the model trained on
+        # would be counted as test.
+        splits, warning = model_splits(spark, lake.features, metadata)
+        if warning:
+            report.warnings.append(warning)
     # bronze.images' null contents are files held by reference, read from their paths.
     references = profile.hadoop_conf() if input_uri == lake.bronze_images and column == "content" else None
     return _Input(input_uri, source, column, kind, version, metadata, splits, references,
@@ -415,9 +420,10 @@ def _score_pending(spark: "SparkSession", rows: "DataFrame", scoring_input: _Inp
     # The input's truth: its label, or the target column silver.features keeps for another task.
     truth_column = "label" if task == "classification" else TARGET_COLUMNS[task]
     truth = F.col(truth_column) if truth_column in rows.columns else F.lit(None)
-    if scoring_input.splits is not None:
-        rows = rows.join(scoring_input.splits, "image_id", "left")
     split = F.col("split").cast("string") if "split" in rows.columns else F.lit(None).cast("string")
+    if scoring_input.splits is not None:
+        rows = rows.join(scoring_input.splits.withColumnRenamed("split", "_model_split"), "image_id", "left")
+        split = F.coalesce(F.col("_model_split").cast("string"), split)  # the input's, for a row not in silver
     scored = rows.select(
         "image_id",
         truth.cast(TRUTH_TYPES[task]).alias(TRUTH_COLUMNS[task]),

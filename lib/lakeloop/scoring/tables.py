@@ -31,6 +31,7 @@ from lakeloop.report import RunReport
 from lakeloop.scoring.batch import (TASK_RESULT_FIELDS, TASK_RESULT_SCHEMAS, TRUTH_COLUMNS, TRUTH_TYPES,
                                     score_rows)
 from lakeloop.scoring.udf import arrow_batch_settings, bounded_chunks, one_row_per_key, resolve_model, scoped_conf
+from lakeloop.splits import model_splits
 from lakeloop.tabular import TARGET_COLUMNS, encoded_columns, table_features_uri
 
 if TYPE_CHECKING:
@@ -101,13 +102,21 @@ def predictions_uri(profile: Profile) -> str:
     return LakeLayout(profile.lake_root).table_predictions(LakeLayout.source_name(profile.features.table.source))
 
 
-def _with_split(spark: "SparkSession", profile: Profile, rows: "DataFrame", uri: str, key: str) -> "DataFrame":
-    """``rows`` with the split each key has in silver.<table>_features (null for a key that is not there)."""
+def _with_split(spark: "SparkSession", profile: Profile, rows: "DataFrame", metadata: dict[str, Any], key: str,
+                report: RunReport) -> "DataFrame":
+    """``rows`` with the split each key had in the silver.<table>_features version the model trained on
+    (:mod:`lakeloop.splits`; the row's own split for a key that is not there)."""
+    from pyspark.sql import functions as F
+
     features = table_features_uri(profile)
-    if "split" in rows.columns or uri == features or not delta.is_delta_table(spark, features):
+    if not delta.is_delta_table(spark, features):
         return rows
-    splits = delta.read_table(spark, features, delta.table_version(spark, features)).select(key, "split")
-    return rows.join(splits, key, "left")
+    splits, warning = model_splits(spark, features, metadata, key)
+    if warning:
+        report.warnings.append(warning)
+    own = F.col("split") if "split" in rows.columns else F.lit(None).cast("string")
+    return rows.withColumn("_own_split", own).drop("split").join(splits, key, "left") \
+        .withColumn("split", F.coalesce("split", "_own_split")).drop("_own_split")
 
 
 def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
@@ -140,7 +149,7 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
         done = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(this_version).select(key) \
             if delta.is_delta_table(spark, gold) else None
         pending = keyed.rows.join(done, key, "left_anti") if done is not None else keyed.rows
-        pending = _with_split(spark, profile, pending, uri, key)
+        pending = _with_split(spark, profile, pending, metadata, key, report)
         chunks, n_pending = bounded_chunks(pending, key, cfg)
     n_scored = 0
     for rows in chunks:

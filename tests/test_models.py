@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from lakeloop.errors import ConfigError, ModelFactoryError
+from lakeloop.io.lakefs import LakeFiles
 from lakeloop.models import ModelSpec, build_model, fit_state_dict, load_state_dict_bytes, state_dict_bytes
 from lakeloop.training.dataset import materialize_training_set
 from lakeloop.training.driver import make_plan, training_key
@@ -142,9 +144,13 @@ def test_train_rank_runs_without_spark_from_a_plan(spark, digits_lake, tmp_path)
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["world_size"] == 1 and len(summary["history"]) == 2
     assert summary["val_accuracy"] > 0.5
-    result = torch.load(out, weights_only=False)
+    # The weights are in the registry's staging area, written by the process itself; the result names them.
+    staged = torch.load(out, weights_only=False)["weights_file"]
+    assert staged == summary["weights_file"] and staged["uri"] == f"{plan.staging_dir}/weights.pt"
+    data = LakeFiles().read_bytes(staged["uri"])
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (staged["bytes"], staged["sha256"])
     model = build_model("lenet5", _spec(10, 1, 32))
-    model.load_state_dict(load_state_dict_bytes(result["weights"]))
+    model.load_state_dict(load_state_dict_bytes(data))
 
 
 def test_a_failing_training_process_is_named_by_its_rank_its_own_error_and_its_traceback(spark, digits_lake,

@@ -3,6 +3,7 @@ checkpoints, kill-and-resume, and the model registry."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -409,3 +410,31 @@ def test_a_plan_only_run_keeps_the_profiles_storage_credentials_out_of_the_plan_
     assert sum(plan["shards"]["rows_per_rank"]) == SPLITS["train"]  # the plan itself is whole
     reliability.bad_input("train --plan-only", "S3 access key, secret key, session token in spark.conf",
                           "exit 0; plan.json, report and run page hold none of them; the warning names the keys")
+
+
+@pytest.mark.slow
+def test_a_model_far_larger_than_spark_driver_max_result_size_trains_publishes_and_loads(digits_lake, tmp_path):
+    """Rank 0 once sent the weights (and every training id) back through TorchDistributor's result,
+    which Spark caps at spark.driver.maxResultSize: a big model failed after its last epoch. Now rank 0
+    writes them to the registry's staging area and returns a manifest: here the cap is Spark's
+    smallest, 1 MiB, and the model's weights are 8 MiB."""
+    from lakeloop.models.weights import load_model
+    from support.pipeline import run_job
+
+    profile = copy_lake(digits_lake, tmp_path / "lake")
+    sets = [f"lake_root={profile.lake_root}", "features.join_table=null",
+            f"features.training_set_files={profile.features.training_set_files}", "train.model=mlp",
+            'train.model_options={"hidden": [2048]}', "train.epochs=1"]
+    run_job("test", "train", sets=sets, confs=["spark.driver.maxResultSize=1m"], log=tmp_path / "train.log")
+
+    registry = Registry.for_profile(profile)
+    version = registry.resolve(profile.train.model_name)
+    weights = registry.read_weights(version)
+    assert len(weights) > 8 * 2**20, "the model should be far above the 1 MiB cap"
+    model, metadata = load_model(registry, version)
+    assert sum(p.numel() for p in model.parameters()) * 4 <= len(weights)
+    assert metadata["training"]["world_size"] == 2 and metadata["metrics"]["val_accuracy"] > 0.5
+    audit = json.loads((Path(profile.lake_root.removeprefix("file:")) / "_reports" / "train" / "latest.json")
+                       .read_text())["details"]["shard_audit"]
+    assert audit["digests_match"] and audit["covered"] == audit["train_rows"] == sum(audit["rows_per_rank"])
+    assert registry.files.list_dir(f"{registry.model_uri(version.name)}/_staging") == []

@@ -22,11 +22,11 @@ from lakeloop.config import AugmentConfig, Profile, TrainConfig, init_source, is
 from lakeloop.errors import ConfigError, SourceError, TrainingFailed
 from lakeloop.layout import LakeLayout, factory_reference
 from lakeloop.models.spec import ModelSpec
-from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry
+from lakeloop.registry import WEIGHTS_FILE, ModelVersion, Registry, StagedFile
 from lakeloop.report import RunReport
 from lakeloop.training.dataset import TrainingSet, input_statistics, materialize, table_layout
 from lakeloop.training.loader import PLAN_VERSION, plan_shards
-from lakeloop.training.rank import TrainPlan, failure_dir, recorded_failures, train_rank
+from lakeloop.training.rank import IdDigest, TrainPlan, failure_dir, id_hashes, recorded_failures, train_rank
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -296,6 +296,7 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         feed=ts.feed.to_dict(),
         multilabel_threshold=cfg.multilabel_threshold,
         target_scale=ts.target["std"] if ts.target else 1.0,
+        staging_dir=Registry.for_profile(profile).staging_uri(cfg.model_name, run_id),
     )
 
 
@@ -329,7 +330,7 @@ def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
         result = distributor.run(train_rank, plan)
     except Exception as exc:  # a Py4JJavaError (barrier job) or RuntimeError (local mode) around torchrun's output
         raise TrainingFailed(failure_message(plan, str(exc))) from exc
-    if not isinstance(result, dict) or "weights" not in result:
+    if not isinstance(result, dict) or "weights_file" not in result:
         raise RuntimeError(f"training returned no result from rank 0 (got {type(result).__name__})")
     return result
 
@@ -395,23 +396,24 @@ def _metadata(profile: Profile, ts: TrainingSet, result: dict[str, Any], run_id:
 def _publish(profile: Profile, registry: Registry, ts: TrainingSet, result: dict[str, Any], key: str,
              statistics: dict[str, Any], report: RunReport, plan: TrainPlan,
              init: dict[str, Any] | None) -> tuple[ModelVersion, Any, Any]:
-    """Publish the weights and metadata, move the alias, drop the run's checkpoints; returns the
-    version, the model and an example input."""
+    """Publish the weights rank 0 staged and the metadata, move the alias, drop the run's checkpoints
+    and staging folder; returns the version, the model (read back from the registry when MLflow
+    logs it, else ``None``) and an example input."""
     import torch
 
-    from lakeloop.models import build_model, load_state_dict_bytes
+    from lakeloop.models import load_model
 
     cfg = profile.train
-    model = build_model(plan.model, plan.factory_spec())
-    model.load_state_dict(load_state_dict_bytes(result["weights"]))
-    example = torch.zeros(1, *ts.input_shape)
     metadata = _metadata(profile, ts, result, report.run_id, statistics, plan, init)
-    version = registry.publish(cfg.model_name, result["weights"], metadata, idempotency_key=key)
+    version = registry.publish(cfg.model_name, StagedFile(**result["weights_file"]), metadata, idempotency_key=key)
+    registry.files.delete_dir(registry.staging_uri(cfg.model_name, report.run_id))  # this run's own
+    model = load_model(registry, version)[0] if profile.observe.mlflow_tracking_uri else None
+    example = torch.zeros(1, *ts.input_shape)
     if cfg.alias:
         registry.set_alias(cfg.model_name, cfg.alias, version.version, action="train",
                            reason=f"train.alias of run {report.run_id}")
     registry.files.delete_dir(LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key))
-    return version, model.eval(), example
+    return version, model, example
 
 
 def _track(report: RunReport, version: ModelVersion, log: Any) -> None:
@@ -533,7 +535,7 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
     report.details["shards"] = dataclasses.asdict(plan.shards)
     with report.timed("train"):
         result = run_distributed(plan, cfg)
-    _report_training(report, result, ts, plan)
+    _report_training(report, result, ts, plan, training_ids_digest(spark, ts))
     with report.timed("publish"):
         statistics = input_statistics(spark, ts)
         version, model, example = _publish(profile, registry, ts, result, key, statistics, report, plan, init)
@@ -544,12 +546,18 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
     return version
 
 
-def _report_training(report: RunReport, result: dict[str, Any], ts: TrainingSet, plan: TrainPlan) -> None:
+def _report_training(report: RunReport, result: dict[str, Any], ts: TrainingSet, plan: TrainPlan,
+                     expected: IdDigest) -> None:
     """What the run did: epochs, the published epoch, shards, throughput, the final figures."""
     history = result["history"]
     report.counts.update(epochs_run=result["epochs_trained"] - result["resumed_from_epoch"],
                          resumed_from_epoch=result["resumed_from_epoch"], train_rows=ts.rows["train"])
-    report.details["shard_audit"] = _audit_summary(result["shard_audit"], ts.rows["train"])
+    report.details["shard_audit"] = audit = _audit_summary(result["shard_audit"], expected)
+    if not audit["digests_match"]:
+        report.warnings.append(
+            f"shard audit: the ranks' first epoch saw {sum(audit['rows_per_rank'])} rows whose ids do not add up "
+            f"to the {expected.rows} training rows of {ts.split_uri('train')}: some rows were seen twice or not "
+            f"at all; plan the shards again (a training set rewritten during the run?) and train again")
     # Rows of a table, images otherwise (the per-epoch history counts either as images_per_s).
     unit = "rows" if ts.input_kind == "table" else "images"
     report.throughput[f"train_{unit}_per_s"] = round(
@@ -596,10 +604,33 @@ def write_plan(spark: "SparkSession", profile: Profile, path: str, report: RunRe
     return plan
 
 
-def _audit_summary(audit: dict[str, list[str]], train_rows: int) -> dict[str, Any]:
-    """Did the ranks see disjoint shards that together cover the training set (first epoch)?"""
-    sets = [set(ids) for _, ids in sorted(audit.items())]
-    union = set().union(*sets) if sets else set()
-    overlap = sum(len(a & b) for i, a in enumerate(sets) for b in sets[i + 1:])
-    return {"rows_per_rank": [len(s) for s in sets], "overlap": overlap, "covered": len(union),
-            "train_rows": train_rows}
+def training_ids_digest(spark: "SparkSession", ts: TrainingSet) -> IdDigest:
+    """The :class:`~lakeloop.training.rank.IdDigest` of the training split's ids, computed on the
+    executors: a few numbers per partition reach the driver, however many rows there are."""
+    import pyarrow as pa
+
+    column = ts.feed.id_column
+
+    def digest(batches):
+        part = IdDigest()
+        for batch in batches:  # the split's ids are distinct
+            part = part.merge(IdDigest.of(id_hashes(batch.column(0).to_pylist())))
+        yield pa.RecordBatch.from_pylist([{"rows": part.rows, "sum": str(part.sum), "xor": str(part.xor)}])
+
+    total = IdDigest()
+    for row in spark.read.parquet(ts.split_uri("train")).select(column).mapInArrow(
+            digest, "rows long, sum string, xor string").collect():
+        total = total.merge(IdDigest(row["rows"], int(row["sum"]), int(row["xor"])))
+    return total
+
+
+def _audit_summary(audit: dict[str, dict[str, int]], expected: IdDigest) -> dict[str, Any]:
+    """Did the ranks see disjoint shards that together cover the training set (first epoch)? Their
+    digests add up to the training set's exactly when each row was seen once."""
+    parts = [IdDigest(**digest) for _, digest in sorted(audit.items(), key=lambda item: int(item[0]))]
+    seen = IdDigest()
+    for part in parts:
+        seen = seen.merge(part)
+    match = seen == expected
+    return {"rows_per_rank": [p.rows for p in parts], "digests_match": match, "overlap": 0 if match else None,
+            "covered": expected.rows if match else None, "train_rows": expected.rows}

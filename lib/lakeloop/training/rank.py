@@ -11,13 +11,18 @@ DDP, resumes from the newest checkpoint if one exists, then per epoch trains on 
 shard of the feed (:mod:`lakeloop.training.loader`: equal steps on every rank, order a function
 of seed/epoch/rank, read by ``train.reader``), evaluates the validation split sharded across ranks, keeps the best
 epoch's weights, stops early when the validation metric stops improving, and rank 0 writes
-a checkpoint. Rank 0 returns the weights to publish (the best epoch's, or the last) and the
-metrics; the driver publishes them.
+a checkpoint. At the end rank 0 writes the weights to publish (the best epoch's, or the last)
+into the registry's staging area (``plan.staging_dir``) itself and returns a small manifest:
+that file's URI, SHA-256 and size, the metrics, and the shard audit as one count and digest
+per rank. Nothing that grows with the model or the training set travels back through Spark,
+so neither ``spark.driver.maxResultSize`` nor the driver's memory caps them; the driver
+moves the staged file into a version (:meth:`lakeloop.registry.Registry.publish`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -87,6 +92,9 @@ class TrainPlan:
     feed: dict[str, Any] = field(default_factory=dict)  # a Feed; empty: images, as spec_json says
     multilabel_threshold: float = 0.5
     target_scale: float = 1.0  # regression: the target's train std, to report errors in its own units
+    # Where rank 0 writes the weights to publish: the registry's staging folder of this run
+    # (Registry.staging_uri); empty in a plan from before, then the run's checkpoint folder.
+    staging_dir: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -369,12 +377,14 @@ def _build_trainer(plan: TrainPlan, feed: Feed, proc: _Process) -> _Trainer:
 
 
 def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, ddp, epoch: int,
-                 collect_ids: bool) -> tuple[float, int, list[str]]:
-    """One epoch over this rank's shard; returns (summed loss, rows seen, the ids seen if asked for)."""
+                 audit: bool) -> tuple[float, int, IdDigest | None]:
+    """One epoch over this rank's shard; returns (summed loss, rows seen, the digest of the distinct ids
+    seen if asked for: 8 bytes a row until the epoch ends, since equal steps repeat a few rows)."""
+    import numpy as np
     import torch
 
     ddp.train()
-    loss_sum, seen, epoch_ids = 0.0, 0, []
+    loss_sum, seen, hashes = 0.0, 0, []
     for x, y, ids in epoch_batches(
         plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.seed,
         augmentation=build_settings(AugmentConfig, plan.augmentation, "train.augmentation") if plan.augment
@@ -390,22 +400,56 @@ def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer,
         trainer.scaler.update()
         loss_sum += float(loss.detach()) * len(y)
         seen += len(y)
-        if collect_ids:
-            epoch_ids.extend(ids.tolist())
+        if audit:
+            hashes.append(id_hashes(ids.tolist()))
     trainer.scheduler.step()
-    return loss_sum, seen, epoch_ids
+    if not audit:
+        return loss_sum, seen, None
+    return loss_sum, seen, IdDigest.of(np.unique(np.concatenate(hashes)) if hashes else np.zeros(0, np.uint64))
 
 
-def _shard_audit(proc: _Process, epoch_ids: list[str]) -> dict[int, list[str]]:
-    """Which rows each rank saw in its first epoch of this run: proof the shards are disjoint."""
+def id_hashes(ids: "Any") -> "Any":
+    """Each id's 64-bit BLAKE2b hash (of its text), as a numpy ``uint64`` array."""
+    import numpy as np
+
+    return np.fromiter((int.from_bytes(hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest(), "little")
+                        for value in ids), dtype=np.uint64, count=len(ids))
+
+
+@dataclass(frozen=True)
+class IdDigest:
+    """Rows and an order-independent digest of their ids: the sum (mod 2**64) and the xor of the ids'
+    hashes (:func:`id_hashes`). Digests of disjoint parts add up (:meth:`merge`) to the digest of the
+    whole, so the ranks' digests match the training set's exactly when together they saw every row
+    and no row twice (up to a 64-bit collision): a few numbers per rank, never a list of ids."""
+
+    rows: int = 0
+    sum: int = 0
+    xor: int = 0
+
+    @classmethod
+    def of(cls, hashes: "Any") -> "IdDigest":
+        """The digest of distinct ids' hashes."""
+        import numpy as np
+
+        if not len(hashes):
+            return cls()
+        return cls(len(hashes), int(hashes.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(hashes)))
+
+    def merge(self, other: "IdDigest") -> "IdDigest":
+        return IdDigest(self.rows + other.rows, (self.sum + other.sum) % 2**64, self.xor ^ other.xor)
+
+
+def _shard_audit(proc: _Process, digest: IdDigest) -> dict[int, dict[str, int]]:
+    """How many rows each rank saw in its first epoch of this run, and their ids' digest: the driver
+    checks they add up to the training set's (disjoint shards that cover it)."""
     import torch.distributed as dist
 
-    gathered: list[Any] = [None] * proc.world
+    gathered: list[Any] = [asdict(digest)]
     if proc.world > 1:
-        dist.all_gather_object(gathered, sorted(set(epoch_ids)))
-    else:
-        gathered = [sorted(set(epoch_ids))]
-    return {r: ids_r for r, ids_r in enumerate(gathered)}
+        gathered = [None] * proc.world
+        dist.all_gather_object(gathered, asdict(digest))
+    return dict(enumerate(gathered))
 
 
 def _save_checkpoint(plan: TrainPlan, trainer: _Trainer, epoch: int) -> None:
@@ -443,14 +487,14 @@ def _track_best(plan: TrainPlan, trainer: _Trainer) -> None:
         trainer.stopped_early = True
 
 
-def _run_epochs(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer) -> dict[int, list[str]]:
+def _run_epochs(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer) -> dict[int, dict[str, int]]:
     """Train the remaining epochs (or until early stopping): evaluate after each, rank 0 reports,
     logs (TensorBoard) and checkpoints; returns the shard audit."""
     from torch.nn.parallel import DistributedDataParallel
 
     ddp = (DistributedDataParallel(trainer.model, device_ids=[proc.local_rank] if proc.use_cuda else None)
            if proc.world > 1 else trainer.model)
-    shard_audit: dict[int, list[str]] = {}
+    shard_audit: dict[int, dict[str, int]] = {}
     events = _open_events(plan) if proc.rank == 0 else None
     try:
         for epoch in range(trainer.start_epoch, plan.epochs):
@@ -474,19 +518,19 @@ def _open_events(plan: TrainPlan):
 
 
 def _run_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, ddp, epoch: int,
-               shard_audit: dict[int, list[str]], events) -> dict[int, list[str]]:
+               shard_audit: dict[int, dict[str, int]], events) -> dict[int, dict[str, int]]:
     """Train and evaluate one epoch; rank 0 prints, logs and checkpoints it."""
     import torch
     import torch.distributed as dist
 
     started = time.perf_counter()
     first = epoch == trainer.start_epoch
-    loss_sum, seen, epoch_ids = _train_epoch(plan, feed, proc, trainer, ddp, epoch, collect_ids=first)
+    loss_sum, seen, digest = _train_epoch(plan, feed, proc, trainer, ddp, epoch, audit=first)
     totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
     if proc.world > 1:
         dist.all_reduce(totals)
     if first:
-        shard_audit = _shard_audit(proc, epoch_ids)
+        shard_audit = _shard_audit(proc, digest)
     val = _evaluate(trainer, plan.val_url, feed, plan, proc)
     elapsed = time.perf_counter() - started
     trainer.history.append({
@@ -515,7 +559,8 @@ def _run_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, d
 
 
 def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
-    """Train one process's part of a distributed run; rank 0 returns weights and metrics.
+    """Train one process's part of a distributed run; rank 0 stages the weights (:func:`stage_weights`)
+    and returns their manifest and the metrics.
 
     A process that fails writes its error and traceback to :func:`failure_dir` before raising."""
     try:
@@ -557,12 +602,22 @@ def recorded_failures(plan: TrainPlan) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["failed_at"])
 
 
+def stage_weights(plan: TrainPlan, model: Any) -> dict[str, Any]:
+    """Write ``model``'s state dict to ``weights.pt`` in the plan's staging folder; returns its
+    ``uri``, ``sha256`` and ``bytes`` (a :class:`lakeloop.registry.StagedFile`'s fields)."""
+    from lakeloop.models import state_dict_bytes
+    from lakeloop.registry import WEIGHTS_FILE
+
+    data = state_dict_bytes(model)
+    uri = f"{plan.staging_dir or plan.checkpoint_dir}/{WEIGHTS_FILE}"
+    LakeFiles(plan.hadoop_conf).write_bytes_atomic(uri, data)
+    return {"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     import numpy as np
     import torch
     import torch.distributed as dist
-
-    from lakeloop.models import state_dict_bytes
 
     proc = _join_group(plan)
     feed = plan.feed_spec()
@@ -576,7 +631,7 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     val = _evaluate(trainer, plan.val_url, feed, plan, proc, per_label=True)
     test = _evaluate(trainer, plan.test_url, feed, plan, proc, per_label=True)
     result = None if proc.rank != 0 else {
-        "weights": state_dict_bytes(trainer.model),
+        "weights_file": stage_weights(plan, trainer.model),
         "history": trainer.history,
         "val_accuracy": val.get("accuracy"),
         "test_accuracy": test.get("accuracy"),
@@ -614,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_rank(plan)
     # Rank 0 writes (a local_mode plan hands its result to every rank); torchrun sets RANK.
     if result is not None and os.environ.get("RANK", "0") == "0":
-        summary = {k: v for k, v in result.items() if k not in ("weights", "shard_audit")}
+        summary = {k: v for k, v in result.items() if k != "shard_audit"}
         print(json.dumps(summary, indent=2))
         if args.out:
             import torch

@@ -273,3 +273,15 @@ def test_webhdfs_errors_name_the_setting(hadoop):
     down = {"lakeloop.hdfs.client": "webhdfs", "dfs.namenode.http-address": f"127.0.0.1:{free_port()}"}
     with pytest.raises(ConnectionError, match="dfs.namenode.http-address"):
         lakefs.LakeFiles(down).exists("hdfs://127.0.0.1:1/x")
+
+
+def test_eight_publishers_of_one_model_on_hdfs_get_eight_versions(hadoop, reliability):
+    from lakeloop.io import lakefs
+    from lakeloop.registry import Registry
+    from support.publishers import publish_at_once
+
+    registry = Registry(f"{hadoop.settings.uri}/registry-race-{uuid.uuid4().hex[:8]}",
+                        lakefs.LakeFiles(hadoop.settings.hadoop_conf()))
+    lost, shared = publish_at_once(registry, 8)
+    reliability.record("8 processes publish one model name at once (hdfs: over WebHDFS)", "registry.publish",
+                       "each publisher's weights vs its version's", 8, lost, shared)

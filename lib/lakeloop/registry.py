@@ -15,9 +15,10 @@ Layout under a registry root (``<lake_root>/models``, :attr:`lakeloop.layout.Lak
 Any number of readers and publishers may work at once, on every store lakeloop reaches
 (local disks, HDFS, S3). A publisher first claims a version number: it writes a file of its
 own under ``_claims/<N>/`` and lists that folder; it owns ``N`` only if its file is alone
-there, else it removes its file and tries the next number, so two publishers never write
-one folder (listings are strongly consistent on all three stores, S3 included). Only the
-owner of ``N`` writes ``<name>/N/``, and no publish ever deletes a version folder.
+there, else it removes its file and tries the next free number (a number two publishers
+fought over may stay unused), so two publishers never write one folder (listings are
+strongly consistent on all three stores, S3 included). Only the owner of ``N`` writes
+``<name>/N/``, and no publish ever deletes a version folder.
 
 A version folder without ``_COMMITTED`` is a publish under way or the leftover of a crashed
 one: readers ignore it, the next publish takes a higher number, and

@@ -401,7 +401,8 @@ class LakeFiles:
         are skipped by Spark and Hadoop listings), which is then moved over ``uri``; the temp
         file is removed if anything fails. On local disks the move is one ``rename``. On HDFS
         pyarrow replaces an existing file by delete + rename, so for a few milliseconds the
-        name is absent (never half-written). S3: one upload, which S3 publishes only once
+        name is absent (never half-written); a rename refused because another writer's landed
+        in between is tried again (the last writer wins, as on local disks). S3: one upload, which S3 publishes only once
         complete. Missing parent folders are created.
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -418,7 +419,15 @@ class LakeFiles:
         try:
             with fs.open_output_stream(tmp) as out:
                 out.write(data)
-            fs.move(tmp, path)
+            for attempt in range(3):
+                try:
+                    fs.move(tmp, path)
+                    break
+                except OSError:
+                    # HDFS replaces a file by delete + rename: another writer's rename landing between the
+                    # two refuses ours. Its content is whole; replacing it again keeps the writes atomic.
+                    if attempt == 2 or not self.exists(uri):
+                        raise
         except BaseException:
             try:
                 fs.delete_file(tmp)
@@ -493,7 +502,13 @@ class LakeFiles:
         from pyarrow.fs import FileSelector
 
         fs, path = self.filesystem(uri)
-        infos = fs.get_file_info(FileSelector(path, allow_not_found=True, recursive=False))
+        selector = FileSelector(path, allow_not_found=True, recursive=False)
+        try:
+            infos = fs.get_file_info(selector)
+        except NotADirectoryError:
+            # pyarrow's bridge to fsspec (WebHDFS) asks "a folder?", then "there at all?": a folder another
+            # process creates between the two questions reads as a file once. Asking again settles it.
+            infos = fs.get_file_info(selector)
         return sorted(info.base_name for info in infos)
 
     def makedirs(self, uri: str) -> None:

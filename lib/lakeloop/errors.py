@@ -52,7 +52,8 @@ class TrainingFailed(LakeloopError):
 
 
 class ConcurrentWriteConflict(LakeloopError):
-    """Thrown when another run committed to a Delta table while this run wrote to it (Delta refused the commit)."""
+    """Thrown when another run committed to a Delta table while this run wrote to it (Delta refused the commit),
+    or when other publishers of a model claimed every version number this run tried."""
 
 
 def record_failure(exc: BaseException, check: str, item: str = "record") -> str:

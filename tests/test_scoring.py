@@ -590,7 +590,7 @@ def test_score_batch_runs_without_spark():
 @pytest.mark.parametrize("override, message", [
     (("score.batch_size", 0), r"score.batch_size = 0 must be at least 1"),
     (("score.torch_threads_per_task", 0), r"score.torch_threads_per_task = 0 must be at least 1"),
-    (("score.max_batch_bytes", 1000), r"score.max_batch_bytes = 1000 must be between 1 MiB and 2 GiB"),
+    (("score.max_batch_bytes", 1000), r"score.max_batch_bytes = 1000 must be between 1 MiB \(1048576\) and 2 GiB"),
     (("score.input", "/no/scheme"), r"score.input .* has no URI scheme"),
     (("score.model", "a:b:c"), r"model reference 'a:b:c'"),
 ])

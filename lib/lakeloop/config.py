@@ -128,6 +128,9 @@ class ImageIngestConfig:
     # ledger as skipped, unread; "ingest" takes them like any other. Names starting with "_" are
     # always taken.
     hidden_files: Literal["skip", "ingest"] = "skip"
+    # Bytes of file content a Python worker is handed at a time to check (besides the record cap
+    # spark.sql.execution.arrow.maxRecordsPerBatch): a batch of camera photos stays this size.
+    max_batch_bytes: int = 32 * 1024 * 1024
     stream: IngestStreamConfig = field(default_factory=IngestStreamConfig)
 
 
@@ -230,6 +233,8 @@ class FeaturesConfig:
     training_set_files: int = 16
     # Preprocess only bronze's rows added since the last build while its recipe holds; false: every row.
     incremental: bool = True
+    # Bytes of images a Python worker is handed at a time to preprocess (see ingest_images.max_batch_bytes).
+    max_batch_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -762,7 +767,14 @@ def _at_least(value: int, minimum: int, setting: str, example: str) -> None:
         raise ConfigError(f"{setting} = {value!r} must be at least {minimum}, e.g. {example}")
 
 
+def _check_batch_bytes(value: int, setting: str, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 << 20 <= value < (1 << 31) - 1:
+        raise ConfigError(f"{setting} = {value!r} must be between 1 MiB (1048576) and 2 GiB - 2 (2147483646, Spark's "
+                          f"Arrow limit), e.g. {example}")
+
+
 def _check_image_ingest(cfg: ImageIngestConfig) -> None:
+    _check_batch_bytes(cfg.max_batch_bytes, "ingest_images.max_batch_bytes", "33554432")
     if not cfg.extensions:
         raise ConfigError("ingest_images.extensions is empty; list the file endings to ingest, e.g. [png, jpg]")
     for ext in cfg.extensions:
@@ -818,6 +830,7 @@ def check_table_source(name: str, table: TableSource) -> None:
 
 
 def _check_features(cfg: FeaturesConfig) -> None:
+    _check_batch_bytes(cfg.max_batch_bytes, "features.max_batch_bytes", "33554432")
     pre = cfg.preprocess
     if pre.height < 8 or pre.width < 8:
         raise ConfigError(f"features.preprocess height/width must be at least 8, found {pre.height}x{pre.width}")
@@ -1010,11 +1023,7 @@ def _check_score(cfg: ScoreConfig) -> None:
                                     ("commit_every_rows", cfg.commit_every_rows, "100000")):
         if value is not None:
             _at_least(value, 1, f"score.{setting}", example)
-    if cfg.max_batch_bytes < 1 << 20 or cfg.max_batch_bytes >= 1 << 31:
-        raise ConfigError(
-            f"score.max_batch_bytes = {cfg.max_batch_bytes} must be between 1 MiB and 2 GiB (Spark's Arrow "
-            f"limit), e.g. 67108864"
-        )
+    _check_batch_bytes(cfg.max_batch_bytes, "score.max_batch_bytes", "67108864")
     _check_score_stream(cfg.stream)
     if cfg.input == "kafka":
         _check_score_kafka(cfg.kafka)

@@ -23,6 +23,7 @@ from lakeloop.config import FeaturesConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.features.quality import check_features_quality, features_quality
 from lakeloop.io import delta
+from lakeloop.io.batches import arrow_batch_settings
 from lakeloop.io.lakefs import REFERENCED_IMAGE
 from lakeloop.layout import LakeLayout
 from lakeloop.preprocess import CLASSES_PROPERTY, IMAGE_TARGET_PROPERTY, SPEC_PROPERTY, PreprocessSpec
@@ -339,7 +340,8 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
     data feed, while the recipe (spec, split, task, target, joined table and its version) is
     the one that build used; otherwise every row is, and rows whose image, label index, spec
     or joined columns are unchanged are not rewritten. A rerun on unchanged input commits
-    nothing. Images that fail preprocessing go to ``quarantine.features``. Reads ``features.*``.
+    nothing. Images that fail preprocessing go to ``quarantine.features``. Reads ``features.*``;
+    the preprocessing workers get at most ``features.max_batch_bytes`` of image bytes at a time.
     ``details.build`` says which it was (``mode``: ``incremental`` or ``full``, and why).
 
     Raises
@@ -379,8 +381,10 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
             text_numbers=cfg.target == "label"))  # an image label is text: "3.25"
     report.details.update(bronze_version=source_version, task=task, preprocess=json.loads(spec.to_json()))
     built = {"bronze_version": source_version, "recipe": recipe}
-    n_images, bad_count, metrics, classes = _preprocess_and_write(spark, features, cfg, spec, classes, task, lake,
-                                                                  built, how, report)
+    # Bronze's image bytes reach the preprocessing workers in batches of at most features.max_batch_bytes.
+    with delta.scoped_conf(spark, arrow_batch_settings(None, cfg.max_batch_bytes)):
+        n_images, bad_count, metrics, classes = _preprocess_and_write(spark, features, cfg, spec, classes, task,
+                                                                      lake, built, how, report)
     report.details["classes"] = classes
     version = delta.table_version(spark, lake.features)
     with report.timed("quality"):

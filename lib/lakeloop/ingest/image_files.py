@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 # pandas at module level: pandas UDF type hints are resolved in this module's globals.
 import pandas as pd
@@ -208,24 +208,31 @@ def _is_broken_link(path: str) -> bool:
     return os.path.islink(path) and not os.path.exists(path)
 
 
-def _read_with_pyarrow_udf(hadoop_conf: dict[str, str]):
-    from pyspark.sql.functions import pandas_udf
+def read_in_bounded_batches(frames: Iterator[pd.DataFrame], hadoop_conf: dict[str, str],
+                            max_batch_bytes: int) -> Iterator[pd.DataFrame]:
+    """The body of the reader of files Spark's scan cannot see: each file of ``frames``
+    (``path, length, modification_time``) read whole with :class:`~lakeloop.io.lakefs.LakeFiles`,
+    one at a time, and handed back in frames of at most ``max_batch_bytes`` of content (or one
+    file, when a file alone is larger): memory stays near one batch however many files a batch of
+    paths names. A file deleted since listing is left out (the next run takes it)."""
+    from lakeloop.io.lakefs import LakeFiles
 
-    @pandas_udf("binary")
-    def read(paths: pd.Series) -> pd.Series:
-        from lakeloop.io.lakefs import LakeFiles, filesystem_for
-
-        files = LakeFiles(hadoop_conf)
-
-        def one(path: str) -> bytes | None:
+    files = LakeFiles(hadoop_conf)
+    rows: list[tuple] = []
+    size = 0
+    for frame in frames:
+        for path, length, modified in zip(frame["path"], frame["length"], frame["modification_time"]):
+            if rows and size + int(length) > max_batch_bytes:
+                yield pd.DataFrame(rows, columns=[*FILE_KEYS, "content"])
+                rows, size = [], 0
             try:
-                return files.read_bytes(path)
+                content = files.read_bytes(path)
             except FileNotFoundError:
-                return None  # vanished since listing: left for the next run, like Spark's scan does
-
-        return paths.map(one)
-
-    return read
+                continue  # vanished since listing: left for the next run, like Spark's scan does
+            rows.append((path, length, modified, content))
+            size += len(content)
+    if rows:
+        yield pd.DataFrame(rows, columns=[*FILE_KEYS, "content"])
 
 
 def _read_paths(spark: "SparkSession", paths: list[str]) -> "DataFrame | None":
@@ -250,6 +257,7 @@ def _read_paths(spark: "SparkSession", paths: list[str]) -> "DataFrame | None":
 def read_files(
     spark: "SparkSession", files: "DataFrame", source: str | None = None, extensions: tuple[str, ...] = (),
     max_file_bytes: int = 2**31 - 1, lake_files: LakeFiles | None = LakeFiles(),
+    max_batch_bytes: int = 32 * 1024 * 1024,
 ) -> "DataFrame":
     """Bytes of the listed ``files``: ``path, length, modification_time, content``.
 
@@ -259,7 +267,8 @@ def read_files(
     its ``extensions``) the files Spark can read are scanned as one folder, which is much
     faster than handing Spark thousands of single paths; without it, path by path (an
     incremental run). Files Spark cannot read (hidden names) are read with ``lake_files``
-    (default: no storage settings, enough for ``file:``); pass None when there are none, and
+    (default: no storage settings, enough for ``file:``) in batches of at most
+    ``max_batch_bytes`` (:func:`read_in_bounded_batches`); pass None when there are none, and
     that branch is left out of the plan.
     """
     from pyspark.sql import functions as F
@@ -267,9 +276,10 @@ def read_files(
     wanted = files.where(F.col("length") <= max_file_bytes)
     empty = wanted.where("length = 0").select(*FILE_KEYS, F.lit(bytearray()).alias("content"))
     if lake_files is not None:
-        python_read = wanted.where("length > 0 AND NOT spark_readable").select(
-            *FILE_KEYS, _read_with_pyarrow_udf(dict(lake_files.hadoop_conf))(F.col("path")).alias("content")
-        ).where(F.col("content").isNotNull())
+        conf = dict(lake_files.hadoop_conf)
+        python_read = wanted.where("length > 0 AND NOT spark_readable").select(*FILE_KEYS).mapInPandas(
+            lambda frames: read_in_bounded_batches(frames, conf, max_batch_bytes),
+            "path string, length long, modification_time timestamp, content binary")
         empty = empty.unionByName(python_read)
     spark_paths = wanted.where("length > 0 AND spark_readable")
     if source is not None:

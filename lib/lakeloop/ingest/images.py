@@ -38,6 +38,7 @@ from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, JobFailed
 from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, local_refusals, read_files
 from lakeloop.io import delta, hadoop
+from lakeloop.io.batches import arrow_batch_settings
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
 from lakeloop.report import RunReport
@@ -365,6 +366,7 @@ class _Listing:
     n_spark_hides: int
     n_by_reference: int = 0
     partial: bool = False  # ``listed`` is some files of the folder (a micro-batch), not all of them
+    largest_read: int = 0  # bytes of the largest unseen file whose content is read into bronze
 
 
 def _skip(cfg: ImageIngestConfig) -> "Column":
@@ -403,9 +405,12 @@ def unseen_files(spark: "SparkSession", cfg: ImageIngestConfig, ledger_uri: str,
         F.count(F.when(taken & (F.col("length") > cfg.max_file_bytes), 1)).alias("too_large"),
         F.count(F.when(taken & ~F.col("spark_readable"), 1)).alias("spark_hides"),
         F.count(F.when(taken & _by_reference(cfg), 1)).alias("by_reference"),
+        F.max(F.when(taken & (F.col("length") <= F.lit(min(cfg.max_file_bytes, cfg.content_max_bytes))),
+                     F.col("length"))).alias("largest_read"),
     ).first()
     return _Listing(source_root, listed, unseen, listed.count(), counts["unseen"], counts["skipped"],
-                    counts["too_large"], counts["spark_hides"], counts["by_reference"], partial)
+                    counts["too_large"], counts["spark_hides"], counts["by_reference"], partial,
+                    int(counts["largest_read"] or 0))
 
 
 def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listing, files: LakeFiles,
@@ -428,7 +433,8 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     unreadable = any(reason == "unreadable" for reason, _ in refusals.values())
     whole = not listing.partial and not unreadable and listing.n_unseen * 2 >= listing.n_listed
     read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions,
-                      min(cfg.max_file_bytes, cfg.content_max_bytes), files if listing.n_spark_hides else None)
+                      min(cfg.max_file_bytes, cfg.content_max_bytes), files if listing.n_spark_hides else None,
+                      cfg.max_batch_bytes)
     inspected = inspect_files(read, listing.source_root, cfg.max_pixels, fault)
     if listing.n_by_reference:
         inspected = inspected.unionByName(inspect_references(
@@ -438,7 +444,7 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))
     if refused is not None:
         inspected = inspected.unionByName(refused)
-    return delta.held(attach_labels(inspected, cfg, labels))
+    return delta.held(attach_labels(inspected, cfg, labels), on_disk=True)
 
 
 def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataFrame", cfg: ImageIngestConfig,
@@ -518,7 +524,29 @@ def ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayou
                   files: LakeFiles, report: RunReport,
                   retry: str = "the next run will take them", fault: TaskFault | None = None) -> dict[str, int]:
     """Check and write the unseen files; returns files per outcome, after checking they add up.
-    ``retry`` says what takes a file that changed or vanished between listing and reading."""
+    ``retry`` says what takes a file that changed or vanished between listing and reading. The
+    checks' Python workers get at most ``cfg.max_batch_bytes`` of file content at a time."""
+    settings = {**arrow_batch_settings(None, cfg.max_batch_bytes), **_row_group_cap(listing, cfg)}
+    with delta.scoped_conf(spark, settings):
+        return _ingest_unseen(spark, cfg, lake, listing, files, report, retry, fault)
+
+
+# Parquet's writer (parquet-mr) measures a row group's size only every 100 rows at first: rows of
+# 5 MB photos make a row group of 500 MB before it looks, buffered and copied in the executor's heap.
+ROW_GROUP_ROWS = "parquet.block.row.count.limit"
+
+
+def _row_group_cap(listing: _Listing, cfg: ImageIngestConfig) -> dict[str, str]:
+    """Session settings that keep a row group of bronze's file bytes near ``max_batch_bytes``: at most
+    that many bytes over the largest file this run reads, in rows (Spark hands SQL settings to the
+    Parquet writers of Delta's commands)."""
+    if not listing.largest_read:
+        return {}
+    return {ROW_GROUP_ROWS: str(max(1, cfg.max_batch_bytes // listing.largest_read))}
+
+
+def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayout, listing: _Listing,
+                   files: LakeFiles, report: RunReport, retry: str, fault: TaskFault | None) -> dict[str, int]:
     skipped = listing.unseen.where(_skip(cfg))
     n_skipped = listing.n_skipped
     if listing.n_by_reference:  # added up over a stream's micro-batches

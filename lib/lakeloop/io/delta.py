@@ -196,9 +196,12 @@ def commit_state(spark: "SparkSession", uri: str) -> dict[str, Any] | None:
     return {"delta_version": version, "committed_at": committed_at}
 
 
-def held(df: "DataFrame") -> "DataFrame":
-    """``df`` computed now and kept on the executors as rows (memory, then local disk), with its
-    plan cut: for a frame that is counted and then written by one or more MERGEs.
+def held(df: "DataFrame", on_disk: bool = False) -> "DataFrame":
+    """``df`` computed now and kept on the executors as rows (memory, then local disk; with
+    ``on_disk`` on local disk alone), with its plan cut: for a frame that is counted and then
+    written by one or more MERGEs. Rows carrying file bytes (image ingestion) are held on disk: in
+    the executors' heap, a run of camera photos leaves too little of it to the Parquet writers
+    (whose buffers Spark's memory manager does not count) and the JVM runs out of memory.
 
     Delta's MERGE plans its source anew and does not find it in Spark's cache, so a
     ``persist()``-ed source is computed again inside the MERGE, its whole plan: a score run's
@@ -212,8 +215,10 @@ def held(df: "DataFrame") -> "DataFrame":
     execution would merge a small input's into one, and a UDF after the shuffle (the model scoring
     the pending rows) would then run in one task on one core, as ``persist()`` never made it.
     """
+    from pyspark import StorageLevel
+
     with scoped_conf(df.sparkSession, {"spark.sql.adaptive.coalescePartitions.enabled": "false"}):
-        return df.localCheckpoint(eager=True)
+        return df.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY if on_disk else None)
 
 
 def release(df: "DataFrame") -> None:

@@ -23,6 +23,7 @@ import pandas as pd
 from lakeloop.config import TaskFault
 from lakeloop.errors import ConfigError, SourceError
 from lakeloop.faults import fail_if_chosen
+from lakeloop.io.batches import arrow_batch_settings  # noqa: F401 - where callers have imported it from
 from lakeloop.io.delta import scoped_conf  # noqa: F401 - where callers have imported it from
 from lakeloop.io.lakefs import REFERENCED_IMAGE, LakeFiles
 from lakeloop.layout import parse_model_ref
@@ -50,8 +51,6 @@ DIAGNOSTIC_SCHEMA = (
     "worker_pid int, worker_device string, worker_model_loads int, worker_batches long, worker_max_rss_bytes long, "
     "input_mean double"
 )
-ARROW_MAX_RECORDS = "spark.sql.execution.arrow.maxRecordsPerBatch"
-ARROW_MAX_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
 
 _REQUIRED_METADATA = ("classes", "preprocess", "input_shape")
 _REQUIRED_TABLE_METADATA = ("classes", "table", "input_shape")
@@ -458,11 +457,6 @@ def register_udf(
     spark.udf.register(name, make_udf(UdfPlan(registry, version, input_kind, batch_size, torch_threads,
                                               task=metadata.get("task", "classification"))))
     return version
-
-
-def arrow_batch_settings(batch_size: int, max_batch_bytes: int) -> dict[str, str]:
-    """Arrow batches to the Python workers cut at ``batch_size`` rows or ``max_batch_bytes``."""
-    return {ARROW_MAX_RECORDS: str(batch_size), ARROW_MAX_BYTES: str(max_batch_bytes)}
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def _csv(payloads: dict[str, bytes]) -> bytes:
     return b"\n".join(rows) + b"\n"
 
 
+@pytest.mark.stacks  # the text reaches the checks through each stack's Arrow
 def test_the_hostile_corpus_through_json_and_csv_ends_every_record_in_bronze_or_quarantine(
         spark, tmp_path, reliability):
     sources = {"json_strict": ("json", _lines(CORPUS), {}), "json_lenient": ("json", _lines(CORPUS), {}),

@@ -126,3 +126,17 @@ def test_without_pyspark_a_profile_naming_delta_loads_and_the_error_comes_when_i
     assert "'{delta}' is a placeholder for the delta jar of the installed pyspark's stack" in out["error"]
     assert "pyspark is not installed" in out["error"] and "pip install 'lakeloop[spark]'" in out["error"]
     assert "write the coordinates" in out["error"]
+
+
+def test_site_packages_names_the_folder_of_pysparks_jars_also_when_spark_submit_imports_pyspark_from_its_zip():
+    # Under spark-submit pyspark comes from $SPARK_HOME/python/lib/pyspark.zip; {site_packages}
+    # (spark.yarn.jars of the YARN profile) must still name the folder the jars lie in.
+    import pyspark
+
+    zipped = next(Path(pyspark.__file__).parent.glob("python/lib/pyspark.zip"))
+    env = {**os.environ, "PYTHONPATH": f"{zipped}{os.pathsep}{Path(__file__).parents[1] / 'lib'}"}
+    out = subprocess.run([sys.executable, "-c", "import pyspark; from lakeloop.stacks import packages_folder; "
+                          "print(pyspark.__file__); print(packages_folder())"],
+                         env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert ".zip" in out[0]
+    assert (Path(out[1]) / "pyspark" / "jars").is_dir(), out

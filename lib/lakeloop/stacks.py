@@ -153,12 +153,14 @@ def packages_folder() -> str:
     holding that checkout alone, over the machine's shared environment, whose folder this names.
     """
     import sysconfig
-    from importlib.util import find_spec
+    from importlib import metadata
 
-    spec = find_spec("pyspark")  # finds, does not import
-    if spec is None or not spec.origin:
+    # The installed distribution, not the imported module: under spark-submit, pyspark is imported
+    # from $SPARK_HOME/python/lib/pyspark.zip, which is not where its jars lie.
+    try:
+        return str(Path(metadata.distribution("pyspark").locate_file("")).resolve())
+    except metadata.PackageNotFoundError:
         return sysconfig.get_paths()["purelib"]
-    return str(Path(spec.origin).parent.parent)
 
 
 def stack_for_runtime(spark_version: str) -> Stack | None:

@@ -354,6 +354,38 @@ def test_a_rerun_with_every_source_file_and_table_as_the_last_run_left_them_read
     assert "skipped_from_run" not in changed and changed["inserted"] == 1 and changed["inputs"] == 5
 
 
+
+def test_deleting_every_run_report_changes_no_jobs_outcome_and_a_library_call_skips_as_the_job_does(
+        spark, lake, tmp_path):
+    """What a rerun may skip is recorded by the step in the lake (``_state/``), never read back from
+    a run report: with every report deleted the job skips the same way, and so does a call of the
+    library function from a notebook, which writes no report at all."""
+    import shutil
+
+    main = _load_job("ingest_tables").main
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, "4,bad"])
+    tables = {"meta": csv_table(source)}
+    root = Path(lake.removeprefix("file:"))
+    bronze = layout(make_profile(lake)).bronze_table("meta")
+
+    def job() -> dict:
+        assert main(["--profile", "test", "--set", f"lake_root={lake}",
+                     "--set", f"ingest_tables.tables={json.dumps(tables)}"]) == 0
+        report = json.loads((root / "_reports" / "ingest_tables" / "latest.json").read_text())
+        shutil.rmtree(root / "_reports")  # every report gone before the next run
+        return {**report["counts"], **report["details"]["tables"]["meta"], "run": report["run_id"]}
+
+    first = job()
+    second = job()
+    assert "skipped_from_run" not in first and second["skipped_from_run"] == first["run"]
+    assert {k: second[k] for k in ("inputs", "quarantined")} == {k: first[k] for k in ("inputs", "quarantined")}
+    version = delta.table_version(spark, bronze)
+    library = ingest_tables(spark, make_profile(lake, ("ingest_tables.tables", tables))).details["tables"]["meta"]
+    assert library["skipped_from_run"] and library["counts"] == second["counts"]
+    assert delta.table_version(spark, bronze) == version and not (root / "_reports").exists()
+    assert list((root / "_state" / "ingest_tables").glob("*.json")), "the step recorded no state in the lake"
+
+
 # --------------------------------------------------------------------------- real-world files
 
 HEADER_WITH_PUNCTUATION = ["id", "Contact Phone Number", "note (free text)", "a;b", "été"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from lakeloop.io import delta
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.training.driver import check_capacity, code_version, train
+from support.kills import kill_tree
 from support.lakes import copy_lake, layout
 from support.pipeline import SPLITS
 
@@ -332,7 +332,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_the_clean_run(traine
                 break
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     assert list(checkpoints.glob("*/epoch-0001.pt")), "the job never wrote its second checkpoint"
     assert Registry.for_profile(profile).list_versions("digits_lenet") == []

@@ -13,7 +13,8 @@
                /_streams/score/<source>/<model>/v<version>   Structured Streaming checkpoints (score --stream)
                /_streams/ingest_images/source-<hash>          (ingest_images --stream)
                /models/<model>/<version>/   the model registry (lakeloop.registry)
-               /_reports/<job>/<run id>.json, latest.json
+               /_state/<step>/<key>.json     what a step recorded of its last run, to skip unchanged work
+               /_reports/<job>/<run id>.json, latest.json   write-only records of runs (no step reads them)
 
 Also the names that become folders in it: model names and aliases (:func:`check_model_name`,
 :func:`check_alias`, :func:`parse_model_ref`) and lake table references such as
@@ -168,6 +169,11 @@ class LakeLayout:
     def reports(self, job: str) -> str:
         """Folder of a job's run reports (JSON) and their pages (HTML)."""
         return f"{self.root}/_reports/{job}"
+
+    def step_state(self, step: str, key: str) -> str:
+        """What ``step`` recorded of its last run over ``key`` (a table name, a model and input):
+        :mod:`lakeloop.io.step_state`. Steps read it; run reports are never read back."""
+        return f"{self.root}/_state/{step}/{key}.json"
 
     def latest_report(self, job: str) -> str:
         """The JSON report of a job's latest run (``write_report`` writes it beside the run's own)."""

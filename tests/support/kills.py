@@ -95,6 +95,43 @@ def kill_after_first_commit(cmd: list[str], commits: Path, timeout_s: float = 30
     return len([p for p in commits.iterdir() if p.name.isdigit()])
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every living process below ``pid``, whatever session or group it moved to (torchrun starts
+    each training rank in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s process group and every process below it, as a lost node would: a training
+    rank left running by a killed driver would otherwise write into the lake beside the rerun."""
+    for _ in range(3):  # a process may fork while we look
+        below = _descendants(pid)
+        for target in below:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not below:
+            break
+
+
 def _run_until_then_kill(cmd: list[str], reached: Callable[[], bool], timeout_s: float) -> tuple[int | None, str]:
     """Run ``cmd`` in its own process group, SIGKILL the group once ``reached()`` (checked every
     20 ms) or the process ends or ``timeout_s`` passes; its exit code (None if killed) and output.
@@ -108,7 +145,7 @@ def _run_until_then_kill(cmd: list[str], reached: Callable[[], bool], timeout_s:
                 time.sleep(0.02)
         finally:
             code = proc.poll()
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.wait()
         log.seek(0)
         return code, log.read().decode(errors="replace")

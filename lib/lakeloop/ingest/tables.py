@@ -31,7 +31,8 @@ from lakeloop.ingest.table_read import (declared_schema, quote_column, read_sour
 from lakeloop.io import delta
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
-from lakeloop.report import RunReport, read_latest_report
+from lakeloop.io.step_state import read_step_state, write_step_state
+from lakeloop.report import RunReport
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -342,7 +343,7 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
             delta.release(checked)
     _record_outcome(run, n_inputs, n_good, n_bad, written, time.perf_counter() - started)
     if source_files is not None:
-        run.details["source_state"] = _source_state(spark, run, source_files)
+        _record_state(spark, run, lake, source_files)
     return report
 
 
@@ -363,16 +364,24 @@ def _source_state(spark: "SparkSession", run: _TableRun, source_files: dict[str,
             "quarantine": delta.commit_state(spark, run.quarantine_uri)}
 
 
+def _record_state(spark: "SparkSession", run: _TableRun, lake: LakeLayout, source_files: dict[str, Any]) -> None:
+    """Record, in the lake (:mod:`lakeloop.io.step_state`), that every record of the source files is
+    in bronze or quarantine as this run left them, and the counts a rerun would report."""
+    state = _source_state(spark, run, source_files)
+    run.details["source_state"] = state
+    write_step_state(spark, lake.step_state(JOB, run.name),
+                     {"run_id": run.report.run_id, "source_state": state, "counts": run.details["counts"]})
+
+
 def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLayout,
                              source_files: dict[str, Any]) -> bool:
-    """When the table's latest run succeeded and ended with its source files, its settings, bronze
-    and quarantine as they are now, a run now would read the same records and write nothing:
-    count them as that run did (``inserted`` and ``updated`` become ``unchanged``), name it in
-    ``skipped_from_run``, and return True; else False (read the source)."""
-    previous = read_latest_report(spark, lake.latest_report(JOB))
-    recorded = ((previous.get("details") or {}).get("tables") or {}).get(run.name) or {}
+    """When the table's last finished run recorded (:func:`_record_state`) its source files, its
+    settings, bronze and quarantine as they are now, a run now would read the same records and
+    write nothing: count them as that run did (``inserted`` and ``updated`` become ``unchanged``),
+    name it in ``skipped_from_run``, and return True; else False (read the source)."""
+    recorded = read_step_state(spark, lake.step_state(JOB, run.name))
     counts = recorded.get("counts") or {}
-    if recorded.get("status") != "succeeded" or not recorded.get("source_state"):
+    if not recorded.get("source_state"):
         return False
     state = _source_state(spark, run, source_files)
     if recorded["source_state"] != state or state["bronze"] is None:
@@ -381,9 +390,9 @@ def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLa
         good = sum(int(counts[k]) for k in ("inserted", "updated", "unchanged"))
         counts = dict(inputs=int(counts["inputs"]), inserted=0, updated=0, unchanged=good,
                       quarantined=int(counts["quarantined"]))
-    except (KeyError, TypeError, ValueError):  # a report from another lakeloop: read the source
+    except (KeyError, TypeError, ValueError):  # a record from another lakeloop: read the source
         return False
-    run.details.update(counts=counts, source_state=state, skipped_from_run=previous.get("run_id"))
+    run.details.update(counts=counts, source_state=state, skipped_from_run=recorded.get("run_id"))
     _report_counts(run, counts)
     return True
 

@@ -12,9 +12,10 @@ reads is not missed (only a worker that ends within 50 ms of its peak could be).
 from __future__ import annotations
 
 import io
-import os
 import threading
 from pathlib import Path
+
+from lakeloop_dev.processes import descendants
 
 CAMERA = (4000, 3000)  # 12 megapixels
 
@@ -65,32 +66,6 @@ def _is_python_worker(pid: str) -> bool:
         return False
 
 
-def _parents() -> dict[str, str]:
-    """pid -> parent pid of every process now."""
-    parents = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    parents[pid] = stat.read().rsplit(")", 1)[1].split()[1]
-            except (OSError, IndexError):
-                pass
-    return parents
-
-
-def _descendants(root: str, parents: dict[str, str]) -> set[str]:
-    children: dict[str, list[str]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    found, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 class PeakWorkerMemory:
     """``with PeakWorkerMemory(pid) as peak: ...`` then ``peak.bytes``: the highest resident memory
     one Python worker under process ``pid`` (a ``spark-submit``) reached while the block ran;
@@ -107,7 +82,7 @@ class PeakWorkerMemory:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            for pid in _descendants(self.root, _parents()):
+            for pid in map(str, descendants(int(self.root))):
                 if pid in self.workers or _is_python_worker(pid):
                     self.workers.add(pid)
                     self.bytes = max(self.bytes, _status_kib(pid, "VmHWM") * 1024)

@@ -24,6 +24,25 @@ from lakeloop.errors import SetupError
 START_TIMEOUT_S = 90.0
 
 
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (from ``/proc``), whatever session or group it moved to:
+    torchrun starts each training rank in a session of its own."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 class Service(Protocol):
     """What ``./dev/services.sh`` and the test fixtures need of a loopback service."""
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from lakeloop.config import REPO_ROOT
+from lakeloop_dev.processes import descendants
 
 KILL_POINTS = {
     "first_write": "at its first file in the lake",
@@ -95,30 +96,11 @@ def kill_after_first_commit(cmd: list[str], commits: Path, timeout_s: float = 30
     return len([p for p in commits.iterdir() if p.name.isdigit()])
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every living process below ``pid``, whatever session or group it moved to (torchrun starts
-    each training rank in a session of its own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid``'s process group and every process below it, as a lost node would: a training
     rank left running by a killed driver would otherwise write into the lake beside the rerun."""
     for _ in range(3):  # a process may fork while we look
-        below = _descendants(pid)
+        below = descendants(pid)
         for target in below:
             try:
                 os.kill(target, signal.SIGKILL)

@@ -3,7 +3,7 @@
 It is written by Spark and read with Petastorm's ``make_batch_reader``, not
 ``materialize_dataset`` with a Unischema and image codecs: the pixels are already decoded,
 fixed-size uint8, so a codec would only add a PNG decode per row, and ``make_batch_reader``
-is the fast path (DESIGN.md: 1.2x bare pyarrow vs 0.62x for the converter). It lives at
+is the fast path (docs/architecture.md, "Performance": 1.2x bare pyarrow vs 0.62x for the converter). It lives at
 :meth:`lakeloop.layout.LakeLayout.training_set` (``_training_sets/v<features version>-<spec
 key>-<files>/``) and is reused while all three match (uber/petastorm#735).
 """

@@ -509,6 +509,10 @@ class LakeFiles:
             # pyarrow's bridge to fsspec (WebHDFS) asks "a folder?", then "there at all?": a folder another
             # process creates between the two questions reads as a file once. Asking again settles it.
             infos = fs.get_file_info(selector)
+        except FileNotFoundError:
+            # pyarrow's local filesystem may find the folder, then fail to open it when another process
+            # creates or removes it in between: it did not exist when the listing began.
+            return []
         return sorted(info.base_name for info in infos)
 
     def makedirs(self, uri: str) -> None:

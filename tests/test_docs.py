@@ -174,7 +174,8 @@ def repository_files() -> list[Path]:
 
 def heading_anchors(page: Path) -> set[str]:
     text = re.sub(r"^```.*?^```", "", read(page), flags=re.M | re.S)
-    return {re.sub(r"[^a-z0-9_ -]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.*)$", text, re.M)}
+    headings = re.findall(r"^#+ (.*)$", text, re.M)
+    return {re.sub(r"[^a-z0-9_ -]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
 def broken_links(path: Path) -> list[str]:

@@ -49,44 +49,56 @@ SECTION_GUIDES = {
 # where there is one; a key here that names no setting fails tests/test_docs.py.
 EXPLAIN = {
     "name": "the profile's name: its file name without `.yaml` (set by the loader, not written in the file)",
-    "lake_root": "URI of the lake (`file:`, `hdfs:`, `s3a:` or `dbfs:`); every table, model and report lives under it",
-    "spark.master": "Spark master URL (`local[*]`, `yarn`, `spark://host:7077`); null where the platform sets it (Databricks)",
+    "lake_root": ("URI of the lake (`file:`, `hdfs:`, `s3a:` or `dbfs:`); every table, model and report "
+                  "lives under it"),
+    "spark.master": ("Spark master URL (`local[*]`, `yarn`, `spark://host:7077`); null where the platform "
+                     "sets it (Databricks)"),
     "spark.app_name": "the Spark application name",
     "spark.log_level": "Spark's log level for the driver",
     "jvm.packages": "Maven coordinates resolved once by `./dev/setup.sh` and handed to Spark as `spark.jars`; "
                     "`{delta}`, `{kafka}`, `{hadoop_aws}` name the installed stack's",
     "jvm.cache_dir": "where the resolved jars (and the JVM class archives) are cached",
     "ingest_images.source": "folder URI of the images (`file:/…`, `hdfs://…`, `s3a://…`)",
-    "ingest_images.extensions": "file endings taken as images, in any case (`.PNG` counts); other files are not inputs",
-    "ingest_images.max_pixels": "larger images are quarantined as decompression bombs, checked from the header before decoding",
+    "ingest_images.extensions": ("file endings taken as images, in any case (`.PNG` counts); other files are"
+                                 " not inputs"),
+    "ingest_images.max_pixels": ("larger images are quarantined as decompression bombs, checked from the "
+                                 "header before decoding"),
     "ingest_images.label_from": "where a label comes from: the parent folder's name, `labels_table`, or none",
     "ingest_images.labels_table": "Delta table URI with labels, when `label_from: labels_table`",
     "ingest_images.labels_path_column": "the labels table's column holding the path relative to the source",
     "ingest_images.labels_label_column": "the labels table's column holding the label",
-    "ingest_images.quarantine_content_max_bytes": "larger refused files are quarantined without their bytes (size and sha256 only)",
+    "ingest_images.quarantine_content_max_bytes": ("larger refused files are quarantined without their bytes"
+                                                   " (size and sha256 only)"),
     "ingest_tables.tables": "the tables to ingest, by name: each becomes `bronze.<name>` and `quarantine.<name>`",
     "ingest_tables.tables.<name>.source": "file or folder URI of the table's records",
     "ingest_tables.tables.<name>.format": "`csv`, `json` (JSON lines) or `parquet`",
     "ingest_tables.tables.<name>.keys": "columns that identify a row: the MERGE key",
     "ingest_tables.tables.<name>.schema": "declared schema as DDL, e.g. `\"id INT, name STRING\"`",
     "ingest_tables.tables.<name>.infer_schema": "let Spark infer the schema instead (when no `schema`)",
-    "ingest_tables.tables.<name>.options": "reader options, e.g. `{header: \"true\", sep: \";\", encoding: ISO-8859-1}`",
-    "ingest_tables.tables.<name>.evolve_schema": "add new source columns to the table; otherwise they are an error",
-    "ingest_tables.tables.<name>.on_type_error": "a value that does not fit its declared type: `quarantine` the row or `fail` the job",
+    "ingest_tables.tables.<name>.options": ("reader options, e.g. "
+                                            "`{header: \"true\", sep: \";\", encoding: ISO-8859-1}`"),
+    "ingest_tables.tables.<name>.evolve_schema": ("add new source columns to the table; otherwise they are "
+                                                  "an error"),
+    "ingest_tables.tables.<name>.on_type_error": ("a value that does not fit its declared type: `quarantine`"
+                                                  " the row or `fail` the job"),
     "ingest_tables.tables.<name>.raw_max_chars": "how much of a raw record quarantine keeps",
     "features.preprocess.height": "model input height in pixels",
     "features.preprocess.width": "model input width in pixels",
     "features.preprocess.channels": "1 (grey) or 3 (RGB)",
     "features.preprocess.mean": "per channel, subtracted from pixels scaled to [0, 1]",
     "features.preprocess.std": "per channel, divides the pixels after the mean",
-    "features.preprocess.encoded_short_side": "`storage: encoded`: larger images are scaled down to this shorter side (never up)",
+    "features.preprocess.encoded_short_side": ("`storage: encoded`: larger images are scaled down to this "
+                                               "shorter side (never up)"),
     "features.preprocess.encoded_format": "`storage: encoded`: `JPEG` or `PNG` (lossless)",
     "features.preprocess.encoded_quality": "`storage: encoded`, JPEG: quality 1–100",
-    "features.table_inputs.numeric": "joined columns standardised with the train split's mean and standard deviation",
-    "features.table_inputs.categorical": "joined columns one-hot encoded over the train split's values, plus \"unknown\"",
+    "features.table_inputs.numeric": ("joined columns standardised with the train split's mean and standard "
+                                      "deviation"),
+    "features.table_inputs.categorical": ("joined columns one-hot encoded over the train split's values, "
+                                          "plus \"unknown\""),
     "features.table_inputs.fill": "what a missing numeric value becomes: the train mean (`mean`) or 0 (`zero`)",
     "features.table_inputs.missing_indicators": "add a 0/1 input per numeric column: the value was missing",
-    "features.table_inputs.max_categories": "a categorical column's most frequent training values kept; the rest are \"unknown\"",
+    "features.table_inputs.max_categories": ("a categorical column's most frequent training values kept; "
+                                             "the rest are \"unknown\""),
     "features.split_seed": "changes which rows land in which split (a hash of the id and this seed)",
     "features.split_fractions": "train, validation, test",
     "features.join_table": "a lake table (`bronze.digits_meta`) or Delta URI to join to the images",
@@ -96,7 +108,8 @@ EXPLAIN = {
     "train.model_name": "the registry name the version is published under",
     "train.model_options": "handed to the model factory untouched, as `spec.options`",
     "train.task": "`classification`, `multilabel` (sigmoid per label) or `regression` (squared error)",
-    "train.num_processes": "training processes (barrier tasks; with `local_mode`, processes on the driver's machine)",
+    "train.num_processes": ("training processes (barrier tasks; with `local_mode`, processes on the driver's"
+                            " machine)"),
     "train.use_gpu": "one GPU per process; needs Spark GPU scheduling on the cluster",
     "train.local_mode": "run the processes on the driver instead of in barrier tasks on executors "
                         "(the `local` profiles set it: about 5 s less a run)",
@@ -110,7 +123,8 @@ EXPLAIN = {
     "train.augment": "augment training images (`train.augmentation`); scoring never does",
     "train.amp": "mixed precision on GPU",
     "train.torch_threads": "intra-op threads per training process",
-    "train.early_stopping_patience": "stop after this many epochs without a better validation figure (unset: never)",
+    "train.early_stopping_patience": ("stop after this many epochs without a better validation figure "
+                                      "(unset: never)"),
     "train.publish_epoch": "publish the `best` epoch (by `early_stopping_metric`) or the `last`",
     "train.class_weights": "`balanced` weights the loss by rows / (classes × rows of the class)",
     "train.alias": "an alias to point at the new version (e.g. `production`)",
@@ -119,8 +133,10 @@ EXPLAIN = {
     "score.input_column": "`pixels` or `content`; unset: found from the input",
     "score.batch_size": "rows per Arrow batch and forward pass",
     "score.max_batch_bytes": "Arrow batch byte cap (`spark.sql.execution.arrow.maxBytesPerBatch`) for the run",
-    "score.torch_threads_per_task": "CPU threads per scoring task, so concurrent tasks do not oversubscribe the cores",
-    "schedule.on_failure_emails": "addresses told when a run fails (Databricks: every job; Airflow: the DAG's task)",
+    "score.torch_threads_per_task": ("CPU threads per scoring task, so concurrent tasks do not oversubscribe"
+                                     " the cores"),
+    "schedule.on_failure_emails": ("addresses told when a run fails (Databricks: every job; Airflow: the "
+                                   "DAG's task)"),
     "maintain.optimize": "compact the small files each MERGE adds before vacuuming",
     "promote.alias": "the alias `lakeloop registry promote` and `rollback` move",
     "promote.lower_is_better": "true for losses and errors",
@@ -131,12 +147,14 @@ EXPLAIN = {
     "quality.max_class_imbalance": "largest / smallest class on the train split (unset: not checked)",
     "quality.min_label_coverage": "share of feature rows with a label, 0..1 (unset: not checked)",
     "quality.max_group_accuracy_gap": "best minus worst group accuracy on `evaluate.split` (unset: not checked)",
-    "quality.max_input_psi": "population stability index of a scoring run's inputs against the training set (unset: not checked)",
+    "quality.max_input_psi": ("population stability index of a scoring run's inputs against the training set"
+                              " (unset: not checked)"),
     "quality.on_violation": "a crossed threshold: `warn` in the report, or `fail` the job after writing (exit 1)",
     "observe.html_reports": "write `<run_id>.html` beside each JSON run report",
     "observe.progress_interval_s": "seconds between a running job's progress lines; 0: none",
     "observe.tensorboard": "TensorBoard event files of each training run",
-    "observe.mlflow_tracking_uri": "log training runs to this MLflow tracking store (`sqlite:///…`, `http://…`, `databricks`)",
+    "observe.mlflow_tracking_uri": ("log training runs to this MLflow tracking store (`sqlite:///…`, "
+                                    "`http://…`, `databricks`)"),
     "observe.mlflow_experiment": "the MLflow experiment",
     "demo.raw_root": "URI the demo writer writes its raw zone to",
     "faults.fail_task": "a task to make fail, once (test profiles only)",

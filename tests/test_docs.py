@@ -86,7 +86,14 @@ def test_every_explanation_the_generator_supplies_names_a_real_setting():
 
 
 @dataclasses.dataclass(frozen=True)
-class _Inner:
+class _Base:
+    """A section's base class, in another place of the source."""
+
+    inherited: int = 0  # from the base class
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner(_Base):
     """An inner section."""
 
     # above, first line
@@ -114,6 +121,7 @@ def test_the_generator_reads_the_comments_on_a_fields_line_and_above_it():
     assert rows["inner.bare"].explanation == ""
     assert "maybe" in rows and "maybe.trailing" in rows and "inner" not in rows
     assert "many.<name>.bare" in rows
+    assert rows["inner.inherited"].explanation == "from the base class"
     assert sorted(rows) == sorted(setting_keys(_Outer))
 
 
@@ -142,6 +150,17 @@ def test_the_architecture_docs_layer_table_is_the_layering_tests():
         for name in names.split(","):
             table[name.strip().strip("`")] = int(level)
     assert table == test_architecture.LAYERS
+
+
+def test_each_module_sits_in_the_architecture_doc_at_the_layer_the_layering_test_gives_it():
+    doc = read(DOCS / "architecture.md")
+    wrong = []
+    for first, level in re.findall(r"^\| (`[^|]+) \| (\d+) \|", doc, re.M):
+        for path in re.findall(r"`([\w/]+(?:\.py|/))`", first):
+            top = path.split("/")[0].removesuffix(".py")
+            if test_architecture.LAYERS[top] != int(level):
+                wrong.append((path, int(level), test_architecture.LAYERS[top]))
+    assert wrong == []
 
 
 def test_every_location_of_the_lake_layout_is_in_the_data_contracts():

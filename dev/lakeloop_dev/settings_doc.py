@@ -283,7 +283,10 @@ def sections(root: type | None = None) -> list[Section]:
 
     def walk(cls: type, key: str) -> None:
         hints = typing.get_type_hints(cls)
-        written = _field_comments(cls)
+        written: dict[str, tuple[str, str]] = {}
+        for klass in reversed(cls.__mro__):  # a field a subclass redeclares takes the subclass's comment
+            if dataclasses.is_dataclass(klass):
+                written.update(_field_comments(klass))
         rows: list[Setting] = []
         below: list[tuple[type, str]] = []
         for f in dataclasses.fields(cls):

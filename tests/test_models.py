@@ -165,7 +165,7 @@ def test_a_failing_training_process_is_named_by_its_rank_its_own_error_and_its_t
     plan = make_plan(profile, ts, "plan-fails", training_key(profile.train, ts))
     vanished = dataclasses.replace(plan, train_url=f"{plan.train_url}-vanished")
     with pytest.raises(TrainingFailed, match=r"training failed: rank [01] on \S+ raised \w+") as failed:
-        run_distributed(vanished, profile.train)
+        run_distributed(vanished)
     message = str(failed.value)
     assert "-vanished" in message and "Its traceback is in " in message
     assert 'File "' in message.split("it ends:", 1)[1]  # the end of the rank's traceback, not the wrapper's

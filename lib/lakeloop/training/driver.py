@@ -255,6 +255,8 @@ def gpu_capacity(cfg: TrainConfig, settings: Mapping[str, str], master: str, reg
 
 def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: dict[str, Any] | None = None,
               weights: tuple[float, ...] | None = None) -> TrainPlan:
+    """The per-process plan: ``profile.train`` as it is, and what follows from it and the training set
+    (the splits' URIs, the shards, the run's folders, the initial weights, the class weights)."""
     cfg = profile.train
     return TrainPlan(
         run_id=run_id,
@@ -265,36 +267,17 @@ def make_plan(profile: Profile, ts: TrainingSet, run_id: str, key: str, init: di
         classes=ts.classes,
         shards=plan_shards(ts.split_uri("train"), cfg.num_processes, cfg.batch_size, profile.hadoop_conf()),
         checkpoint_dir=LakeLayout(profile.lake_root).checkpoints(cfg.model_name, key),
+        train=cfg,
         model=factory_reference(cfg.model),
         model_spec=model_spec(cfg, ts).to_dict(),
         init_weights=init["uri"] if init else None,
         init_weights_sha256=init["sha256"] if init else None,
         init_source=init["source"] if init else None,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        optimizer=cfg.optimizer,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        momentum=cfg.momentum,
-        lr_schedule=cfg.lr_schedule,
-        augment=cfg.augment,
-        augmentation=dataclasses.asdict(cfg.augmentation),
-        seed=cfg.seed,
-        reader=cfg.reader,
-        prefetch=cfg.prefetch,
-        use_gpu=cfg.use_gpu,
-        local_mode=cfg.local_mode,
-        amp=cfg.amp,
-        torch_threads=cfg.torch_threads,
         hadoop_conf=profile.hadoop_conf(),
         tensorboard_dir=LakeLayout(profile.lake_root).tensorboard(run_id) if profile.observe.tensorboard else None,
-        early_stopping_patience=cfg.early_stopping_patience,
-        early_stopping_metric=cfg.early_stopping_metric,
-        publish_epoch=cfg.publish_epoch,
         class_weights=weights,
         task=ts.task,
         feed=ts.feed.to_dict(),
-        multilabel_threshold=cfg.multilabel_threshold,
         target_scale=ts.target["std"] if ts.target else 1.0,
         staging_dir=Registry.for_profile(profile).staging_uri(cfg.model_name, run_id),
     )
@@ -318,13 +301,14 @@ def process_error(text: str) -> str:
     return text.strip().splitlines()[0][:500] if text.strip() else "no output"
 
 
-def run_distributed(plan: TrainPlan, cfg: TrainConfig) -> dict[str, Any]:
-    """Run :func:`train_rank` in ``cfg.num_processes`` processes through TorchDistributor."""
+def run_distributed(plan: TrainPlan) -> dict[str, Any]:
+    """Run :func:`train_rank` in ``train.num_processes`` processes (``plan.train``) through TorchDistributor."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from lakeloop.io.lakefs import LakeFiles
 
     LakeFiles(plan.hadoop_conf).delete_dir(failure_dir(plan))  # an earlier attempt's, not this one's
+    cfg = plan.train
     distributor = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu)
     try:
         result = distributor.run(train_rank, plan)
@@ -534,7 +518,7 @@ def train(spark: "SparkSession", profile: Profile, report: RunReport | None = No
     plan = make_plan(profile, ts, report.run_id, key, init, class_weights(spark, ts, cfg))
     report.details["shards"] = dataclasses.asdict(plan.shards)
     with report.timed("train"):
-        result = run_distributed(plan, cfg)
+        result = run_distributed(plan)
     _report_training(report, result, ts, plan, training_ids_digest(spark, ts))
     with report.timed("publish"):
         statistics = input_statistics(spark, ts)
@@ -565,8 +549,8 @@ def _report_training(report: RunReport, result: dict[str, Any], ts: TrainingSet,
     report.details["history"] = history
     report.details.update(published_epoch=result["published_epoch"], stopped_early=result["stopped_early"])
     if result["stopped_early"]:
-        report.warnings.append(f"stopped early after epoch {result['epochs_trained']} of {plan.epochs}: no better "
-                               f"{plan.early_stopping_metric} for {plan.early_stopping_patience} epochs; "
+        report.warnings.append(f"stopped early after epoch {result['epochs_trained']} of {plan.train.epochs}: no better "
+                               f"{plan.train.early_stopping_metric} for {plan.train.early_stopping_patience} epochs; "
                                f"published epoch {result['published_epoch']}")
     if result["initial_val"] is not None:
         report.details["initial_val_accuracy"] = result["initial_val"]["accuracy"]

@@ -29,10 +29,10 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from lakeloop.config import AugmentConfig, build_settings, task_metric
+from lakeloop.config import TrainConfig, build_settings, task_metric
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.models.spec import ModelSpec
 from lakeloop.preprocess import PreprocessSpec
@@ -49,7 +49,9 @@ FAILURES_DIR = "failures"
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """Everything a training process needs; plain data, so it pickles and round-trips as JSON."""
+    """Everything a training process needs: the run's ``train.*`` settings as the profile gave them
+    (``train``, a :class:`~lakeloop.config.TrainConfig`) and what the driver worked out from them and
+    the training set. Plain data, so it pickles and round-trips as JSON."""
 
     run_id: str
     train_url: str
@@ -59,38 +61,19 @@ class TrainPlan:
     classes: tuple[str, ...]
     shards: ShardPlan
     checkpoint_dir: str
-    model: str = "lenet5"
+    # The profile's train.* settings (epochs, optimizer, seed, reader, early stopping ...): the ranks
+    # read them from here, so no default is declared twice.
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: str = "lenet5"  # train.model as a factory reference ("package.module:factory")
     model_spec: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None  # a state-dict file (a registered version's weights.pt, or the user's)
     init_weights_sha256: str | None = None
     init_source: str | None = None  # what init_from named, for the lineage
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    learning_rate: float = 0.003
-    weight_decay: float = 0.0001
-    momentum: float = 0.9
-    lr_schedule: str = "cosine"
-    augment: bool = True
-    augmentation: dict[str, Any] = field(default_factory=dict)  # train.augmentation, as a dict
-    seed: int = 7
-    reader: str = "arrow"  # lakeloop.training.readers: "arrow" or "petastorm"
-    prefetch: int = 2
-    use_gpu: bool = False
-    # TorchDistributor's local_mode keeps the result of whichever rank writes it last (every rank writes
-    # the same file), so there every rank returns rank 0's result.
-    local_mode: bool = False
-    amp: bool = True
-    torch_threads: int = 1
     hadoop_conf: dict[str, str] = field(default_factory=dict)
     tensorboard_dir: str | None = None
-    early_stopping_patience: int | None = None
-    early_stopping_metric: str = "val_accuracy"
-    publish_epoch: str = "best"
-    class_weights: tuple[float, ...] | None = None
-    task: str = "classification"
+    class_weights: tuple[float, ...] | None = None  # train.class_weights: balanced, from the train split
+    task: str = "classification"  # the training set's task
     feed: dict[str, Any] = field(default_factory=dict)  # a Feed; empty: images, as spec_json says
-    multilabel_threshold: float = 0.5
     target_scale: float = 1.0  # regression: the target's train std, to report errors in its own units
     # Where rank 0 writes the weights to publish: the registry's staging folder of this run
     # (Registry.staging_uri); empty in a plan from before, then the run's checkpoint folder.
@@ -106,6 +89,11 @@ class TrainPlan:
         data["classes"] = tuple(data["classes"])
         if data.get("class_weights") is not None:
             data["class_weights"] = tuple(data["class_weights"])
+        if "train" not in data:  # a plan file from before, its train.* settings written flat
+            flat = {f.name for f in fields(TrainConfig)} - {f.name for f in fields(cls)}
+            data["train"] = {**{k: data.pop(k) for k in flat if k in data},
+                             **{k: data[k] for k in ("model", "task") if k in data}}
+        data["train"] = build_settings(TrainConfig, data["train"], "train")
         return cls(**data)
 
     def feed_spec(self) -> Feed:
@@ -139,22 +127,22 @@ def _optimizer(plan: TrainPlan, model):
 
     hook = find_hook(plan.model, "make_optimizer")
     if hook is not None:
-        settings = {"learning_rate": plan.learning_rate, "weight_decay": plan.weight_decay,
-                    "momentum": plan.momentum, "epochs": plan.epochs}
+        settings = {"learning_rate": plan.train.learning_rate, "weight_decay": plan.train.weight_decay,
+                    "momentum": plan.train.momentum, "epochs": plan.train.epochs}
         return hook(model, plan.factory_spec(), settings)
-    if plan.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=plan.learning_rate, momentum=plan.momentum,
-                               weight_decay=plan.weight_decay, nesterov=True)
-    return torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay)
+    if plan.train.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=plan.train.learning_rate, momentum=plan.train.momentum,
+                               weight_decay=plan.train.weight_decay, nesterov=True)
+    return torch.optim.AdamW(model.parameters(), lr=plan.train.learning_rate, weight_decay=plan.train.weight_decay)
 
 
 def _scheduler(plan: TrainPlan, optimizer):
     import torch
 
-    if plan.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, plan.epochs))
-    if plan.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, plan.epochs // 3), gamma=0.1)
+    if plan.train.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, plan.train.epochs))
+    if plan.train.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, plan.train.epochs // 3), gamma=0.1)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
@@ -187,7 +175,8 @@ def _batch_counts(plan: TrainPlan, outputs, targets) -> "Any":
         k = len(plan.classes)
         return torch.bincount(targets * k + outputs.argmax(dim=1), minlength=k * k).double()
     if plan.task == "multilabel":
-        predicted, truth = torch.sigmoid(outputs) >= plan.multilabel_threshold, targets >= 0.5
+        threshold = plan.train.multilabel_threshold
+        predicted, truth = torch.sigmoid(outputs) >= threshold, targets >= 0.5
         return torch.cat([(predicted & truth).sum(0), (predicted & ~truth).sum(0), (~predicted & truth).sum(0)]).double()
     error, truth = (outputs - targets).double() * plan.target_scale, targets.double() * plan.target_scale
     return torch.stack([torch.tensor(float(len(truth)), dtype=torch.float64), error.abs().sum(),
@@ -228,7 +217,8 @@ def _evaluate(trainer: "_Trainer", url: str, feed: Feed, plan: TrainPlan, proc: 
     counts = None
     with torch.inference_mode():
         for x, y, _ in shard_batches(url, feed, rank=proc.rank, world=proc.world, batch_size=256,
-                                     reader=plan.reader, prefetch=plan.prefetch, hadoop_conf=plan.hadoop_conf):
+                                     reader=plan.train.reader, prefetch=plan.train.prefetch,
+                                     hadoop_conf=plan.hadoop_conf):
             outputs = model(*model_inputs(x, proc.device))
             targets = torch.from_numpy(y).to(proc.device)
             n = len(y)
@@ -294,9 +284,9 @@ def _join_group(plan: TrainPlan) -> _Process:
             f"the plan was made for {plan.shards.world_size} processes but this run has {world}; "
             f"make the plan with train.num_processes={world}"
         )
-    torch.set_num_threads(max(1, plan.torch_threads))
-    use_cuda = plan.use_gpu and torch.cuda.is_available()
-    if plan.use_gpu and not use_cuda:
+    torch.set_num_threads(max(1, plan.train.torch_threads))
+    use_cuda = plan.train.use_gpu and torch.cuda.is_available()
+    if plan.train.use_gpu and not use_cuda:
         raise RuntimeError(f"train.use_gpu is true but rank {rank} sees no CUDA device; check the executors' GPUs")
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
@@ -349,12 +339,12 @@ def _build_trainer(plan: TrainPlan, feed: Feed, proc: _Process) -> _Trainer:
     from lakeloop.models import build_model, find_hook
 
     files = LakeFiles(plan.hadoop_conf)
-    torch.manual_seed(plan.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    torch.manual_seed(plan.train.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(plan.model, plan.factory_spec())
     init_fit = _start_weights(plan, model)
     model.to(proc.device)
     optimizer = _optimizer(plan, model)
-    amp = proc.use_cuda and plan.amp
+    amp = proc.use_cuda and plan.train.amp
     trainer = _Trainer(model, optimizer, _scheduler(plan, optimizer), torch.amp.GradScaler("cuda", enabled=amp),
                        amp, _loss(plan, proc.device), find_hook(plan.model, "batch_metrics"), [], 0,
                        init_fit=init_fit)
@@ -386,10 +376,10 @@ def _train_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer,
     ddp.train()
     loss_sum, seen, hashes = 0.0, 0, []
     for x, y, ids in epoch_batches(
-        plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.seed,
-        augmentation=build_settings(AugmentConfig, plan.augmentation, "train.augmentation") if plan.augment
+        plan.train_url, plan.shards, feed, rank=proc.rank, epoch=epoch, seed=plan.train.seed,
+        augmentation=plan.train.augmentation if plan.train.augment
         else NO_AUGMENTATION,
-        reader=plan.reader, prefetch=plan.prefetch, hadoop_conf=plan.hadoop_conf,
+        reader=plan.train.reader, prefetch=plan.train.prefetch, hadoop_conf=plan.hadoop_conf,
     ):
         inputs, targets = model_inputs(x, proc.device), torch.from_numpy(y).to(proc.device)
         trainer.optimizer.zero_grad(set_to_none=True)
@@ -471,7 +461,7 @@ def _track_best(plan: TrainPlan, trainer: _Trainer) -> None:
 
     Every rank sees the same (all-reduced) validation figures, so every rank decides alike."""
     last = trainer.history[-1]
-    metric, higher_is_better = task_metric(plan.task, plan.early_stopping_metric)
+    metric, higher_is_better = task_metric(plan.task, plan.train.early_stopping_metric)
     value = last.get(metric)
     if value is None or value != value:  # not measurable this epoch (a constant target's R², no rows)
         value = -math.inf if higher_is_better else math.inf
@@ -483,7 +473,7 @@ def _track_best(plan: TrainPlan, trainer: _Trainer) -> None:
         trainer.stale_epochs = 0
     else:
         trainer.stale_epochs += 1
-    if plan.early_stopping_patience is not None and trainer.stale_epochs >= plan.early_stopping_patience:
+    if plan.train.early_stopping_patience is not None and trainer.stale_epochs >= plan.train.early_stopping_patience:
         trainer.stopped_early = True
 
 
@@ -497,7 +487,7 @@ def _run_epochs(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer) 
     shard_audit: dict[int, dict[str, int]] = {}
     events = _open_events(plan) if proc.rank == 0 else None
     try:
-        for epoch in range(trainer.start_epoch, plan.epochs):
+        for epoch in range(trainer.start_epoch, plan.train.epochs):
             if trainer.stopped_early:
                 break
             shard_audit = _run_epoch(plan, feed, proc, trainer, ddp, epoch, shard_audit, events)
@@ -544,10 +534,10 @@ def _run_epoch(plan: TrainPlan, feed: Feed, proc: _Process, trainer: _Trainer, d
     _track_best(plan, trainer)
     if proc.rank == 0:
         last = trainer.history[-1]
-        metric = task_metric(plan.task, plan.early_stopping_metric)[0]
+        metric = task_metric(plan.task, plan.train.early_stopping_metric)[0]
         stop = f"; no better {metric} for {trainer.stale_epochs} epochs: stopping" if trainer.stopped_early else ""
         shown = f"{metric.replace('_', ' ')} {last[metric]:.4f}" if last.get(metric) is not None else f"{metric} -"
-        print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.epochs}: loss {last['train_loss']:.4f}, "
+        print(f"[lakeloop train {plan.run_id}] epoch {epoch + 1}/{plan.train.epochs}: loss {last['train_loss']:.4f}, "
               f"{shown}, {last['images_per_s']:,.0f} rows/s{stop}", flush=True)
         _save_checkpoint(plan, trainer, epoch)
         if events is not None:
@@ -624,9 +614,9 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     trainer = _build_trainer(plan, feed, proc)
     shard_audit = _run_epochs(plan, feed, proc, trainer)
     last_epoch = trainer.history[-1]["epoch"] if trainer.history else 0
-    if plan.publish_epoch == "best" and trainer.best:
+    if plan.train.publish_epoch == "best" and trainer.best:
         trainer.model.load_state_dict(trainer.best["state"])
-    published_epoch = trainer.best["epoch"] if plan.publish_epoch == "best" and trainer.best else last_epoch
+    published_epoch = trainer.best["epoch"] if plan.train.publish_epoch == "best" and trainer.best else last_epoch
     # The published weights' figures, kept in the metadata: per label too.
     val = _evaluate(trainer, plan.val_url, feed, plan, proc, per_label=True)
     test = _evaluate(trainer, plan.test_url, feed, plan, proc, per_label=True)
@@ -650,7 +640,9 @@ def _train_rank(plan: TrainPlan) -> dict[str, Any] | None:
         "torch_version": torch.__version__,
     }
     if proc.world > 1:
-        if plan.local_mode:
+        # TorchDistributor's local_mode keeps the result of whichever rank writes it last (every rank
+        # writes the same file), so there every rank returns rank 0's result.
+        if plan.train.local_mode:
             shared = [result]
             dist.broadcast_object_list(shared, src=0)
             result = shared[0]

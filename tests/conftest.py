@@ -8,10 +8,29 @@ from pathlib import Path
 import pytest
 
 from lakeloop.config import REPO_ROOT, Profile, load_profile
+from support.durations import Durations
 from support.lakes import fingerprint, make_read_only
 from support.reliability import ReliabilityFigures
 
 _FIGURES = ReliabilityFigures()
+_DURATIONS = Durations()
+
+
+def pytest_runtest_logreport(report) -> None:
+    _DURATIONS.add(report.nodeid, report.when, report.duration)
+
+
+# The quick tier (./dev/test.sh --quick, marker "quick"): every test that needs no SparkSession,
+# no server and no spark-submit (test_architecture imports every module of the package), plus the
+# tests marked quick by hand that run each Spark step once on small data.
+_NOT_QUICK = ("slow", "cluster", "hdfs", "s3", "kafka", "browser", "fault")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.get_closest_marker("quick") is None and "spark" not in item.fixturenames and \
+                not any(item.get_closest_marker(m) for m in _NOT_QUICK):
+            item.add_marker(pytest.mark.quick)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +41,10 @@ def reliability() -> ReliabilityFigures:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    if _DURATIONS.seconds:
+        _DURATIONS.write(REPO_ROOT / "build" / "test-durations.tsv")
+        terminalreporter.write_sep("=", "where the time went, per test file (every test: build/test-durations.tsv)")
+        terminalreporter.write_line(_DURATIONS.table())
     if _FIGURES.faults or _FIGURES.bad_inputs:
         _FIGURES.write(REPO_ROOT / "build" / "reliability.json")
         terminalreporter.write_sep("=", "reliability figures (build/reliability.json)")

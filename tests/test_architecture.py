@@ -170,3 +170,19 @@ def test_the_length_and_lake_path_checks_catch_what_they_look_for():
     assert long_functions(f"def f():\n{body}\n") == [f"f ({MAX_FUNCTION_LINES + 1} lines, line 1)"]
     assert long_functions("def g():\n    return 1\n") == []
     assert lake_paths_built('uri = f"{root}/_checkpoints/{name}"\nok = f"{root}/elsewhere"') == [1]
+
+
+def _module_names() -> list[str]:
+    return sorted(".".join(("lakeloop", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+                  for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", _module_names())
+def test_every_module_of_the_package_imports_on_this_stack(module):
+    """An edit anywhere meets at least this test in the quick tier (./dev/test.sh --quick)."""
+    import importlib
+    import importlib.util
+
+    if module == "lakeloop.io.petastorm_fs" and importlib.util.find_spec("pyarrow.filesystem") is None:
+        pytest.skip("Petastorm's filesystem adapter needs pyarrow's legacy filesystem API: the spark40 stack")
+    importlib.import_module(module)

@@ -71,6 +71,7 @@ def test_random_shift_is_seeded_and_fills_black():
     assert (a == b).all() and set(np.unique(a)) <= {0, 9}
 
 
+@pytest.mark.quick
 def test_features_hold_the_spec_pixels_of_each_bronze_image(spark, digits_lake):
     features = delta.read_table(spark, layout(digits_lake).features)
     bronze = delta.read_table(spark, layout(digits_lake).bronze_images)
@@ -82,6 +83,7 @@ def test_features_hold_the_spec_pixels_of_each_bronze_image(spark, digits_lake):
     assert features.count() == bronze.count() == 1797
 
 
+@pytest.mark.quick
 def test_split_is_stable_fractions_hold_and_rerun_commits_nothing(spark, digits_lake, tmp_path):
     profile = copy_lake(digits_lake, tmp_path / "lake")
     uri = layout(profile).features

@@ -48,6 +48,7 @@ def zoo(tmp_path: Path):
     return root, write_image_zoo_records(root)
 
 
+@pytest.mark.quick
 def test_every_zoo_file_is_accounted_for(spark, lake, zoo):
     root, records = zoo
     profile = _profile(lake, root)
@@ -91,6 +92,7 @@ def test_every_zoo_file_is_accounted_for(spark, lake, zoo):
             assert ledger[rel].image_id == rec.image_id
 
 
+@pytest.mark.quick
 def test_rerun_writes_nothing_and_reads_no_bytes(spark, lake, zoo):
     root, records = zoo
     profile = _profile(lake, root)

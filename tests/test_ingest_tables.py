@@ -355,6 +355,7 @@ def test_a_rerun_with_every_source_file_and_table_as_the_last_run_left_them_read
 
 
 
+@pytest.mark.quick
 def test_deleting_every_run_report_changes_no_jobs_outcome_and_a_library_call_skips_as_the_job_does(
         spark, lake, tmp_path):
     """What a rerun may skip is recorded by the step in the lake (``_state/``), never read back from

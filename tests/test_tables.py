@@ -103,6 +103,7 @@ def test_every_csv_row_ends_in_bronze_or_quarantine_and_every_bronze_row_in_the_
     assert sum(features[f"split_{s}"] for s in ("train", "validation", "test")) == ROWS
 
 
+@pytest.mark.quick
 def test_regression_learns_a_known_linear_target_and_records_mae_rmse_and_r2(spark, regression):
     profile, reports = regression
     metadata = metadata_of(profile, reports["version"])
@@ -116,6 +117,7 @@ def test_regression_learns_a_known_linear_target_and_records_mae_rmse_and_r2(spa
     assert metadata["model"]["spec"]["table_features"][-1]["width"] == 4  # three colours + unknown
 
 
+@pytest.mark.quick
 def test_regression_predictions_carry_the_value_in_the_targets_units(spark, regression):
     profile, reports = regression
     rows = predictions(spark, profile)

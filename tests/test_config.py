@@ -187,3 +187,32 @@ def test_invalid_yaml_is_named(tmp_path):
     path.write_text("lake_root: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
         load_profile(str(path))
+
+
+def test_the_config_package_names_what_the_module_did_and_keeps_each_section_in_its_own_module():
+    """lakeloop.config is a package (loader, checks, one module per section); callers import from the top."""
+    import dataclasses
+    import typing
+
+    import lakeloop.config as config
+
+    assert [name for name in config.__all__ if not hasattr(config, name)] == []
+    assert {"load_profile", "Profile", "TrainConfig", "REPO_ROOT", "build_settings", "check_table_source",
+            "task_metric", "is_secret_setting", "JAR_PLACEHOLDERS"} <= set(config.__all__)
+    assert config.REPO_ROOT == Path(__file__).resolve().parents[1]
+    sections = {}
+
+    def walk(cls):
+        sections[cls.__name__] = cls.__module__
+        for hint in typing.get_type_hints(cls).values():
+            nested = [a for h in typing.get_args(hint) for a in typing.get_args(h)]
+            for inner in (hint, *typing.get_args(hint), *nested):
+                if dataclasses.is_dataclass(inner) and inner.__name__ not in sections:
+                    walk(inner)
+
+    walk(config.Profile)
+    assert sections["TrainConfig"] == "lakeloop.config.train"
+    assert sections["ScoreKafkaConfig"] == "lakeloop.config.score"
+    assert not {module for module in sections.values()} & {"lakeloop.config.loader", "lakeloop.config.checks"}
+    package = Path(config.__file__).parent
+    assert {p.name: n for p in package.glob("*.py") if (n := len(p.read_text().splitlines())) > 600} == {}

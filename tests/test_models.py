@@ -153,6 +153,28 @@ def test_train_rank_runs_without_spark_from_a_plan(spark, digits_lake, tmp_path)
     model.load_state_dict(load_state_dict_bytes(data))
 
 
+def test_a_plan_carries_the_profiles_train_settings_and_round_trips_as_json():
+    """TrainPlan holds the TrainConfig it came from (no default declared twice); a plan file written flat
+    by an earlier version is still read."""
+    import dataclasses
+    import pickle
+
+    from lakeloop.config import load_profile
+    from lakeloop.training.loader import ShardPlan
+    from lakeloop.training.rank import TrainPlan
+
+    cfg = load_profile("local", [("train.augmentation.crop_scale", [0.5, 1.0]), ("train.epochs", 3)]).train
+    plan = TrainPlan(run_id="r", train_url="file:/t", val_url="file:/v", test_url="file:/s", spec_json="",
+                     classes=("a", "b"), shards=ShardPlan(2, 8, (16, 16), 4, 2), checkpoint_dir="file:/c",
+                     train=cfg, model="lenet5", class_weights=(1.0, 3.0))
+    assert TrainPlan.from_json(plan.to_json()) == plan == pickle.loads(pickle.dumps(plan))
+    flat = json.loads(plan.to_json())
+    settings = flat.pop("train")
+    flat.update({k: v for k, v in settings.items() if k not in ("model", "class_weights")})
+    old = TrainPlan.from_json(json.dumps(flat))
+    assert old.train == dataclasses.replace(cfg, model="lenet5") and old.class_weights == (1.0, 3.0)
+
+
 def test_a_failing_training_process_is_named_by_its_rank_its_own_error_and_its_traceback(spark, digits_lake,
                                                                                           tmp_path):
     """TorchDistributor's own error says only that training failed: the ranks' records say why."""

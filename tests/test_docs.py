@@ -241,3 +241,56 @@ def test_the_link_check_finds_what_points_outside(tmp_path, monkeypatch, text, p
         self).decode(encoding or "utf-8"))
     found = broken_links(page)
     assert (found == []) if problem is None else any(problem in f for f in found), found
+
+
+# --------------------------------------------------------------------------- README sections named elsewhere
+
+# The README's name, then (optionally) `.md`, a comma or `'s`, then a title in double quotes (escaped as a
+# notebook's JSON writes them, or wrapped onto the next line) that starts like a word. Built from parts so
+# that this file does not name a section itself.
+README_SECTION = re.compile("README" + r"""(?:\.md)?(?:,|'s)?\s+\\?"([\w`][^"\\]*)\\?\"""")
+
+
+def readme_headings() -> set[str]:
+    text = re.sub(r"^```.*?^```", "", read(REPO / "README.md"), flags=re.M | re.S)
+    return {" ".join(h.split()) for h in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
+def readme_sections_named(path: Path, headings: set[str]) -> list[str]:
+    """Each README section ``path`` names by its quoted title that is not a heading of README.md."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return []
+    found = []
+    for match in README_SECTION.finditer(text):
+        title = " ".join(match.group(1).replace("\\n", " ").split())
+        if title not in headings:
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(f"{path.relative_to(REPO)}:{line}: names README section {title!r}, which the README lacks")
+    return found
+
+
+def test_every_readme_section_a_file_names_is_a_heading_of_the_readme():
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    files = [REPO / name for name in listed if name and (REPO / name).is_file()]
+    headings = readme_headings()
+    assert "Quick start" in headings and REPO / "spark-submit.sh" in files
+    assert [problem for path in files for problem in readme_sections_named(path, headings)] == [], (
+        "a README section moved to docs/ (docs/README.md is the index): name the docs page instead")
+
+
+@pytest.mark.parametrize("text, wrong", [
+    ("see " + "README" + ' "Quick start"', []),
+    ("(" + "README" + ', "Gone away")', ["Gone away"]),
+    ("the " + "README" + "'s \"Gone\naway\" and " + "README" + ' "Quick start"', ["Gone away"]),
+    ('"source": ["(' + "README" + ' \\"Gone away\\")"]', ["Gone away"]),
+    ("the " + "README" + "'s first command", []),
+])
+def test_the_readme_section_check_finds_a_title_the_readme_lacks(monkeypatch, text, wrong):
+    page = REPO / "BENCHMARKS.md"
+    monkeypatch.setattr(Path, "read_text", lambda self, encoding=None: text if self == page else Path.read_bytes(
+        self).decode(encoding or "utf-8"))
+    found = readme_sections_named(page, readme_headings())
+    assert [f.split("section ")[1].split(",")[0].strip("'") for f in found] == wrong, found

@@ -1,5 +1,5 @@
-"""Real colour photographs through the whole pipeline (README "Colour photographs"): tiles of
-scikit-learn's two sample photos, labelled by picture and quarter, ingested, featured, trained
+"""Real colour photographs through the whole pipeline (docs/platforms/local.md, "Colour photographs"):
+tiles of scikit-learn's two sample photos, labelled by picture and quarter, ingested, featured, trained
 with the built-in small_resnet and crop / flip / colour-jitter augmentation through
 TorchDistributor, and scored inside Spark with the evaluation transform the model recorded."""
 
@@ -21,7 +21,8 @@ CLASSES = 8
 
 
 def photos_profile(lake: Path, raw: Path, *overrides):
-    """The README's profile (conf/local-photos.yaml) pointed at this test's folders, with fewer epochs."""
+    """The colour photographs' profile (conf/local-photos.yaml, docs/platforms/local.md) pointed at this test's
+    folders, with fewer epochs."""
     return load_profile("local-photos", [("lake_root", f"file:{lake}"), ("ingest_images.source", f"file:{raw}"),
                                          ("train.epochs", 6), *overrides])
 

@@ -11,7 +11,7 @@ The handful of names a notebook needs::
     predicted = score(spark.read.format("delta").load(lake.features), "digits_lenet", registry=registry)
 
 Figures and image grids for notebooks are in :mod:`lakeloop.explore` (``from lakeloop import
-explore``). Everything else is reachable in its subpackage (see the README's "Architecture"); these
+explore``). Everything else is reachable in its subpackage (see docs/architecture.md#modules); these
 are imported on first use, so ``import lakeloop`` stays light on executors.
 """
 

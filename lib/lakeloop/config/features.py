@@ -35,7 +35,7 @@ class PreprocessConfig:
 @dataclass(frozen=True)
 class TableFeaturesConfig:
     """A table as training data (``features.table``): which bronze table, its key, the columns a
-    model reads and the one it predicts; see README "Tables as training data"."""
+    model reads and the one it predicts; see docs/jobs/train.md#tables-as-training-data-featurestable-traintask."""
 
     source: str  # the bronze table, e.g. bronze.wine
     key: str  # the column that names a row (the table's key): predictions are keyed by it
@@ -62,7 +62,7 @@ class TableInputsConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    """Settings of ``jobs/build_features.py``; see README "build_features"."""
+    """Settings of ``jobs/build_features.py``; see docs/jobs/build_features.md."""
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     table: TableFeaturesConfig | None = None  # set: build features from this table instead of bronze.images

@@ -24,7 +24,7 @@ class IngestStreamConfig:
 
 @dataclass(frozen=True)
 class ImageIngestConfig:
-    """Settings of ``jobs/ingest_images.py``; see README "ingest_images"."""
+    """Settings of ``jobs/ingest_images.py``; see docs/jobs/ingest_images.md."""
 
     source: str | None = None
     extensions: tuple[str, ...] = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")

@@ -10,7 +10,7 @@ from lakeloop.errors import ConfigError
 
 @dataclass(frozen=True)
 class MaintainConfig:
-    """Lake housekeeping (``lakeloop maintain``, jobs/maintain.py); see README "maintain"."""
+    """Lake housekeeping (``lakeloop maintain``, jobs/maintain.py); see docs/jobs/maintain.md."""
 
     optimize: bool = True
     vacuum_retention_hours: float = 168.0  # Delta's own default and safety limit: 7 days

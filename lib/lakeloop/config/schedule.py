@@ -13,7 +13,8 @@ from lakeloop.errors import ConfigError
 class ScheduleConfig:
     """Scheduled scoring: when the score job runs (Databricks bundle, Airflow DAG), who hears of a failure.
 
-    See README "Scheduled scoring". Unset ``cron`` and ``file_arrival_url``: no schedule is generated.
+    See docs/jobs/score.md#scheduled-scoring-schedule. Unset ``cron`` and ``file_arrival_url``: no schedule is
+    generated.
     """
 
     cron: str | None = None  # five fields, minute hour day month weekday, e.g. "*/15 * * * *"

@@ -12,7 +12,8 @@ from lakeloop.layout import parse_model_ref, table_ref
 
 @dataclass(frozen=True)
 class ScoreStreamConfig:
-    """``score --stream``: Structured Streaming over ``score.input``; see README "Streaming scoring"."""
+    """``score --stream``: Structured Streaming over ``score.input``; see
+    docs/jobs/score.md#streaming-scoring-score---stream."""
 
     # "available_now": score what is new, then stop (scheduled runs); an interval such as
     # "30 seconds": keep going, one micro-batch per interval, until the job is stopped.
@@ -26,7 +27,8 @@ class ScoreStreamConfig:
 
 @dataclass(frozen=True)
 class ScoreKafkaConfig:
-    """``score.input: kafka``: frames on a Kafka topic, scored by ``score --stream``; see README "Scoring from Kafka".
+    """``score.input: kafka``: frames on a Kafka topic, scored by ``score --stream``; see
+    docs/jobs/score.md#scoring-from-kafka-scoreinput-kafka.
 
     A message is one frame: its key the frame's id (``image_id`` in gold.predictions), its value the
     encoded image (PNG, JPEG ...), an optional header holding the true label.

@@ -13,7 +13,7 @@ from lakeloop.layout import LATEST, check_alias, check_model_name, factory_refer
 @dataclass(frozen=True)
 class AugmentConfig:
     """``train.augmentation``: what training does to each image before the model sees it (with
-    ``train.augment: true``); never applied at scoring. See README "Augmentation" and
+    ``train.augment: true``); never applied at scoring. See docs/jobs/train.md ("Augmentation") and
     :mod:`lakeloop.training.augment`."""
 
     shift: int = 2  # move each image by up to this many pixels, black filled (0: off)
@@ -25,7 +25,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of ``jobs/train.py``; see README "train"."""
+    """Settings of ``jobs/train.py``; see docs/jobs/train.md."""
 
     model_name: str = "digits_lenet"
     model: str = "lenet5"  # a built-in name or a factory reference "package.module:factory"

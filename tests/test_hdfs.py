@@ -229,7 +229,7 @@ def test_scoring_on_yarn_like_the_local_run(yarn_runs, spark, digits_lake, tmp_p
     assert report["status"] == "succeeded" and report["counts"]["scored"] == DEMO_DIGITS
     assert report["counts"]["python_workers"] == 2  # one per executor container
     local = local_reference(spark, digits_lake, tmp_path_factory)
-    assert report["metrics"]["accuracy_model_version"] == pytest.approx(local["score_accuracy"], abs=1e-9)
+    assert report["metrics"]["accuracy_this_run"] == pytest.approx(local["score_accuracy"], abs=1e-9)
 
 
 # --------------------------------------------------------------------------- WebHDFS client

@@ -188,8 +188,13 @@ def _evaluation(details: Mapping[str, Any]) -> str:
 
 def _scoring(details: Mapping[str, Any]) -> str:
     body = ""
-    if details.get("accuracy_by_split") and not details.get("evaluation"):
-        body += "<h3>accuracy against the labels, by split</h3>" + _table(details["accuracy_by_split"])
+    if details.get("accuracy_this_run") is not None:
+        # The run's own rows only; the version's accuracy per split is the evaluation's.
+        body += "<h3>accuracy of this run's labelled rows</h3>" + _table(
+            [("labelled rows", details.get("labelled_this_run")), ("accuracy", details["accuracy_this_run"])])
+    if details.get("model_evaluations"):
+        body += (f"<p>The model version's accuracy by split is in {_e(details['model_evaluations'])}: "
+                 f"<code>./spark-submit.sh evaluate</code> computes it.</p>")
     drift = details.get("drift")
     if drift:
         caption = f"input drift: {drift['statistic']} (PSI {drift['psi']:.3f})"

@@ -1,5 +1,6 @@
 """Champion and challenger: which registered version an alias (``production``) serves, moved
-only through a gate, every move recorded, and a way back. No Spark: it reads the registry.
+only through a gate, every move recorded, and a way back. It reads the registry, and the gate
+the evaluation's figures in ``gold.model_evaluations``.
 
     lakeloop registry list [--profile P]                      models, versions, aliases, test figures
     lakeloop registry show NAME[:VERSION|@ALIAS]              one version's metadata
@@ -7,10 +8,14 @@ only through a gate, every move recorded, and a way back. No Spark: it reads the
     lakeloop registry promote NAME:VERSION [--force] --reason TEXT   through the gate (promote.*)
     lakeloop registry rollback NAME --reason TEXT             the alias back to its previous holder
 
-The gate compares the figures each version recorded on its test split when it was trained. They
-are comparable only when both were trained from the same ``silver.features`` version with the
+The gate compares the evaluation's figures of each version on its test split: the rows of
+``gold.model_evaluations`` that ``./spark-submit.sh evaluate --model NAME:VERSION`` writes, the
+one computation of a version's accuracy (a version without one is refused, naming that command).
+They are comparable only when both were trained from the same ``silver.features`` version with the
 same preprocessing (the split of a row is a function of its id, so the same table version means
-the same test rows); otherwise the gate refuses, and ``--force`` (recorded) overrides it.
+the same test rows); otherwise the gate refuses, and ``--force`` (recorded) overrides it. ``list``
+and ``show`` read only the registry (the figures training recorded); ``compare`` and ``promote``
+read gold.model_evaluations with Spark.
 """
 
 from __future__ import annotations
@@ -19,22 +24,76 @@ import argparse
 import getpass
 import json
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from lakeloop.config import PromoteConfig, load_profile
-from lakeloop.errors import LakeloopError, PromotionRefused
-from lakeloop.layout import parse_model_ref
+from lakeloop.config import Profile, PromoteConfig, load_profile
+from lakeloop.errors import LakeloopError, PromotionRefused, SetupError
+from lakeloop.io import delta
+from lakeloop.layout import LakeLayout, parse_model_ref
 from lakeloop.models import model_label
 from lakeloop.registry import ModelVersion, Registry
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# The split the gate compares, and the columns of gold.model_evaluations it can compare on (the
+# ``evaluation`` JSON's other numeric figures, e.g. macro_precision, can be named too).
+GATE_SPLIT = "test"
+EVALUATION_COLUMNS = ("rows", "accuracy", "macro_f1", "top_k_accuracy", "expected_calibration_error",
+                      "largest_group_gap")
+# A version -> its row of gold.model_evaluations for the gate's split, or None when it has none.
+Evaluations = Callable[[ModelVersion], "Mapping[str, Any] | None"]
+
+
+def read_evaluations(spark: "SparkSession", lake_root: str, split: str = GATE_SPLIT) -> Evaluations:
+    """The rows of ``gold.model_evaluations`` for ``split`` (one per evaluated version, read once),
+    as a lookup: version -> its figures (the table's columns, and the ``evaluation`` JSON's numbers)."""
+    uri = LakeLayout(lake_root).model_evaluations
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    if delta.is_delta_table(spark, uri):
+        from pyspark.sql import functions as F
+
+        for r in delta.read_table(spark, uri).where(F.col("split") == split).collect():
+            row = r.asDict()
+            figures = json.loads(row.pop("evaluation", None) or "{}")
+            extra = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            rows[(row["model_name"], int(row["model_version"]))] = {**extra, **row}
+    return lambda version: rows.get((version.name, version.version))
+
 
 def test_figure(metadata: dict[str, Any], metric: str) -> float | None:
-    """The ``metric`` a version recorded on its test split (``metrics.test``; older versions: ``test_accuracy``)."""
+    """The ``metric`` a version recorded on its test split when it was trained (``metrics.test``;
+    older versions: ``test_accuracy``): what ``registry list`` shows; the gate reads the evaluation's."""
     metrics = metadata.get("metrics") or {}
     value = (metrics.get("test") or {}).get(metric)
     if value is None and metric == "accuracy":
         value = metrics.get("test_accuracy")
+    return _number(value)
+
+
+def evaluated_figure(evaluation: Mapping[str, Any] | None, metric: str) -> float | None:
+    """``metric`` of a version's gold.model_evaluations row (None without a row or that figure)."""
+    return _number((evaluation or {}).get(metric))
+
+
+def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _evaluate_command(version: ModelVersion) -> str:
+    return f"./spark-submit.sh evaluate --model {version.name}:{version.version}"
+
+
+def _side(registry: Registry, version: ModelVersion, evaluations: Evaluations, metric: str) -> dict[str, Any]:
+    """One version's side of the comparison: its evaluated figure and the evaluation it came from."""
+    metadata, evaluation = registry.read_metadata(version), evaluations(version)
+    side: dict[str, Any] = {"version": version.version, "value": evaluated_figure(evaluation, metric),
+                            "test_split": test_split_of(metadata), "evaluated": evaluation is not None}
+    if evaluation is not None:
+        # Kept in the alias log's evidence (JSON): the evaluation's time as text.
+        side["evaluation"] = {k: evaluation.get(k) if k != "evaluated_at" else str(evaluation.get(k))
+                              for k in ("rows", "run_id", "evaluated_at", "predictions_delta_version")}
+    return side
 
 
 def test_split_of(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -45,34 +104,41 @@ def test_split_of(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_versions(registry: Registry, champion: ModelVersion | None, challenger: ModelVersion,
-                     cfg: PromoteConfig) -> dict[str, Any]:
-    """The two versions' test figures side by side, and whether the challenger beats the champion
-    by more than ``cfg.margin`` on ``cfg.metric`` over the same test split."""
-    new = registry.read_metadata(challenger)
+                     cfg: PromoteConfig, evaluations: Evaluations) -> dict[str, Any]:
+    """The two versions' evaluated test figures side by side (``evaluations``: their rows of
+    gold.model_evaluations, :func:`read_evaluations`), and whether the challenger beats the
+    champion by more than ``cfg.margin`` on ``cfg.metric`` over the same test split."""
     row: dict[str, Any] = {"metric": cfg.metric, "lower_is_better": cfg.lower_is_better, "margin": cfg.margin,
-                           "challenger": {"version": challenger.version, "value": test_figure(new, cfg.metric),
-                                          "test_split": test_split_of(new)}}
+                           "split": GATE_SPLIT, "challenger": _side(registry, challenger, evaluations, cfg.metric)}
+    sides = [(challenger, row["challenger"])]
+    if champion is not None:
+        row["champion"] = _side(registry, champion, evaluations, cfg.metric)
+        sides.insert(0, (champion, row["champion"]))
+    unevaluated = [v for v, side in sides if not side["evaluated"]]
+    if unevaluated:
+        row.update(same_test_split=None, improvement=None, beats=False, why="; ".join(
+            f"{v.name}:{v.version} has no {GATE_SPLIT}-split row in gold.model_evaluations: run "
+            f"{_evaluate_command(v)} first" for v in unevaluated))
+        return row
     if champion is None:
         row.update(champion=None, same_test_split=None, improvement=None, beats=True,
                    why=f"no version holds {cfg.alias!r} yet")
         return row
-    old = registry.read_metadata(champion)
-    row["champion"] = {"version": champion.version, "value": test_figure(old, cfg.metric),
-                       "test_split": test_split_of(old)}
-    same = test_split_of(old) == test_split_of(new)
+    old, new = row["champion"]["test_split"], row["challenger"]["test_split"]
+    same = old == new
     a, b = row["champion"]["value"], row["challenger"]["value"]
     if a is None or b is None:
         missing = [v for v, x in ((champion.version, a), (challenger.version, b)) if x is None]
         row.update(same_test_split=same, improvement=None, beats=False,
-                   why=f"version(s) {missing} recorded no test {cfg.metric!r}")
+                   why=f"the evaluation of version(s) {missing} has no {cfg.metric!r} (gold.model_evaluations "
+                       f"has {', '.join(EVALUATION_COLUMNS[1:])} and the evaluation's other figures)")
         return row
     improvement = (a - b) if cfg.lower_is_better else (b - a)
     beats = same and improvement > cfg.margin
     if not same:
-        why = (f"not the same test split: version {champion.version} was tested on {test_split_of(old)['table']} "
-               f"v{test_split_of(old)['delta_version']}, version {challenger.version} on "
-               f"{test_split_of(new)['table']} v{test_split_of(new)['delta_version']}; retrain the champion on the "
-               f"same features version to compare them")
+        why = (f"not the same test split: version {champion.version} was tested on {old['table']} "
+               f"v{old['delta_version']}, version {challenger.version} on {new['table']} v{new['delta_version']}; "
+               f"retrain the champion on the same features version to compare them")
     else:
         why = (f"test {cfg.metric} {b:.4f} vs {a:.4f}: {'+' if improvement >= 0 else ''}{improvement:.4f}, "
                f"{'more' if beats else 'not more'} than the margin {cfg.margin}")
@@ -80,16 +146,18 @@ def compare_versions(registry: Registry, champion: ModelVersion | None, challeng
     return row
 
 
-def promote(registry: Registry, name: str, version: int, cfg: PromoteConfig, *, reason: str,
-            actor: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Move ``cfg.alias`` of ``name`` to ``version`` if it beats the current holder (or ``force``);
+def promote(registry: Registry, name: str, version: int, cfg: PromoteConfig, evaluations: Evaluations, *,
+            reason: str, actor: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Move ``cfg.alias`` of ``name`` to ``version`` if its evaluation (``evaluations``: rows of
+    gold.model_evaluations, :func:`read_evaluations`) beats the current holder's (or ``force``);
     returns the comparison with ``promoted`` and the log entry's fields.
 
     Raises
     ------
     PromotionRefused
-        the challenger does not beat the holder by more than the margin, or the two were not
-        tested on the same split; the message gives the figures.
+        the challenger does not beat the holder by more than the margin, the two were not tested
+        on the same split, or one of them has no evaluation (the message names the evaluate
+        command to run); the message gives the figures.
     ModelNotFound
         ``version`` is not committed.
     """
@@ -98,7 +166,7 @@ def promote(registry: Registry, name: str, version: int, cfg: PromoteConfig, *, 
     if current == challenger.version:
         return {"promoted": False, "why": f"{name}:{current} already holds {cfg.alias!r}; nothing moved"}
     champion = registry.resolve(name, current) if current is not None else None
-    comparison = compare_versions(registry, champion, challenger, cfg)
+    comparison = compare_versions(registry, champion, challenger, cfg, evaluations)
     if not comparison["beats"] and not force:
         raise PromotionRefused(
             f"{name}:{challenger.version} is not promoted to {cfg.alias!r} (held by {name}:{current}): "
@@ -173,7 +241,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> Any:
+def _evaluations(profile: Profile, command: str,
+                 open_session: "Callable[[Profile], SparkSession] | None") -> Evaluations:
+    """gold.model_evaluations of the profile's lake, read through ``open_session``'s session (the
+    ``lakeloop`` command's), else the active one (a notebook's, a test's)."""
+    if open_session is not None:
+        return read_evaluations(open_session(profile), profile.lake_root)
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise SetupError(f"registry {command} reads the versions' figures from gold.model_evaluations and needs a "
+                         f"Spark session: call lakeloop.promotion.main(argv, open_session=build_session)")
+    return read_evaluations(spark, profile.lake_root)
+
+
+def _run(args: argparse.Namespace, open_session: "Callable[[Profile], SparkSession] | None" = None) -> Any:
     from dataclasses import replace
 
     profile = load_profile(args.profile, args.overrides)
@@ -192,20 +275,23 @@ def _run(args: argparse.Namespace) -> Any:
         else:
             holder = registry.list_aliases(challenger.name).get(cfg.alias)
             champion = registry.resolve(challenger.name, holder) if holder is not None else None
-        return compare_versions(registry, champion, challenger, cfg)
+        return compare_versions(registry, champion, challenger, cfg, _evaluations(profile, "compare", open_session))
     actor = getpass.getuser()  # the person at the command line, for the log
     if args.command == "promote":
         name, ref = parse_model_ref(args.ref)
-        return promote(registry, name, registry.resolve(name, ref).version, cfg, reason=args.reason, actor=actor,
+        return promote(registry, name, registry.resolve(name, ref).version, cfg,
+                       _evaluations(profile, "promote", open_session), reason=args.reason, actor=actor,
                        force=args.force)
     return rollback(registry, args.ref, cfg.alias, reason=args.reason, actor=actor)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lakeloop registry ...``; exit 1 when the gate refuses, 2 for a bad reference or profile."""
+def main(argv: Sequence[str] | None = None,
+         open_session: "Callable[[Profile], SparkSession] | None" = None) -> int:
+    """``lakeloop registry ...``; exit 1 when the gate refuses, 2 for a bad reference or profile.
+    ``open_session``: a profile -> its Spark session, for ``compare`` and ``promote`` (else the active one)."""
     args = _parser().parse_args(argv)
     try:
-        out = _run(args)
+        out = _run(args, open_session)
     except PromotionRefused as exc:
         print(f"lakeloop registry {args.command}: refused: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """What the lake holds, in a few lines a person reads: each table's rows and Delta version,
-the quarantine reasons, the predictions' accuracy and the registered models.
+the quarantine reasons, the predictions per model version and their evaluation (gold.model_evaluations),
+and the registered models.
 
     lakeloop show [--profile P] [--set k=v ...]          (what ./dev/demo.sh prints last)
 
@@ -27,23 +28,16 @@ def lake_tables(profile: Profile) -> list[tuple[str, str]]:
         profile.ingest_tables.tables, feature_tables=[LakeLayout.source_name(table.source)] if table else [])
 
 
-def _prediction_lines(df: "DataFrame") -> list[str]:
-    """Rows per model version and their accuracy against the labels on the test split (the rows
-    no training saw); the other splits' figures are in gold.model_evaluations."""
-    from pyspark.sql import functions as F
-
-    correct = (F.col("label") == F.col("true_label")).cast("int")
-    is_test = (F.col("split") == "test") if "split" in df.columns else F.lit(False)
-    per_model = df.groupBy("model_name", "model_version").agg(
-        F.count("*").alias("rows"),
-        F.avg(F.when(F.col("true_label").isNotNull() & is_test, correct)).alias("test_accuracy"),
-        F.count(F.when(F.col("true_label").isNotNull() & is_test, 1)).alias("test_rows"),
-    ).orderBy("model_name", "model_version")
+def _prediction_lines(df: "DataFrame", evaluated: set[tuple[str, int]]) -> list[str]:
+    """Rows per model version; a version ``evaluated`` (a row in gold.model_evaluations) has its
+    accuracy there, shown under that table; another one is pointed to the evaluate job."""
+    per_model = df.groupBy("model_name", "model_version").count().orderBy("model_name", "model_version")
     lines = []
     for row in per_model.collect():
-        accuracy = "" if row["test_accuracy"] is None else \
-            f", test-split accuracy {row['test_accuracy']:.2%} ({row['test_rows']} rows)"
-        lines.append(f"  {'':<24} {row['rows']:>6} by {row['model_name']}:{row['model_version']}{accuracy}")
+        pending = "" if (row["model_name"], row["model_version"]) in evaluated else \
+            ", not evaluated yet (its accuracy: ./spark-submit.sh evaluate --model " \
+            f"{row['model_name']}:{row['model_version']})"
+        lines.append(f"  {'':<24} {row['count']:>6} by {row['model_name']}:{row['model_version']}{pending}")
     return lines
 
 
@@ -52,9 +46,17 @@ def _evaluation_lines(df: "DataFrame") -> list[str]:
     lines = []
     for row in df.where("split = 'test'").orderBy("model_name", "model_version").collect():
         gap = "" if row["largest_group_gap"] is None else f", largest group gap {row['largest_group_gap']:.1%}"
-        lines.append(f"  {'':<24} {row['model_name']}:{row['model_version']} test: accuracy {row['accuracy']:.2%}, "
-                     f"macro-F1 {row['macro_f1']:.3f}{gap}")
+        lines.append(f"  {'':<24} {row['model_name']}:{row['model_version']} test: accuracy {row['accuracy']:.2%} "
+                     f"({row['rows']} rows), macro-F1 {row['macro_f1']:.3f}{gap}")
     return lines
+
+
+def _evaluated(spark: "SparkSession", lake: LakeLayout) -> set[tuple[str, int]]:
+    """(model name, version) of every version with a row in gold.model_evaluations."""
+    if not delta.is_delta_table(spark, lake.model_evaluations):
+        return set()
+    rows = delta.read_table(spark, lake.model_evaluations).select("model_name", "model_version").distinct().collect()
+    return {(r["model_name"], r["model_version"]) for r in rows}
 
 
 def _reason_lines(df: "DataFrame") -> list[str]:
@@ -110,7 +112,7 @@ def show_lake(spark: "SparkSession", profile: Profile) -> str:
         version = delta.table_version(spark, uri)
         lines.append(f"  {layer + '.' + name:<24} {df.count():>6} rows  Delta v{version:<3} {uri}")
         if (layer, name) == ("gold", "predictions"):
-            lines += _prediction_lines(df)
+            lines += _prediction_lines(df, _evaluated(spark, lake))
         if (layer, name) == ("gold", "model_evaluations"):
             lines += _evaluation_lines(df)
         if layer == "quarantine" and "error" in df.columns:

@@ -154,7 +154,7 @@ def local_reference(spark, digits_lake, tmp_path_factory) -> dict[str, Any]:
         test_accuracy=report.details["test_accuracy"],
         val_accuracy=report.details["val_accuracy"],
         losses=[e["train_loss"] for e in metadata["metrics"]["per_epoch"]],
-        score_accuracy=score.metrics["accuracy_model_version"],
+        score_accuracy=score.metrics["accuracy_this_run"],
         scored=score.counts["scored"],
         counts=lake_counts(profile.lake_root),
     )
@@ -234,4 +234,4 @@ def check_scoring_matches_local(report: Mapping[str, Any], lake: str, copy, loca
     assert report["counts"]["scored"] == DEMO_DIGITS and report["counts"]["quarantined"] == 0
     rows = table_rows(copy(f"{lake}/gold/predictions"), None, ["image_id", "model_version"])
     assert rows.num_rows == DEMO_DIGITS and set(rows.column("model_version").to_pylist()) == {1}
-    assert report["metrics"]["accuracy_model_version"] == pytest.approx(local["score_accuracy"], abs=1e-9)
+    assert report["metrics"]["accuracy_this_run"] == pytest.approx(local["score_accuracy"], abs=1e-9)

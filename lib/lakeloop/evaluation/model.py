@@ -1,13 +1,14 @@
-"""Model evaluation: ``gold.predictions`` joined with ``silver.features`` -> Delta ``gold.model_evaluations``.
+"""Model evaluation: ``gold.predictions`` -> Delta ``gold.model_evaluations``, the one place a model
+version's accuracy is computed (the score job reports only its own run's; promotion reads these rows).
 
 Per split (train, validation, test) of one model version: accuracy, macro precision /
 recall / F1, per-class precision / recall / F1, the confusion matrix, top-k accuracy, a
 calibration table (reliability bins and the expected calibration error), and the
 accuracy per group of ``quality.group_column`` with the largest gap between groups (the
-bias report). The split is the one a row had in the ``silver.features`` version the model
-was trained on (:mod:`lakeloop.splits`), never the prediction's nor today's: figures for old
-predictions are right too, and after a ``features.split_seed`` change a row the model trained on
-is still counted as train.
+bias report, groups from ``silver.features``). The split is gold.predictions' ``split`` column,
+written by the score job: the one a row had in the ``silver.features`` version the model was
+trained on (:mod:`lakeloop.splits`), never today's, so after a ``features.split_seed`` change a
+row the model trained on is still counted as train.
 
 Spark does the counting; :mod:`lakeloop.metrics` turns the few aggregate rows into
 figures. The headline is the split of ``evaluate.split`` (test by default).
@@ -26,7 +27,6 @@ from lakeloop.metrics import calibration_table, classification_summary, confusio
 from lakeloop.preprocess import SPLITS
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.splits import model_splits, trained_version
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,31 +34,30 @@ if TYPE_CHECKING:
 EVALUATION_KEYS = ("model_name", "model_version", "split")
 
 
-def labelled_predictions(spark: "SparkSession", lake: LakeLayout, version: ModelVersion, metadata: dict[str, Any],
-                         group_column: str | None, report: RunReport) -> tuple["DataFrame", dict[str, int]]:
-    """This version's predictions that have a true label, with the row's ``split`` in the features
-    version the model trained on (:func:`lakeloop.splits.model_splits`) and its ``group`` from
-    silver.features now, the tables pinned; plus the Delta versions read."""
+def labelled_predictions(spark: "SparkSession", lake: LakeLayout, version: ModelVersion,
+                         group_column: str | None) -> tuple["DataFrame", dict[str, int | None]]:
+    """This version's predictions that have a true label, with their ``split`` as gold.predictions
+    holds it (the score job wrote each row's split in the features version the model trained on,
+    :func:`lakeloop.splits.model_splits`; ``unknown`` where it has none) and, with ``group_column``,
+    the row's ``group`` from silver.features now, the tables pinned; plus the Delta versions read."""
     from pyspark.sql import functions as F
 
-    for uri, hint in ((lake.predictions, "run score first"), (lake.features, "run build_features first")):
-        if not delta.is_delta_table(spark, uri):
-            raise SourceError(f"{uri} is not a Delta table yet; {hint}")
-    versions = {"predictions": delta.table_version(spark, lake.predictions),
-                "features": delta.table_version(spark, lake.features)}
+    if not delta.is_delta_table(spark, lake.predictions):
+        raise SourceError(f"{lake.predictions} is not a Delta table yet; run score first")
+    versions: dict[str, int | None] = {
+        "predictions": delta.table_version(spark, lake.predictions),
+        "features": delta.table_version(spark, lake.features) if delta.is_delta_table(spark, lake.features) else None}
     predictions = delta.read_table(spark, lake.predictions, versions["predictions"]).where(
         (F.col("model_name") == version.name) & (F.col("model_version") == version.version)
         & F.col("true_label").isNotNull())
+    split = F.col("split") if "split" in predictions.columns else F.lit(None).cast("string")
+    rows = predictions.select("image_id", "label", "true_label", "score", "scores",
+                              F.coalesce(split, F.lit("unknown")).alias("split"))
+    if group_column is None or versions["features"] is None:
+        return rows.withColumn("group", F.lit(None).cast("string")), versions
     features = delta.read_table(spark, lake.features, versions["features"])
-    group = F.col(group_column).cast("string") if group_column else F.lit(None).cast("string")
-    splits, warning = model_splits(spark, lake.features, metadata)
-    if warning:
-        report.warnings.append(warning)
-    versions["trained_features"] = trained_version(metadata, lake.features)
-    rows = predictions.select("image_id", "label", "true_label", "score", "scores") \
-        .join(features.select("image_id", group.alias("group")), "image_id", "left") \
-        .join(splits.withColumnRenamed("split", "_split"), "image_id", "left")
-    return rows.withColumn("split", F.coalesce("_split", F.lit("unknown"))).drop("_split"), versions
+    groups = features.select("image_id", F.col(group_column).cast("string").alias("group"))
+    return rows.join(groups, "image_id", "left"), versions
 
 
 def _aggregates(rows: "DataFrame", classes: list[str], top_k: int, n_bins: int) -> dict[str, list[Any]]:
@@ -114,6 +113,10 @@ def _group_column(spark: "SparkSession", profile: Profile, lake: LakeLayout, rep
     """``quality.group_column`` if silver.features has it; a warning (not an error) when it does not."""
     column = profile.quality.group_column
     if column is None:
+        return None
+    if not delta.is_delta_table(spark, lake.features):
+        report.warnings.append(f"quality.group_column {column!r}: {lake.features} is not a Delta table yet, so no "
+                               f"per-group figures; run build_features")
         return None
     columns = delta.read_table(spark, lake.features).columns
     if column in columns:
@@ -182,7 +185,7 @@ def evaluate_model(spark: "SparkSession", profile: Profile, report: RunReport | 
     report.details["model"] = {"name": version.name, "version": version.version, "uri": version.uri}
     with report.timed("read"):
         group_column = _group_column(spark, profile, lake, report)
-        rows, versions = labelled_predictions(spark, lake, version, metadata, group_column, report)
+        rows, versions = labelled_predictions(spark, lake, version, group_column)
     # Four aggregations read these rows: join and filter once, not once each.
     rows = rows.persist()
     try:
@@ -193,6 +196,10 @@ def evaluate_model(spark: "SparkSession", profile: Profile, report: RunReport | 
     if not by_split:
         raise SourceError(f"{lake.predictions} has no labelled prediction of {version.name}:{version.version}; "
                           f"score labelled rows (score.input features) first")
+    if "unknown" in by_split:
+        report.warnings.append(f"{by_split['unknown']['rows']} labelled prediction(s) of {version.name}:"
+                               f"{version.version} have no split in {lake.predictions} (scored before it kept one, "
+                               f"or in no features table): counted as split 'unknown'")
     with report.timed("write"):
         report.details["evaluations_merge"] = _write_evaluations(spark, by_split, version, versions, lake, report)
     _report_figures(report, by_split, cfg.split, group_column, versions)
@@ -206,6 +213,9 @@ def _report_figures(report: RunReport, by_split: dict[str, dict[str, Any]], spli
     report.counts.update({f"rows_{s}": f["rows"] for s, f in by_split.items()})
     report.details.update(split=split, group_column=group_column, delta_versions=versions,
                           accuracy_by_split={s: f["accuracy"] for s, f in by_split.items()})
+    # Every split's accuracy in the run's summary (the score job no longer counts them).
+    report.metrics.update({f"{s}_accuracy": round(f["accuracy"], 6) for s, f in by_split.items()
+                           if s != split and f["accuracy"] is not None})
     headline = by_split.get(split)
     if headline is None:
         report.warnings.append(f"no labelled prediction falls in the {split} split (evaluate.split); the figures "

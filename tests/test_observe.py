@@ -164,6 +164,31 @@ def test_evaluation_rows_are_stored_per_split_and_a_rerun_commits_nothing(spark,
     assert delta.table_version(spark, uri) == before
 
 
+def test_evaluation_takes_each_rows_split_from_gold_predictions_not_from_silver(spark, observed_lake, tmp_path):
+    from lakeloop.evaluation import evaluate_model
+    from support.lakes import copy_lake
+
+    profile = copy_lake(observed_lake.profile, tmp_path / "lake")
+    lake = layout(profile)
+    per_split = {r["split"]: r["count"] for r in delta.read_table(spark, lake.predictions).groupBy("split")
+                 .count().collect()}
+    five = [r.image_id for r in delta.read_table(spark, lake.predictions).where("split = 'train'")
+            .orderBy("image_id").limit(5).collect()]
+    # gold's column now says holdout; silver.features still says train for these rows.
+    spark.sql(f"UPDATE delta.`{lake.predictions}` SET split = 'holdout' "
+              f"WHERE image_id IN ({', '.join(repr(i) for i in five)})")
+    features_before = delta.table_version(spark, lake.features)
+
+    evaluated = evaluate_model(spark, profile, report=RunReport.start("evaluate"))
+
+    assert evaluated.counts["rows_holdout"] == 5 and evaluated.counts["rows_train"] == per_split["train"] - 5
+    assert {s: evaluated.counts[f"rows_{s}"] for s in ("validation", "test")} == \
+        {s: per_split[s] for s in ("validation", "test")}
+    assert delta.table_version(spark, lake.features) == features_before
+    assert {r["split"] for r in delta.read_table(spark, lake.model_evaluations).collect()} == \
+        {"train", "validation", "test", "holdout"}
+
+
 def test_a_group_gap_over_the_threshold_fails_evaluate_when_on_violation_is_fail(spark, observed_lake):
     from lakeloop.evaluation import evaluate_model
 
@@ -393,7 +418,7 @@ def test_progress_lines_come_while_a_stage_runs_and_stop_when_it_ends(spark):
 
 
 def test_lakeloop_report_draws_the_page_of_a_past_run_from_its_json(spark, observed_lake, capsys):
-    from lakeloop.pages import main
+    from lakeloop.cli.report import main
     from lakeloop.report import write_report
 
     report = RunReport(**{k: v for k, v in observed_lake.reports["evaluate"].items()})

@@ -186,3 +186,13 @@ def test_every_module_of_the_package_imports_on_this_stack(module):
     if module == "lakeloop.io.petastorm_fs" and importlib.util.find_spec("pyarrow.filesystem") is None:
         pytest.skip("Petastorm's filesystem adapter needs pyarrow's legacy filesystem API: the spark40 stack")
     importlib.import_module(module)
+
+
+def test_no_step_reads_a_run_report():
+    """Run reports are write-only records: what a later run must know lives in the lake, kept by
+    the step that needs it (lakeloop.io.step_state). Only the report pages and ``show`` read them."""
+    readers = {"lakeloop/pages.py", "lakeloop/ops/pages.py", "lakeloop/layout.py"}
+    found = [str(p.relative_to(LIB)) for p in PACKAGE.rglob("*.py")
+             if str(p.relative_to(LIB)) not in readers and
+             any(name in p.read_text(encoding="utf-8") for name in ("latest_report(", "read_latest_report"))]
+    assert found == []

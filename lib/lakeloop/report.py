@@ -112,13 +112,3 @@ def write_report(spark: "SparkSession", report: RunReport, report_dir: str) -> s
     hadoop.write_text(spark, f"{report_dir}/latest.json", text)
     report.outputs.setdefault("report", uri)
     return uri
-
-
-def read_latest_report(spark: "SparkSession", uri: str) -> dict[str, Any]:
-    """The report :func:`write_report` left at ``uri`` (a ``latest.json``), or {} when there is none
-    or it is cut short (a disk that filled, a copy stopped half-way)."""
-    try:
-        previous = json.loads(hadoop.read_text(spark, uri)) if hadoop.exists(spark, uri) else {}
-    except ValueError:
-        return {}
-    return previous if isinstance(previous, dict) else {}

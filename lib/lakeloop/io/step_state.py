@@ -25,12 +25,13 @@ if TYPE_CHECKING:
 
 def read_step_state(spark: "SparkSession", uri: str) -> dict[str, Any]:
     """The record :func:`write_step_state` left at ``uri``, or {} when there is none or it cannot
-    be read as one (a disk that filled, a copy stopped half-way)."""
+    be read as one (a disk that filled, a copy stopped half-way, a file whose checksum no longer
+    matches): without it the step does its full work, which is never wrong."""
     try:
         if not hadoop.exists(spark, uri):
             return {}
         recorded = json.loads(hadoop.read_text(spark, uri))
-    except ValueError:
+    except Exception:  # noqa: BLE001 - whatever makes the record unreadable, the full run is the answer
         return {}
     return recorded if isinstance(recorded, dict) else {}
 

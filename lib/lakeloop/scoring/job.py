@@ -1,13 +1,15 @@
 """The scoring job: the rows of a lake table that have no prediction yet -> Delta ``gold.predictions``.
 
 :func:`score_table` scores them with the UDF of :mod:`lakeloop.scoring.udf`, MERGEs them into
-``gold.predictions`` and refused rows into ``quarantine.predictions``, and reports counts,
-accuracy, throughput and worker memory. In named steps: open the input, plan what is
+``gold.predictions`` and refused rows into ``quarantine.predictions``, and reports the run's
+counts, its own accuracy and input drift, throughput and worker memory (the version's accuracy
+is the evaluate job's, in ``gold.model_evaluations``). In named steps: open the input, plan what is
 pending, score it, write it, summarise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from lakeloop.layout import LakeLayout
 from lakeloop.metrics import INTENSITY_BINS, histogram_fractions, population_stability_index
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, intensity_bin
 from lakeloop.registry import ModelVersion, Registry
-from lakeloop.report import RunReport, read_latest_report
+from lakeloop.io.step_state import read_step_state, write_step_state
+from lakeloop.report import RunReport
 from lakeloop.scoring.batch import (INPUT_CONTENT, INPUT_PIXELS, TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES, model_label,
                                     model_spec)
 from lakeloop.scoring.udf import (UdfPlan, arrow_batch_settings, bounded_chunks, check_table_columns, image_column,
@@ -170,9 +173,8 @@ def score_table(spark: "SparkSession", profile: Profile, report: RunReport | Non
     gold_commit = (unchanged["predictions"]["delta_version"], unchanged["predictions"]["committed_at"]) \
         if unchanged else delta.last_commit(spark, lake.predictions)
     _record_quality(spark, report, stats, scoring_input, lake, gold_commit)
-    if not report.counts.get("remaining"):
-        report.details["scored_state"] = unchanged or _scored_state(spark, scoring_input, lake, gold_commit)
     _record_drift(report, stats, scoring_input.metadata, profile)
+    _record_scored_state(spark, report, scoring_input, lake, unchanged, gold_commit)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
 
@@ -307,17 +309,37 @@ def _scored_state(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout
             "predictions": gold, "quarantine": delta.commit_state(spark, lake.quarantine_predictions)}
 
 
+def _record_scored_state(spark: "SparkSession", report: RunReport, scoring_input: _Input, lake: LakeLayout,
+                         unchanged: dict[str, Any] | None, gold_commit: tuple[int, str]) -> None:
+    """A run that left nothing pending records, in the lake (:mod:`lakeloop.io.step_state`), the
+    state it left the tables in and its counts; one that found them as the last run left them
+    (``unchanged``) leaves that record as it is."""
+    if report.counts.get("remaining"):
+        return
+    report.details["scored_state"] = unchanged or _scored_state(spark, scoring_input, lake, gold_commit)
+    if not unchanged:
+        write_step_state(spark, _state_uri(scoring_input, lake), {
+            "run_id": report.run_id, "scored_state": report.details["scored_state"], "counts": dict(report.counts)})
+
+
+def _state_uri(scoring_input: _Input, lake: LakeLayout) -> str:
+    """Where the score step records (:mod:`lakeloop.io.step_state`) the state it left an input and a
+    model in: one record per model name and input table."""
+    digest = hashlib.sha256(scoring_input.uri.encode()).hexdigest()[:12]
+    return lake.step_state("score", f"{scoring_input.version.name}-{digest}")
+
+
 def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout,
                                      report: RunReport) -> tuple[_Pending, dict[str, Any]] | None:
-    """When the score job's latest run succeeded, left nothing pending and ended with the input,
-    the model version, gold.predictions and quarantine.predictions as they are now (a scheduled run
-    with nothing new), nothing is pending now either: the plan's counts follow from that run's, and
-    the anti-join against gold is not planned. Returns them and that state (:func:`_scored_state`,
-    with gold's commit); else None (plan it)."""
-    previous = _latest_score_report(spark, lake)
+    """When the score step's last finished run over this input and model left nothing pending and
+    recorded the input, the model version, gold.predictions and quarantine.predictions as they are
+    now (a scheduled run with nothing new), nothing is pending now either: the plan's counts follow
+    from that run's, and the anti-join against gold is not planned. Returns them and that state
+    (:func:`_scored_state`, with gold's commit); else None (plan it)."""
+    previous = read_step_state(spark, _state_uri(scoring_input, lake))
     counts = previous.get("counts") or {}
-    recorded = (previous.get("details") or {}).get("scored_state")
-    if previous.get("status") != "succeeded" or not recorded or counts.get("remaining") or \
+    recorded = previous.get("scored_state")
+    if not isinstance(recorded, dict) or not isinstance(counts, dict) or counts.get("remaining") or \
             counts.get("skipped_null_id") or counts.get("skipped_duplicate_id"):
         return None
     if recorded != _scored_state(spark, scoring_input, lake) or not recorded.get("predictions"):
@@ -325,15 +347,10 @@ def _pending_as_the_last_run_left_it(spark: "SparkSession", scoring_input: _Inpu
     try:
         quarantined = int(counts["already_quarantined"]) + int(counts["quarantined"])
         pending = _Pending(None, int(counts["inputs"]), 0, 0, quarantined)
-    except (KeyError, TypeError, ValueError):  # a report from another lakeloop: plan it
+    except (KeyError, TypeError, ValueError):  # a record from another lakeloop: plan it
         return None
     report.details["plan_from_run"] = previous.get("run_id")
     return pending, recorded
-
-
-def _latest_score_report(spark: "SparkSession", lake: LakeLayout) -> dict[str, Any]:
-    """The score job's latest run report, or {} when there is none or it is cut short."""
-    return read_latest_report(spark, lake.latest_report("score"))
 
 
 def _plan(spark: "SparkSession", scoring_input: _Input, cfg: ScoreConfig, lake: LakeLayout,
@@ -532,62 +549,19 @@ def _count(report: RunReport, pending: _Pending, n_bounded: int | None, n_scored
     report.details["batches"] = {"batch_size": cfg.batch_size, "max_batch_bytes": cfg.max_batch_bytes}
 
 
-def _record_accuracy(spark: "SparkSession", report: RunReport, stats: Any, version: ModelVersion,
-                     lake: LakeLayout, gold_commit: tuple[int, str]) -> None:
-    """Accuracy against the input's labels: of this run's rows, and of every prediction of the
-    version (in gold.predictions at ``gold_commit``, its current version and commit time)."""
-    from pyspark.sql import functions as F
-
-    details = report.details
-    details["accuracy_this_run"] = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
-    gold_version, committed_at = gold_commit
-    counted = {"predictions_delta_version": gold_version, "committed_at": committed_at,
-               "model": {"name": version.name, "version": version.version}}
-    per_split, reused_from = _counts_of_the_last_run(spark, lake, counted)
-    if per_split is None:
-        gold = delta.read_table(spark, lake.predictions, gold_version).where(_this_version(version))
-        split = F.coalesce(F.col("split"), F.lit("unknown")) if "split" in gold.columns else F.lit("unknown")
-        per_split = [r.asDict() for r in gold.groupBy(split.alias("split")).agg(
-            F.count("*").alias("rows"),
-            F.count(F.when(F.col("true_label").isNotNull(), 1)).alias("labelled"),
-            F.count(F.when(F.col("label") == F.col("true_label"), 1)).alias("correct"),
-        ).collect()]
-    else:
-        details["version_counts_from_run"] = reused_from
-    details["version_counts"] = {**counted, "by_split": per_split}
-    rows, labelled, correct = (sum(r[k] for r in per_split) for k in ("rows", "labelled", "correct"))
-    details["predictions_for_version"] = int(rows)
-    # Over every split, the training split included: a figure of how the version fits the lake, not of
-    # how well it generalises; that is the test split's (accuracy_by_split.test, or the evaluate job).
-    details["accuracy_model_version"] = round(correct / labelled, 6) if labelled else None
-    details["accuracy_by_split"] = {r["split"]: round(r["correct"] / r["labelled"], 6)
-                                    for r in sorted(per_split, key=lambda r: r["split"]) if r["labelled"]}
-    details["predictions_delta_version"] = gold_version
-    for name in ("accuracy_this_run", "accuracy_model_version"):
-        if details[name] is not None:
-            report.metrics[name] = details[name]
-    for name, value in details["accuracy_by_split"].items():
-        report.metrics[f"accuracy_{name}"] = value
-
-
-def _counts_of_the_last_run(spark: "SparkSession", lake: LakeLayout,
-                            counted: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """The per-split counts of the score job's latest run, with its run id, if it counted this
-    model version over this same state of gold.predictions (a scheduled run that found nothing
-    new): the same table state gives the same counts, so they are not counted again."""
-    previous = _latest_score_report(spark, lake)
-    before = (previous.get("details") or {}).get("version_counts") or {}
-    if {k: before.get(k) for k in counted} != counted or not isinstance(before.get("by_split"), list):
-        return None, None
-    return before["by_split"], previous.get("run_id")
-
-
 def _record_quality(spark: "SparkSession", report: RunReport, stats: Any, scoring_input: _Input,
                     lake: LakeLayout, gold_commit: tuple[int, str]) -> None:
-    if scoring_input.task == "classification":
-        _record_accuracy(spark, report, stats, scoring_input.version, lake, gold_commit)
-    else:
+    """This run's own figures: a classifier's accuracy over the labelled rows it scored, from the
+    run's counts (nothing is read back). The version's accuracy, per split, is the evaluation's
+    (``evaluate`` -> gold.model_evaluations): one figure, computed in one place."""
+    if scoring_input.task != "classification":
         _record_task_quality(spark, report, scoring_input, lake, gold_commit[0])
+        return
+    accuracy = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
+    report.details.update(accuracy_this_run=accuracy, labelled_this_run=int(stats["labelled"] or 0),
+                          model_evaluations=lake.model_evaluations)
+    if accuracy is not None:
+        report.metrics["accuracy_this_run"] = accuracy
 
 
 def _record_task_quality(spark: "SparkSession", report: RunReport, scoring_input: _Input, lake: LakeLayout,

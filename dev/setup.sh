@@ -12,7 +12,7 @@
 #     command and kernel import this checkout's lib/ whichever checkout was set up last; .venv
 #     points at the stack set up last.
 #  3. The JVM packages of the profiles (Delta, ...) resolved from Maven Central into
-#     the jar cache (python -m lakeloop.runtime.jars resolve): the versions of the stack's Spark
+#     the jar cache (lakeloop jars resolve): the versions of the stack's Spark
 #     line (lakeloop.stacks), each in its own folder.
 #  4. A JVM class archive per jar set, which local drivers start from (jvm.class_archive).
 #  5. With --with-browser: Chromium from Debian's packages, for the tests that open the run
@@ -112,15 +112,15 @@ ln -sfn ".venv-$stack" "$repo/.venv"
 
 # --- 3. JVM packages ------------------------------------------------------------------
 for p in "${profiles[@]}"; do
-  "$own/bin/python" -m lakeloop.runtime.jars resolve --profile "$p" >/dev/null
+  "$own/bin/python" -m lakeloop.cli jars resolve --profile "$p" >/dev/null
 done
 
 # --- 4. JVM class archives --------------------------------------------------------------
-# A local driver starts from the classes a job loads, archived once (lakeloop.runtime.class_archive;
+# A local driver starts from the classes a job loads, archived once (lakeloop jars archive;
 # about 45 s per jar set, then about 4 s less per job). Without one, jobs start as before.
 for p in "${profiles[@]}"; do
   log="$cache/class-archive-$stack-$p.log"
-  if ! "$own/bin/python" -m lakeloop.runtime.class_archive --profile "$p" >"$log" 2>&1; then
+  if ! "$own/bin/python" -m lakeloop.cli jars archive --profile "$p" >"$log" 2>&1; then
     say "no JVM class archive for profile $p (jobs start without one; see $log)"
   fi
 done

@@ -8,7 +8,7 @@ calibration; per group of --group-by (quality.group_column): accuracy and the la
 
 import sys
 
-from lakeloop.runtime.runner import base_parser, run_job
+from lakeloop.cli.jobs import base_parser, run_job
 
 
 def main(argv=None) -> int:

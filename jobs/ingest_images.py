@@ -10,7 +10,7 @@
 import sys
 
 from lakeloop.ingest.images import ingest_images
-from lakeloop.runtime.runner import base_parser, run_job
+from lakeloop.cli.jobs import base_parser, run_job
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,7 @@ Without --table every table under ingest_tables.tables of the profile is ingeste
 import sys
 
 from lakeloop.ingest.tables import ingest_tables
-from lakeloop.runtime.runner import base_parser, run_job
+from lakeloop.cli.jobs import base_parser, run_job
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@ and no other job running meanwhile.
 
 import sys
 
-from lakeloop.runtime.runner import base_parser, run_job
+from lakeloop.cli.jobs import base_parser, run_job
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@ once, exactly once across kills and restarts, its checkpoint in the lake.
 
 import sys
 
-from lakeloop.runtime.runner import base_parser, run_job
+from lakeloop.cli.jobs import base_parser, run_job
 
 
 def make_parser():

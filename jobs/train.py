@@ -6,7 +6,7 @@
 
 import sys
 
-from lakeloop.runtime.runner import base_parser, run_job
+from lakeloop.cli.jobs import base_parser, run_job
 
 
 def main(argv=None) -> int:

@@ -113,7 +113,7 @@ def test_modules_import_only_lower_layers_or_their_own_subpackage():
 
 def test_the_checks_see_lazy_imports_and_catch_a_cycle_and_an_upward_import():
     # imported() must see imports inside functions, or the graph would miss most edges.
-    assert "lakeloop.runtime.session" in imported(PACKAGE / "cli.py")
+    assert "lakeloop.runtime.session" in imported(PACKAGE / "cli" / "lake.py")
     graph = internal_graph()
     assert "lakeloop.io.lakefs" in graph["lakeloop.registry"]
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
@@ -196,3 +196,40 @@ def test_no_step_reads_a_run_report():
              if str(p.relative_to(LIB)) not in readers and
              any(name in p.read_text(encoding="utf-8") for name in ("latest_report(", "read_latest_report"))]
     assert found == []
+
+
+def profile_definitions(paths, root: Path = LIB) -> list[str]:
+    """Each ``add_argument("--profile", ...)`` call in ``paths``, as ``path:line`` under ``root``."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+                    and any(isinstance(a, ast.Constant) and a.value == "--profile" for a in node.args)):
+                found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_profile_is_defined_in_one_place():
+    """One ``--profile`` (one default) and ``--set`` for every command line: lakeloop.cli.common's helper."""
+    assert [d.split(":")[0] for d in profile_definitions(sorted(PACKAGE.rglob("*.py")))] == ["lakeloop/cli/common.py"]
+
+
+def test_only_the_cli_package_parses_arguments():
+    """The library's modules are plain functions; each command group's parser is a module of lakeloop.cli."""
+    assert sorted(name for name, path in modules().items()
+                  if "argparse" in imported(path) and not name.startswith("lakeloop.cli")) == []
+
+
+def test_the_profile_check_finds_each_definition_and_only_definitions(tmp_path):
+    (tmp_path / "a.py").write_text('import argparse\np = argparse.ArgumentParser()\n'
+                                   'p.add_argument("--set")\np.add_argument("--profile", default="yarn")\n')
+    (tmp_path / "b.py").write_text('command = ["--profile", "local"]  # an argument passed on, not defined\n')
+    assert profile_definitions([tmp_path / "a.py", tmp_path / "b.py"], tmp_path) == ["a.py:4"]
+
+
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_in_lib_is_over_600_lines():
+    lines = {str(p.relative_to(LIB)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {path: n for path, n in lines.items() if n > MAX_MODULE_LINES} == {}

@@ -56,7 +56,7 @@ def _clone(target: Path, name: str) -> Path:
     if diff:
         subprocess.run(["git", "-C", str(target), "apply", "--binary", "-"], input=diff, check=True,
                        capture_output=True)
-    cli = target / "lib" / "lakeloop" / "cli.py"
+    cli = target / "lib" / "lakeloop" / "cli" / "__init__.py"
     cli.write_text(cli.read_text().replace('"""', f'"""[{name}] ', 1))
     return target
 

@@ -137,7 +137,7 @@ def test_train_rank_runs_without_spark_from_a_plan(spark, digits_lake, tmp_path)
     plan_file, out = tmp_path / "plan.json", tmp_path / "result.pt"
     plan_file.write_text(plan.to_json())
     env = {"PYTHONPATH": str(REPO / "lib"), "PATH": "/usr/bin:/bin"}
-    code = WITHOUT_SPARK.format(module="lakeloop.training.rank")
+    code = WITHOUT_SPARK.format(module="lakeloop.cli.train_rank")
     proc = subprocess.run([sys.executable, "-c", code, "--plan", str(plan_file), "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

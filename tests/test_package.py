@@ -66,7 +66,7 @@ def test_the_wheel_holds_every_library_module_and_the_console_script(wheel):
         metadata = email.message_from_bytes(zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))))
     modules = {p.relative_to(REPO / "lib").as_posix() for p in (REPO / "lib" / "lakeloop").rglob("*.py")}
     assert modules <= names
-    assert {"lakeloop/cli.py", "lakeloop/deploy/databricks.py", "lakeloop/io/lakefs.py"} <= names
+    assert {"lakeloop/cli/__init__.py", "lakeloop/deploy/databricks.py", "lakeloop/io/lakefs.py"} <= names
     assert "lakeloop = lakeloop.cli:main" in entry_points
     # On Databricks the platform's Spark must stay the only one: pyspark only in extras, and
     # petastorm (which hard-requires pyspark) too.

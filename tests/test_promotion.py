@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from lakeloop.cli.registry import main
 from lakeloop.config import PromoteConfig
 from lakeloop.errors import PromotionRefused
-from lakeloop.promotion import compare_versions, main, promote, rollback
+from lakeloop.promotion import compare_versions, promote, rollback
 from lakeloop.registry import Registry
 
 GATE = PromoteConfig(alias="production", metric="accuracy", margin=0.005)

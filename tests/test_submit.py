@@ -62,7 +62,7 @@ def test_py_files_ship_the_users_modules_to_the_executors_and_their_processes(tm
 
 
 def test_repo_means_the_same_checkout_to_the_wrapper_and_to_the_job(tmp_path):
-    from lakeloop.runtime.runner import base_parser
+    from lakeloop.cli.jobs import base_parser
 
     mine = tmp_path / "profiles" / "mine.yaml"  # not in a conf/ folder: {repo} is the checkout
     mine.parent.mkdir()
@@ -144,7 +144,7 @@ def test_a_local_driver_starts_from_the_class_archive_the_setup_wrote_and_as_bef
     without = spark_settings(profile)["spark.driver.extraJavaOptions"]
     assert "SharedArchiveFile" not in without and "-XX:+UseSerialGC" in without
     archive.parent.mkdir(parents=True)
-    archive.write_bytes(b"written by python -m lakeloop.runtime.class_archive")
+    archive.write_bytes(b"written by lakeloop jars archive")
     options = spark_settings(profile)["spark.driver.extraJavaOptions"]
     assert options.startswith(without) and f"-XX:SharedArchiveFile={archive}" in options
     # Another jar set is another archive; a profile may turn it off; a cluster profile does.

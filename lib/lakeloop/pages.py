@@ -1,6 +1,6 @@
 """Run pages: one self-contained HTML page per job run, rendered from its JSON report.
 
-    lakeloop report [JOB | RUN_ID] [--profile P] [--out FILE] [--open]
+    lakeloop report [JOB | RUN_ID] [--profile P] [--out FILE] [--open]      (lakeloop.cli.report)
 
 Every job writes ``_reports/<job>/<run_id>.html`` (and ``latest.html``) next to its JSON
 report (``observe.html_reports``, on by default) and prints where. The page holds what the
@@ -21,11 +21,10 @@ import base64
 import html
 import json
 import re
-import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from lakeloop import figures
-from lakeloop.errors import LakeloopError, SourceError
+from lakeloop.errors import SourceError
 from lakeloop.io import hadoop
 from lakeloop.io.lakefs import LakeFiles
 from lakeloop.layout import LakeLayout
@@ -283,43 +282,3 @@ def find_report(files: LakeFiles, lake: LakeLayout, job_or_run: str | None, jobs
         raise SourceError(f"no run report {uri or 'at all'} in {lake.root}; runs with reports: "
                           f"{', '.join(have) or 'none yet (run a job first)'}")
     return json.loads(files.read_bytes(uri))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lakeloop report``: draw a run's page from its JSON report, print where it is, optionally open it."""
-    import argparse
-    import webbrowser
-    from pathlib import Path
-
-    from lakeloop.config import load_profile
-
-    parser = argparse.ArgumentParser(prog="lakeloop report", description="Draw the HTML page of a job run.")
-    parser.add_argument("run", nargs="?", metavar="JOB|RUN_ID",
-                        help=f"a job ({', '.join(JOBS)}: its latest run) or a run id; default: the newest run")
-    parser.add_argument("--profile", default="local", help="profile name in conf/ or a YAML path (default: local)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile setting (repeatable)")
-    parser.add_argument("--out", metavar="FILE", help="where to write the page (default: next to the report in a "
-                        "local lake, else ./<run_id>.html)")
-    parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
-    args = parser.parse_args(argv)
-    try:
-        profile = load_profile(args.profile, args.overrides)
-        files, lake = LakeFiles(profile.hadoop_conf()), LakeLayout(profile.lake_root)
-        report = find_report(files, lake, args.run, JOBS)
-    except LakeloopError as exc:
-        print(f"lakeloop report: {exc}", file=sys.stderr)
-        return 2
-    page = render_page(report)
-    if args.out:
-        target = Path(args.out).resolve()
-    elif lake.root.startswith("file:"):
-        target = Path(lake.reports(report["job"])[len("file:"):]) / f"{report['run_id']}.html"
-    else:
-        target = Path.cwd() / f"{report['run_id']}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
-    print(f"{report['job']} {report.get('status')} (run {report['run_id']}): {target}")
-    if args.open:
-        webbrowser.open(target.as_uri())
-    return 0

@@ -4,7 +4,7 @@ and the registered models.
 
     lakeloop show [--profile P] [--set k=v ...]          (what ./dev/demo.sh prints last)
 
-Reads only; the command line is :mod:`lakeloop.cli`.
+Reads only; the command line is :mod:`lakeloop.cli.lake`.
 """
 
 from __future__ import annotations

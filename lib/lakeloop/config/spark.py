@@ -21,7 +21,7 @@ class SparkSettings:
 class JvmSettings:
     """Maven coordinates Spark needs beyond its own jars, and where they are cached.
 
-    ``packages`` are resolved by ``python -m lakeloop.jars resolve`` (run by the setup)
+    ``packages`` are resolved by ``lakeloop jars resolve`` (run by the setup)
     into ``cache_dir`` and handed to Spark as ``spark.jars``; nothing is fetched when a
     job runs. Leave ``packages`` empty where the platform provides them (Databricks).
     """
@@ -29,6 +29,6 @@ class JvmSettings:
     packages: tuple[str, ...] = ()
     cache_dir: str = "~/.cache/lakeloop/jars"
     # A local driver JVM maps the classes a job loads from an archive written once by the setup
-    # (python -m lakeloop.runtime.class_archive) instead of reading them from the jars: about 4 s
+    # (lakeloop jars archive) instead of reading them from the jars: about 4 s
     # less a job. No archive yet, or one the JVM refuses (another Java): it starts as before.
     class_archive: bool = False

@@ -1,6 +1,6 @@
 """An Apache Airflow DAG that runs the scoring job on the profile's schedule, for YARN and standalone users.
 
-    lakeloop airflow dag [--profile yarn] [--set k=v ...] [--conn-id spark_default] [--out PATH]
+    lakeloop airflow dag --profile yarn [--set k=v ...] [--conn-id spark_default] [--out PATH]   (lakeloop.cli.airflow)
 
 The DAG holds one ``SparkSubmitOperator`` task (``apache-airflow-providers-apache-spark``) that
 submits ``jobs/score.py`` exactly as ``./spark-submit.sh --profile P score --stream`` would: the
@@ -14,14 +14,12 @@ or ``spark://host:7077``), as SparkSubmitOperator takes it.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from pprint import pformat
 from typing import Any, Sequence
 
-from lakeloop.config import REPO_ROOT, Profile, load_profile
-from lakeloop.errors import ConfigError, LakeloopError
+from lakeloop.config import REPO_ROOT, Profile
+from lakeloop.errors import ConfigError
 
 DAG_ID = "lakeloop_score"
 
@@ -98,30 +96,3 @@ def dag_source(profile: Profile, profile_name: str, overrides: Sequence[str] = (
         default_args.update(email=list(cfg.on_failure_emails), email_on_failure=True, email_on_retry=False)
     return TEMPLATE.format(profile=profile.name, submit=pformat(submit, width=100, sort_dicts=False), dag_id=DAG_ID,
                            cron=cfg.cron, timezone=cfg.timezone, default_args=pformat(default_args, sort_dicts=False))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lakeloop airflow", description="An Airflow DAG for scheduled scoring.")
-    parser.add_argument("what", choices=["dag"])
-    parser.add_argument("--profile", default="yarn", help="profile name in conf/ or a YAML path (default: yarn)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile setting; the task runs with it too (repeatable)")
-    parser.add_argument("--conn-id", default="spark_default", help="the Airflow Spark connection (its host: the master)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "airflow" / f"{DAG_ID}.py",
-                        help="where to write the DAG file (default: build/airflow/lakeloop_score.py)")
-    args = parser.parse_args(argv)
-    try:
-        profile = load_profile(args.profile, args.overrides)
-        text = dag_source(profile, args.profile, args.overrides, args.conn_id)
-    except LakeloopError as exc:
-        print(f"lakeloop airflow: {exc}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}: DAG {DAG_ID}, schedule {profile.schedule.cron!r} ({profile.schedule.timezone}); "
-          f"copy it into Airflow's dags folder")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Databricks job definitions generated from a profile: an Asset Bundle, or Jobs API JSON.
 
-    python -m lakeloop.deploy.databricks bundle [--profile databricks] [--set k=v ...] [--conf k=v ...]
-                                         [--option k=v ...] [--format yaml|json] [--out PATH]
+    lakeloop databricks bundle --profile databricks [--set k=v ...] [--conf k=v ...]     (lakeloop.cli.databricks)
+                               [--option k=v ...] [--format yaml|json] [--out PATH]
 
 One job per file in ``jobs/`` (``lakeloop_ingest_images`` ...) and one ``lakeloop_pipeline``
 job running them all in order (both ingestions, then ``build_features``, ``train``,
@@ -22,25 +22,27 @@ keys, wrong types, unknown enum values, missing required keys).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import enum
-import json
 import os
 import re
 import sys
 import textwrap
 import tomllib
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-from lakeloop.config import REPO_ROOT, Profile, build_settings, load_profile, parse_override
-from lakeloop.errors import ConfigError, LakeloopError, SetupError
+from lakeloop.config import REPO_ROOT, Profile, build_settings, parse_override
+from lakeloop.deploy.databricks_schema import (  # noqa: F401 - re-exported: the checks of what this module writes
+    ARTIFACT_KEYS,
+    BUNDLE_TOP_LEVEL_KEYS,
+    SYNC_KEYS,
+    bundle_problems,
+    schema_problems,
+)
+from lakeloop.errors import ConfigError, SetupError
 from lakeloop.stacks import DEFAULT, STACKS, Stack, installed_stack, stack_for_runtime
 
 # The pipeline's steps and what each waits for. Both ingestions are independent; the
@@ -549,122 +551,7 @@ def jobs_api_settings(
     return _job_settings(profile, options, overrides, locations, repo_root)
 
 
-# --------------------------------------------------------------------------- schema check
-
-# The top-level mappings and artifact keys of the bundle configuration reference
-# (docs: "Databricks Asset Bundle configuration"); jobs are checked against the SDK's types.
-BUNDLE_TOP_LEVEL_KEYS = frozenset({
-    "bundle", "artifacts", "experimental", "include", "permissions", "presets", "python", "resources",
-    "run_as", "scripts", "sync", "targets", "variables", "workspace",
-})
-ARTIFACT_KEYS = frozenset({"build", "dynamic_version", "executable", "files", "path", "type"})
-SYNC_KEYS = frozenset({"exclude", "include", "paths"})
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _type_problems(value: Any, tp: Any, where: str) -> list[str]:
-    """Where ``value`` does not fit the SDK type ``tp``: unknown keys, types, enum values."""
-    tp = _unwrap_optional(tp)
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return []
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            return [f"{where}: expected a mapping ({tp.__name__}), found {type(value).__name__}"]
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        problems = [f"{where}.{key}: not a field of {tp.__name__} (known: {', '.join(sorted(fields))})"
-                    for key in value if key not in fields]
-        for name, fld in fields.items():
-            if name in value:
-                problems += _type_problems(value[name], hints[name], f"{where}.{name}")
-            elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-                problems.append(f"{where}.{name}: required by {tp.__name__} but missing")
-        return problems
-    if origin in (list, typing.List):
-        if not isinstance(value, list):
-            return [f"{where}: expected a list, found {type(value).__name__}"]
-        (item_type,) = typing.get_args(tp)
-        return [p for i, item in enumerate(value) for p in _type_problems(item, item_type, f"{where}[{i}]")]
-    if origin in (dict, typing.Dict):
-        if not isinstance(value, Mapping):
-            return [f"{where}: expected a mapping, found {type(value).__name__}"]
-        _, item_type = typing.get_args(tp)
-        return [p for key, item in value.items() for p in _type_problems(item, item_type, f"{where}.{key}")]
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        allowed = [member.value for member in tp]
-        return [] if value in allowed else [f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}"]
-    if tp is bool:
-        return [] if isinstance(value, bool) else [f"{where}: expected true/false, found {value!r}"]
-    if tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return [] if ok else [f"{where}: expected a whole number, found {value!r}"]
-    if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return [] if ok else [f"{where}: expected a number, found {value!r}"]
-    if tp is str:
-        return [] if isinstance(value, str) else [f"{where}: expected text, found {value!r}"]
-    return []
-
-
-def _differences(expected: Any, actual: Any, where: str) -> list[str]:
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
-        out = [f"{where}.{k}: dropped by the round trip" for k in expected if k not in actual]
-        out += [f"{where}.{k}: added by the round trip" for k in actual if k not in expected]
-        return out + [d for k in expected if k in actual for d in _differences(expected[k], actual[k], f"{where}.{k}")]
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in _differences(e, a, f"{where}[{i}]")]
-    return [] if expected == actual else [f"{where}: {expected!r} came back as {actual!r}"]
-
-
-def schema_problems(settings: Mapping[str, Any], where: str = "job") -> list[str]:
-    """What is wrong with one job's settings by the Jobs API schema; empty when it conforms.
-
-    Two checks against ``databricks.sdk.service.jobs.JobSettings`` (generated from the
-    Jobs API's OpenAPI specification): every key, type and enum value walked against the
-    SDK's dataclasses, and a ``from_dict``/``as_dict`` round trip that must give the job
-    back unchanged (the SDK drops what it does not know).
-
-    Raises
-    ------
-    SetupError
-        ``databricks-sdk`` is not installed (it is in requirements/dev.txt).
-    """
-    try:
-        from databricks.sdk.service.jobs import JobSettings
-    except ImportError as exc:
-        raise SetupError(
-            "databricks-sdk is not installed: run ./dev/setup.sh (it is pinned in requirements/dev.txt)"
-        ) from exc
-    problems = _type_problems(settings, JobSettings, where)
-    if not problems:
-        problems = _differences(dict(settings), JobSettings.from_dict(dict(settings)).as_dict(), where)
-    return problems
-
-
-def bundle_problems(bundle: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a generated bundle: its sections' keys, and every job by :func:`schema_problems`."""
-    problems = [f"{key}: not a top-level bundle mapping" for key in bundle if key not in BUNDLE_TOP_LEVEL_KEYS]
-    if not isinstance(bundle.get("bundle"), Mapping) or not bundle["bundle"].get("name"):
-        problems.append("bundle.name: required")
-    for name, artifact in (bundle.get("artifacts") or {}).items():
-        problems += [f"artifacts.{name}.{key}: not an artifact setting" for key in artifact if key not in ARTIFACT_KEYS]
-    problems += [f"sync.{key}: not a sync setting" for key in (bundle.get("sync") or {}) if key not in SYNC_KEYS]
-    resources = bundle.get("resources") or {}
-    problems += [f"resources.{kind}: this generator writes jobs only" for kind in resources if kind != "jobs"]
-    for key, job in (resources.get("jobs") or {}).items():
-        problems += schema_problems(job, f"resources.jobs.{key}")
-    return problems
-
-
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- the file
 
 HEADER = """\
 # Generated by `lakeloop databricks bundle` from conf/{profile}.yaml: do not edit;
@@ -689,58 +576,3 @@ def write_bundle(bundle: Mapping[str, Any], out: Path, profile: Profile) -> None
     text += yaml.dump(dict(bundle), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=110)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lakeloop.deploy.databricks", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("bundle", help="write databricks.yml (or Jobs API JSON) for every job and the pipeline")
-    cmd.add_argument("--profile", default="databricks", help="profile in conf/ (default: databricks)")
-    cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a profile setting; the tasks get it too (repeatable)")
-    cmd.add_argument("--conf", dest="spark_conf", action="append", default=[], metavar="SPARK_KEY=VALUE",
-                     help="add a Spark setting to the clusters (repeatable)")
-    cmd.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                     help=f"cluster/bundle option: {', '.join(f.name for f in dataclasses.fields(BundleOptions))}")
-    cmd.add_argument("--format", choices=["yaml", "json"], default="yaml",
-                     help="yaml: an Asset Bundle (databricks.yml); json: one Jobs API 2.1 settings file per job")
-    cmd.add_argument("--repo", type=Path,
-                     help="the lakeloop checkout (default: this one, or the current folder for an installed wheel)")
-    cmd.add_argument("--out", type=Path,
-                     help="yaml: the file (default build/databricks/databricks.yml); json: a folder "
-                          "(default build/databricks/jobs)")
-    args = parser.parse_args(argv)
-
-    # An editable install (./dev/setup.sh) lives in the checkout; an installed wheel does not.
-    repo = (args.repo or (REPO_ROOT if (REPO_ROOT / "jobs").is_dir() else Path.cwd())).resolve()
-    try:
-        profile = load_profile(args.profile, args.overrides, args.spark_conf, conf_dir=repo / "conf", repo_root=repo)
-        options = load_options(args.options)
-        if args.format == "yaml":
-            out = args.out or repo / "build" / "databricks" / "databricks.yml"
-            bundle = bundle_definition(profile, options, args.overrides, out.resolve().parent, repo)
-            problems = bundle_problems(bundle)
-        else:
-            out = args.out or repo / "build" / "databricks" / "jobs"
-            jobs = jobs_api_settings(profile, options, args.overrides, repo)
-            problems = [p for key, job in jobs.items() for p in schema_problems(job, key)]
-    except LakeloopError as exc:
-        print(f"lakeloop databricks: {exc}", file=sys.stderr)
-        return 2
-    if problems:
-        print("lakeloop databricks: the generated definition does not fit the Jobs API schema:\n  "
-              + "\n  ".join(problems), file=sys.stderr)
-        return 1
-    if args.format == "yaml":
-        write_bundle(bundle, out, profile)
-        print(f"wrote {out}: {len(bundle['resources']['jobs'])} jobs, checked against the Jobs API schema")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        for key, job in jobs.items():
-            (out / f"{key}.json").write_text(json.dumps(job, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {len(jobs)} Jobs API settings files to {out} (databricks jobs create --json @FILE)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Write the JVM class archive a profile's local driver starts from (``jvm.class_archive``).
 
-    python -m lakeloop.runtime.class_archive [--profile P ...] [--force]
+    lakeloop jars archive [--profile P ...] [--force]        (lakeloop.cli.jars)
 
 Run by the setup after the jars are resolved. A Spark driver loads and links thousands of
 classes (Spark's, Delta's, Parquet's) before a job's first query; Java's class data sharing maps
@@ -13,17 +13,15 @@ jars (:func:`lakeloop.runtime.jars.class_archive_path`); sessions use it when it
 
 from __future__ import annotations
 
-import argparse
 import io
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakeloop.config import Profile, load_profile
-from lakeloop.errors import LakeloopError, SetupError
+from lakeloop.config import Profile
+from lakeloop.errors import SetupError
 from lakeloop.runtime.jars import class_archive_path, resolved_jars
 from lakeloop.runtime.session import DRIVER_JAVA_OPTIONS, build_session, java_options
 
@@ -102,23 +100,3 @@ def with_driver_options(profile: Profile, driver_options: str) -> Profile:
     # cluster profile's cluster need not be up while the setup runs.
     return dataclasses.replace(profile, spark=dataclasses.replace(profile.spark, conf=conf, master="local[2]"),
                                jvm=dataclasses.replace(profile.jvm, class_archive=False))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lakeloop.runtime.class_archive",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", action="append", default=None, help="profile name or file (repeatable)")
-    parser.add_argument("--force", action="store_true", help="write it again even if it exists")
-    args = parser.parse_args(argv)
-    for name in args.profile or ["local"]:
-        try:
-            archive = write_archive(load_profile(name), args.force)
-        except LakeloopError as exc:
-            print(f"class archive for {name}: {exc}", file=sys.stderr)
-            return 1
-        print(f"{name}: {archive or 'no class archive (jvm.class_archive is false)'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Resolve the JVM packages a profile names (Delta, hadoop-aws, ...) from Maven Central, once.
 
-The setup runs ``python -m lakeloop.runtime.jars resolve --profile P``: it writes a throw-away
+The setup runs ``lakeloop jars resolve --profile P`` (:mod:`lakeloop.cli.jars`): it writes a throw-away
 POM, lets ``mvn dependency:copy-dependencies`` fetch the packages with their runtime
 dependencies into ``<jvm.cache_dir>/<hash of the coordinates>/``, drops the jars Spark
 already ships (a second scala-library or antlr beside Spark's own breaks the driver),
@@ -10,7 +10,6 @@ Jobs, tests and notebooks then only read that list: nothing is fetched at run ti
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -176,24 +175,3 @@ def resolve(jvm: JvmSettings, mvn: str = "mvn", keep: tuple[str, ...] = ()) -> l
     tmp_manifest.write_text("\n".join(kept) + "\n")
     tmp_manifest.replace(target / MANIFEST)
     return kept
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lakeloop.config import load_profile
-
-    parser = argparse.ArgumentParser(prog="lakeloop jars", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("resolve", "list"):
-        p = sub.add_parser(name, help="fetch into the cache" if name == "resolve" else "print cached jar paths")
-        p.add_argument("--profile", action="append", default=None, help="profile name or file (repeatable)")
-    args = parser.parse_args(argv)
-    for prof in args.profile or ["local"]:
-        jvm = load_profile(prof).jvm
-        jars = resolve(jvm) if args.command == "resolve" else resolved_jars(jvm)
-        for jar in jars:
-            print(jar)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

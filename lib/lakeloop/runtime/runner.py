@@ -1,18 +1,17 @@
-"""What every ``jobs/<name>.py`` shares: arguments, profile, session, report, exit code.
+"""What every ``jobs/<name>.py`` shares after its arguments: profile, session, report, exit code.
 
-A job module defines its own arguments (mapped onto profile settings) and one function
-``run(spark, profile, report, args) -> None`` that calls the library; :func:`run_job` does the rest.
+A job module defines its own arguments (mapped onto profile settings, parsed by
+:mod:`lakeloop.cli.jobs`) and one function ``run(spark, profile, report, args) -> None`` that calls
+the library; :func:`execute` does the rest.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import traceback
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
-from lakeloop.config import Profile, load_profile
+from lakeloop.config import Profile
 from lakeloop.errors import LakeloopError
 from lakeloop.layout import LakeLayout
 from lakeloop.pages import page_uri, write_page
@@ -21,42 +20,18 @@ from lakeloop.report import RunReport, write_report
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-JobFn = Callable[["SparkSession", Profile, RunReport, argparse.Namespace], None]
+JobFn = Callable[["SparkSession", Profile, RunReport, Any], None]
 
 
-def base_parser(job: str, description: str) -> argparse.ArgumentParser:
-    """The arguments every job takes: ``--profile``, ``--set key=value``, ``--conf spark.key=value``."""
-    parser = argparse.ArgumentParser(prog=f"jobs/{job}.py", description=description)
-    parser.add_argument("--profile", default="local", help="profile name in conf/ or a YAML path (default: local)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a profile setting, e.g. --set ingest_images.max_pixels=1000000 (repeatable)",
-    )
-    parser.add_argument(
-        "--conf", dest="spark_conf", action="append", default=[], metavar="SPARK_KEY=VALUE",
-        help="add a Spark setting, e.g. --conf spark.sql.shuffle.partitions=4 (repeatable)",
-    )
-    parser.add_argument(
-        "--repo", metavar="DIR",
-        help="the checkout {repo} stands for in the profile (./spark-submit.sh passes the one it used; "
-             "default: the folder above the profile's conf/ folder, else the checkout lakeloop runs from)",
-    )
-    return parser
+def execute(job: str, load: Callable[[], Profile], fn: JobFn, args: Any = None) -> int:
+    """Load the profile (``load``), build the session, run ``fn``, write the report; return the exit code.
 
-
-def run_job(
-    job: str,
-    parser: argparse.ArgumentParser,
-    fn: JobFn,
-    overrides_from_args: Callable[[argparse.Namespace], list[tuple[str, object]]] = lambda a: [],
-    argv: Sequence[str] | None = None,
-) -> int:
-    """Parse, load the profile, build the session, run ``fn``, write the report; return the exit code."""
-    args = parser.parse_args(argv)
+    The jobs' command line (:func:`lakeloop.cli.jobs.run_job`) parses the arguments and calls this;
+    ``args`` is handed to ``fn`` as is.
+    """
     report = RunReport.start(job)
     try:
-        profile = load_profile(args.profile, [*args.overrides, *overrides_from_args(args)], args.spark_conf,
-                               repo_root=Path(args.repo) if args.repo else None)
+        profile = load()
     except LakeloopError as exc:
         print(f"{job}: {exc}", file=sys.stderr)
         return 2

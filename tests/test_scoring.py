@@ -5,6 +5,7 @@ rows go to quarantine, and the model is loaded once per Python worker."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.job import score_table
 from lakeloop.scoring.udf import arrow_batch_settings, register_udf, score, scoped_conf
+from support.kills import kill_tree
 from support.lakes import copy_lake, layout
 
 MODEL = "digits_lenet"
@@ -160,7 +162,7 @@ def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
     assert report.counts["already_scored"] == report.counts["quarantined"] == 0
     accuracy = float(np.mean(np.asarray(gold["label"]) == np.asarray(gold["true_label"])))
     assert accuracy > 0.5  # a few steps of training: far above chance (0.1)
-    assert report.details["accuracy_this_run"] == report.details["accuracy_model_version"] == round(accuracy, 6)
+    assert report.details["accuracy_this_run"] == round(accuracy, 6)  # of this run's rows, from its own counts
     assert report.details["python_worker_peak_rss_mb"] > 50  # a Python worker with torch loaded
     assert report.throughput["rows_per_s"] > 0
     assert report.details["python_worker_devices"] == ["cpu"]
@@ -179,50 +181,53 @@ def test_rerun_with_nothing_new_commits_nothing_and_loads_no_model(spark, scored
     assert report.counts["scored"] == report.counts["quarantined"] == 0
     assert report.counts["already_scored"] == report.counts["inputs"] == first.counts["inputs"]
     assert report.details["accuracy_this_run"] is None
-    assert report.details["accuracy_model_version"] == first.details["accuracy_model_version"]
     assert report.counts["python_workers"] == report.counts["model_loads"] == 0 and "score" not in report.durations_s
     assert report.counts["already_quarantined"] == first.counts["quarantined"]
 
 
-def test_a_run_with_nothing_new_takes_the_counts_of_the_last_run_over_the_same_gold_and_counts_again_after_a_change(
-        spark, scored, tmp_path):
+def test_the_score_job_does_not_read_gold_for_the_versions_accuracy_and_evaluation_gives_the_one_figure(
+        spark, scored, tmp_path, monkeypatch):
+    """The version's accuracy is computed once, by evaluate (gold.model_evaluations); the score
+    report keeps the run's own counts, accuracy and drift, and reads gold for nothing else."""
     from pyspark.sql import functions as F
 
-    from lakeloop.report import write_report
+    from lakeloop.evaluation import evaluate_model
 
     profile = copy_lake(scored[0], tmp_path / "lake")
-    reports = layout(profile).reports("score")
-    # Counted over the copy (Delta dates a commit by its file, and a copy's files are new).
-    first = score_table(spark, profile, report=RunReport("score", "score-counted"))
-    assert "version_counts_from_run" not in first.details
-    write_report(spark, first, reports)  # as the score job does after its run
-
-    again = score_table(spark, profile, report=RunReport("score", "score-again"))
-
-    assert again.details["version_counts_from_run"] == "score-counted"
-    assert again.details["version_counts"] == first.details["version_counts"]
-    assert again.details["accuracy_by_split"] == first.details["accuracy_by_split"]
-    assert again.details["accuracy_model_version"] == first.details["accuracy_model_version"]
-
-    write_report(spark, again, reports)
-    uri = layout(profile).features
-    new = delta.read_table(spark, uri).orderBy("image_id").limit(2).withColumn(
+    lake = layout(profile)
+    new = delta.read_table(spark, lake.features).orderBy("image_id").limit(3).withColumn(
         "image_id", F.concat(F.lit("new-"), "image_id"))
-    new.write.format("delta").mode("append").save(uri)
-    changed = score_table(spark, profile, report=RunReport("score", "score-changed"))
+    new.write.format("delta").mode("append").save(lake.features)
+    reads, read_table = [], delta.read_table
 
-    assert changed.counts["scored"] == 2 and "version_counts_from_run" not in changed.details
-    assert changed.details["predictions_for_version"] == first.details["predictions_for_version"] + 2
-    assert changed.details["version_counts"]["predictions_delta_version"] > \
-        first.details["version_counts"]["predictions_delta_version"]
+    def recorded(spark_, uri, *args, **kwargs):  # who reads which table
+        caller = sys._getframe(1).f_code
+        reads.append((uri, Path(caller.co_filename).name, caller.co_name))
+        return read_table(spark_, uri, *args, **kwargs)
 
-    # A report cut short (a disk that filled, a copy stopped half-way) is not trusted: counted again.
-    from lakeloop.io import hadoop
+    monkeypatch.setattr(delta, "read_table", recorded)
 
-    hadoop.write_text(spark, layout(profile).latest_report("score"), changed.to_json()[:200])
-    recounted = score_table(spark, profile, report=RunReport("score", "score-recounted"))
-    assert "version_counts_from_run" not in recounted.details
-    assert recounted.details["version_counts"] == changed.details["version_counts"]
+    report = score_table(spark, profile, report=RunReport("score", "score-new"))
+
+    assert report.counts["scored"] == 3 and report.details["labelled_this_run"] == 3
+    assert report.details["accuracy_this_run"] in (0.0, round(1 / 3, 6), round(2 / 3, 6), 1.0)
+    # gold.predictions is read by the plan's anti-join and the MERGE (lakeloop.io.delta) and for its columns;
+    # the score job itself reads none of its predictions.
+    assert {fn for uri, file, fn in reads if uri == lake.predictions and file == "job.py"} <= {"_nothing_to_do"}
+    assert {file for uri, file, fn in reads if uri == lake.predictions} <= {"job.py", "delta.py"}
+    removed = {"accuracy_model_version", "accuracy_by_split", "version_counts", "version_counts_from_run",
+               "predictions_for_version", "predictions_delta_version"}
+    assert removed & (set(report.details) | set(report.metrics)) == set()
+    assert not {m for m in report.metrics if m.startswith("accuracy_") and m != "accuracy_this_run"}
+    assert report.details["model_evaluations"] == lake.model_evaluations
+
+    monkeypatch.setattr(delta, "read_table", read_table)
+    evaluated = evaluate_model(spark, profile, report=RunReport("evaluate", "evaluate-1"))
+    gold = delta.read_table(spark, lake.predictions).where("split = 'test'").toPandas()
+    test_accuracy = float(np.mean(gold["label"] == gold["true_label"]))
+    [row] = delta.read_table(spark, lake.model_evaluations).where("split = 'test'").collect()
+    assert row["accuracy"] == pytest.approx(test_accuracy) == evaluated.metrics["test_accuracy"]
+    assert row["rows"] == len(gold) and row["run_id"] == "evaluate-1"
 
 
 def test_a_run_with_nothing_new_since_the_last_run_skips_the_plan_and_reports_what_a_planned_run_would(
@@ -230,7 +235,6 @@ def test_a_run_with_nothing_new_since_the_last_run_skips_the_plan_and_reports_wh
     from pyspark.sql import functions as F
 
     from lakeloop.io import hadoop
-    from lakeloop.report import write_report
 
     profile = copy_lake(scored[0], tmp_path / "lake")
     lake = layout(profile)
@@ -241,31 +245,29 @@ def test_a_run_with_nothing_new_since_the_last_run_skips_the_plan_and_reports_wh
     short.write.format("delta").mode("append").save(uri)
     first = score_table(spark, profile, report=RunReport("score", "score-first")).finish()
     assert first.counts["quarantined"] == 1 and "plan_from_run" not in first.details
-    write_report(spark, first, lake.reports("score"))  # as the score job does after its run
 
     again = score_table(spark, profile, report=RunReport("score", "score-again")).finish()
-    write_report(spark, again, lake.reports("score"))
-    hadoop.delete(spark, lake.latest_report("score"))
+    hadoop.delete(spark, f"{lake.root}/_state/score")  # the step's record gone: the next run plans
     planned = score_table(spark, profile, report=RunReport("score", "score-planned"))
 
     assert again.details["plan_from_run"] == "score-first" and "plan_from_run" not in planned.details
     assert again.counts == planned.counts
     assert again.counts["already_scored"] == first.counts["already_scored"] + first.counts["scored"]
     assert again.counts["already_quarantined"] == first.counts["already_quarantined"] + 1
-    assert again.details["accuracy_by_split"] == planned.details["accuracy_by_split"]
 
     # Predictions deleted from gold (to score them again) change gold's state: the run plans again.
-    write_report(spark, again.finish(), lake.reports("score"))
     two = [r.image_id for r in delta.read_table(spark, lake.predictions).orderBy("image_id").limit(2).collect()]
     spark.sql(f"DELETE FROM delta.`{lake.predictions}` WHERE image_id IN ('{two[0]}', '{two[1]}')")
     rescored = score_table(spark, profile, report=RunReport("score", "score-rescored")).finish()
     assert "plan_from_run" not in rescored.details and rescored.counts["scored"] == 2
 
-    # A last run that failed is not trusted, whatever state it recorded.
-    write_report(spark, rescored.finish("failed", "JobFailed: on purpose"), lake.reports("score"))
-    after_failure = score_table(spark, profile, report=RunReport("score", "score-after-failure"))
-    assert "plan_from_run" not in after_failure.details
-    assert after_failure.counts["already_scored"] == again.counts["already_scored"]
+    # A record cut short (a disk that filled, a copy stopped half-way) is not trusted: the run plans.
+    records = list(Path(lake.root.removeprefix("file:"), "_state", "score").glob("*.json"))
+    assert len(records) == 1, records
+    records[0].write_text(records[0].read_text()[:100])
+    after_cut = score_table(spark, profile, report=RunReport("score", "score-after-cut"))
+    assert "plan_from_run" not in after_cut.details
+    assert after_cut.counts["already_scored"] == again.counts["already_scored"]
 
 
 @pytest.mark.stacks
@@ -417,7 +419,6 @@ def test_a_backfill_killed_after_its_first_chunk_ends_with_one_prediction_per_ro
     """A real kill: the score job under spark-submit is SIGKILLed once its first chunk is committed;
     the rerun scores the rest, and every input row has exactly one prediction."""
     import os
-    import signal
     import subprocess
     import time
 
@@ -436,7 +437,7 @@ def test_a_backfill_killed_after_its_first_chunk_ends_with_one_prediction_per_ro
         while time.monotonic() < deadline and proc.poll() is None and not first_commit.exists():
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     assert first_commit.exists(), "the job never committed its first chunk"
     committed = len(gold_rows(spark, profile))

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
         return [(k, v) for k, v in pairs if v is not None]
 
     def run(spark, profile, report, args):
-        from lakeloop.maintenance import maintain_lake
+        from lakeloop.ops.maintenance import maintain_lake
 
         maintain_lake(spark, profile, report=report)
 

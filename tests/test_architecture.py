@@ -23,8 +23,7 @@ LAYERS = {
     "report": 4, "faults": 4, "preprocess": 4, "tabular": 4, "registry": 4, "metrics": 4, "figures": 4, "tracking": 4,
     "splits": 4,
     "models": 5,
-    "ingest": 6, "features": 6, "training": 6, "scoring": 6, "evaluation": 6,
-    "summary": 6, "pages": 6, "explore": 6, "promotion": 6, "maintenance": 6,
+    "ingest": 6, "features": 6, "training": 6, "scoring": 6, "evaluation": 6, "ops": 6,
     "runtime": 7,
     "deploy": 8,
     "cli": 9, "__init__": 9,
@@ -191,7 +190,7 @@ def test_every_module_of_the_package_imports_on_this_stack(module):
 def test_no_step_reads_a_run_report():
     """Run reports are write-only records: what a later run must know lives in the lake, kept by
     the step that needs it (lakeloop.io.step_state). Only the report pages and ``show`` read them."""
-    readers = {"lakeloop/pages.py", "lakeloop/ops/pages.py", "lakeloop/layout.py"}
+    readers = {"lakeloop/ops/pages.py", "lakeloop/layout.py"}
     found = [str(p.relative_to(LIB)) for p in PACKAGE.rglob("*.py")
              if str(p.relative_to(LIB)) not in readers and
              any(name in p.read_text(encoding="utf-8") for name in ("latest_report(", "read_latest_report"))]
@@ -233,3 +232,12 @@ MAX_MODULE_LINES = 600
 def test_no_module_in_lib_is_over_600_lines():
     lines = {str(p.relative_to(LIB)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {path: n for path, n in lines.items() if n > MAX_MODULE_LINES} == {}
+
+
+ROOT_LAYERS = {0, 1, 4}  # the base (errors, layout, stacks) and the shared contracts
+
+
+def test_the_root_of_the_package_holds_only_the_base_and_the_shared_contracts():
+    """Steps, operator tools (ops/), runtime, deploy and the command line (cli/) are subpackages."""
+    loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__" and LAYERS[p.stem] not in ROOT_LAYERS)
+    assert loose == []

@@ -15,7 +15,7 @@ import pytest
 from lakeloop.config import load_profile
 from lakeloop.errors import ConfigError
 from lakeloop.io import delta
-from lakeloop.maintenance import maintain_lake
+from lakeloop.ops.maintenance import maintain_lake
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.training.dataset import materialize
@@ -165,7 +165,7 @@ def test_lakeloop_maintain_prints_what_it_did_and_a_rerun_finds_little_to_do(mai
 def test_a_training_set_whose_lease_ran_out_is_dropped_like_any_older_set(spark, maintained):
     from datetime import datetime, timedelta, timezone
 
-    from lakeloop.maintenance import drop_old_training_sets
+    from lakeloop.ops.maintenance import drop_old_training_sets
 
     profile, _, _, _, made, _ = maintained
     hours = profile.maintain.training_set_lease_hours

@@ -15,7 +15,7 @@ import pytest
 from lakeloop import metrics
 from lakeloop.errors import QualityError
 from lakeloop.io import delta
-from lakeloop.pages import render_page
+from lakeloop.ops.pages import render_page
 from lakeloop.report import RunReport
 from support.lakes import layout
 from support.observed import OBSERVED_EPOCHS, profile_for

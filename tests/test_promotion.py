@@ -11,7 +11,7 @@ import pytest
 from lakeloop.cli.registry import main
 from lakeloop.config import PromoteConfig
 from lakeloop.errors import PromotionRefused
-from lakeloop.promotion import compare_versions, promote, rollback
+from lakeloop.ops.promotion import compare_versions, promote, rollback
 from lakeloop.registry import Registry
 
 GATE = PromoteConfig(alias="production", metric="accuracy", margin=0.005)

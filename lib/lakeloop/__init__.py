@@ -10,8 +10,8 @@ The handful of names a notebook needs::
     registry = Registry.for_profile(profile)
     predicted = score(spark.read.format("delta").load(lake.features), "digits_lenet", registry=registry)
 
-Figures and image grids for notebooks are in :mod:`lakeloop.explore` (``from lakeloop import
-explore``). Everything else is reachable in its subpackage (see docs/architecture.md#modules); these
+Figures and image grids for notebooks are in :mod:`lakeloop.ops.explore` (``from lakeloop.ops import
+explore``), beside the other operator tools (:mod:`lakeloop.ops`). Everything else is reachable in its subpackage (see docs/architecture.md#modules); these
 are imported on first use, so ``import lakeloop`` stays light on executors.
 """
 
@@ -34,10 +34,10 @@ _EXPORTS = {
     "ModelSpec": "lakeloop.models",
     "score": "lakeloop.scoring.udf",
     "score_batch": "lakeloop.scoring.batch",
-    "show_lake": "lakeloop.summary",
+    "show_lake": "lakeloop.ops.summary",
     "RunReport": "lakeloop.report",
     "evaluate_model": "lakeloop.evaluation",
-    "render_page": "lakeloop.pages",
+    "render_page": "lakeloop.ops.pages",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """Figures of the lake's data and a model's results, as matplotlib figures.
 
-The run pages (:mod:`lakeloop.pages`) embed them as PNG; a notebook shows them as they are
+The run pages (:mod:`lakeloop.ops.pages`) embed them as PNG; a notebook shows them as they are
 (``display(fig)``, or the figure as a cell's last value). Every function returns a
 ``matplotlib.figure.Figure`` made without pyplot, so nothing registers a global figure and
 nothing needs a display; :func:`png` renders one (Agg). The inputs are the plain lists and

@@ -25,8 +25,8 @@ def _session_command(command: str, description: str, argv: Sequence[str]):
 
 
 def show(argv: Sequence[str]) -> int:
-    """``lakeloop show``: print :func:`lakeloop.summary.show_lake` for a profile; exit 2 for a bad profile."""
-    from lakeloop.summary import show_lake
+    """``lakeloop show``: print :func:`lakeloop.ops.summary.show_lake` for a profile; exit 2 for a bad profile."""
+    from lakeloop.ops.summary import show_lake
 
     started = _session_command("show", "Print what the lake's tables hold.", argv)
     if started is None:
@@ -37,10 +37,10 @@ def show(argv: Sequence[str]) -> int:
 
 
 def maintain(argv: Sequence[str]) -> int:
-    """``lakeloop maintain``: :func:`lakeloop.maintenance.maintain_lake`, its counts and details printed as JSON."""
+    """``lakeloop maintain``: :func:`lakeloop.ops.maintenance.maintain_lake`, its counts and details printed as JSON."""
     import json
 
-    from lakeloop.maintenance import maintain_lake
+    from lakeloop.ops.maintenance import maintain_lake
 
     started = _session_command("maintain", "Compact and vacuum the lake's tables; drop old training sets, "
                                            "stale checkpoints and crashed publishes.", argv)

@@ -1,5 +1,5 @@
 """``lakeloop registry list|show|compare|promote|rollback``: model versions and their aliases, through
-the gate of :mod:`lakeloop.promotion`.
+the gate of :mod:`lakeloop.ops.promotion`.
 
     lakeloop registry list [--profile P]                      models, versions, aliases, test figures
     lakeloop registry show NAME[:VERSION|@ALIAS]              one version's metadata
@@ -20,7 +20,7 @@ from lakeloop.cli.common import add_profile_arguments, load_profile_from
 from lakeloop.config import Profile
 from lakeloop.errors import LakeloopError, PromotionRefused, SetupError
 from lakeloop.layout import parse_model_ref
-from lakeloop.promotion import (
+from lakeloop.ops.promotion import (
     Evaluations,
     compare_versions,
     list_lines,

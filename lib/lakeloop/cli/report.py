@@ -1,5 +1,5 @@
 """``lakeloop report [JOB|RUN_ID] [--profile P] [--out FILE] [--open]``: a run's HTML page, drawn again
-from its JSON report by :mod:`lakeloop.pages`."""
+from its JSON report by :mod:`lakeloop.ops.pages`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lakeloop.errors import LakeloopError
     from lakeloop.io.lakefs import LakeFiles
     from lakeloop.layout import LakeLayout
-    from lakeloop.pages import JOBS, find_report, render_page
+    from lakeloop.ops.pages import JOBS, find_report, render_page
 
     parser = argparse.ArgumentParser(prog="lakeloop report", description="Draw the HTML page of a job run.")
     parser.add_argument("run", nargs="?", metavar="JOB|RUN_ID",

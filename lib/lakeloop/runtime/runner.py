@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from lakeloop.config import Profile
 from lakeloop.errors import LakeloopError
 from lakeloop.layout import LakeLayout
-from lakeloop.pages import page_uri, write_page
+from lakeloop.ops.pages import page_uri, write_page
 from lakeloop.report import RunReport, write_report
 
 if TYPE_CHECKING:

@@ -2,7 +2,8 @@
 
 ``notebooks/explore.ipynb`` uses these; any notebook can::
 
-    from lakeloop import explore, load_profile, build_session
+    from lakeloop import build_session, load_profile
+    from lakeloop.ops import explore
     profile = load_profile("local"); spark = build_session(profile)
     explore.class_samples(spark, profile)                 # a figure: sample images per class
     explore.table_history(spark, explore.lake(profile).bronze_images)

@@ -15,20 +15,20 @@ import yaml
 from databricks.sdk.service.jobs import JobSettings  # the schema; pinned in requirements/dev.txt
 
 from lakeloop import cli
-from lakeloop.config import REPO_ROOT, load_profile
 from lakeloop.cli import databricks as databricks_cli
-from lakeloop.deploy import databricks, databricks_schema
+from lakeloop.config import REPO_ROOT, load_profile
+from lakeloop.deploy import databricks
 from lakeloop.deploy.databricks import (
     PIPELINE_JOB,
     TRAIN_CLUSTER_KEY,
     bundle_definition,
-    bundle_problems,
     jobs_api_settings,
     load_options,
-    schema_problems,
 )
 from lakeloop.errors import ConfigError
 from lakeloop.stacks import CURRENT, SPARK40, installed_stack
+from lakeloop_dev import databricks_schema
+from lakeloop_dev.databricks_schema import bundle_problems, schema_problems
 
 WHEEL = databricks._wheel_name(REPO_ROOT)  # lakeloop-<version>-py3-none-any.whl
 JOB_FILES = sorted(p.stem for p in (REPO_ROOT / "jobs").glob("*.py") if not p.stem.startswith("_"))
@@ -346,6 +346,7 @@ def test_cli_writes_the_bundle_and_the_json(tmp_path, capsys):
     files = sorted(p.name for p in jobs_dir.glob("*.json"))
     assert files == sorted(f"{key}.json" for key in _jobs(expected))
     assert json.loads((jobs_dir / f"{PIPELINE_JOB}.json").read_text())["name"] == "lakeloop-pipeline"
+    assert [p for f in jobs_dir.glob("*.json") for p in schema_problems(json.loads(f.read_text()), f.stem)] == []
     capsys.readouterr()
 
 
@@ -447,3 +448,10 @@ def test_a_five_field_cron_becomes_the_quartz_expression_databricks_takes(cron, 
 def test_bad_schedule_settings_are_refused_when_the_profile_loads(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_profile("databricks", overrides)
+
+
+def test_the_wheel_needs_no_databricks_sdk():
+    """The Jobs API schema check is dev tooling (lakeloop_dev.databricks_schema): databricks-sdk is a dev
+    requirement, so nothing in the wheel imports it."""
+    lib = REPO_ROOT / "lib" / "lakeloop"
+    assert [str(p.relative_to(lib)) for p in lib.rglob("*.py") if "databricks.sdk" in p.read_text(encoding="utf-8")] == []

@@ -3,7 +3,9 @@
 types, unknown enum values, missing required keys) and a round trip through them, and a bundle's
 top-level sections against the Asset Bundle configuration reference.
 
-:mod:`lakeloop.deploy.databricks` generates the definitions (and re-exports these checks).
+:mod:`lakeloop.deploy.databricks` generates the definitions; the tests (tests/test_databricks.py) check
+them with these functions. Dev tooling, not in the wheel: ``databricks-sdk`` is a dev requirement
+(requirements/dev.txt), and ``databricks bundle validate`` checks a bundle again where it is deployed.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def main() -> None:
     from lakeloop.layout import LakeLayout
     from lakeloop.report import RunReport
     from lakeloop.runtime.session import build_session
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.scoring.stream import score_stream
 
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)

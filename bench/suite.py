@@ -168,7 +168,7 @@ def pipeline(spark, work: Path, runs: dict[int, dict[str, float]], memory: PeakM
     from lakeloop.features import build_features
     from lakeloop.ingest.images import ingest_images
     from lakeloop.report import RunReport
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
 
     for step, run in zip(STEPS, (ingest_images, build_features, train, score_table)):

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
             score_stream(spark, profile, report=report)
         else:
-            from lakeloop.scoring.job import score_table
+            from lakeloop.scoring import score_table
 
             score_table(spark, profile, report=report)
 

@@ -241,3 +241,16 @@ def test_the_root_of_the_package_holds_only_the_base_and_the_shared_contracts():
     """Steps, operator tools (ops/), runtime, deploy and the command line (cli/) are subpackages."""
     loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__" and LAYERS[p.stem] not in ROOT_LAYERS)
     assert loose == []
+
+
+def test_no_module_imports_a_private_name_of_another_module():
+    """A module uses another's public names only (the scoring drivers share lakeloop.scoring.core
+    and lakeloop.scoring.inputs, not each other's internals)."""
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lakeloop") and \
+                    node.module != name:
+                found += [f"{name} imports {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert found == []

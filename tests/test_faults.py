@@ -15,7 +15,7 @@ from lakeloop.features import build_features
 from lakeloop.ingest.images import ingest_images
 from lakeloop.io import delta
 from lakeloop.report import RunReport
-from lakeloop.scoring.job import score_table
+from lakeloop.scoring import score_table
 from support.imagefiles import ZOO_MAX_PIXELS, write_image_zoo_records
 from support.lakes import copy_lake, layout
 from support.reliability import lost_and_duplicated

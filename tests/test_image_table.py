@@ -59,7 +59,7 @@ def hinted(spark, tmp_path_factory):
     from lakeloop.features import build_features
     from lakeloop.ingest.images import ingest_images
     from lakeloop.ingest.tables import ingest_tables
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
 
     root = tmp_path_factory.mktemp("hinted")
@@ -111,7 +111,7 @@ def test_score_batch_takes_the_table_columns_beside_the_pixels_without_spark(spa
 def test_scoring_images_that_lack_the_models_table_columns_is_refused_with_the_fix(spark, hinted):
     import dataclasses
 
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     profile, _, _ = hinted
     images = dataclasses.replace(profile, score=dataclasses.replace(profile.score, input="images"))

@@ -76,7 +76,7 @@ def tasks(spark, tmp_path_factory):
     from lakeloop.features import build_features
     from lakeloop.ingest.images import ingest_images
     from lakeloop.ingest.tables import ingest_tables
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
 
     root = tmp_path_factory.mktemp("tasks")

@@ -207,7 +207,7 @@ def test_a_kafka_broker_that_does_not_answer_is_named_in_the_error(spark, lake):
 
 
 def test_the_batch_score_job_says_kafka_frames_are_scored_with_stream(spark, lake):
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     profile = load_profile("kafka-test", [("lake_root", lake)])
     with pytest.raises(ConfigError, match="score.input is kafka.*run score --stream"):

@@ -27,7 +27,7 @@ from lakeloop.features import build_features
 from lakeloop.ingest.images import ingest_images
 from lakeloop.ingest.tables import ingest_tables
 from lakeloop.registry import Registry
-from lakeloop.scoring.job import score_table
+from lakeloop.scoring import score_table
 from lakeloop.training.driver import train
 from support.imagefiles import ZOO_MAX_PIXELS, write_image_zoo_records
 from support.kills import KILL_POINTS, run_killed

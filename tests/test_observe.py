@@ -216,7 +216,7 @@ def test_class_imbalance_over_the_threshold_is_a_warning_by_default(spark, obser
 def test_scoring_compares_its_inputs_with_the_training_set(spark, observed_lake, tmp_path):
     from pyspark.sql import functions as F
 
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     same = observed_lake.reports["score"]["details"]["drift"]
     assert same["psi"] < 0.1 and same["rows"] == 1797
@@ -345,7 +345,7 @@ def test_after_a_split_seed_change_evaluation_and_scoring_count_each_row_in_the_
     from lakeloop.evaluation import evaluate_model
     from lakeloop.features import build_features
     from lakeloop.registry import Registry
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
     from support.lakes import copy_lake
 

@@ -31,7 +31,7 @@ def photos_profile(lake: Path, raw: Path, *overrides):
 def photos(spark, tmp_path_factory):
     from lakeloop.features import build_features
     from lakeloop.ingest.images import ingest_images
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
 
     root = tmp_path_factory.mktemp("photos")
@@ -64,7 +64,7 @@ def test_scoring_uses_the_models_evaluation_transform_not_the_training_augmentat
     """Scoring the same version again, in a copy of the lake, under a profile whose augmentation and
     feature preprocessing are quite different, gives the very same predictions: scoring prepares
     inputs with the spec the model recorded and never augments."""
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     root, profile, _, _, _, version, scored = photos
     lake = LakeLayout(profile.lake_root)
@@ -98,7 +98,7 @@ def test_encoded_features_are_decoded_and_cropped_by_training_and_centre_cropped
     import hashlib
 
     from lakeloop.features import build_features
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.config import AugmentConfig
     from lakeloop.training.dataset import materialize_training_set
     from lakeloop.training.driver import train

@@ -16,7 +16,7 @@ from lakeloop.io import delta
 from lakeloop.preprocess import CLASSES_PROPERTY, SPEC_PROPERTY, PreprocessSpec, image_to_pixels, pixels_to_tensor
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
-from lakeloop.scoring.job import score_table
+from lakeloop.scoring import score_table
 from lakeloop.scoring.udf import arrow_batch_settings, register_udf, score, scoped_conf
 from support.kills import kill_tree
 from support.lakes import copy_lake, layout

@@ -61,7 +61,7 @@ def table_profile(lake: str, source: str, task: str, target: str, *overrides):
 def run_pipeline(spark, profile) -> dict:
     from lakeloop.features import build_features
     from lakeloop.ingest.tables import ingest_tables
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
 
     reports = {"ingest": ingest_tables(spark, profile), "features": build_features(spark, profile)}
@@ -129,7 +129,7 @@ def test_regression_predictions_carry_the_value_in_the_targets_units(spark, regr
 
 def test_a_second_score_run_scores_nothing_and_commits_nothing(spark, regression):
     from lakeloop.layout import LakeLayout
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     profile, _ = regression
     uri = LakeLayout(profile.lake_root).table_predictions("measurements")
@@ -222,7 +222,7 @@ def test_scoring_a_table_with_a_repeated_key_and_a_missing_key_counts_each_and_s
     from pyspark.sql import functions as F
 
     from lakeloop.layout import LakeLayout
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     profile, _ = regression
     bronze = delta.read_table(spark, LakeLayout(profile.lake_root).table("bronze", "measurements")).orderBy("id")
@@ -241,7 +241,7 @@ def test_a_bounded_table_backfill_commits_in_chunks_and_leaves_the_rest_for_the_
     from pyspark.sql import functions as F
 
     from lakeloop.layout import LakeLayout
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
 
     profile, _ = regression
     lake = LakeLayout(profile.lake_root)

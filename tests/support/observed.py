@@ -41,7 +41,7 @@ def run_observed_pipeline(spark, root: Path) -> ObservedLake:
     from lakeloop.features import build_features
     from lakeloop.ingest.images import ingest_images
     from lakeloop.ingest.tables import ingest_tables
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
     from lakeloop_dev.demo_data import write_demo_raw_zone
 

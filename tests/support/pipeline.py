@@ -138,7 +138,7 @@ def local_reference(spark, digits_lake, tmp_path_factory) -> dict[str, Any]:
     from support.lakes import copy_lake
     from lakeloop.registry import Registry
     from lakeloop.report import RunReport
-    from lakeloop.scoring.job import score_table
+    from lakeloop.scoring import score_table
     from lakeloop.training.driver import train
 
     profile = copy_lake(digits_lake, tmp_path_factory.mktemp("local-reference") / "lake",

@@ -35,8 +35,9 @@ from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring import kafka
 from lakeloop.scoring.batch import INPUT_CONTENT
-from lakeloop.scoring.job import (_add_stats, _Input, _open_input, _record_drift, _record_quality, _score_pending,
-                                  _warn_without_worker_reuse, _write_scored)
+from lakeloop.scoring.core import (NO_STATS, add_stats, predictions_schema, quarantine_schema, record_drift,
+                                   record_quality, score_rows, write_scored)
+from lakeloop.scoring.inputs import ScoringInput, open_input, this_version, warn_without_worker_reuse
 from lakeloop.scoring.udf import check_table_columns, one_row_per_key, resolve_model
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ _BATCHES_KEPT = 50
 class _StreamState:
     """What the micro-batches of one run add up to (they run one after the other on the driver)."""
 
-    scoring_input: _Input
+    scoring_input: ScoringInput
     query_name: str
     started: float
     kafka: ScoreKafkaConfig | None = None  # the input is this topic
@@ -64,7 +65,7 @@ class _StreamState:
     error: Exception | None = None
 
 
-def stream_checkpoint(profile: Profile, scoring_input: _Input) -> str:
+def stream_checkpoint(profile: Profile, scoring_input: ScoringInput) -> str:
     """The query's checkpoint: one per input table and model version, under ``score.stream.checkpoint``
     when it is set, else in the lake (:meth:`LakeLayout.stream_checkpoint`)."""
     ref = profile.score.input
@@ -82,7 +83,7 @@ def stream_checkpoint(profile: Profile, scoring_input: _Input) -> str:
 def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
     """Score ``score.input`` as a stream: each new row once, for the model version resolved at the start.
 
-    Reads ``score.*`` as :func:`lakeloop.scoring.job.score_table` does (``input``, ``model``,
+    Reads ``score.*`` as :func:`lakeloop.scoring.job.score_images` does (``input``, ``model``,
     ``input_column``, ``batch_size``, ``max_batch_bytes``, ``torch_threads_per_task``) and
     ``score.stream.*``: ``trigger`` (``available_now`` or an interval such as ``30 seconds``),
     ``max_files_per_trigger`` (input files per micro-batch), ``skip_change_commits``,
@@ -100,7 +101,7 @@ def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | No
         a table model (``features.table``): tables are scored by the batch job; an input
         without ``image_id`` or an image column.
     SourceError, ModelNotFound
-        as :func:`lakeloop.scoring.job.score_table`.
+        as :func:`lakeloop.scoring.job.score_images`.
     JobFailed
         the query stopped on an error of Spark or Delta (its message says which batch).
     """
@@ -111,11 +112,11 @@ def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | No
     report = report or RunReport.start("score")
     lake = LakeLayout(profile.lake_root)
     report.outputs.update(predictions=lake.predictions, quarantine=lake.quarantine_predictions)
-    _warn_without_worker_reuse(spark, report)
+    warn_without_worker_reuse(spark, report)
     registry = Registry.for_profile(profile)
     from_kafka = cfg.input == "kafka"
     scoring_input = _open_kafka_input(profile, registry, report) if from_kafka else \
-        _open_input(spark, profile, registry, report)
+        open_input(spark, profile, registry, report)
     checkpoint = stream_checkpoint(profile, scoring_input)
     version = scoring_input.version
     state = _StreamState(scoring_input, f"lakeloop-score-{version.name}-v{version.version}", time.perf_counter(),
@@ -152,7 +153,7 @@ def score_stream(spark: "SparkSession", profile: Profile, report: RunReport | No
     return report
 
 
-def _open_kafka_input(profile: Profile, registry: Registry, report: RunReport) -> _Input:
+def _open_kafka_input(profile: Profile, registry: Registry, report: RunReport) -> ScoringInput:
     """The topic as the scoring input (encoded images in ``content``) and the model pinned to one version.
 
     Raises
@@ -182,7 +183,7 @@ def _open_kafka_input(profile: Profile, registry: Registry, report: RunReport) -
     # The servers and topic, and only the names of further options: their values may be credentials.
     report.details["input"] = {"uri": uri, "column": "content", "kind": INPUT_CONTENT,
                                "starting_offsets": cfg.starting_offsets, "options": sorted(cfg.options)}
-    return _Input(uri, None, "content", INPUT_CONTENT, version, metadata, None)
+    return ScoringInput(uri, None, "content", INPUT_CONTENT, version, metadata, None)
 
 
 def _query_id(spark: "SparkSession", state: _StreamState) -> str:
@@ -193,16 +194,15 @@ def _query_id(spark: "SparkSession", state: _StreamState) -> str:
     return state.query_id
 
 
-def _taken_keys(spark: "SparkSession", scoring_input: _Input, lake: LakeLayout) -> "DataFrame":
+def _taken_keys(spark: "SparkSession", scoring_input: ScoringInput, lake: LakeLayout) -> "DataFrame":
     """image_id and the Kafka columns of the rows gold.predictions and quarantine.predictions hold for
     the model version (null Kafka columns for rows of another input)."""
     from pyspark.sql import functions as F
 
-    from lakeloop.scoring.job import _this_version, predictions_schema, quarantine_schema
 
     parts = []
     for uri, schema in ((lake.predictions, predictions_schema()), (lake.quarantine_predictions, quarantine_schema())):
-        rows = delta.read_pinned_or_empty(spark, uri, schema).where(_this_version(scoring_input.version))
+        rows = delta.read_pinned_or_empty(spark, uri, schema).where(this_version(scoring_input.version))
         parts.append(rows.select("image_id", *[F.col(c) if c in rows.columns else F.lit(None).cast(t).alias(c)
                                                for c, t in zip(kafka.KAFKA_COLUMNS, ("string", "int", "long"))]))
     return parts[0].unionByName(parts[1])
@@ -230,13 +230,13 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
     if n_keyed:
         # The micro-batch's own session (a clone the stream made): the Arrow batch sizes are set there.
         carry = kafka.KAFKA_COLUMNS if state.kafka is not None else ()
-        scored, _ = _score_pending(batch.sparkSession, keyed.rows, scoring_input, registry, cfg, report,
+        scored, _ = score_rows(batch.sparkSession, keyed.rows, scoring_input, registry, cfg, report,
                                    carry=(*carry, kafka.REFUSED) if carry else (),
                                    errors=kafka.message_error if carry else None, fault=profile.faults.fail_task)
         # One identity per query and micro-batch; hashed, as Delta keeps every app id in the table's log.
         app_id = "lakeloop-score-" + hashlib.sha256(_query_id(spark, state).encode()).hexdigest()[:16]
         try:
-            stats, workers = _write_scored(spark, scored, scoring_input.version, scoring_input.task, lake, report,
+            stats, workers = write_scored(spark, scored, scoring_input.version, scoring_input.task, lake, report,
                                            txn=delta.Txn(app_id, batch_id), carry=carry)
         finally:
             delta.release(scored)
@@ -251,7 +251,7 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
         if ran and all(m.get("skipped_by_txn") for m in ran):
             counts["replayed_batches"] += 1
             entry["replayed"] = True
-        state.stats, state.workers = _add_stats(state.stats, stats), state.workers + workers
+        state.stats, state.workers = add_stats(state.stats, stats), state.workers + workers
     entry["committed_at_s"] = round(time.perf_counter() - state.started, 1)
     state.batches = (state.batches + [entry])[-_BATCHES_KEPT:]
     report.counts.update(counts)
@@ -263,7 +263,6 @@ def _score_micro_batch(spark: "SparkSession", batch: "DataFrame", batch_id: int,
 def _summarise(spark: "SparkSession", state: _StreamState, profile: Profile, lake: LakeLayout,
                report: RunReport) -> None:
     """Counts, throughput, the micro-batches, and the quality figures of the batch job."""
-    from lakeloop.scoring.job import _NO_STATS
 
     counts = {k: v for k, v in state.counts.items() if v or k in ("batches", "inputs", "scored", "quarantined")}
     # A worker's counters are its totals so far, and it scores many micro-batches: its last figures count.
@@ -276,12 +275,12 @@ def _summarise(spark: "SparkSession", state: _StreamState, profile: Profile, lak
     report.counts.update(counts)
     report.details["stream"]["micro_batches"] = state.batches
     report.details["python_worker_devices"] = sorted({device for _, device in loads})
-    stats = state.stats or dict(_NO_STATS)
+    stats = state.stats or dict(NO_STATS)
     if stats.get("rss") is not None:
         report.details["python_worker_peak_rss_mb"] = round(stats["rss"] / 2**20, 1)
     seconds = report.durations_s.get("stream")
     report.throughput["rows_per_s"] = round(counts["scored"] / seconds, 1) if seconds and counts["scored"] else 0.0
     if delta.is_delta_table(spark, lake.predictions):
-        _record_quality(spark, report, stats, state.scoring_input, lake, delta.last_commit(spark, lake.predictions))
-    _record_drift(report, stats, state.scoring_input.metadata, profile)
+        record_quality(spark, report, stats, state.scoring_input, lake, delta.last_commit(spark, lake.predictions))
+    record_drift(report, stats, state.scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - state.started, 3)

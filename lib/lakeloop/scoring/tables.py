@@ -1,6 +1,6 @@
 """Scoring table rows: the rows of a table that have no prediction yet -> Delta ``gold.<table>_predictions``.
 
-The table counterpart of :mod:`lakeloop.scoring.job`, used when the profile sets
+The table counterpart of :mod:`lakeloop.scoring.job` (the image batch driver), used when the profile sets
 ``features.table``. The input is ``silver.<table>_features`` (``score.input: features``, the
 default) or any lake table or Delta URI with the model's key and input columns (the bronze
 table itself, new rows from another team). A pandas UDF (iterator form, the model loaded once

@@ -2,8 +2,9 @@
 was trained on, so a row the model trained on is never counted as test after ``features.split_seed``
 or ``features.split_fractions`` changed and ``build_features`` reassigned the splits.
 
-The evaluation (``gold.model_evaluations``) and scoring (the ``split`` of ``gold.predictions`` and
-the score report's figures per split) read it here, one computation for both.
+Computed here once, when a row is scored: scoring writes each row's split into the ``split`` column
+of its predictions (``gold.predictions``), and the evaluation (``gold.model_evaluations``) takes it
+from that column, never joining silver.features again for it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ class PromoteConfig:
     """The promotion gate of ``lakeloop registry promote``: which test-split metric decides, by how much."""
 
     alias: str = "production"
-    metric: str = "accuracy"  # a key of the version's test metrics: accuracy, macro_f1, loss, or a batch_metrics name
+    # a figure of each version's test row in gold.model_evaluations (written by evaluate): accuracy,
+    # macro_f1, top_k_accuracy, expected_calibration_error, largest_group_gap (set lower_is_better
+    # for those two), or any other number in its evaluation JSON, e.g. macro_precision
+    metric: str = "accuracy"
     lower_is_better: bool = False
     margin: float = 0.0  # the challenger must beat the holder by more than this
 

@@ -47,8 +47,9 @@ def score_images(spark: "SparkSession", profile: Profile, report: RunReport | No
         ``score``, ``scores``, ``true_label`` (the input's ``label``) for a classifier; ``labels``,
         ``scores``, ``true_labels`` or ``value``, ``true_value`` (from the input's target column)
         for a multilabel or regression model, the other tasks' columns null; ``scored_at``, ``run_id``,
-        ``split`` (the row's split in silver.features: from the input when it has one, else
-        joined from silver.features; null for rows that are in no features table).
+        ``split`` (the row's split in the silver.features version the model trained on,
+        :mod:`lakeloop.splits`; the input's own ``split`` for a row not there; null for rows in
+        neither). Evaluation reads it from here.
     ``quarantine.predictions``
         rows that could not be scored, with ``error``, same key.
 

@@ -408,8 +408,11 @@ def test_progress_lines_come_while_a_stage_runs_and_stop_when_it_ends(spark):
     with Progress(spark, report, 0.5, out) as progress:
         with report.timed("score"):
             spark.range(0, 4, numPartitions=4).mapInPandas(slow, "id long").count()
+        # Spark's status store hears of the stage's end through its listener bus, a moment after
+        # count() returns; a line being drawn then may still name the stage.
+        time.sleep(1.0)
         lines_when_done = progress.lines
-        time.sleep(1.6)
+        time.sleep(2.0)
 
     lines = out.getvalue().splitlines()
     assert lines_when_done >= 2 and len(lines) == lines_when_done

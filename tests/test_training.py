@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -369,6 +370,22 @@ def test_a_failed_training_process_is_named_by_its_own_error_not_by_torchruns_wr
     )
     assert process_error(text) == "ValueError: my_models.make_loss: no loss for regression"
     assert process_error("Killed") == "Killed"
+
+
+@pytest.mark.parametrize("then, code", [("pass", 0), ("raise RuntimeError('the output file cannot be written')", 1)])
+def test_a_launched_rank_that_succeeded_exits_with_the_launchers_outcome_without_native_teardown(then, code):
+    """What TorchDistributor's launcher script does after the function returns decides the exit code:
+    a rank whose work succeeded is not turned into a success when the launcher fails afterwards, nor
+    a failure by C++ teardown (exit_after_success is registered only after train_rank succeeded)."""
+    script = ("import atexit, sys\n"
+              "from lakeloop.training.rank import exit_after_success\n"
+              "atexit.register(lambda: print('an exit handler registered before it ran', flush=True))\n"
+              "atexit.register(exit_after_success)\n"
+              f"{then}\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{REPO / 'lib'}"})
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "registered before it ran" not in proc.stdout  # it ended the process: nothing native tears down
 
 
 @pytest.mark.fault

@@ -21,10 +21,13 @@ moves the staged file into a version (:meth:`lakeloop.registry.Registry.publish`
 
 from __future__ import annotations
 
+import atexit
+import faulthandler
 import hashlib
 import io
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -448,12 +451,39 @@ def train_rank(plan: TrainPlan) -> dict[str, Any] | None:
     """Train one process's part of a distributed run; rank 0 stages the weights (:func:`stage_weights`)
     and returns their manifest and the metrics.
 
-    A process that fails writes its error and traceback to :func:`failure_dir` before raising."""
+    A process that fails writes its error and traceback to :func:`failure_dir` before raising.
+
+    In a process torchrun launched (``TORCHELASTIC_RUN_ID`` set) a C-level crash prints every
+    thread's Python stack (:mod:`faulthandler`), and a process whose work succeeded ends without
+    the native teardown at interpreter exit (:func:`exit_after_success`)."""
+    launched = "TORCHELASTIC_RUN_ID" in os.environ
+    if launched:
+        faulthandler.enable(all_threads=True)
     try:
-        return _train_rank(plan)
+        result = _train_rank(plan)
     except Exception as exc:
         record_failure(plan, os.environ.get("RANK", "0"), exc)
         raise
+    if launched:
+        atexit.register(exit_after_success)
+    return result
+
+
+def exit_after_success() -> None:
+    """End a rank process that did its work (registered with :mod:`atexit` once it has), skipping
+    the C++ teardown that follows interpreter exit: a native thread pool destroyed there while its
+    threads still ran aborted a finished rank now and then ("terminate called without an active
+    exception", SIGABRT, seen twice on 2026-12-07 after the last epoch), and its peers then waited
+    at torchrun's exit barrier and the run failed. TorchDistributor's launcher writes the function's
+    return value before the interpreter exits, so nothing is lost; a launcher that raised after the
+    function returned still exits 1."""
+    failed = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(1 if failed is not None else 0)
 
 
 def stage_weights(plan: TrainPlan, model: Any) -> dict[str, Any]:

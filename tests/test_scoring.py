@@ -140,6 +140,7 @@ def scored(spark, model_lake, tmp_path_factory):
     return profile, report
 
 
+@pytest.mark.quick
 @pytest.mark.stacks
 def test_features_predictions_equal_a_direct_forward_pass(spark, scored):
     profile, report = scored
@@ -185,6 +186,7 @@ def test_rerun_with_nothing_new_commits_nothing_and_loads_no_model(spark, scored
     assert report.counts["already_quarantined"] == first.counts["quarantined"]
 
 
+@pytest.mark.quick
 def test_the_score_job_does_not_read_gold_for_the_versions_accuracy_and_evaluation_gives_the_one_figure(
         spark, scored, tmp_path, monkeypatch):
     """The version's accuracy is computed once, by evaluate (gold.model_evaluations); the score

@@ -1,8 +1,8 @@
 """The scoring steps every driver shares, after the input is open (:mod:`lakeloop.scoring.inputs`):
 score rows with the UDF (:func:`score_rows`), MERGE them into ``gold.predictions`` and the refused
 ones into ``quarantine.predictions`` (:func:`write_scored`), add up the stats of chunks or
-micro-batches (:func:`add_stats`), and record the run's own figures: its accuracy over the labelled
-rows it scored (:func:`record_quality`; the version's accuracy is the evaluate step's) and its
+micro-batches (:func:`add_stats`), and record the run's own figures over the labelled
+rows it scored (:func:`record_quality`; the version's are the evaluate step's) and its
 inputs' drift from the training set's (:func:`record_drift`).
 
 The drivers around them: :mod:`lakeloop.scoring.job` (batch), :mod:`lakeloop.scoring.stream`
@@ -11,6 +11,7 @@ The drivers around them: :mod:`lakeloop.scoring.job` (batch), :mod:`lakeloop.sco
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from lakeloop.config import Profile, ScoreConfig, TaskFault
@@ -21,7 +22,7 @@ from lakeloop.preprocess import intensity_bin
 from lakeloop.registry import ModelVersion, Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import TASK_RESULT_FIELDS, TRUTH_COLUMNS, TRUTH_TYPES
-from lakeloop.scoring.inputs import ScoringInput, this_version
+from lakeloop.scoring.inputs import ScoringInput
 from lakeloop.scoring.udf import UdfPlan, arrow_batch_settings, make_udf, scoped_conf, table_columns, udf_input
 from lakeloop.tabular import TARGET_COLUMNS
 
@@ -65,14 +66,17 @@ def quarantine_schema() -> "StructType":
     ])
 
 
-NO_STATS = {"good": 0, "bad": 0, "labelled": 0, "correct": 0, "rss": None, "intensity_bins": {}}
+NO_STATS = {"good": 0, "bad": 0, "labelled": 0, "correct": 0, "abs_error": 0.0, "squared_error": 0.0, "rss": None,
+            "intensity_bins": {}}
+# The counts and sums a run adds up over its chunks or micro-batches.
+_SUMMED = ("good", "bad", "labelled", "correct", "abs_error", "squared_error")
 
 
 def add_stats(total: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
     """Two chunks' stats as one: counts added, the peak RSS the larger, intensity histograms merged."""
     if not total:
         return dict(chunk)
-    out = {k: (total[k] or 0) + (chunk[k] or 0) for k in ("good", "bad", "labelled", "correct")}
+    out = {k: (total.get(k) or 0) + (chunk.get(k) or 0) for k in _SUMMED}
     out["rss"] = max((r for r in (total["rss"], chunk["rss"]) if r is not None), default=None)
     bins = dict(total["intensity_bins"])
     for b, n in chunk["intensity_bins"].items():
@@ -127,7 +131,8 @@ def write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersi
                   report: RunReport, txn: delta.Txn | None = None,
                   carry: tuple[str, ...] = ()) -> tuple[Any, list[Any]]:
     """MERGE the scored rows into gold and the refused ones into quarantine; returns the run's
-    stats (good, bad, labelled, correct, peak worker RSS) and one row per Python worker.
+    stats (good, bad, labelled, correct: a classifier's right label or a multilabel model's exact label
+    set; a regression's summed absolute and squared errors; peak worker RSS) and one row per Python worker.
 
     ``txn``: a streaming micro-batch's identity; each MERGE then carries it, and a replayed batch's
     MERGE commits nothing (:func:`lakeloop.io.delta.merge_insert_new`). ``carry``: columns of
@@ -137,12 +142,20 @@ def write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersi
     ok = F.col("p.error").isNull()
     truth = TRUTH_COLUMNS[task]
     labelled = ok & F.col(truth).isNotNull()
-    correct = labelled & (F.col("p.label") == F.col(truth)) if task == "classification" else F.lit(False)
+    if task == "classification":
+        correct = labelled & (F.col("p.label") == F.col(truth))
+    elif task == "multilabel":
+        correct = labelled & (F.array_sort(F.col("p.labels")) == F.array_sort(F.col(truth)))
+    else:
+        correct = F.lit(False)
+    error = F.when(labelled, F.col("p.value") - F.col(truth)) if task == "regression" else F.lit(None).cast("double")
     stats = scored.agg(
         F.count(F.when(ok, 1)).alias("good"),
         F.count(F.when(~ok, 1)).alias("bad"),
         F.count(F.when(labelled, 1)).alias("labelled"),
         F.count(F.when(correct, 1)).alias("correct"),
+        F.sum(F.abs(error)).alias("abs_error"),
+        F.sum(error * error).alias("squared_error"),
         F.max("p.worker_max_rss_bytes").alias("rss"),
     ).first().asDict()
     stats["intensity_bins"] = {r["bin"]: r["count"] for r in scored.where(ok).groupBy(
@@ -184,32 +197,21 @@ def write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersi
     return stats, workers
 
 
-def record_quality(spark: "SparkSession", report: RunReport, stats: Any, scoring_input: ScoringInput,
-                    lake: LakeLayout, gold_commit: tuple[int, str]) -> None:
-    """This run's own figures: a classifier's accuracy over the labelled rows it scored, from the
-    run's counts (nothing is read back). The version's accuracy, per split, is the evaluation's
-    (``evaluate`` -> gold.model_evaluations): one figure, computed in one place."""
-    if scoring_input.task != "classification":
-        _record_task_quality(spark, report, scoring_input, lake, gold_commit[0])
-        return
-    accuracy = round(stats["correct"] / stats["labelled"], 6) if stats["labelled"] else None
-    report.details.update(accuracy_this_run=accuracy, labelled_this_run=int(stats["labelled"] or 0),
-                          model_evaluations=lake.model_evaluations)
-    if accuracy is not None:
-        report.metrics["accuracy_this_run"] = accuracy
-
-
-def _record_task_quality(spark: "SparkSession", report: RunReport, scoring_input: ScoringInput, lake: LakeLayout,
-                         gold_version: int) -> None:
-    """A multilabel or regression image model's figures over every prediction of the version whose
-    input had a target: exact-match rate of the label sets, or MAE and RMSE."""
-    from lakeloop.scoring.tables import task_quality
-
-    gold = delta.read_table(spark, lake.predictions, gold_version).where(this_version(scoring_input.version))
-    quality = task_quality(gold, scoring_input.task, "model_version")
-    report.details["labelled_predictions_for_version"] = quality.pop("labelled")
-    report.details.update(quality, predictions_delta_version=gold_version)
-    report.metrics.update({k: v for k, v in quality.items() if v is not None})
+def record_quality(report: RunReport, stats: Any, scoring_input: ScoringInput, lake: LakeLayout) -> None:
+    """This run's own figures over the labelled rows it scored, from the run's counts (nothing is
+    read back): a classifier's ``accuracy_this_run``, a multilabel model's ``exact_match_this_run``
+    (the label set exactly right), a regression's ``mae_this_run`` and ``rmse_this_run``; and
+    ``labelled_this_run``. The version's figures, per split, are the evaluation's (``evaluate`` ->
+    gold.model_evaluations): measured once, in one place."""
+    labelled = int(stats["labelled"] or 0)
+    if scoring_input.task == "regression":
+        figures = {"mae_this_run": round(stats["abs_error"] / labelled, 6) if labelled else None,
+                   "rmse_this_run": round(math.sqrt(stats["squared_error"] / labelled), 6) if labelled else None}
+    else:
+        name = "accuracy_this_run" if scoring_input.task == "classification" else "exact_match_this_run"
+        figures = {name: round(stats["correct"] / labelled, 6) if labelled else None}
+    report.details.update(figures, labelled_this_run=labelled, model_evaluations=lake.model_evaluations)
+    report.metrics.update({k: v for k, v in figures.items() if v is not None})
 
 
 def record_drift(report: RunReport, stats: dict[str, Any], metadata: dict[str, Any], profile: Profile) -> None:

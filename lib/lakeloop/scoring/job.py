@@ -102,7 +102,7 @@ def score_images(spark: "SparkSession", profile: Profile, report: RunReport | No
     # A run that found the tables as the last run left them wrote nothing: that state is still theirs.
     gold_commit = (unchanged["predictions"]["delta_version"], unchanged["predictions"]["committed_at"]) \
         if unchanged else delta.last_commit(spark, lake.predictions)
-    record_quality(spark, report, stats, scoring_input, lake, gold_commit)
+    record_quality(report, stats, scoring_input, lake)
     record_drift(report, stats, scoring_input.metadata, profile)
     _record_scored_state(spark, report, scoring_input, lake, unchanged, gold_commit)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)

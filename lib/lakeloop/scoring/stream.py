@@ -281,6 +281,6 @@ def _summarise(spark: "SparkSession", state: _StreamState, profile: Profile, lak
     seconds = report.durations_s.get("stream")
     report.throughput["rows_per_s"] = round(counts["scored"] / seconds, 1) if seconds and counts["scored"] else 0.0
     if delta.is_delta_table(spark, lake.predictions):
-        record_quality(spark, report, stats, state.scoring_input, lake, delta.last_commit(spark, lake.predictions))
+        record_quality(report, stats, state.scoring_input, lake)
     record_drift(report, stats, state.scoring_input.metadata, profile)
     report.durations_s["total"] = round(time.perf_counter() - state.started, 3)

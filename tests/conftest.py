@@ -56,11 +56,17 @@ def base_profile() -> Profile:
     return load_profile("test")
 
 
+# The in-process session lives for the whole run: the JVM's default compilers (C1 then C2) and
+# collector pay off there; the jobs the suite spark-submits take conf/test.yaml's (C1 and the serial
+# collector, as local jobs do).
+IN_PROCESS_JVM = "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{repo}/conf/log4j2.properties"
+
+
 @pytest.fixture(scope="session")
-def spark(base_profile: Profile):
+def spark():
     from lakeloop.runtime.session import build_session
 
-    session = build_session(base_profile, app_name="lakeloop-tests")
+    session = build_session(load_profile("test", spark_conf=[IN_PROCESS_JVM]), app_name="lakeloop-tests")
     yield session
     session.stop()
 

@@ -1,13 +1,11 @@
 """The whole pipeline on hdfs:// against a real HDFS on loopback (a NameNode and a DataNode
-from Hadoop's minicluster, lakeloop_dev.hadoop), each job a ./spark-submit.sh
-subprocess under conf/hdfs-test.yaml: ingest_images -> ingest_tables -> build_features ->
-train (TorchDistributor, 2 processes, Petastorm reading the training set from hdfs://) ->
-score. Spark uses Hadoop's own HDFS client; the processes without Spark (training, registry,
-Petastorm, scoring workers) use WebHDFS. The lake it leaves must match the local run.
-
-Then training and scoring again, submitted to the minicluster's YARN (conf/yarn-test.yaml,
-HADOOP_CONF_DIR from the minicluster): TorchDistributor's two processes in two YARN
-containers, on the same HDFS lake, must give the local run's model.
+from Hadoop's minicluster, lakeloop_dev.hadoop), each job a ./spark-submit.sh subprocess, run
+once: ingest_images -> ingest_tables -> build_features under conf/hdfs-test.yaml (a local
+master), then train (TorchDistributor, 2 processes reading the training set from hdfs://) and
+score submitted to the minicluster's YARN (conf/yarn-test.yaml, HADOOP_CONF_DIR from the
+minicluster): the two training processes in two YARN containers. Spark uses Hadoop's own HDFS
+client; the processes without Spark (training, registry, scoring workers) use WebHDFS. The
+lake it leaves must match the local run, its model the local run's model.
 
 One minicluster per test session: reused if one is up (./dev/services.sh start hadoop),
 otherwise started here and stopped at the end.
@@ -28,6 +26,7 @@ from support.pipeline import (COMPARED_SETTINGS, DEMO_DIGITS, barrier_task_execu
 pytestmark = [pytest.mark.hdfs, pytest.mark.slow]
 
 PROFILE = "hdfs-test"
+YARN_PROFILE = "yarn-test"  # train and score: the same lake, submitted to the minicluster's YARN
 # HDFS clients wait 400 ms before asking again whether a closed file's last block has been
 # reported; with 1,805 small files that is minutes (conf/hdfs-test.yaml sets the same).
 FAST_CLOSE = "dfs.client.block.write.locateFollowingBlock.initial.delay.ms"
@@ -86,9 +85,32 @@ def _sets(hdfs_lake: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def hdfs_pipeline(hadoop, hdfs_lake, tmp_path_factory):
-    """Every job once, in order, on the hdfs:// lake; returns their reports, logs and timings."""
-    return run_pipeline(PROFILE, _sets(hdfs_lake), tmp_path_factory.mktemp("hdfs-logs"), hdfs_lake["lake"],
-                        hadoop.settings.hadoop_conf())
+    """Every job once, in order, on the hdfs:// lake: the ingestions and features on a local
+    master, train and score on YARN; returns their reports, logs, timings and the YARN jobs' event logs."""
+    from lakeloop.io import lakefs
+    from lakeloop_dev.cluster import executor_python
+
+    run = run_pipeline(PROFILE, _sets(hdfs_lake), tmp_path_factory.mktemp("hdfs-logs"), hdfs_lake["lake"],
+                       hadoop.settings.hadoop_conf(), jobs=("ingest_images", "ingest_tables", "build_features"))
+    executor_python()  # the containers' Python: sees the pinned packages, not the checkout
+    root = tmp_path_factory.mktemp("yarn")
+    events = root / "events"
+    events.mkdir()
+    confs = ["spark.eventLog.enabled=true", f"spark.eventLog.dir=file:{events}", "spark.eventLog.compress=false",
+             "spark.eventLog.rolling.enabled=false"]
+    run["event_logs"] = {}
+    for job in ("train", "score"):
+        before = set(events.iterdir())
+        started = time.perf_counter()
+        proc = run_job(YARN_PROFILE, job, sets=_sets(hdfs_lake), confs=confs, log=root / f"{job}.log",
+                       env={"HADOOP_CONF_DIR": str(hadoop.conf_dir)})
+        run["timings"][job], run["outputs"][job] = round(time.perf_counter() - started, 1), proc.stdout
+        new = sorted(set(events.iterdir()) - before)
+        assert len(new) == 1, f"{job}: expected one new event log, found {new}"
+        run["event_logs"][job] = new[0]
+        run["reports"][job] = latest_report(lakefs.LakeFiles(run["conf"]).read_bytes, hdfs_lake["lake"], job)
+    print(f"\nhdfs pipeline seconds per job (train and score on YARN): {run['timings']}")
+    return run
 
 
 def test_ingestion_on_hdfs_matches_the_local_run(hdfs_pipeline, hdfs_lake, local_copy, spark, digits_lake,
@@ -172,44 +194,10 @@ def test_driver_killed_mid_ingest_on_hdfs_then_rerun_equals_the_clean_run(hdfs_p
 
 # --------------------------------------------------------------------------- YARN
 
-YARN_PROFILE = "yarn-test"
-YARN_MODEL = "digits_lenet_yarn"
-
-
-@pytest.fixture(scope="module")
-def yarn_runs(hadoop, hdfs_pipeline, hdfs_lake, tmp_path_factory):
-    """train and score submitted to YARN on the HDFS lake, under a model name of their own (so
-    training really runs rather than finding the HDFS run's model); reports and event logs."""
-    from lakeloop.io import lakefs
-    from lakeloop_dev.cluster import executor_python
-
-    executor_python()  # the containers' Python: sees the pinned packages, not the checkout
-    root = tmp_path_factory.mktemp("yarn")
-    events = root / "events"
-    events.mkdir()
-    sets = [*_sets(hdfs_lake), f"train.model_name={YARN_MODEL}", f"score.model={YARN_MODEL}"]
-    confs = ["spark.eventLog.enabled=true", f"spark.eventLog.dir=file:{events}", "spark.eventLog.compress=false",
-             "spark.eventLog.rolling.enabled=false"]
-    logs, timings = {}, {}
-    for job in ("train", "score"):
-        before = set(events.iterdir())
-        started = time.perf_counter()
-        run_job(YARN_PROFILE, job, sets=sets, confs=confs, log=root / f"{job}.log",
-                env={"HADOOP_CONF_DIR": str(hadoop.conf_dir)})
-        timings[job] = round(time.perf_counter() - started, 1)
-        new = sorted(set(events.iterdir()) - before)
-        assert len(new) == 1, f"{job}: expected one new event log, found {new}"
-        logs[job] = new[0]
-    conf = hadoop.settings.hadoop_conf()
-    reports = {job: latest_report(lakefs.LakeFiles(conf).read_bytes, hdfs_lake["lake"], job) for job in logs}
-    print(f"\nyarn seconds per job: {timings}")
-    return {"reports": reports, "event_logs": logs, "conf": conf, "lake": hdfs_lake["lake"]}
-
-
-def test_torchdistributor_trains_in_two_yarn_containers(yarn_runs, spark, digits_lake, tmp_path_factory):
-    report = yarn_runs["reports"]["train"]
+def test_torchdistributor_trains_in_two_yarn_containers(hdfs_pipeline):
+    report = hdfs_pipeline["reports"]["train"]
     assert report["details"]["capacity"]["master"] == "yarn"
-    events = event_log(yarn_runs["event_logs"]["train"])
+    events = event_log(hdfs_pipeline["event_logs"]["train"])
     assert events[0]["Event"] == "SparkListenerLogStart"
     app = next(e for e in events if e["Event"] == "SparkListenerApplicationStart")
     assert app["App ID"].startswith("application_"), app["App ID"]  # a YARN application
@@ -220,12 +208,11 @@ def test_torchdistributor_trains_in_two_yarn_containers(yarn_runs, spark, digits
     assert set(task_executors) <= set(hosts), (task_executors, hosts)
     containers = {urls.get("stderr", "").split("/containerlogs/")[-1].split("/")[0] for urls in hosts.values()}
     assert len(containers) == 2 and all(c.startswith("container_") for c in containers), hosts
-    check_training_matches_local(report, yarn_runs["lake"], YARN_MODEL, yarn_runs["conf"],
-                                 local_reference(spark, digits_lake, tmp_path_factory))
+    # Its model is the local run's: test_training_reads_hdfs_and_publishes_there_like_the_local_run.
 
 
-def test_scoring_on_yarn_like_the_local_run(yarn_runs, spark, digits_lake, tmp_path_factory):
-    report = yarn_runs["reports"]["score"]
+def test_scoring_on_yarn_like_the_local_run(hdfs_pipeline, spark, digits_lake, tmp_path_factory):
+    report = hdfs_pipeline["reports"]["score"]
     assert report["status"] == "succeeded" and report["counts"]["scored"] == DEMO_DIGITS
     assert report["counts"]["python_workers"] == 2  # one per executor container
     local = local_reference(spark, digits_lake, tmp_path_factory)

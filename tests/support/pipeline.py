@@ -70,13 +70,13 @@ PIPELINE_JOBS = ("ingest_images", "ingest_tables", "build_features", "train", "s
 
 
 def run_pipeline(profile: str, sets: Sequence[str], logs: Path, lake: str, hadoop_conf: Mapping[str, str],
-                 secrets: Sequence[str] = ()) -> dict[str, Any]:
-    """Every job once, in order, as ``./spark-submit.sh`` subprocesses; their reports (read from
-    the lake with :class:`lakeloop.io.lakefs.LakeFiles` and ``hadoop_conf``), outputs and timings."""
+                 secrets: Sequence[str] = (), jobs: Sequence[str] = PIPELINE_JOBS) -> dict[str, Any]:
+    """Every job (of ``jobs``) once, in order, as ``./spark-submit.sh`` subprocesses; their reports
+    (read from the lake with :class:`lakeloop.io.lakefs.LakeFiles` and ``hadoop_conf``), outputs and timings."""
     from lakeloop.io.lakefs import LakeFiles
 
     timings, outputs = {}, {}
-    for job in PIPELINE_JOBS:
+    for job in jobs:
         started = time.perf_counter()
         proc = run_job(profile, job, sets=sets, log=logs / f"{job}.log", secrets=secrets)
         timings[job] = round(time.perf_counter() - started, 1)

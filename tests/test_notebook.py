@@ -43,5 +43,7 @@ def test_the_explore_notebook_runs_clean_against_the_demo_lake_and_draws_its_ima
         assert image.width > 200 and image.height > 100
     text = "".join(o.get("text", "") for c in code for o in c.outputs)
     assert "test accuracy" in text and "largest gap between scan_batch groups" in text
+    (lineage,) = [c for c in code if "explore.lineage" in c.source]
+    assert "silver.features" in lineage.outputs[0]["data"]["text/plain"]
     scored = [c for c in code if "predicted_label" in c.source][0]
     assert "predicted_score" in scored.outputs[0]["data"]["text/plain"]

@@ -1,6 +1,7 @@
 """The ``lakeloop`` command of the installed wheel: one entry point for the library's tools.
 
     lakeloop show [--profile P] [--set k=v ...]        what the lake holds (tables, quarantine reasons, models)
+    lakeloop lineage (--image-id ID | --path URI | --table T --key K)   where one record is, which models saw it
     lakeloop maintain [--profile P] [--set k=v ...]    OPTIMIZE + VACUUM the tables, drop old training sets
     lakeloop report [JOB|RUN_ID] [--open]              a run's HTML page, drawn from its report
     lakeloop databricks bundle --profile databricks    job definitions for Databricks
@@ -26,6 +27,7 @@ from typing import Sequence
 # command starts light. Each module is this package's parser of one command group.
 COMMAND_FUNCTIONS: dict[str, str] = {
     "show": "lakeloop.cli.lake:show",
+    "lineage": "lakeloop.cli.lake:lineage",
     "maintain": "lakeloop.cli.lake:maintain",
     "airflow": "lakeloop.cli.airflow:main",
     "databricks": "lakeloop.cli.databricks:main",

@@ -1,4 +1,5 @@
-"""``lakeloop show`` and ``lakeloop maintain``: what the lake holds, and its housekeeping."""
+"""``lakeloop show``, ``lakeloop lineage`` and ``lakeloop maintain``: what the lake holds, where
+one record is, and the lake's housekeeping."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from typing import Sequence
 from lakeloop.cli.common import add_profile_arguments, load_profile_from
 
 
-def _session_command(command: str, description: str, argv: Sequence[str]):
-    """Parse ``--profile``/``--set``, load the profile and start a session; ``None`` (after saying why) if either fails."""
+def _session_command(command: str, description: str, argv: Sequence[str],
+                     parser: argparse.ArgumentParser | None = None):
+    """Parse ``--profile``/``--set`` (and ``parser``'s own arguments), load the profile and start a
+    session; ``None`` (after saying why) if either fails, else (profile, session, arguments)."""
     from lakeloop.errors import LakeloopError
     from lakeloop.runtime.session import build_session
 
-    parser = add_profile_arguments(argparse.ArgumentParser(prog=f"lakeloop {command}", description=description))
+    parser = add_profile_arguments(parser or argparse.ArgumentParser(prog=f"lakeloop {command}",
+                                                                     description=description))
     args = parser.parse_args(argv)
     try:
         profile = load_profile_from(args)
-        return profile, build_session(profile, app_name=f"lakeloop-{command}")
+        return profile, build_session(profile, app_name=f"lakeloop-{command}"), args
     except LakeloopError as exc:
         print(f"lakeloop {command}: {exc}", file=sys.stderr)
         return None
@@ -31,9 +35,44 @@ def show(argv: Sequence[str]) -> int:
     started = _session_command("show", "Print what the lake's tables hold.", argv)
     if started is None:
         return 2
-    profile, spark = started
+    profile, spark, _ = started
     print(show_lake(spark, profile))
     return 0
+
+
+def lineage(argv: Sequence[str]) -> int:
+    """``lakeloop lineage``: :func:`lakeloop.ops.lineage.image_lineage` or ``table_lineage`` printed
+    (``--json``: as JSON); exit 2 for a bad profile or record, 1 when the record is nowhere."""
+    import json
+
+    from lakeloop.errors import LakeloopError
+    from lakeloop.ops.lineage import image_lineage, table_lineage
+
+    parser = argparse.ArgumentParser(
+        prog="lakeloop lineage", description="Where one record is in the lake (every table and training set), "
+                                             "and which model versions were trained or tested on it.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--image-id", help="an image's id (the SHA-256 of its bytes, bronze.images.image_id)")
+    which.add_argument("--path", help="the URI an image file was read from")
+    which.add_argument("--table", help="an ingested table's name (ingest_tables.tables); with --key")
+    parser.add_argument("--key", help="with --table: the row's key, K or col=value,col=value")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    started = _session_command("lineage", parser.description, argv, parser)
+    if started is None:
+        return 2
+    profile, spark, args = started
+    try:
+        if args.table:
+            if not args.key:
+                parser.error("--table needs --key (the row's key, K or col=value,col=value)")
+            found = table_lineage(spark, profile, args.table, args.key)
+        else:
+            found = image_lineage(spark, profile, image_id=args.image_id, path=args.path)
+    except LakeloopError as exc:
+        print(f"lakeloop lineage: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(found.as_dict(), indent=2, default=str) if args.json else found.text())
+    return 0 if found.places else 1
 
 
 def maintain(argv: Sequence[str]) -> int:
@@ -46,7 +85,7 @@ def maintain(argv: Sequence[str]) -> int:
                                            "stale checkpoints and crashed publishes.", argv)
     if started is None:
         return 2
-    profile, spark = started
+    profile, spark, _ = started
     report = maintain_lake(spark, profile)
     print(json.dumps({"counts": report.counts, **report.details}, indent=2, default=str))
     return 0

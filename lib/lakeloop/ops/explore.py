@@ -139,3 +139,20 @@ def group_accuracy(ev: dict[str, Any], column: str) -> "Figure":
     if not groups:
         raise SourceError("this evaluation has no per-group figures; evaluate with quality.group_column set")
     return figures.group_accuracy(groups["groups"], groups["largest_gap"], column)
+
+
+def lineage(spark: "SparkSession", profile: Profile, image_id: str | None = None, path: str | None = None,
+            table: str | None = None, key: str | None = None) -> "pd.DataFrame":
+    """Where one record is (``lakeloop lineage``'s answer as a frame, one row a place, the model
+    versions whose training set holds it last): an image by ``image_id`` or ``path``, a table row by
+    ``table`` and ``key`` (:mod:`lakeloop.ops.lineage`)."""
+    import pandas as pd
+
+    from lakeloop.ops.lineage import image_lineage, table_lineage
+
+    found = table_lineage(spark, profile, table, key) if table is not None else \
+        image_lineage(spark, profile, image_id=image_id, path=path)
+    rows = [{"place": p.name, "rows": p.rows, "uri": p.uri} for p in found.places]
+    rows += [{"place": f"model {m['model']}:{m['version']} ({', '.join(m['splits'])})", "rows": None,
+              "uri": m["training_set"]} for m in found.models]
+    return pd.DataFrame(rows, columns=["place", "rows", "uri"])

@@ -362,7 +362,7 @@ def test_lakeloop_command_dispatches(tmp_path, capsys):
     assert cli.main(["databricks", "bundle", "--profile", "databricks", "--out", str(tmp_path / "databricks.yml")]) == 0
     assert (tmp_path / "databricks.yml").is_file()
     assert cli.main(["nope"]) == 2
-    assert "the commands are: show, maintain, airflow, databricks, jars, registry, report, train-rank" in \
+    assert "the commands are: show, lineage, maintain, airflow, databricks, jars, registry, report, train-rank" in \
         capsys.readouterr().err
 
 

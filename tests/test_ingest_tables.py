@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,7 @@ def validate(spark, profile, name: str):
 
 def assert_accounting(report) -> None:
     c = report.counts
-    assert c["inputs"] == c["inserted"] + c["updated"] + c["unchanged"] + c["quarantined"], c
+    assert c["inputs"] == c["inserted"] + c["updated"] + c["unchanged"] + c["quarantined"] + c.get("superseded", 0), c
 
 
 def rows_by_key(spark, uri: str) -> dict:
@@ -151,6 +153,64 @@ def test_rerun_changes_nothing_and_a_changed_input_updates_one_and_inserts_one(s
     for key in (1, 3):  # not rewritten: same run id and ingestion time as the first run
         assert after[key] == before[key]
     assert delta.read_table(spark, quarantine).count() == 4
+
+
+def _aged(source: str, hours_ago: float) -> None:
+    """Set a source file's modification time ``hours_ago`` hours back."""
+    path = source.removeprefix("file:")
+    then = time.time() - hours_ago * 3600
+    os.utime(path, (then, then))
+
+
+def test_a_day_file_updating_a_key_wins_over_yesterdays_file_and_a_later_file_updates_bronze_again(
+        spark, lake, tmp_path):
+    day1 = write_file(tmp_path, "day1.csv", [HEADER, "1,a.png,3,0.5,b1", "2,b.png,4,0.25,b1"])
+    day2 = write_file(tmp_path, "day2.csv", [HEADER, "1,a2.png,3,0.75,b2"])
+    _aged(day1, 48)
+    _aged(day2, 24)
+    profile = profile_with(lake, meta=csv_table(f"file:{tmp_path}/raw"))
+    bronze = layout(profile).bronze_table("meta")
+
+    first = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-1"))
+
+    assert first.counts == dict(inputs=3, inserted=2, updated=0, unchanged=0, quarantined=0, superseded=1)
+    assert_accounting(first)
+    rows = rows_by_key(spark, bronze)
+    assert (rows[1]["path"], rows[1]["ink_fraction"], rows[2]["path"]) == ("a2.png", 0.75, "b.png")
+    assert not delta.is_delta_table(spark, layout(profile).quarantine_table("meta"))  # superseded is no error
+
+    again = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-2"))
+    assert again.counts["inserted"] == again.counts["updated"] == 0 and rows_by_key(spark, bronze) == rows
+
+    write_file(tmp_path, "day3.csv", [HEADER, "2,b3.png,4,0.5,b3"])  # today's: key 2 changes
+    third = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-3"))
+    assert third.counts == dict(inputs=4, inserted=0, updated=1, unchanged=1, quarantined=0, superseded=2)
+    after = rows_by_key(spark, bronze)
+    assert (after[1]["path"], after[2]["path"], after[2]["_run_id"]) == ("a2.png", "b3.png", "run-3")
+
+
+def test_order_by_a_column_lets_the_latest_record_win_whatever_its_file_and_ties_stay_duplicates(
+        spark, lake, tmp_path):
+    header = "sample_id,path,label,ink_fraction,scan_batch,updated_at"
+    schema = SCHEMA + ", updated_at TIMESTAMP"
+    newer_in_old_file = write_file(tmp_path, "a.csv", [header, "1,new.png,3,0.5,b1,2026-12-02 10:00:00",
+                                                       "2,x.png,4,0.5,b1,2026-12-01 09:00:00"])
+    write_file(tmp_path, "b.csv", [header, "1,old.png,3,0.5,b1,2026-12-01 10:00:00",
+                                   "2,y.png,4,0.5,b1,2026-12-01 09:00:00"])
+    _aged(newer_in_old_file, 24)
+    profile = profile_with(lake, meta=csv_table(f"file:{tmp_path}/raw", schema=schema, order_by="updated_at"))
+
+    good, bad, n_read = validate(spark, profile, "meta")
+
+    assert n_read == 4 and {r["sample_id"]: r["path"] for r in good} == {1: "new.png", 2: "x.png"}
+    (tie,) = bad  # key 2: the same updated_at in both files, the first in input order (a.csv) is kept
+    assert tie["error"].startswith("duplicate key sample_id=2") and "y.png" in tie["raw"]
+
+
+def test_an_order_by_naming_no_column_is_refused_when_the_profile_loads(lake, tmp_path):
+    with pytest.raises(ConfigError, match=r"ingest_tables.tables.meta.order_by = 'changed' is not a column of its "
+                                          r"schema \(sample_id, path, label, ink_fraction, scan_batch\)"):
+        profile_with(lake, meta=csv_table(write_file(tmp_path, "m.csv", [HEADER]), order_by="changed"))
 
 
 # --------------------------------------------------------------------------- JSON and Parquet

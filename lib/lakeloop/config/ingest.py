@@ -65,6 +65,12 @@ class TableSource:
     # JSON lines only: every line must be standard JSON holding one object (checked with Python's
     # json module); false takes Spark's lenient reader (single quotes, trailing junk ...) instead.
     strict_json: bool = True
+    # Which record of a key wins when the source holds several (a day file updating yesterday's): the
+    # latest, by this column of the record (e.g. updated_at), or, unset, by its file's modification
+    # time. Earlier records of the key are superseded (counted, not written, not quarantined); records
+    # of a key that tie for the latest are duplicates: the first in input order is kept, the rest
+    # quarantined (duplicate_key).
+    order_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,3 +141,13 @@ def check_table_source(name: str, table: TableSource) -> None:
         if reason:
             raise ConfigError(f"{prefix}.options.{key} cannot be set: {reason}; remove it")
     at_least(table.raw_max_chars, 1, f"{prefix}.raw_max_chars", "10000")
+    if table.order_by is not None:
+        declared = [part.strip().split()[0].strip("`").lower() for part in (table.schema or "").split(",")
+                    if part.strip()]
+        if not table.order_by.strip():
+            raise ConfigError(f"{prefix}.order_by is empty; name a column of the record (e.g. updated_at), or "
+                              f"leave it unset to let the newest file win")
+        if declared and table.order_by.lower() not in declared:
+            raise ConfigError(f"{prefix}.order_by = {table.order_by!r} is not a column of its schema "
+                              f"({', '.join(declared)}); name one of them, or leave it unset to let the newest "
+                              f"file win")

@@ -36,6 +36,8 @@ KIND_MALFORMED = "malformed"
 KIND_TYPE = "type_error"
 KIND_NULL_KEY = "null_key"
 KIND_DUPLICATE_KEY = "duplicate_key"
+# Not a bad record: an earlier record of a key the source also holds a later one of (not written).
+KIND_SUPERSEDED = "superseded"
 
 _MAX_VALUE_CHARS = 80
 
@@ -196,7 +198,8 @@ def split_checked(checked: "DataFrame") -> "tuple[DataFrame, DataFrame]":
     from pyspark.sql import functions as F
 
     columns = [c for c in checked.columns if c not in CHECK_COLS]
-    good = checked.where(F.col(ERROR_COL).isNull()).select(*[F.col(quote_column(c)) for c in columns])
+    good = checked.where(F.col(ERROR_COL).isNull() & F.col(KIND_COL).isNull()).select(
+        *[F.col(quote_column(c)) for c in columns])
     bad = checked.where(F.col(ERROR_COL).isNotNull()).select(
         F.col(INPUT_FILE_COL).alias("source"),
         F.col(RAW_COL).alias("raw"),
@@ -251,7 +254,8 @@ def check_records(
         df = df.withColumn(INPUT_FILE_COL, F.lit(None).cast("string"))
     if INPUT_POS_COL not in df.columns:
         df = df.withColumn(INPUT_POS_COL, F.struct(F.lit(0).cast("long").alias("block"),
-                                                   F.monotonically_increasing_id().alias("row")))
+                                                   F.monotonically_increasing_id().alias("row"),
+                                                   F.lit(None).cast("timestamp").alias("modified")))
     columns = record_columns(df)
     keys = resolve_keys(table, columns, name, SchemaMismatchError)
     options = csv_options(table) if source_format == "csv" else dict(table.options)
@@ -265,7 +269,7 @@ def check_records(
         if table.on_type_error == "fail":
             _fail_on_type_error(df, type_error, name)
     checked = _with_verdict(df, columns, typed, keys, corrupt_error, type_error, options, source_format, name)
-    return _mark_duplicate_keys(checked, columns, keys, source_format, options)
+    return _mark_duplicate_keys(checked, columns, keys, source_format, options, _order_column(table, columns, name))
 
 
 def _typed_columns(
@@ -360,30 +364,57 @@ def _with_verdict(
     )
 
 
+def _order_column(table: TableSource, columns: Sequence[str], name: str | None) -> "Column":
+    """What makes one record of a key later than another: ``order_by``'s column (typed), or the
+    record's file's modification time.
+
+    Raises
+    ------
+    SchemaMismatchError
+        ``order_by`` names no column of the records.
+    """
+    from pyspark.sql import functions as F
+
+    if table.order_by is None:
+        return F.col(f"{INPUT_POS_COL}.modified")
+    match = [c for c in columns if c.lower() == table.order_by.lower()]
+    if not match:
+        raise SchemaMismatchError(
+            f"table {name or '?'}: {setting_name(name, 'order_by')} = {table.order_by!r} is not a column of its "
+            f"records ({', '.join(columns)}); name one of them, or leave it unset to let the newest file win")
+    return F.col(quote_column(match[0]))
+
+
 def _mark_duplicate_keys(
-    checked: "DataFrame", columns: Sequence[str], keys: Sequence[str], source_format: str, options: dict[str, str]
+    checked: "DataFrame", columns: Sequence[str], keys: Sequence[str], source_format: str, options: dict[str, str],
+    order: "Column",
 ) -> "DataFrame":
-    """Second and later good records of a key (by input order) become ``duplicate_key``; drops ``_input_pos``."""
+    """Among the good records of a key, the latest by ``order`` wins: earlier ones become
+    ``superseded`` (no error: not written, not quarantined); of several tying for the latest, the
+    first in input order is kept and the rest become ``duplicate_key``. Drops ``_input_pos``."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     # Duplicates are looked for among the records that passed every other check only.
-    in_order = Window.partitionBy(*[F.col(quote_column(k)) for k in keys], F.col(ERROR_COL).isNull()).orderBy(
-        INPUT_FILE_COL, INPUT_POS_COL
-    )
+    key_cols = [F.col(quote_column(k)) for k in keys]
+    good = F.col(ERROR_COL).isNull()
+    latest = F.max(order).over(Window.partitionBy(*key_cols, good))
+    marked = checked.withColumn("_superseded", good & latest.isNotNull() & (order.isNull() | (order < latest)))
+    in_order = Window.partitionBy(*key_cols, good, F.col("_superseded")).orderBy(INPUT_FILE_COL, INPUT_POS_COL)
     key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.col(quote_column(k)).cast("string")) for k in keys])
     duplicate_error = F.concat(
         F.lit("duplicate key "), key_text,
-        F.lit(": an earlier record of this batch has the same key and is kept (from "),
+        F.lit(": an earlier record of this batch has the same key, is as recent, and is kept (from "),
         F.first(INPUT_FILE_COL).over(in_order), F.lit(")"),
     )
-    is_duplicate = F.col(ERROR_COL).isNull() & (F.row_number().over(in_order) > 1)
+    is_duplicate = good & ~F.col("_superseded") & (F.row_number().over(in_order) > 1)
     # A duplicate passed every check, so its typed values render it faithfully.
-    duplicate_raw = _render_record(checked, columns, source_format, options)
-    return checked.select(
+    duplicate_raw = _render_record(marked, columns, source_format, options)
+    return marked.select(
         *[F.col(quote_column(c)) for c in columns],
         INPUT_FILE_COL,
         F.when(is_duplicate, duplicate_raw).otherwise(F.col(RAW_COL)).alias(RAW_COL),
         F.when(is_duplicate, duplicate_error).otherwise(F.col(ERROR_COL)).alias(ERROR_COL),
-        F.when(is_duplicate, F.lit(KIND_DUPLICATE_KEY)).otherwise(F.col(KIND_COL)).alias(KIND_COL),
+        F.when(is_duplicate, F.lit(KIND_DUPLICATE_KEY)).when(F.col("_superseded"), F.lit(KIND_SUPERSEDED))
+        .otherwise(F.col(KIND_COL)).alias(KIND_COL),
     )

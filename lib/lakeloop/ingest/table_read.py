@@ -188,19 +188,21 @@ def _with_helpers(df: "DataFrame", columns: Sequence[tuple[str, str]], corrupt: 
 
 def _position_columns() -> list["Column"]:
     """The file a record came from, and its position: the split's offset, then an id that grows in
-    read order within a task. One task reads a split from start to end, so sorting by (file,
-    position) is input order, and the same input read with the same settings gives the same positions."""
+    read order within a task (one task reads a split from start to end, so sorting by (file,
+    position) is input order, and the same input read with the same settings gives the same
+    positions); and the file's modification time (which record of a key is the latest)."""
     from pyspark.sql import functions as F
 
     return [
         F.col("_metadata.file_path").alias(INPUT_FILE_COL),
         F.struct(F.col("_metadata.file_block_start").alias("block"),
-                 F.monotonically_increasing_id().alias("row")).alias(INPUT_POS_COL),
+                 F.monotonically_increasing_id().alias("row"),
+                 F.col("_metadata.file_modification_time").alias("modified")).alias(INPUT_POS_COL),
     ]
 
 
 def _empty_source(spark: "SparkSession", fields: Sequence[tuple[str, "DataType"]], corrupt: bool) -> "DataFrame":
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
+    from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
     schema = StructType(
         [StructField(n, t) for n, t in fields]
@@ -209,7 +211,8 @@ def _empty_source(spark: "SparkSession", fields: Sequence[tuple[str, "DataType"]
             StructField(INPUT_FILE_COL, StringType()),
             StructField(
                 INPUT_POS_COL,
-                StructType([StructField("block", LongType()), StructField("row", LongType())]),
+                StructType([StructField("block", LongType()), StructField("row", LongType()),
+                            StructField("modified", TimestampType())]),
             ),
         ]
     )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from lakeloop.config import Profile, TableSource
 from lakeloop.errors import ConfigError, JobFailed, LakeloopError, SchemaMismatchError
-from lakeloop.ingest.table_checks import KIND_COL, check_records, split_checked
+from lakeloop.ingest.table_checks import KIND_COL, KIND_SUPERSEDED, check_records, split_checked
 from lakeloop.ingest.table_read import (declared_schema, quote_column, read_source, record_columns, resolve_keys,
                                         setting_name, unique_names)
 from lakeloop.io import delta
@@ -202,15 +202,18 @@ def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame",
 
 
 def _count_verdicts(checked: "DataFrame", run: _TableRun, n_inputs: int) -> tuple[int, int]:
-    """(good, bad) records, after checking they add up to the inputs; records the reasons."""
+    """(good, bad) records, after checking they add up to the inputs with the superseded ones (an
+    earlier record of a key the source holds a later one of: kept in ``details["superseded"]``);
+    records the reasons."""
     with run.report.timed(f"{run.name}.validate"):
         by_kind = {r[KIND_COL]: r["count"] for r in checked.groupBy(KIND_COL).count().collect()}
     n_good = by_kind.pop(None, 0)
+    n_superseded = run.details["superseded"] = by_kind.pop(KIND_SUPERSEDED, 0)
     n_bad = sum(by_kind.values())
-    if n_good + n_bad != n_inputs:
+    if n_good + n_bad + n_superseded != n_inputs:
         raise JobFailed(
             f"accounting mismatch for table {run.name} in run {run.report.run_id}: read {n_inputs} records but "
-            f"{n_good} are good and {n_bad} quarantined; nothing was written"
+            f"{n_good} are good, {n_superseded} superseded and {n_bad} quarantined; nothing was written"
         )
     if by_kind:
         run.details["quarantine_reasons"] = by_kind
@@ -269,6 +272,8 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
             f"{run.bronze_uri} inserted {inserted} and updated {updated}; see that table's history"
         )
     counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad)
+    if run.details.get("superseded"):  # earlier records of a key the source holds a later one of
+        counts["superseded"] = run.details["superseded"]
     run.details.update(counts=counts, bronze_merge=written["bronze"], elapsed_s=round(elapsed, 3),
                        quarantine_new=written["quarantine"].get("num_inserted_rows", 0))
     if written["added"]:

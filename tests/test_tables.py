@@ -139,6 +139,41 @@ def test_a_second_score_run_scores_nothing_and_commits_nothing(spark, regression
     assert delta.table_version(spark, uri) == before
 
 
+def test_a_row_updated_at_its_source_flows_to_bronze_and_features_and_only_its_prediction_is_scored_again(
+        spark, regression, tmp_path):
+    from pyspark.sql import functions as F
+
+    from lakeloop.features import build_features
+    from lakeloop.ingest.tables import ingest_tables
+    from lakeloop.layout import LakeLayout
+    from lakeloop.scoring import score_table
+    from support.lakes import copy_lake
+
+    profile, _ = regression
+    frame = generated_rows()
+    frame.loc[frame["id"] == 3, "x1"] += 10.0  # a correction at the source
+    copied = copy_lake(profile, tmp_path / "lake")
+    updated = table_profile(copied.lake_root, write_csv(tmp_path / "raw", frame), "regression", "y")
+    uri = LakeLayout(updated.lake_root).table_predictions("measurements")
+    before = delta.read_table(spark, uri).where("id = 3").first()
+
+    ingest = ingest_tables(spark, updated)
+    features = build_features(spark, updated)
+    score = score_table(spark, updated)
+
+    assert ingest.counts["updated"] == 1 and features.counts["updated"] == 1
+    assert score.counts["scored"] == score.counts["rescored"] == 1 and score.counts["already_scored"] == ROWS - 1
+    gold = delta.read_table(spark, uri)
+    assert gold.count() == ROWS and gold.where("id = 3").count() == 1  # updated, not added
+    after = gold.where("id = 3").first()
+    assert after["value"] != before["value"] and after["run_id"] == score.run_id
+    assert after["input_digest"] != before["input_digest"]
+    assert gold.where((F.col("run_id") == score.run_id) & (F.col("id") != 3)).count() == 0
+    committed = delta.table_version(spark, uri)
+    again = score_table(spark, updated)
+    assert again.counts["scored"] == again.counts["rescored"] == 0 and delta.table_version(spark, uri) == committed
+
+
 def test_multilabel_predicts_the_labels_over_the_threshold_with_micro_and_macro_f1(spark, multilabel):
     profile, reports = multilabel
     metadata = metadata_of(profile, reports["version"])

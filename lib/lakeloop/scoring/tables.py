@@ -35,7 +35,7 @@ from lakeloop.splits import model_splits
 from lakeloop.tabular import TARGET_COLUMNS, encoded_columns, table_features_uri
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 
 def predict_rows(batches: Iterator[pd.DataFrame], registry: Registry, version: ModelVersion,
@@ -120,8 +120,11 @@ def _with_split(spark: "SparkSession", profile: Profile, rows: "DataFrame", meta
 
 
 def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport | None = None) -> RunReport:
-    """Score the input table's rows that have no prediction yet for the model version (at most
-    ``score.max_rows_per_run`` of them, MERGEd every ``score.commit_every_rows``, as for images).
+    """Score the input table's rows that have no prediction yet for the model version, and those
+    whose input values changed since their prediction (each prediction keeps ``input_digest``, a
+    SHA-256 of the values the model read; ``rescored`` counts the rows scored again), at most
+    ``score.max_rows_per_run`` of them, MERGEd every ``score.commit_every_rows``, as for images.
+    A prediction written before digests were kept counts as current.
 
     Raises
     ------
@@ -145,16 +148,16 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
     with report.timed("plan"):
         keyed = one_row_per_key(source, key, uri)
         report.warnings.extend(keyed.warnings)
+        rows = keyed.rows.withColumn("input_digest", input_digest(metadata))
         # Pinned: the plan is recomputed after this run's MERGE and must not see it.
-        done = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(this_version).select(key) \
-            if delta.is_delta_table(spark, gold) else None
-        pending = keyed.rows.join(done, key, "left_anti") if done is not None else keyed.rows
+        pending = _not_scored_as_they_are(spark, rows, gold, key, this_version)
         pending = _with_split(spark, profile, pending, metadata, key, report)
         chunks, n_pending = bounded_chunks(pending, key, cfg)
     n_scored = 0
-    for rows in chunks:
-        n_scored += _score_and_write(spark, _predicted(rows, registry, version, metadata, cfg, report), gold, key,
+    for chunk in chunks:
+        n_scored += _score_and_write(spark, _predicted(chunk, registry, version, metadata, cfg, report), gold, key,
                                      cfg, report)
+    report.counts.setdefault("rescored", 0)
     n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
     report.counts.update(inputs=keyed.n_inputs, scored=n_scored,
                          already_scored=n_keyed - (n_pending if n_pending is not None else n_scored))
@@ -176,6 +179,31 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
     return report
 
 
+def input_digest(metadata: dict[str, Any]) -> "Column":
+    """SHA-256 of the values a table model reads from a row (its encoding's input columns, as JSON):
+    a prediction whose row's digest changed is out of date."""
+    from pyspark.sql import functions as F
+
+    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in encoded_columns(metadata["table"]["encoding"])])), 256)
+
+
+def _not_scored_as_they_are(spark: "SparkSession", rows: "DataFrame", gold: str, key: str,
+                            this_version: "Column") -> "DataFrame":
+    """``rows`` whose key has no prediction of the version in gold (pinned to its current version),
+    or one made from other input values (its ``input_digest`` differs; a prediction without a
+    digest, written before digests were kept, counts as current)."""
+    from pyspark.sql import functions as F
+
+    if not delta.is_delta_table(spark, gold):
+        return rows
+    done = delta.read_table(spark, gold, delta.table_version(spark, gold)).where(this_version)
+    scored_digest = F.col("input_digest") if "input_digest" in done.columns else F.lit(None).cast("string")
+    done = done.select(key, F.lit(True).alias("_scored"), scored_digest.alias("_scored_digest"))
+    joined = rows.join(done, key, "left")
+    changed = F.col("_scored_digest").isNotNull() & (F.col("_scored_digest") != F.col("input_digest"))
+    return joined.where(F.col("_scored").isNull() | changed).drop("_scored", "_scored_digest")
+
+
 def _predicted(pending: "DataFrame", registry: Registry, version: ModelVersion, metadata: dict[str, Any],
                cfg: Any, report: RunReport) -> "DataFrame":
     """The pending rows as prediction rows: key, model, the task's fields, the truth, split, time, run."""
@@ -190,16 +218,17 @@ def _predicted(pending: "DataFrame", registry: Registry, version: ModelVersion, 
         udf(inputs).alias("p"),
         (F.col(truth) if truth else F.lit(None)).cast(TRUTH_TYPES[task]).alias(TRUTH_COLUMNS[task]),
         (F.col("split").cast("string") if "split" in pending.columns else F.lit(None).cast("string")).alias("split"),
-        F.current_timestamp().alias("scored_at"), F.lit(report.run_id).alias("run_id"))
+        "input_digest", F.current_timestamp().alias("scored_at"), F.lit(report.run_id).alias("run_id"))
     return scored.select(key, "model_name", "model_version",
                          *[F.col(f"p.{f}").alias(f) for f in TASK_RESULT_FIELDS[task]],
-                         TRUTH_COLUMNS[task], "split", "scored_at", "run_id")
+                         TRUTH_COLUMNS[task], "split", "input_digest", "scored_at", "run_id")
 
 
 def _score_and_write(spark: "SparkSession", scored: "DataFrame", gold: str, key: str, cfg: Any,
                      report: RunReport) -> int:
-    """Score one chunk (held, :func:`lakeloop.io.delta.held`: counted, then MERGEd) and insert its new
-    keys; the rows scored."""
+    """Score one chunk (held, :func:`lakeloop.io.delta.held`: counted, then MERGEd): insert its new
+    keys, update the predictions whose input digest changed (counted as ``rescored``; a replayed
+    chunk changes nothing); the rows scored."""
     with scoped_conf(spark, arrow_batch_settings(cfg.batch_size, cfg.max_batch_bytes)):
         with report.timed("score"):
             scored = delta.held(scored)
@@ -207,8 +236,10 @@ def _score_and_write(spark: "SparkSession", scored: "DataFrame", gold: str, key:
     try:
         with report.timed("write_predictions"):
             if n_scored:
-                report.details["predictions_merge"] = delta.merge_insert_new(
-                    spark, scored, gold, [key, "model_name", "model_version"])
+                merged = delta.merge_upsert(spark, scored, gold, [key, "model_name", "model_version"],
+                                            compare_columns=["input_digest"], add_columns=True)
+                report.details["predictions_merge"] = merged
+                report.counts["rescored"] = report.counts.get("rescored", 0) + merged.get("num_updated_rows", 0)
             else:
                 delta.ensure_table(spark, gold, scored.schema)
     finally:

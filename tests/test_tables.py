@@ -174,6 +174,52 @@ def test_a_row_updated_at_its_source_flows_to_bronze_and_features_and_only_its_p
     assert again.counts["scored"] == again.counts["rescored"] == 0 and delta.table_version(spark, uri) == committed
 
 
+def test_a_key_gone_from_a_snapshot_source_leaves_bronze_features_and_predictions_and_a_rerun_commits_nothing(
+        spark, regression, tmp_path):
+    from lakeloop.features import build_features
+    from lakeloop.ingest.tables import ingest_tables
+    from lakeloop.layout import LakeLayout
+    from lakeloop.scoring import score_table
+    from support.lakes import copy_lake
+
+    profile, _ = regression
+    frame = generated_rows()
+    copied = copy_lake(profile, tmp_path / "lake")
+    lake = LakeLayout(copied.lake_root)
+    tables = (lake.bronze_table("measurements"), lake.table_features("measurements"),
+              lake.table_predictions("measurements"))
+
+    def snapshot(rows, broken: bool = False) -> object:
+        if broken:  # write_csv adds a record whose key is not a number
+            source = write_csv(tmp_path / "raw-broken", rows)
+        else:
+            path = tmp_path / f"raw-{len(rows)}" / "measurements.csv"
+            path.parent.mkdir(parents=True)
+            path.write_text(rows.to_csv(index=False, float_format="%.6f"))
+            source = f"file:{path}"
+        return table_profile(copied.lake_root, source, "regression", "y",
+                             ("ingest_tables.tables.measurements.mode", "snapshot"))
+
+    gone = snapshot(frame[~frame["id"].isin([5, 6])])  # today's full export lacks keys 5 and 6
+    ingest, features, score = ingest_tables(spark, gone), build_features(spark, gone), score_table(spark, gone)
+
+    assert ingest.counts["deleted"] == 2 and features.counts["deleted"] == 2 and score.counts["removed"] == 2
+    for uri in tables:
+        ids = {r["id"] for r in delta.read_table(spark, uri).select("id").collect()}
+        assert len(ids) == ROWS - 2 and not ids & {5, 6}, uri
+    versions = [delta.table_version(spark, uri) for uri in tables]
+    assert ingest_tables(spark, gone).counts["deleted"] == 0 and build_features(spark, gone).counts["deleted"] == 0
+    assert score_table(spark, gone).counts["removed"] == 0
+    assert [delta.table_version(spark, uri) for uri in tables] == versions  # nothing committed
+
+    # A snapshot with a quarantined record deletes nothing: that record may be the missing key's.
+    broken = snapshot(frame[frame["id"] != 9], broken=True)
+    held = ingest_tables(spark, broken)
+    assert held.counts["deleted"] == 0 and held.counts["quarantined"] == 1
+    assert any("are not deleted" in w for w in held.warnings)
+    assert delta.read_table(spark, tables[0]).where("id = 9").count() == 1
+
+
 def test_multilabel_predicts_the_labels_over_the_threshold_with_micro_and_macro_f1(spark, multilabel):
     profile, reports = multilabel
     metadata = metadata_of(profile, reports["version"])

@@ -71,6 +71,11 @@ class TableSource:
     # of a key that tie for the latest are duplicates: the first in input order is kept, the rest
     # quarantined (duplicate_key).
     order_by: str | None = None
+    # upsert: the source holds new and changed records (keys it no longer holds stay in bronze);
+    # snapshot: the source is the whole table, so a key it no longer holds is deleted from bronze
+    # (and then from the table's features and predictions); held back, with a warning, in a run
+    # that quarantined any record (its key may be the one missing).
+    mode: Literal["upsert", "snapshot"] = "upsert"
 
 
 @dataclass(frozen=True)

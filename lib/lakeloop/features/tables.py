@@ -80,13 +80,14 @@ def build_table_features(spark: "SparkSession", profile: Profile, report: RunRep
     with report.timed("write"):
         classes = _classes(spark, features, uri, task)
         compare = [cfg.key, *cfg.numeric, *cfg.categorical, target_column, "split"]
-        metrics = delta.merge_upsert(spark, features, uri, ["row_id"], compare)
+        # The features mirror bronze: a row deleted there (a snapshot source's missing key) goes here too.
+        metrics = delta.merge_upsert(spark, features, uri, ["row_id"], compare, delete_missing=True)
         delta.set_table_properties(spark, uri, table_properties(cfg, task, classes))
     features_version = delta.table_version(spark, uri)
     with report.timed("count"):
         counts = _split_counts(delta.read_table(spark, uri, features_version), target_column)
     report.counts.update(rows=sum(counts.values()), inserted=metrics.get("num_inserted_rows", 0),
-                         updated=metrics.get("num_updated_rows", 0),
+                         updated=metrics.get("num_updated_rows", 0), deleted=metrics.get("num_deleted_rows", 0),
                          **{f"split_{k}": v for k, v in sorted(counts.items()) if k != "unlabelled"})
     if counts.get("unlabelled"):
         report.counts["unlabelled"] = counts["unlabelled"]

@@ -245,8 +245,14 @@ def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_
     rows = bronze_rows(good, run.report.run_id)
     with run.report.timed(f"{run.name}.write_bronze"):
         added = _prepare_bronze(spark, run.bronze_uri, rows, run.table, run.name)
+        snapshot = run.table.mode == "snapshot"
+        if snapshot and n_bad:
+            run.report.warnings.append(
+                f"table {run.name}: mode snapshot, but {n_bad} record(s) were quarantined: keys missing from the source "
+                f"are not deleted from {run.bronze_uri} this run (a quarantined record may hold one); fix them and rerun")
         bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys, compare_columns=list(stored.values()),
-                                            evolve_schema=run.table.evolve_schema)
+                                            evolve_schema=run.table.evolve_schema,
+                                            delete_missing=snapshot and not n_bad)
         renamed = {name: source for source, name in stored.items() if source != name}
         if renamed:
             delta.set_table_properties(spark, run.bronze_uri, {SOURCE_COLUMNS_PROPERTY: json.dumps(renamed)})
@@ -274,6 +280,8 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
     counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad)
     if run.details.get("superseded"):  # earlier records of a key the source holds a later one of
         counts["superseded"] = run.details["superseded"]
+    if run.table.mode == "snapshot":  # keys the source no longer holds
+        counts["deleted"] = written["bronze"].get("num_deleted_rows", 0)
     run.details.update(counts=counts, bronze_merge=written["bronze"], elapsed_s=round(elapsed, 3),
                        quarantine_new=written["quarantine"].get("num_inserted_rows", 0))
     if written["added"]:
@@ -394,7 +402,9 @@ def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLa
     try:
         good = sum(int(counts[k]) for k in ("inserted", "updated", "unchanged"))
         counts = dict(inputs=int(counts["inputs"]), inserted=0, updated=0, unchanged=good,
-                      quarantined=int(counts["quarantined"]))
+                      quarantined=int(counts["quarantined"]),
+                      **{k: int(counts[k]) for k in ("superseded",) if counts.get(k)},
+                      **({"deleted": 0} if run.table.mode == "snapshot" else {}))
     except (KeyError, TypeError, ValueError):  # a record from another lakeloop: read the source
         return False
     run.details.update(counts=counts, source_state=state, skipped_from_run=recorded.get("run_id"))

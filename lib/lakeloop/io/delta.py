@@ -419,6 +419,29 @@ def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seque
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
+def _absent_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> "DataFrame":
+    """The table's keys (at its current version) that ``keys_from`` lacks."""
+    from pyspark.sql import functions as F
+
+    target = read_table(spark, uri, table_version(spark, uri)).select(*keys)
+    condition = F.expr(" AND ".join(f"s.{_q(k)} <=> t.{_q(k)}" for k in keys))
+    return target.alias("t").join(keys_from.select(*keys).alias("s"), on=condition, how="left_anti")
+
+
+def delete_absent(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> int:
+    """Delete the table's rows whose key (``keys``, which may match several of its rows) ``keys_from``
+    lacks, in one MERGE; commits nothing when there are none. The rows deleted."""
+    from delta.tables import DeltaTable
+
+    if not is_delta_table(spark, uri) or _absent_keys(spark, keys_from, uri, keys).isEmpty():
+        return 0
+    source = keys_from.select(*keys).distinct()
+    merge = DeltaTable.forPath(spark, uri).alias("t").merge(source.alias("s"), _key_condition(keys)) \
+        .whenNotMatchedBySourceDelete()
+    with _conflicts_named(uri):
+        return _metrics(merge.execute()).get("num_deleted_rows", 0)
+
+
 def merge_upsert(
     spark: "SparkSession",
     df: "DataFrame",
@@ -427,12 +450,14 @@ def merge_upsert(
     compare_columns: Sequence[str],
     evolve_schema: bool = False,
     add_columns: bool = False,
+    delete_missing: bool = False,
 ) -> dict[str, int]:
     """Update rows whose key exists and whose values changed; insert the rest; create the table
-    with all rows in one commit if there is none.
+    with all rows in one commit if there is none. With ``delete_missing``, the same commit
+    deletes the table's rows whose key ``df`` lacks (the table mirrors ``df``).
 
-    Unchanged rows are left alone, and when no row is new or changed nothing is committed,
-    so a rerun on the same input leaves the table's version as it was.
+    Unchanged rows are left alone, and when no row is new, changed (or missing) nothing is
+    committed, so a rerun on the same input leaves the table's version as it was.
     With ``evolve_schema`` new source columns are added to the table (Delta's
     ``withSchemaEvolution``); with ``add_columns`` they are added before the MERGE, and the
     table's columns ``df`` lacks are written as nulls in the rows it inserts or updates.
@@ -446,7 +471,8 @@ def merge_upsert(
     table_columns = set(read_table(spark, uri).columns)
     known = [c for c in compare_columns if c in table_columns]
     new_columns = evolve_schema and bool(set(df.columns) - table_columns)
-    if not new_columns and _pending_rows(spark, df, uri, [*keys, *known]).isEmpty():
+    missing = delete_missing and not _absent_keys(spark, df, uri, keys).isEmpty()
+    if not new_columns and not missing and _pending_rows(spark, df, uri, [*keys, *known]).isEmpty():
         return dict(_NOTHING)
     # Columns the table gains in this MERGE count as changed for every matched row.
     changed = "true" if new_columns else (" OR ".join(f"NOT (t.{_q(c)} <=> s.{_q(c)})" for c in known) or "false")
@@ -454,6 +480,8 @@ def merge_upsert(
     if evolve_schema:
         merge = merge.withSchemaEvolution()
     merge = merge.whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
+    if missing:
+        merge = merge.whenNotMatchedBySourceDelete()
     with _conflicts_named(uri):
         return _metrics(merge.execute())
 

@@ -158,6 +158,11 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
         n_scored += _score_and_write(spark, _predicted(chunk, registry, version, metadata, cfg, report), gold, key,
                                      cfg, report)
     report.counts.setdefault("rescored", 0)
+    if profile.score.input == "features":
+        # The table's own features: a row deleted there (its key gone from a snapshot source) takes its
+        # predictions, every version's, with it. Another input holds only the rows it brings.
+        with report.timed("remove_predictions"):
+            report.counts["removed"] = delta.delete_absent(spark, keyed.rows, gold, [key])
     n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
     report.counts.update(inputs=keyed.n_inputs, scored=n_scored,
                          already_scored=n_keyed - (n_pending if n_pending is not None else n_scored))

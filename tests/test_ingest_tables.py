@@ -55,7 +55,8 @@ def validate(spark, profile, name: str):
 
 def assert_accounting(report) -> None:
     c = report.counts
-    assert c["inputs"] == c["inserted"] + c["updated"] + c["unchanged"] + c["quarantined"] + c.get("superseded", 0), c
+    assert c["inputs"] == (c["inserted"] + c["updated"] + c["unchanged"] + c["quarantined"] + c.get("superseded", 0)
+                           + c.get("delete_records", 0)), c
 
 
 def rows_by_key(spark, uri: str) -> dict:
@@ -205,6 +206,37 @@ def test_order_by_a_column_lets_the_latest_record_win_whatever_its_file_and_ties
     assert n_read == 4 and {r["sample_id"]: r["path"] for r in good} == {1: "new.png", 2: "x.png"}
     (tie,) = bad  # key 2: the same updated_at in both files, the first in input order (a.csv) is kept
     assert tie["error"].startswith("duplicate key sample_id=2") and "y.png" in tie["raw"]
+
+
+def test_a_change_feeds_deletion_record_removes_its_key_and_a_rerun_deletes_nothing(spark, lake, tmp_path):
+    header = f"{HEADER},op"
+    schema = SCHEMA + ", op STRING"
+    day1 = write_file(tmp_path, "day1.csv", [header, "1,a.png,3,0.5,b1,U", "2,b.png,4,0.5,b1,U", "3,c.png,5,0.5,b1,U"])
+    _aged(day1, 24)
+    profile = profile_with(lake, meta=csv_table(f"file:{tmp_path}/raw", schema=schema, delete_when="op = 'D'"))
+    bronze = layout(profile).bronze_table("meta")
+    first = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-1"))
+    assert first.counts["inserted"] == 3 and first.counts["deleted"] == first.counts["delete_records"] == 0
+
+    write_file(tmp_path, "day2.csv", [header, "2,b.png,4,0.5,b1,D", "3,c3.png,5,0.5,b1,U"])
+    second = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-2"))
+
+    assert second.counts == dict(inputs=5, inserted=0, updated=1, unchanged=1, quarantined=0, superseded=2,
+                                 deleted=1, delete_records=1)
+    assert_accounting(second)
+    rows = rows_by_key(spark, bronze)
+    assert sorted(rows) == [1, 3] and rows[3]["path"] == "c3.png"
+    version = delta.table_version(spark, bronze)
+    third = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-3"))
+    assert third.counts["deleted"] == 0 and delta.table_version(spark, bronze) == version
+
+
+def test_a_delete_when_spark_cannot_evaluate_names_the_setting_and_the_columns(spark, lake, tmp_path):
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES])
+    profile = profile_with(lake, meta=csv_table(source, delete_when="operation = 'D'"))
+    with pytest.raises(SchemaMismatchError, match=r"ingest_tables.tables.meta.delete_when = \"operation = 'D'\" is "
+                                                  r"not a condition on its records' columns \(sample_id, path"):
+        ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-1"))
 
 
 def test_an_order_by_naming_no_column_is_refused_when_the_profile_loads(lake, tmp_path):

@@ -76,6 +76,10 @@ class TableSource:
     # (and then from the table's features and predictions); held back, with a warning, in a run
     # that quarantined any record (its key may be the one missing).
     mode: Literal["upsert", "snapshot"] = "upsert"
+    # A change feed's deletions: a SQL condition on a record's columns (e.g. "op = 'D'"). A key whose
+    # latest record matches it is deleted from bronze (then from the table's features and
+    # predictions); that record is counted (delete_records), not written.
+    delete_when: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ def check_table_source(name: str, table: TableSource) -> None:
         if reason:
             raise ConfigError(f"{prefix}.options.{key} cannot be set: {reason}; remove it")
     at_least(table.raw_max_chars, 1, f"{prefix}.raw_max_chars", "10000")
+    if table.delete_when is not None and not table.delete_when.strip():
+        raise ConfigError(f"{prefix}.delete_when is empty; write a SQL condition on the record's columns, e.g. "
+                          f"\"op = 'D'\", or leave it unset")
     if table.order_by is not None:
         declared = [part.strip().split()[0].strip("`").lower() for part in (table.schema or "").split(",")
                     if part.strip()]

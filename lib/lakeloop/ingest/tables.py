@@ -233,6 +233,32 @@ def storable_names(columns: Sequence[str]) -> dict[str, str]:
     return unique_names(columns, DELTA_INVALID_CHARACTERS)
 
 
+def _split_deletes(good: "DataFrame", run: _TableRun) -> tuple["DataFrame", "DataFrame | None"]:
+    """The good records to write, and those ``delete_when`` marks as deletions (None without it;
+    their number in ``run.details["delete_records"]``).
+
+    Raises
+    ------
+    SchemaMismatchError
+        ``delete_when`` is no condition Spark can evaluate on the records.
+    """
+    from pyspark.errors import AnalysisException, ParseException
+    from pyspark.sql import functions as F
+
+    if run.table.delete_when is None:
+        return good, None
+    try:
+        is_delete = F.coalesce(F.expr(run.table.delete_when).cast("boolean"), F.lit(False))
+        deletes = good.where(is_delete)
+    except (AnalysisException, ParseException) as exc:
+        raise SchemaMismatchError(
+            f"table {run.name}: ingest_tables.tables.{run.name}.delete_when = {run.table.delete_when!r} is not a "
+            f"condition on its records' columns ({', '.join(good.columns)}): {str(exc).splitlines()[0]}; fix it, "
+            f"e.g. \"op = 'D'\"") from None
+    run.details["delete_records"] = deletes.count()
+    return good.where(~is_delete), deletes
+
+
 def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_bad: int) -> dict:
     """Upsert the good rows into bronze (under names Delta can store, the renames recorded in the
     table's properties), insert the bad ones into quarantine; returns both MERGEs' metrics."""
@@ -241,6 +267,7 @@ def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_
     good, bad = split_checked(checked)
     stored = storable_names(good.columns)
     keys = [stored[k] for k in resolve_keys(run.table, good.columns, run.name, SchemaMismatchError)]
+    good, deletes = _split_deletes(good, run)
     good = good.select(*[F.col(quote_column(source)).alias(name) for source, name in stored.items()])
     rows = bronze_rows(good, run.report.run_id)
     with run.report.timed(f"{run.name}.write_bronze"):
@@ -253,6 +280,11 @@ def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_
         bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys, compare_columns=list(stored.values()),
                                             evolve_schema=run.table.evolve_schema,
                                             delete_missing=snapshot and not n_bad)
+        if deletes is not None:
+            keyed = deletes.select(*[F.col(quote_column(source)).alias(name) for source, name in stored.items()
+                                     if name in keys])
+            bronze_metrics = {**bronze_metrics, "num_deleted_rows": bronze_metrics.get("num_deleted_rows", 0)
+                              + delta.delete_keys(spark, keyed, run.bronze_uri, keys)}
         renamed = {name: source for source, name in stored.items() if source != name}
         if renamed:
             delta.set_table_properties(spark, run.bronze_uri, {SOURCE_COLUMNS_PROPERTY: json.dumps(renamed)})
@@ -271,7 +303,7 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
     report, name = run.report, run.name
     inserted = written["bronze"].get("num_inserted_rows", 0)
     updated = written["bronze"].get("num_updated_rows", 0)
-    unchanged = n_good - inserted - updated
+    unchanged = n_good - run.details.get("delete_records", 0) - inserted - updated
     if unchanged < 0:
         raise JobFailed(
             f"accounting mismatch for table {name} in run {report.run_id}: {n_good} good rows but the MERGE into "
@@ -280,8 +312,10 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
     counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad)
     if run.details.get("superseded"):  # earlier records of a key the source holds a later one of
         counts["superseded"] = run.details["superseded"]
-    if run.table.mode == "snapshot":  # keys the source no longer holds
+    if run.table.mode == "snapshot" or run.table.delete_when is not None:  # keys gone from the source
         counts["deleted"] = written["bronze"].get("num_deleted_rows", 0)
+    if run.table.delete_when is not None:  # the change feed's deletion records
+        counts["delete_records"] = run.details.get("delete_records", 0)
     run.details.update(counts=counts, bronze_merge=written["bronze"], elapsed_s=round(elapsed, 3),
                        quarantine_new=written["quarantine"].get("num_inserted_rows", 0))
     if written["added"]:
@@ -404,7 +438,8 @@ def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLa
         counts = dict(inputs=int(counts["inputs"]), inserted=0, updated=0, unchanged=good,
                       quarantined=int(counts["quarantined"]),
                       **{k: int(counts[k]) for k in ("superseded",) if counts.get(k)},
-                      **({"deleted": 0} if run.table.mode == "snapshot" else {}))
+                      **({"deleted": 0} if run.table.mode == "snapshot" or run.table.delete_when else {}),
+                      **({"delete_records": int(counts.get("delete_records", 0))} if run.table.delete_when else {}))
     except (KeyError, TypeError, ValueError):  # a record from another lakeloop: read the source
         return False
     run.details.update(counts=counts, source_state=state, skipped_from_run=recorded.get("run_id"))

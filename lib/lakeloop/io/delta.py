@@ -428,6 +428,25 @@ def _absent_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: 
     return target.alias("t").join(keys_from.select(*keys).alias("s"), on=condition, how="left_anti")
 
 
+def delete_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> int:
+    """Delete the table's rows whose key ``keys_from`` holds, in one MERGE; commits nothing when
+    none is there (a rerun). The rows deleted."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    if not is_delta_table(spark, uri):
+        return 0
+    source = keys_from.select(*keys).distinct()
+    target = read_table(spark, uri, table_version(spark, uri)).select(*keys)
+    condition = F.expr(" AND ".join(f"s.{_q(k)} <=> t.{_q(k)}" for k in keys))
+    if target.alias("t").join(source.alias("s"), on=condition, how="left_semi").isEmpty():
+        return 0
+    merge = DeltaTable.forPath(spark, uri).alias("t").merge(source.alias("s"), _key_condition(keys)) \
+        .whenMatchedDelete()
+    with _conflicts_named(uri):
+        return _metrics(merge.execute()).get("num_deleted_rows", 0)
+
+
 def delete_absent(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> int:
     """Delete the table's rows whose key (``keys``, which may match several of its rows) ``keys_from``
     lacks, in one MERGE; commits nothing when there are none. The rows deleted."""

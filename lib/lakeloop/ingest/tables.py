@@ -298,6 +298,18 @@ def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_
     return {"bronze": bronze_metrics, "quarantine": quarantine_metrics, "added": added}
 
 
+def _change_counts(table: TableSource, superseded: int, deleted: int, delete_records: int) -> dict[str, int]:
+    """A run's counts beyond inserts and updates, where they can occur: ``superseded`` records (when
+    any), keys ``deleted`` (a table that deletes: ``mode: snapshot`` or ``delete_when``) and the change
+    feed's ``delete_records`` (``delete_when``)."""
+    counts = {"superseded": superseded} if superseded else {}
+    if table.mode == "snapshot" or table.delete_when is not None:
+        counts["deleted"] = deleted
+    if table.delete_when is not None:
+        counts["delete_records"] = delete_records
+    return counts
+
+
 def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, written: dict, elapsed: float) -> None:
     """Counts, warnings and outputs of one table's run, in its details and the job's report."""
     report, name = run.report, run.name
@@ -309,13 +321,9 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
             f"accounting mismatch for table {name} in run {report.run_id}: {n_good} good rows but the MERGE into "
             f"{run.bronze_uri} inserted {inserted} and updated {updated}; see that table's history"
         )
-    counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad)
-    if run.details.get("superseded"):  # earlier records of a key the source holds a later one of
-        counts["superseded"] = run.details["superseded"]
-    if run.table.mode == "snapshot" or run.table.delete_when is not None:  # keys gone from the source
-        counts["deleted"] = written["bronze"].get("num_deleted_rows", 0)
-    if run.table.delete_when is not None:  # the change feed's deletion records
-        counts["delete_records"] = run.details.get("delete_records", 0)
+    counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad,
+                  **_change_counts(run.table, run.details.get("superseded", 0),
+                                   written["bronze"].get("num_deleted_rows", 0), run.details.get("delete_records", 0)))
     run.details.update(counts=counts, bronze_merge=written["bronze"], elapsed_s=round(elapsed, 3),
                        quarantine_new=written["quarantine"].get("num_inserted_rows", 0))
     if written["added"]:
@@ -437,9 +445,8 @@ def _as_the_last_run_left_it(spark: "SparkSession", run: _TableRun, lake: LakeLa
         good = sum(int(counts[k]) for k in ("inserted", "updated", "unchanged"))
         counts = dict(inputs=int(counts["inputs"]), inserted=0, updated=0, unchanged=good,
                       quarantined=int(counts["quarantined"]),
-                      **{k: int(counts[k]) for k in ("superseded",) if counts.get(k)},
-                      **({"deleted": 0} if run.table.mode == "snapshot" or run.table.delete_when else {}),
-                      **({"delete_records": int(counts.get("delete_records", 0))} if run.table.delete_when else {}))
+                      **_change_counts(run.table, int(counts.get("superseded", 0)), 0,
+                                       int(counts.get("delete_records", 0))))
     except (KeyError, TypeError, ValueError):  # a record from another lakeloop: read the source
         return False
     run.details.update(counts=counts, source_state=state, skipped_from_run=recorded.get("run_id"))

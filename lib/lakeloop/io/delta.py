@@ -419,44 +419,29 @@ def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seque
     return {**_NOTHING, "num_inserted_rows": _last_commit_rows(spark, uri)}
 
 
-def _absent_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> "DataFrame":
-    """The table's keys (at its current version) that ``keys_from`` lacks."""
+def _table_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str],
+                how: str) -> "DataFrame":
+    """The table's keys (at its current version) that ``keys_from`` holds (``how="left_semi"``) or
+    lacks (``"left_anti"``)."""
     from pyspark.sql import functions as F
 
     target = read_table(spark, uri, table_version(spark, uri)).select(*keys)
-    condition = F.expr(" AND ".join(f"s.{_q(k)} <=> t.{_q(k)}" for k in keys))
-    return target.alias("t").join(keys_from.select(*keys).alias("s"), on=condition, how="left_anti")
+    return target.alias("t").join(keys_from.select(*keys).alias("s"), on=F.expr(_key_condition(keys)), how=how)
 
 
-def delete_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> int:
-    """Delete the table's rows whose key ``keys_from`` holds, in one MERGE; commits nothing when
-    none is there (a rerun). The rows deleted."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    if not is_delta_table(spark, uri):
-        return 0
-    source = keys_from.select(*keys).distinct()
-    target = read_table(spark, uri, table_version(spark, uri)).select(*keys)
-    condition = F.expr(" AND ".join(f"s.{_q(k)} <=> t.{_q(k)}" for k in keys))
-    if target.alias("t").join(source.alias("s"), on=condition, how="left_semi").isEmpty():
-        return 0
-    merge = DeltaTable.forPath(spark, uri).alias("t").merge(source.alias("s"), _key_condition(keys)) \
-        .whenMatchedDelete()
-    with _conflicts_named(uri):
-        return _metrics(merge.execute()).get("num_deleted_rows", 0)
-
-
-def delete_absent(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str]) -> int:
-    """Delete the table's rows whose key (``keys``, which may match several of its rows) ``keys_from``
-    lacks, in one MERGE; commits nothing when there are none. The rows deleted."""
+def delete_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str],
+                absent: bool = False) -> int:
+    """Delete the table's rows whose key (``keys``, which may match several of its rows)
+    ``keys_from`` holds, or with ``absent`` lacks, in one MERGE; commits nothing when there are none
+    (a rerun). The rows deleted."""
     from delta.tables import DeltaTable
 
-    if not is_delta_table(spark, uri) or _absent_keys(spark, keys_from, uri, keys).isEmpty():
+    if not is_delta_table(spark, uri) or \
+            _table_keys(spark, keys_from, uri, keys, "left_anti" if absent else "left_semi").isEmpty():
         return 0
-    source = keys_from.select(*keys).distinct()
-    merge = DeltaTable.forPath(spark, uri).alias("t").merge(source.alias("s"), _key_condition(keys)) \
-        .whenNotMatchedBySourceDelete()
+    merge = DeltaTable.forPath(spark, uri).alias("t").merge(keys_from.select(*keys).distinct().alias("s"),
+                                                            _key_condition(keys))
+    merge = merge.whenNotMatchedBySourceDelete() if absent else merge.whenMatchedDelete()
     with _conflicts_named(uri):
         return _metrics(merge.execute()).get("num_deleted_rows", 0)
 
@@ -490,7 +475,7 @@ def merge_upsert(
     table_columns = set(read_table(spark, uri).columns)
     known = [c for c in compare_columns if c in table_columns]
     new_columns = evolve_schema and bool(set(df.columns) - table_columns)
-    missing = delete_missing and not _absent_keys(spark, df, uri, keys).isEmpty()
+    missing = delete_missing and not _table_keys(spark, df, uri, keys, "left_anti").isEmpty()
     if not new_columns and not missing and _pending_rows(spark, df, uri, [*keys, *known]).isEmpty():
         return dict(_NOTHING)
     # Columns the table gains in this MERGE count as changed for every matched row.

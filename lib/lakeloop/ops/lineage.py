@@ -88,18 +88,22 @@ def _rows(frame: "DataFrame", where: "Column", show: Sequence[str]) -> tuple[int
                     for k, v in r.asDict().items()} for r in rows]
 
 
-def _look(spark: "SparkSession", lineage: Lineage, name: str, uri: str, where_for, show: Sequence[str]) -> None:
-    """Look for the record in the Delta table ``uri`` (skipped if there is none)."""
-    if not delta.is_delta_table(spark, uri):
-        return
-    frame = delta.read_table(spark, uri)
-    where = where_for(frame)
+def _find(lineage: Lineage, name: str, uri: str, frame: "DataFrame", where_for, show: Sequence[str]) -> bool:
+    """Look for the record in ``frame`` (the place ``name`` at ``uri``); whether it is there."""
     lineage.looked_in.append(name)
+    where = where_for(frame)
     if where is None:
-        return
+        return False
     count, shown = _rows(frame, where, show)
     if count:
         lineage.places.append(Place(name, uri, count, shown))
+    return bool(count)
+
+
+def _look(spark: "SparkSession", lineage: Lineage, name: str, uri: str, where_for, show: Sequence[str]) -> None:
+    """Look for the record in the Delta table ``uri`` (skipped if there is none)."""
+    if delta.is_delta_table(spark, uri):
+        _find(lineage, name, uri, delta.read_table(spark, uri), where_for, show)
 
 
 def _training_sets(spark: "SparkSession", lineage: Lineage, lake: LakeLayout, files: LakeFiles,
@@ -112,14 +116,8 @@ def _training_sets(spark: "SparkSession", lineage: Lineage, lake: LakeLayout, fi
             uri = f"{root}/{split}"
             if not files.exists(f"{uri}/_SUCCESS"):
                 continue
-            frame = spark.read.parquet(uri)
-            lineage.looked_in.append(f"training set {name}/{split}")
-            where = where_for(frame)
-            if where is None:
-                continue
-            count, shown = _rows(frame, where, ("label_index",))
-            if count:
-                lineage.places.append(Place(f"training set {name}/{split}", uri, count, shown))
+            if _find(lineage, f"training set {name}/{split}", uri, spark.read.parquet(uri), where_for,
+                     ("label_index",)):
                 held.setdefault(root, []).append(split)
     return held
 

@@ -162,7 +162,7 @@ def score_table_rows(spark: "SparkSession", profile: Profile, report: RunReport 
         # The table's own features: a row deleted there (its key gone from a snapshot source) takes its
         # predictions, every version's, with it. Another input holds only the rows it brings.
         with report.timed("remove_predictions"):
-            report.counts["removed"] = delta.delete_absent(spark, keyed.rows, gold, [key])
+            report.counts["removed"] = delta.delete_keys(spark, keyed.rows, gold, [key], absent=True)
     n_keyed = keyed.n_inputs - keyed.n_without_key - keyed.n_repeated
     report.counts.update(inputs=keyed.n_inputs, scored=n_scored,
                          already_scored=n_keyed - (n_pending if n_pending is not None else n_scored))

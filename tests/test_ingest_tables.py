@@ -56,7 +56,7 @@ def validate(spark, profile, name: str):
 def assert_accounting(report) -> None:
     c = report.counts
     assert c["inputs"] == (c["inserted"] + c["updated"] + c["unchanged"] + c["quarantined"] + c.get("superseded", 0)
-                           + c.get("delete_records", 0)), c
+                           + c.get("delete_records", 0) + c.get("forgotten", 0)), c
 
 
 def rows_by_key(spark, uri: str) -> dict:
@@ -229,6 +229,61 @@ def test_a_change_feeds_deletion_record_removes_its_key_and_a_rerun_deletes_noth
     version = delta.table_version(spark, bronze)
     third = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-3"))
     assert third.counts["deleted"] == 0 and delta.table_version(spark, bronze) == version
+
+
+def test_append_keeps_a_keys_first_record_and_quarantines_a_later_one_with_other_values(spark, lake, tmp_path):
+    source = write_file(tmp_path, "events.csv", [HEADER, "1,a.png,3,0.5,b1", "2,b.png,4,0.5,b1"])
+    profile = profile_with(lake, events=csv_table(source, mode="append"))
+    bronze = layout(profile).bronze_table("events")
+    first = ingest_table(spark, profile, "events", report=RunReport("ingest_tables", "run-1"))
+    assert first.counts["inserted"] == 2
+
+    # the next delivery repeats key 1 as it was, changes key 2, and brings key 3 twice
+    write_file(tmp_path, "events.csv", [HEADER, "1,a.png,3,0.5,b1", "2,b2.png,4,0.5,b1", "3,c.png,5,0.5,b2",
+                                        "3,c2.png,5,0.5,b2"])
+    second = ingest_table(spark, profile, "events", report=RunReport("ingest_tables", "run-2"))
+
+    assert second.counts == dict(inputs=4, inserted=1, updated=0, unchanged=1, quarantined=2)
+    assert_accounting(second)
+    rows = rows_by_key(spark, bronze)
+    assert {k: r["path"] for k, r in rows.items()} == {1: "a.png", 2: "b.png", 3: "c.png"}
+    errors = {r["raw"]: r["error"] for r in delta.read_table(spark, layout(profile).quarantine_table("events"))
+              .collect()}
+    changed = next(e for raw, e in errors.items() if "b2.png" in raw)
+    assert changed.startswith("key sample_id=2 is already in bronze with other values") and "mode is append" in changed
+    repeated = next(e for raw, e in errors.items() if "c2.png" in raw)
+    assert repeated.startswith("duplicate key sample_id=3") and "keeps a key's first record" in repeated
+    version = delta.table_version(spark, bronze)
+    ingest_table(spark, profile, "events", report=RunReport("ingest_tables", "run-3"))
+    assert delta.table_version(spark, bronze) == version
+
+
+def test_append_with_order_by_is_refused_when_the_profile_loads(lake, tmp_path):
+    with pytest.raises(ConfigError, match=r"ingest_tables.tables.meta.order_by is set but "
+                                          r"ingest_tables.tables.meta.mode is append"):
+        profile_with(lake, meta=csv_table(write_file(tmp_path, "m.csv", [HEADER]), mode="append",
+                                          order_by="label"))
+
+
+def test_a_forgotten_row_leaves_bronze_and_is_not_taken_in_again(spark, lake, tmp_path):
+    from lakeloop.ops.forget import forget_table_row
+
+    source = write_file(tmp_path, "meta.csv", [HEADER, *GOOD_LINES, "2,b.png,4,0.25,b1"])  # key 2 twice
+    profile = profile_with(lake, meta=csv_table(source))
+    ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-1"))
+    bronze = layout(profile).bronze_table("meta")
+
+    dry = forget_table_row(spark, profile, "meta", "2", dry_run=True)
+    assert sorted(rows_by_key(spark, bronze)) == [1, 2, 3] and "would delete: bronze.meta: 1 row(s)" in dry.text()
+    done = forget_table_row(spark, profile, "meta", "sample_id=2")
+    assert done.deleted == {"bronze.meta": 1, "quarantine.meta (raw text holds the key)": 1}
+    assert sorted(rows_by_key(spark, bronze)) == [1, 3]
+
+    again = ingest_table(spark, profile, "meta", report=RunReport("ingest_tables", "run-2"))
+    # both records of key 2 (the second a duplicate) are forgotten: neither written nor quarantined
+    assert again.counts["forgotten"] == 2 and any("lakeloop forget" in w for w in again.warnings)
+    assert_accounting(again)
+    assert sorted(rows_by_key(spark, bronze)) == [1, 3]
 
 
 def test_a_delete_when_spark_cannot_evaluate_names_the_setting_and_the_columns(spark, lake, tmp_path):

@@ -75,6 +75,16 @@ class LakeLayout:
         """Every file image ingestion has seen, with its outcome: what makes reruns incremental."""
         return self.table("_ledger", "images")
 
+    @property
+    def image_label_conflicts(self) -> str:
+        """Images whose bytes the source holds under two or more labels, with those paths and labels."""
+        return self.table("quarantine", "image_label_conflicts")
+
+    @property
+    def forgotten(self) -> str:
+        """Tombstones of erased records (``lakeloop forget``): ingestion never takes them in again."""
+        return self.table("_ledger", "forgotten")
+
     def bronze_table(self, name: str) -> str:
         return self.table("bronze", name)
 

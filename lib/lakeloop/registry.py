@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "weights.pt"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 METADATA_FILE = "metadata.json"
+ERASURES_FILE = "erasures.json"  # records erased from the lake that the version saw (lakeloop forget)
 COMMITTED_FILE = "_COMMITTED"
 ALIAS_LOG_FILE = "_alias_log.json"
 CLAIMS_DIR = "_claims"
@@ -303,7 +304,22 @@ class Registry:
         """The TorchScript export of a committed version, or ``None`` when it was published without one."""
         return self._read_checked(version, TORCHSCRIPT_FILE)
 
+    def erasures(self, version: ModelVersion) -> list[dict[str, Any]]:
+        """The records erased from the lake (``lakeloop forget``) that this version was trained,
+        validated or tested on, each with when and by which run; [] when none."""
+        uri = f"{version.uri}/{ERASURES_FILE}"
+        return json.loads(self.files.read_bytes(uri).decode("utf-8")) if self.files.exists(uri) else []
+
     # ------------------------------------------------------------------ writing
+
+    def mark_erasure(self, version: ModelVersion, entry: dict[str, Any]) -> None:
+        """Add ``entry`` (the erased record, its splits, when, which run) to the version's
+        ``erasures.json``: its weights may still hold what it learned from the record. Outside the
+        version's checksummed files, so the version still loads; an entry already there is not added twice."""
+        marks = self.erasures(version)
+        if entry not in marks:
+            self.files.write_bytes_atomic(f"{version.uri}/{ERASURES_FILE}",
+                                          json.dumps([*marks, entry], indent=2, sort_keys=True).encode("utf-8"))
 
     def _write_alias(self, name: str, alias: str, version: int) -> None:
         self.files.write_bytes_atomic(f"{self.model_uri(name)}/{alias}",

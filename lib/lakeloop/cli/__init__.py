@@ -2,6 +2,7 @@
 
     lakeloop show [--profile P] [--set k=v ...]        what the lake holds (tables, quarantine reasons, models)
     lakeloop lineage (--image-id ID | --path URI | --table T --key K)   where one record is, which models saw it
+    lakeloop forget (--image-id ID | --path URI | --table T --key K) [--dry-run]   erase one record everywhere
     lakeloop maintain [--profile P] [--set k=v ...]    OPTIMIZE + VACUUM the tables, drop old training sets
     lakeloop report [JOB|RUN_ID] [--open]              a run's HTML page, drawn from its report
     lakeloop databricks bundle --profile databricks    job definitions for Databricks
@@ -28,6 +29,7 @@ from typing import Sequence
 COMMAND_FUNCTIONS: dict[str, str] = {
     "show": "lakeloop.cli.lake:show",
     "lineage": "lakeloop.cli.lake:lineage",
+    "forget": "lakeloop.cli.lake:forget",
     "maintain": "lakeloop.cli.lake:maintain",
     "airflow": "lakeloop.cli.airflow:main",
     "databricks": "lakeloop.cli.databricks:main",

@@ -40,39 +40,62 @@ def show(argv: Sequence[str]) -> int:
     return 0
 
 
-def lineage(argv: Sequence[str]) -> int:
-    """``lakeloop lineage``: :func:`lakeloop.ops.lineage.image_lineage` or ``table_lineage`` printed
-    (``--json``: as JSON); exit 2 for a bad profile or record, 1 when the record is nowhere."""
+def _record_command(command: str, description: str, argv: Sequence[str], on_image, on_row,
+                    dry_run: bool = False) -> int:
+    """A command about one record (``--image-id`` | ``--path`` | ``--table`` with ``--key``): ``on_image(spark,
+    profile, args)`` or ``on_row(...)`` gives the answer (``as_dict``, ``text``, ``found``), printed (``--json``:
+    as JSON); exit 2 for a bad profile or record, 1 when the lake holds nothing of it."""
     import json
 
     from lakeloop.errors import LakeloopError
-    from lakeloop.ops.lineage import image_lineage, table_lineage
 
-    parser = argparse.ArgumentParser(
-        prog="lakeloop lineage", description="Where one record is in the lake (every table and training set), "
-                                             "and which model versions were trained or tested on it.")
+    parser = argparse.ArgumentParser(prog=f"lakeloop {command}", description=description)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--image-id", help="an image's id (the SHA-256 of its bytes, bronze.images.image_id)")
     which.add_argument("--path", help="the URI an image file was read from")
     which.add_argument("--table", help="an ingested table's name (ingest_tables.tables); with --key")
     parser.add_argument("--key", help="with --table: the row's key, K or col=value,col=value")
+    if dry_run:
+        parser.add_argument("--dry-run", action="store_true", help="say what would be erased; change nothing")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
-    started = _session_command("lineage", parser.description, argv, parser)
+    started = _session_command(command, description, argv, parser)
     if started is None:
         return 2
     profile, spark, args = started
+    if args.table and not args.key:
+        parser.error("--table needs --key (the row's key, K or col=value,col=value)")
     try:
-        if args.table:
-            if not args.key:
-                parser.error("--table needs --key (the row's key, K or col=value,col=value)")
-            found = table_lineage(spark, profile, args.table, args.key)
-        else:
-            found = image_lineage(spark, profile, image_id=args.image_id, path=args.path)
+        answer = (on_row if args.table else on_image)(spark, profile, args)
     except LakeloopError as exc:
-        print(f"lakeloop lineage: {exc}", file=sys.stderr)
+        print(f"lakeloop {command}: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(found.as_dict(), indent=2, default=str) if args.json else found.text())
-    return 0 if found.places else 1
+    print(json.dumps(answer.as_dict(), indent=2, default=str) if args.json else answer.text())
+    return 0 if answer.found else 1
+
+
+def lineage(argv: Sequence[str]) -> int:
+    """``lakeloop lineage``: :func:`lakeloop.ops.lineage.image_lineage` or ``table_lineage``."""
+    from lakeloop.ops.lineage import image_lineage, table_lineage
+
+    return _record_command(
+        "lineage", "Where one record is in the lake (every table and training set), and which model versions "
+                   "were trained or tested on it.", argv,
+        lambda spark, profile, a: image_lineage(spark, profile, image_id=a.image_id, path=a.path),
+        lambda spark, profile, a: table_lineage(spark, profile, a.table, a.key))
+
+
+def forget(argv: Sequence[str]) -> int:
+    """``lakeloop forget``: :func:`lakeloop.ops.forget.forget_image` or ``forget_table_row``."""
+    from lakeloop.ops.forget import forget_image, forget_table_row
+
+    return _record_command(
+        "forget", "Erase one record from the lake: delete it from every table, retire the training sets that hold "
+                  "it, mark the model versions that saw it, VACUUM the tables it was in (retention: "
+                  "maintain.vacuum_retention_hours), and keep a tombstone so that no ingestion takes it back in.",
+        argv,
+        lambda spark, profile, a: forget_image(spark, profile, image_id=a.image_id, path=a.path, dry_run=a.dry_run),
+        lambda spark, profile, a: forget_table_row(spark, profile, a.table, a.key, dry_run=a.dry_run),
+        dry_run=True)
 
 
 def maintain(argv: Sequence[str]) -> int:

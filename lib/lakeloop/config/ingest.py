@@ -43,6 +43,12 @@ class ImageIngestConfig:
     # ledger as skipped, unread; "ingest" takes them like any other. Names starting with "_" are
     # always taken.
     hidden_files: Literal["skip", "ingest"] = "skip"
+    # What the lake does when the folder changes (batch runs; a stream only adds). landing: files may be
+    # removed after ingestion and the lake keeps their images; mirror: the lake follows the folder, so an
+    # image no path holds any more (its file deleted, or rewritten with other bytes) leaves bronze, then
+    # silver.features and gold.predictions, and the deleted paths leave the ledger and quarantine. In both,
+    # the labels of images whose files are present follow their folder or labels table.
+    source_mode: Literal["landing", "mirror"] = "landing"
     # Bytes of file content a Python worker is handed at a time to check (besides the record cap
     # spark.sql.execution.arrow.maxRecordsPerBatch): a batch of camera photos stays this size.
     max_batch_bytes: int = 32 * 1024 * 1024
@@ -74,8 +80,10 @@ class TableSource:
     # upsert: the source holds new and changed records (keys it no longer holds stay in bronze);
     # snapshot: the source is the whole table, so a key it no longer holds is deleted from bronze
     # (and then from the table's features and predictions); held back, with a warning, in a run
-    # that quarantined any record (its key may be the one missing).
-    mode: Literal["upsert", "snapshot"] = "upsert"
+    # that quarantined any record (its key may be the one missing); append: the source only adds
+    # (events, measurements): a key's first record is final, and a later record of a key bronze holds
+    # with other values is quarantined (key_exists), as is a second record of a key in one run.
+    mode: Literal["upsert", "snapshot", "append"] = "upsert"
     # A change feed's deletions: a SQL condition on a record's columns (e.g. "op = 'D'"). A key whose
     # latest record matches it is deleted from bronze (then from the table's features and
     # predictions); that record is counted (delete_records), not written.
@@ -150,6 +158,11 @@ def check_table_source(name: str, table: TableSource) -> None:
         if reason:
             raise ConfigError(f"{prefix}.options.{key} cannot be set: {reason}; remove it")
     at_least(table.raw_max_chars, 1, f"{prefix}.raw_max_chars", "10000")
+    if table.mode == "append" and (table.order_by is not None or table.delete_when is not None):
+        setting = "order_by" if table.order_by is not None else "delete_when"
+        raise ConfigError(f"{prefix}.{setting} is set but {prefix}.mode is append, which keeps a key's first record "
+                          f"and never updates or deletes it; set mode to upsert (the latest record wins) or remove "
+                          f"{setting}")
     if table.delete_when is not None and not table.delete_when.strip():
         raise ConfigError(f"{prefix}.delete_when is empty; write a SQL condition on the record's columns, e.g. "
                           f"\"op = 'D'\", or leave it unset")

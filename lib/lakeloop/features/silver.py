@@ -168,11 +168,13 @@ def _last_build(spark: "SparkSession", lake: LakeLayout) -> dict:
 
 
 def _bronze_to_build(spark: "SparkSession", lake: LakeLayout, recipe: dict, last: dict,
-                     incremental: bool = True) -> tuple["DataFrame", int, dict]:
-    """The bronze rows this build must preprocess, bronze's current version, and how it chose them.
+                     incremental: bool = True) -> tuple["DataFrame", int, dict, "DataFrame | None"]:
+    """The bronze rows this build must preprocess, bronze's current version, how it chose them,
+    and the ``image_id`` of rows bronze deleted since the last build (None: a full build).
 
     Incremental when the last complete build used the same recipe: only the rows bronze's
-    change data feed records as added since the version that build read. Otherwise, or when
+    change data feed records as added or updated (a relabel, a move) since the version that build
+    read, and the rows it deleted (an image gone from a mirrored source). Otherwise, or when
     the feed cannot be read (turned on later, or its versions vacuumed), or ``incremental`` is
     false, every row.
     """
@@ -191,19 +193,25 @@ def _bronze_to_build(spark: "SparkSession", lake: LakeLayout, recipe: dict, last
         reason = f"the recipe changed since the last build ({', '.join(changed)})"
     elif since >= version:
         empty = delta.read_table(spark, lake.bronze_images, version).where(F.lit(False))
-        return empty, version, {"mode": "incremental", "since_bronze_version": since, "new_rows": 0}
+        return empty, version, {"mode": "incremental", "since_bronze_version": since, "new_rows": 0}, \
+            empty.select("image_id")
     else:
         try:
-            changes = delta.read_inserts(spark, lake.bronze_images, since + 1, version)
-            new_rows = changes.select("image_id").count()  # reads each new file: proves the feed whole
-            return changes, version, {"mode": "incremental", "since_bronze_version": since, "new_rows": new_rows}
+            latest = delta.read_changes(spark, lake.bronze_images, since + 1, version, ["image_id"])
+            kinds = {r["_change_type"]: r["count"]  # reads the feed whole: proves it readable
+                     for r in latest.groupBy("_change_type").count().collect()}
+            built = latest.where(F.col("_change_type") != "delete").drop("_change_type")
+            deleted = latest.where(F.col("_change_type") == "delete").select("image_id")
+            return built, version, {"mode": "incremental", "since_bronze_version": since,
+                                    "new_rows": kinds.get("insert", 0), "updated_rows": kinds.get("update_postimage", 0),
+                                    "deleted_rows": kinds.get("delete", 0)}, deleted
         except Exception as exc:  # noqa: BLE001 - a full build is always right; say why it was needed
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             reason = (f"the change data feed of {lake.bronze_images} from version {since + 1} cannot be read "
                       f"({first_line[:300]}); every image was built again")
             unreadable = {"feed_unreadable": True}
     return delta.read_table(spark, lake.bronze_images, version), version, {"mode": "full", "reason": reason,
-                                                                          **unreadable}
+                                                                          **unreadable}, None
 
 
 def _classes(spark: "SparkSession", bronze: "DataFrame", lake: LakeLayout) -> list[str]:
@@ -244,14 +252,17 @@ def _join_source(spark: "SparkSession", cfg: FeaturesConfig, lake: LakeLayout) -
 
 
 def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig, spec: PreprocessSpec,
-                    classes: list[str], task: str, lake: LakeLayout, built: dict, since: int | None,
-                    report: RunReport) -> tuple[dict[str, int], int]:
-    """Write the good rows into silver (appended when the build is incremental from bronze
-    version ``since``, else MERGEd), the failed ones into quarantine, then set the table's
-    properties, ``built`` (what this build read) among them: written last, so a build killed
-    before it is redone from the same bronze version. Returns the write's metrics and the
-    number quarantined."""
+                    classes: list[str], task: str, lake: LakeLayout, built: dict, how: dict,
+                    deleted: "DataFrame | None", report: RunReport) -> tuple[dict[str, int], int]:
+    """Write the good rows into silver (appended when the build is incremental and bronze only
+    gained rows, else MERGEd), the failed ones into quarantine, remove the rows of images bronze
+    no longer holds (``deleted``, or on a full build every image not among ``features``), then set
+    the table's properties, ``built`` (what this build read) among them: written last, so a build
+    killed before it is redone from the same bronze version. Returns the write's metrics (with
+    ``num_removed_rows``) and the number quarantined."""
     from pyspark.sql import functions as F
+
+    since = how.get("since_bronze_version") if how["mode"] == "incremental" else None
 
     good = features.where("error IS NULL").drop("error")
     bad = features.where("error IS NOT NULL").select(
@@ -259,15 +270,17 @@ def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesC
         F.lit(report.run_id).alias("run_id"))
     target = [TARGET_COLUMNS[task]] if task != "classification" else []
     compare = ["label", "label_index", "split", "spec_key", *(cfg.join_columns if cfg.join_table else ()), *target]
-    if since is not None:
+    if since is not None and not how.get("updated_rows"):
         # Incremental: the rows are new to silver, built with the recipe of the rows already there,
         # but for those a build killed before its record may have written; those carry a later
         # source_version than the recorded one, which file statistics find without a full scan.
         metrics = delta.append_missing(spark, good, lake.features, ["image_id"], f"source_version > {since}")
     else:
         # add_columns: a features table built for one task gains the target column of another (and
-        # a row rewritten for one task leaves another's target null).
-        metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], compare, add_columns=True)
+        # a row rewritten for one task leaves another's target null). path: a moved file's new one.
+        metrics = delta.merge_upsert(spark, good, lake.features, ["image_id"], [*compare, "path", "relative_path"],
+                                     add_columns=True)
+    metrics["num_removed_rows"] = _remove_deleted(spark, lake, deleted, features)
     bad_count = bad.count()
     if bad_count:
         delta.merge_insert_new(spark, bad, lake.quarantine_features, ["image_id"])
@@ -284,6 +297,16 @@ def _write_features(spark: "SparkSession", features: "DataFrame", cfg: FeaturesC
         properties[CLASSES_PROPERTY] = json.dumps(classes)
     delta.set_table_properties(spark, lake.features, properties)
     return metrics, bad_count
+
+
+def _remove_deleted(spark: "SparkSession", lake: LakeLayout, deleted: "DataFrame | None",
+                    built: "DataFrame") -> int:
+    """Delete from silver.features and quarantine.features the images bronze deleted (``deleted``),
+    or with None (a full build of every bronze row) those not among ``built``; the silver rows removed."""
+    keys, absent = (built, True) if deleted is None else (deleted, False)
+    removed = delta.delete_keys(spark, keys, lake.features, ["image_id"], absent=absent)
+    delta.delete_keys(spark, keys, lake.quarantine_features, ["image_id"], absent=absent)
+    return removed
 
 
 def _quality(spark: "SparkSession", profile: Profile, lake: LakeLayout, version: int,
@@ -307,12 +330,14 @@ def _quality(spark: "SparkSession", profile: Profile, lake: LakeLayout, version:
 
 def _preprocess_and_write(spark: "SparkSession", features: "DataFrame", cfg: FeaturesConfig, spec: PreprocessSpec,
                           classes: list[str], task: str, lake: LakeLayout, built: dict, how: dict,
-                          report: RunReport) -> tuple[int, int, dict[str, int], list[str]]:
-    """Preprocess the chosen rows and write them (nothing when bronze gained no rows since the
-    last build); returns rows read, rows quarantined, the write's metrics and the class list."""
+                          deleted: "DataFrame | None", report: RunReport) -> tuple[int, int, dict[str, int], list[str]]:
+    """Preprocess the chosen rows and write them, removing the rows of ``deleted`` images (nothing
+    when bronze did not change since the last build); returns rows read, rows quarantined, the
+    write's metrics and the class list."""
     from pyspark.sql import functions as F
 
-    if how.get("new_rows") == 0:
+    if how["mode"] == "incremental" and not (how.get("new_rows") or how.get("updated_rows") or
+                                             how.get("deleted_rows")):
         return 0, 0, {}, _label_list(spark, features, lake) if task == "multilabel" else classes
     with report.timed("preprocess"):
         # Held: counted, then written by a MERGE, which would otherwise preprocess every row again.
@@ -326,8 +351,8 @@ def _preprocess_and_write(spark: "SparkSession", features: "DataFrame", cfg: Fea
         if task == "multilabel":
             classes = _label_list(spark, features, lake)
         with report.timed("write"):
-            since = how.get("since_bronze_version") if how["mode"] == "incremental" else None
-            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, task, lake, built, since, report)
+            metrics, bad_count = _write_features(spark, features, cfg, spec, classes, task, lake, built, how, deleted,
+                                                 report)
     finally:
         delta.release(features)
     return n_images, bad_count, metrics, classes
@@ -360,7 +385,7 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
         join = _join_source(spark, cfg, lake)
         recipe = build_recipe(cfg, spec, task, join)
         last = _last_build(spark, lake)
-        bronze, source_version, how = _bronze_to_build(spark, lake, recipe, last, cfg.incremental)
+        bronze, source_version, how, deleted = _bronze_to_build(spark, lake, recipe, last, cfg.incremental)
         classes = _classes(spark, bronze, lake) if task == "classification" else []
     # a class index is a classifier's; multilabel's label list comes from the targets below
     report.details["build"] = how
@@ -384,7 +409,7 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
     # Bronze's image bytes reach the preprocessing workers in batches of at most features.max_batch_bytes.
     with delta.scoped_conf(spark, arrow_batch_settings(None, cfg.max_batch_bytes)):
         n_images, bad_count, metrics, classes = _preprocess_and_write(spark, features, cfg, spec, classes, task,
-                                                                      lake, built, how, report)
+                                                                      lake, built, how, deleted, report)
     report.details["classes"] = classes
     version = delta.table_version(spark, lake.features)
     with report.timed("quality"):
@@ -398,6 +423,7 @@ def build_features(spark: "SparkSession", profile: Profile, report: RunReport | 
         updated=updated,
         unchanged=n_images - bad_count - inserted - updated,
         quarantined=bad_count,
+        removed=metrics.get("num_removed_rows", 0),
         **{f"split_{k}": v for k, v in sorted(split_counts.items())},
     )
     if unlabelled:

@@ -28,6 +28,7 @@ OUTCOME_SKIPPED = "skipped"
 OUTCOMES = (OUTCOME_INGESTED, OUTCOME_DUPLICATE, OUTCOME_QUARANTINED, OUTCOME_SKIPPED)
 
 HIDDEN_REASON = "hidden_name"
+FORGOTTEN_REASON = "forgotten"  # the file's bytes are an image erased with lakeloop forget
 
 
 def relative_path(path: "Column", source_root: str) -> "Column":
@@ -146,15 +147,17 @@ def ledger_rows(checked: "DataFrame", bronze: "DataFrame", run_id: str) -> "Data
     )
 
 
-def skipped_ledger_rows(skipped: "DataFrame", source_root: str, run_id: str) -> "DataFrame":
-    """Ledger rows of files skipped unread for their hidden (``.``) names."""
+def skipped_ledger_rows(skipped: "DataFrame", source_root: str, run_id: str,
+                        reason: str = HIDDEN_REASON) -> "DataFrame":
+    """Ledger rows of files skipped: unread for their hidden (``.``) names, or (``FORGOTTEN_REASON``)
+    holding an erased image; nothing of their content is kept."""
     from pyspark.sql import functions as F
 
     return skipped.select(
         *FILE_KEYS, relative_path(F.col("path"), source_root).alias("relative_path"),
         F.lit(OUTCOME_SKIPPED).alias("outcome"), F.lit(None).cast("string").alias("image_id"),
         F.lit(run_id).alias("run_id"), F.current_timestamp().alias("seen_at"),
-        F.lit(None).cast("string").alias("content_sha256"), F.lit(HIDDEN_REASON).alias("reason"),
+        F.lit(None).cast("string").alias("content_sha256"), F.lit(reason).alias("reason"),
     )
 
 

@@ -20,6 +20,9 @@ Steps (each a function tests and notebooks can call):
    ``quarantined`` or ``skipped``). All writes are MERGEs on keys, so a run killed anywhere
    and started again ends as one clean run, and a file rewritten with the same bytes adds
    no row anywhere.
+6. :func:`lakeloop.ingest.image_sources.follow_source` brings bronze to the folder as it is:
+   labels of present files, moved paths, label conflicts, and with ``source_mode: mirror`` the
+   images no file holds any more removed.
 
 Every listed file ends in exactly one outcome; the run checks
 ``inputs == ingested + duplicate + quarantined + skipped`` and fails loudly if not.
@@ -37,7 +40,9 @@ import pandas as pd
 from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, JobFailed
 from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, local_refusals, read_files
+from lakeloop.ingest.image_sources import follow_source
 from lakeloop.ingest.image_rows import (  # noqa: F401 - re-exported: importable from here as before
+    FORGOTTEN_REASON,
     HIDDEN_REASON,
     LEDGER_KEYS,
     OUTCOME_DUPLICATE,
@@ -58,6 +63,7 @@ from lakeloop.ingest.image_rows import (  # noqa: F401 - re-exported: importable
 from lakeloop.io import delta, hadoop
 from lakeloop.io.batches import arrow_batch_settings
 from lakeloop.io.lakefs import LakeFiles
+from lakeloop.io.tombstones import forgotten_images
 from lakeloop.layout import LakeLayout
 from lakeloop.report import RunReport
 
@@ -308,9 +314,11 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
 
 
 def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataFrame", cfg: ImageIngestConfig,
-                    lake: LakeLayout, source_root: str, report: RunReport, n_refused: int) -> dict[str, int]:
+                    lake: LakeLayout, source_root: str, report: RunReport, n_refused: int,
+                    erased: "DataFrame | None" = None) -> dict[str, int]:
     """Bronze, then quarantine (when the run refused a file, or to create it), then the ledger (each an
-    idempotent MERGE); returns files per outcome."""
+    idempotent MERGE; ``erased`` files, whose images were forgotten, are skipped); returns files per
+    outcome."""
     with report.timed("write_bronze"):
         report.details["bronze_merge"] = delta.merge_insert_new(
             spark, bronze_rows(checked, report.run_id), lake.bronze_images, ["image_id"],
@@ -321,8 +329,11 @@ def _write_outcomes(spark: "SparkSession", checked: "DataFrame", skipped: "DataF
                                    lake.quarantine_images, list(QUARANTINE_KEYS), add_columns=True)
     with report.timed("write_ledger"):
         bronze_now = delta.read_table(spark, lake.bronze_images, delta.table_version(spark, lake.bronze_images))
-        outcomes = delta.held(ledger_rows(checked, bronze_now, report.run_id).unionByName(
-            skipped_ledger_rows(skipped, source_root, report.run_id)))
+        outcomes = ledger_rows(checked, bronze_now, report.run_id).unionByName(
+            skipped_ledger_rows(skipped, source_root, report.run_id))
+        if erased is not None:
+            outcomes = outcomes.unionByName(skipped_ledger_rows(erased, source_root, report.run_id, FORGOTTEN_REASON))
+        outcomes = delta.held(outcomes)
         try:
             by_outcome = {r["outcome"]: r["count"] for r in outcomes.groupBy("outcome").count().collect()}
             # One row per path: a file copied over itself (same bytes, new time) updates its row.
@@ -415,14 +426,16 @@ def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayo
         checked = _check_files(spark, cfg, listing, files, fault)
     try:
         with report.timed("decode"):
+            checked, erased, n_erased = _without_forgotten(spark, checked, lake)
             tally = _tally_checks(checked)
-            n_read = tally["read"]
+            n_read = tally["read"] + n_erased
         if n_read + n_skipped != listing.n_unseen:
             report.warnings.append(
                 f"{listing.n_unseen - n_read - n_skipped} listed file(s) changed or vanished before they were read; "
                 f"they are not in the ledger and {retry}"
             )
-        outcomes = _write_outcomes(spark, checked, skipped, cfg, lake, listing.source_root, report, tally["refused"])
+        outcomes = _write_outcomes(spark, checked, skipped, cfg, lake, listing.source_root, report, tally["refused"],
+                                   erased)
         with report.timed("summarize"):
             _summarise_checks(checked, tally, report)
     finally:
@@ -436,7 +449,27 @@ def _ingest_unseen(spark: "SparkSession", cfg: ImageIngestConfig, lake: LakeLayo
     if n_skipped:
         report.warnings.append(f"{n_skipped} file(s) under names starting with '.' were skipped "
                                f"(ingest_images.hidden_files = skip); the ledger lists them")
+    if n_erased:
+        report.counts["forgotten"] = report.counts.get("forgotten", 0) + n_erased
+        report.warnings.append(f"{n_erased} file(s) hold images erased with lakeloop forget and were skipped "
+                               f"(ledger reason {FORGOTTEN_REASON}); remove them from the source")
     return outcomes
+
+
+def _without_forgotten(spark: "SparkSession", checked: "DataFrame", lake: LakeLayout
+                       ) -> tuple["DataFrame", "DataFrame | None", int]:
+    """The checked files less those whose bytes are an image erased with ``lakeloop forget`` (their
+    tombstones, :mod:`lakeloop.io.tombstones`); those files' (path, length, time); their number."""
+    from pyspark.sql import functions as F
+
+    forgotten = forgotten_images(spark, lake)
+    if forgotten.isEmpty():
+        return checked, None, 0
+    erased = checked.join(F.broadcast(forgotten), "image_id", "left_semi").select(*FILE_KEYS)
+    n_erased = erased.count()
+    if not n_erased:
+        return checked, None, 0
+    return checked.join(F.broadcast(forgotten), "image_id", "left_anti"), erased, n_erased
 
 
 def start_ingestion(profile: Profile, report: RunReport | None) -> tuple[RunReport, LakeLayout, LakeFiles]:
@@ -484,6 +517,7 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
         outcomes = dict.fromkeys(OUTCOMES, 0)
         if listing.n_unseen:
             outcomes = ingest_unseen(spark, cfg, lake, listing, files, report, fault=profile.faults.fail_task)
+        follow_source(spark, cfg, lake, listing.listed, listing.n_listed, listing.source_root, report)
     finally:
         listing.unseen.unpersist()
         listing.listed.unpersist()

@@ -36,8 +36,11 @@ KIND_MALFORMED = "malformed"
 KIND_TYPE = "type_error"
 KIND_NULL_KEY = "null_key"
 KIND_DUPLICATE_KEY = "duplicate_key"
+KIND_KEY_EXISTS = "key_exists"  # mode append: the key is in bronze with other values
 # Not a bad record: an earlier record of a key the source also holds a later one of (not written).
 KIND_SUPERSEDED = "superseded"
+# Not a bad record either: a record of a key erased with lakeloop forget (not written, not quarantined).
+KIND_FORGOTTEN = "forgotten"
 
 _MAX_VALUE_CHARS = 80
 
@@ -215,6 +218,7 @@ def check_records(
     table: TableSource,
     source_format: str,
     name: str | None = None,
+    existing: "DataFrame | None" = None,
 ) -> "DataFrame":
     """Type the raw records per ``schema`` and give each its verdict: null, or why it is bad.
 
@@ -233,6 +237,8 @@ def check_records(
         ``timestampFormat`` and the CSV ``sep``/``quote`` used to re-render records).
     source_format : ``csv``, ``json`` or ``parquet``: how reasons and raw records are written.
     name : the table's name, used to name its settings in errors.
+    existing : with ``mode: append``, bronze's rows in the records' column names: a good record whose
+        key it holds with other values becomes ``key_exists``.
 
     Returns
     -------
@@ -269,7 +275,42 @@ def check_records(
         if table.on_type_error == "fail":
             _fail_on_type_error(df, type_error, name)
     checked = _with_verdict(df, columns, typed, keys, corrupt_error, type_error, options, source_format, name)
-    return _mark_duplicate_keys(checked, columns, keys, source_format, options, _order_column(table, columns, name))
+    checked = _mark_duplicate_keys(checked, columns, keys, source_format, options, _order_column(table, columns, name),
+                                   table.mode == "append")
+    if existing is None:
+        return checked
+    return _mark_existing_keys(checked, existing, columns, keys, source_format, options, name)
+
+
+def _mark_existing_keys(checked: "DataFrame", existing: "DataFrame", columns: Sequence[str], keys: Sequence[str],
+                        source_format: str, options: dict[str, str], name: str | None) -> "DataFrame":
+    """Good records whose key ``existing`` (bronze, in the records' column names) holds with other
+    values become ``key_exists``: ``mode: append`` never changes a written record."""
+    from pyspark.sql import functions as F
+
+    shared = [c for c in columns if c in existing.columns]
+    values = [c for c in shared if c not in keys]
+    theirs = existing.select(*[F.col(quote_column(c)).alias(f"_b_{c}") for c in shared],
+                             F.lit(True).alias("_b_found"))
+    on = [F.col(quote_column(k)).eqNullSafe(F.col(f"_b_{k}")) for k in keys]
+    condition = on[0]
+    for part in on[1:]:
+        condition = condition & part
+    joined = checked.join(theirs, condition, "left")
+    differs = F.lit(False)
+    for c in values:
+        differs = differs | ~F.col(quote_column(c)).eqNullSafe(F.col(f"_b_{c}"))
+    conflict = F.col(ERROR_COL).isNull() & F.col(KIND_COL).isNull() & F.col("_b_found").isNotNull() & differs
+    key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.col(quote_column(k)).cast("string")) for k in keys])
+    error = F.concat(F.lit("key "), key_text, F.lit(
+        f" is already in bronze with other values, and {setting_name(name, 'mode')} is append, which never changes a "
+        f"written record: correct the record at its source, or set mode to upsert to take corrections"))
+    return joined.select(
+        *[F.col(quote_column(c)) for c in columns], INPUT_FILE_COL,
+        F.when(conflict, _render_record(joined, columns, source_format, options)).otherwise(F.col(RAW_COL))
+        .alias(RAW_COL),
+        F.when(conflict, error).otherwise(F.col(ERROR_COL)).alias(ERROR_COL),
+        F.when(conflict, F.lit(KIND_KEY_EXISTS)).otherwise(F.col(KIND_COL)).alias(KIND_COL))
 
 
 def _typed_columns(
@@ -375,6 +416,8 @@ def _order_column(table: TableSource, columns: Sequence[str], name: str | None) 
     """
     from pyspark.sql import functions as F
 
+    if table.mode == "append":
+        return F.lit(0)  # every record of a key ties: the first in input order is kept
     if table.order_by is None:
         return F.col(f"{INPUT_POS_COL}.modified")
     match = [c for c in columns if c.lower() == table.order_by.lower()]
@@ -387,7 +430,7 @@ def _order_column(table: TableSource, columns: Sequence[str], name: str | None) 
 
 def _mark_duplicate_keys(
     checked: "DataFrame", columns: Sequence[str], keys: Sequence[str], source_format: str, options: dict[str, str],
-    order: "Column",
+    order: "Column", append: bool = False,
 ) -> "DataFrame":
     """Among the good records of a key, the latest by ``order`` wins: earlier ones become
     ``superseded`` (no error: not written, not quarantined); of several tying for the latest, the
@@ -404,7 +447,9 @@ def _mark_duplicate_keys(
     key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.col(quote_column(k)).cast("string")) for k in keys])
     duplicate_error = F.concat(
         F.lit("duplicate key "), key_text,
-        F.lit(": an earlier record of this batch has the same key, is as recent, and is kept (from "),
+        F.lit(": an earlier record of this batch has the same key and is kept (mode append keeps a key's first "
+              "record; from " if append else ": an earlier record of this batch has the same key, is as recent, "
+                                             "and is kept (from "),
         F.first(INPUT_FILE_COL).over(in_order), F.lit(")"),
     )
     is_duplicate = good & ~F.col("_superseded") & (F.row_number().over(in_order) > 1)

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from lakeloop.config import Profile, TableSource
 from lakeloop.errors import ConfigError, JobFailed, LakeloopError, SchemaMismatchError
-from lakeloop.ingest.table_checks import KIND_COL, KIND_SUPERSEDED, check_records, split_checked
+from lakeloop.ingest.table_checks import (ERROR_COL, KIND_COL, KIND_DUPLICATE_KEY, KIND_FORGOTTEN, KIND_KEY_EXISTS,
+                                          KIND_SUPERSEDED, RAW_COL, check_records, split_checked)
 from lakeloop.ingest.table_read import (declared_schema, quote_column, read_source, record_columns, resolve_keys,
                                         setting_name, unique_names)
 from lakeloop.io import delta
 from lakeloop.io.lakefs import LakeFiles
+from lakeloop.io.tombstones import KIND_TABLE_ROW, forgotten_lookup, row_key_text
 from lakeloop.layout import LakeLayout
 from lakeloop.io.step_state import read_step_state, write_step_state
 from lakeloop.report import RunReport
@@ -175,6 +177,7 @@ class _TableRun:
     details: dict
     files: LakeFiles
     max_nesting: int = 1000
+    forgotten_uri: str | None = None  # the lake's tombstones (lakeloop forget)
 
 
 def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame", "DataFrame | None", int]:
@@ -197,8 +200,46 @@ def _read_and_check(spark: "SparkSession", run: _TableRun) -> tuple["DataFrame",
         return raw, None, 0
     columns = record_columns(raw)
     record_schema = schema or StructType([f for f in raw.schema.fields if f.name in columns])
-    checked = check_records(raw, record_schema, run.table, run.table.format, run.name)
-    return raw, delta.held(checked), n_inputs
+    checked = check_records(raw, record_schema, run.table, run.table.format, run.name,
+                            existing=_written_rows(spark, run, columns))
+    return raw, delta.held(_mark_forgotten(spark, checked, run, columns)), n_inputs
+
+
+def _mark_forgotten(spark: "SparkSession", checked: "DataFrame", run: _TableRun, columns: Sequence[str]) -> "DataFrame":
+    """Records of keys erased with ``lakeloop forget`` (tombstones, :mod:`lakeloop.io.tombstones`)
+    become ``forgotten`` whatever else they were (good, a duplicate, superseded): neither written nor
+    quarantined, only counted. A record without a typed key (malformed, a type error) is quarantined
+    as before."""
+    from pyspark.sql import functions as F
+
+    stones = forgotten_lookup(spark, run.forgotten_uri) if run.forgotten_uri else None
+    if stones is None or stones.isEmpty():
+        return checked
+    erased = stones.where((F.col("kind") == KIND_TABLE_ROW) & (F.col("table") == run.name)).select(
+        F.col("key").alias("_forgotten_key"), F.lit(True).alias("_forgotten"))
+    if erased.isEmpty():
+        return checked
+    keys = resolve_keys(run.table, columns, run.name, SchemaMismatchError)
+    typed = F.col(KIND_COL).isNull() | F.col(KIND_COL).isin(KIND_DUPLICATE_KEY, KIND_KEY_EXISTS, KIND_SUPERSEDED)
+    marked = checked.withColumn("_forgotten_key", row_key_text(dict(zip(run.table.keys, keys)))) \
+        .join(F.broadcast(erased), "_forgotten_key", "left")
+    gone = typed & F.col("_forgotten").isNotNull()
+    return marked.withColumn(ERROR_COL, F.when(gone, F.lit(None).cast("string")).otherwise(F.col(ERROR_COL))) \
+        .withColumn(RAW_COL, F.when(gone, F.lit(None).cast("string")).otherwise(F.col(RAW_COL))) \
+        .withColumn(KIND_COL, F.when(gone, F.lit(KIND_FORGOTTEN)).otherwise(F.col(KIND_COL))) \
+        .drop("_forgotten_key", "_forgotten")
+
+
+def _written_rows(spark: "SparkSession", run: _TableRun, columns: Sequence[str]) -> "DataFrame | None":
+    """With ``mode: append``, bronze's rows (pinned) under the records' column names, for the check
+    that a written key is never changed; else None."""
+    from pyspark.sql import functions as F
+
+    if run.table.mode != "append" or not delta.is_delta_table(spark, run.bronze_uri):
+        return None
+    bronze = delta.read_table(spark, run.bronze_uri, delta.table_version(spark, run.bronze_uri))
+    stored = storable_names(columns)
+    return bronze.select(*[F.col(quote_column(stored[c])).alias(c) for c in columns if stored[c] in bronze.columns])
 
 
 def _count_verdicts(checked: "DataFrame", run: _TableRun, n_inputs: int) -> tuple[int, int]:
@@ -209,12 +250,18 @@ def _count_verdicts(checked: "DataFrame", run: _TableRun, n_inputs: int) -> tupl
         by_kind = {r[KIND_COL]: r["count"] for r in checked.groupBy(KIND_COL).count().collect()}
     n_good = by_kind.pop(None, 0)
     n_superseded = run.details["superseded"] = by_kind.pop(KIND_SUPERSEDED, 0)
+    n_forgotten = by_kind.pop(KIND_FORGOTTEN, 0)
     n_bad = sum(by_kind.values())
-    if n_good + n_bad + n_superseded != n_inputs:
+    if n_good + n_bad + n_superseded + n_forgotten != n_inputs:
         raise JobFailed(
             f"accounting mismatch for table {run.name} in run {run.report.run_id}: read {n_inputs} records but "
-            f"{n_good} are good, {n_superseded} superseded and {n_bad} quarantined; nothing was written"
+            f"{n_good} are good, {n_superseded} superseded, {n_forgotten} forgotten and {n_bad} quarantined; "
+            f"nothing was written"
         )
+    if n_forgotten:
+        run.details["forgotten"] = n_forgotten
+        run.report.warnings.append(f"table {run.name}: {n_forgotten} record(s) of keys erased with lakeloop forget "
+                                   f"were neither written nor quarantined; remove them from the source")
     if by_kind:
         run.details["quarantine_reasons"] = by_kind
     return n_good, n_bad
@@ -277,9 +324,14 @@ def _write_table(spark: "SparkSession", checked: "DataFrame", run: _TableRun, n_
             run.report.warnings.append(
                 f"table {run.name}: mode snapshot, but {n_bad} record(s) were quarantined: keys missing from the source "
                 f"are not deleted from {run.bronze_uri} this run (a quarantined record may hold one); fix them and rerun")
-        bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys, compare_columns=list(stored.values()),
-                                            evolve_schema=run.table.evolve_schema,
-                                            delete_missing=snapshot and not n_bad)
+        if run.table.mode == "append":  # a written key is never changed (its other records were quarantined)
+            bronze_metrics = delta.merge_insert_new(spark, rows, run.bronze_uri, keys,
+                                                    add_columns=run.table.evolve_schema)
+        else:
+            bronze_metrics = delta.merge_upsert(spark, rows, run.bronze_uri, keys,
+                                                compare_columns=list(stored.values()),
+                                                evolve_schema=run.table.evolve_schema,
+                                                delete_missing=snapshot and not n_bad)
         if deletes is not None:
             keyed = deletes.select(*[F.col(quote_column(source)).alias(name) for source, name in stored.items()
                                      if name in keys])
@@ -322,6 +374,7 @@ def _record_outcome(run: _TableRun, n_inputs: int, n_good: int, n_bad: int, writ
             f"{run.bronze_uri} inserted {inserted} and updated {updated}; see that table's history"
         )
     counts = dict(inputs=n_inputs, inserted=inserted, updated=updated, unchanged=unchanged, quarantined=n_bad,
+                  **({"forgotten": run.details["forgotten"]} if run.details.get("forgotten") else {}),
                   **_change_counts(run.table, run.details.get("superseded", 0),
                                    written["bronze"].get("num_deleted_rows", 0), run.details.get("delete_records", 0)))
     run.details.update(counts=counts, bronze_merge=written["bronze"], elapsed_s=round(elapsed, 3),
@@ -373,7 +426,7 @@ def ingest_table(spark: "SparkSession", profile: Profile, name: str, report: Run
     lake = LakeLayout(profile.lake_root)
     run = _TableRun(name, table, lake.bronze_table(name), lake.quarantine_table(name), report,
                     report.details.setdefault("tables", {}).setdefault(name, {}), LakeFiles(profile.hadoop_conf()),
-                    profile.ingest_tables.max_nesting)
+                    profile.ingest_tables.max_nesting, lake.forgotten)
     run.details.update(source=table.source, format=table.format, bronze=run.bronze_uri, quarantine=run.quarantine_uri)
     started = time.perf_counter()
     # Listed before the read: a file rewritten during the run then differs from what is recorded.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
 from lakeloop.errors import ConcurrentWriteConflict
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 # Table properties that make Delta record which rows each commit adds (its change data feed),
@@ -136,19 +136,23 @@ def read_table(spark: "SparkSession", uri: str, version: int | None = None) -> "
     return reader.load(uri)
 
 
-def read_inserts(spark: "SparkSession", uri: str, start: int, end: int) -> "DataFrame":
-    """The rows Delta's change data feed records as inserted (or updated to) in versions
-    ``start``..``end`` of the table at ``uri``, with the table's own columns only.
+def read_changes(spark: "SparkSession", uri: str, start: int, end: int, keys: Sequence[str]) -> "DataFrame":
+    """The last change versions ``start``..``end`` of the table at ``uri`` made to each key, from
+    Delta's change data feed: one row per key with the table's own columns (as the change left the
+    row; a deleted row as it was) and ``_change_type`` (``insert``, ``update_postimage`` or ``delete``).
 
     Needs ``delta.enableChangeDataFeed`` on the table from ``start`` on; Delta raises (when the
     rows are read, not here) if it was off, or if those versions' files or log are gone.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     changes = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", start)
-               .option("endingVersion", end).load(uri))
-    return changes.where(F.col("_change_type").isin("insert", "update_postimage")).drop(
-        "_change_type", "_commit_version", "_commit_timestamp")
+               .option("endingVersion", end).load(uri)).where(F.col("_change_type") != "update_preimage")
+    # A MERGE changes a row once a commit, so a key's last commit holds its last change.
+    last = Window.partitionBy(*keys).orderBy(F.col("_commit_version").desc())
+    return changes.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop(
+        "_n", "_commit_version", "_commit_timestamp")
 
 
 def read_pinned_or_empty(spark: "SparkSession", uri: str, schema: "StructType") -> "DataFrame":
@@ -420,30 +424,50 @@ def append_missing(spark: "SparkSession", df: "DataFrame", uri: str, keys: Seque
 
 
 def _table_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str],
-                how: str) -> "DataFrame":
-    """The table's keys (at its current version) that ``keys_from`` holds (``how="left_semi"``) or
-    lacks (``"left_anti"``)."""
+                how: str, where: "str | Column | None" = None) -> "DataFrame":
+    """The table's keys (at its current version; of its rows matching ``where``, if given) that
+    ``keys_from`` holds (``how="left_semi"``) or lacks (``"left_anti"``)."""
     from pyspark.sql import functions as F
 
-    target = read_table(spark, uri, table_version(spark, uri)).select(*keys)
+    target = read_table(spark, uri, table_version(spark, uri)).alias("t")
+    target = (target.where(where) if where is not None else target).select(*keys)
     return target.alias("t").join(keys_from.select(*keys).alias("s"), on=F.expr(_key_condition(keys)), how=how)
 
 
+def table_columns(spark: "SparkSession", uri: str) -> list[str]:
+    """The columns of the Delta table at ``uri`` (none when there is no table)."""
+    return read_table(spark, uri).columns if is_delta_table(spark, uri) else []
+
+
 def delete_keys(spark: "SparkSession", keys_from: "DataFrame", uri: str, keys: Sequence[str],
-                absent: bool = False) -> int:
+                absent: bool = False, where: "str | Column | None" = None) -> int:
     """Delete the table's rows whose key (``keys``, which may match several of its rows)
-    ``keys_from`` holds, or with ``absent`` lacks, in one MERGE; commits nothing when there are none
-    (a rerun). The rows deleted."""
+    ``keys_from`` holds, or with ``absent`` lacks, in one MERGE; with ``where`` (a condition on the
+    table's columns, which it names ``t``: ``F.col("t.model_name") == "m"``) only rows matching it. Commits nothing when there are none (a rerun).
+    The rows deleted."""
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, uri) or \
-            _table_keys(spark, keys_from, uri, keys, "left_anti" if absent else "left_semi").isEmpty():
+            _table_keys(spark, keys_from, uri, keys, "left_anti" if absent else "left_semi", where).isEmpty():
         return 0
     merge = DeltaTable.forPath(spark, uri).alias("t").merge(keys_from.select(*keys).distinct().alias("s"),
                                                             _key_condition(keys))
-    merge = merge.whenNotMatchedBySourceDelete() if absent else merge.whenMatchedDelete()
+    merge = merge.whenNotMatchedBySourceDelete(where) if absent else merge.whenMatchedDelete(where)
     with _conflicts_named(uri):
         return _metrics(merge.execute()).get("num_deleted_rows", 0)
+
+
+def delete_where(spark: "SparkSession", uri: str, condition: "Column | str") -> int:
+    """Delta DELETE of the table's rows matching ``condition``; commits nothing when none match.
+    The rows deleted."""
+    from delta.tables import DeltaTable
+
+    if not is_delta_table(spark, uri) or read_table(spark, uri, table_version(spark, uri)).where(condition).isEmpty():
+        return 0
+    with _conflicts_named(uri):
+        DeltaTable.forPath(spark, uri).delete(condition)
+    metrics = DeltaTable.forPath(spark, uri).history(1).select("operationMetrics").first()[0] or {}
+    return int(metrics.get("numDeletedRows", 0))
 
 
 def merge_upsert(
@@ -488,6 +512,29 @@ def merge_upsert(
         merge = merge.whenNotMatchedBySourceDelete()
     with _conflicts_named(uri):
         return _metrics(merge.execute())
+
+
+def update_columns(spark: "SparkSession", df: "DataFrame", uri: str, keys: Sequence[str], columns: Sequence[str],
+                   delete_missing: bool = False) -> dict[str, int]:
+    """Set ``columns`` of the table's rows whose key ``df`` holds (one row per key) to ``df``'s values
+    where they differ (null-safe); with ``delete_missing``, delete in the same commit the rows whose
+    key ``df`` lacks. Inserts nothing; commits nothing when no row differs or is missing."""
+    from delta.tables import DeltaTable
+
+    columns = list(columns)
+    differs = _pending_rows(spark, df.select(*keys, *columns), uri, [*keys, *columns]) \
+        .join(read_table(spark, uri, table_version(spark, uri)).select(*keys), list(keys), "left_semi")
+    missing = delete_missing and not _table_keys(spark, df, uri, keys, "left_anti").isEmpty()
+    if differs.isEmpty() and not missing:
+        return dict(_NOTHING)
+    changed = " OR ".join(f"NOT (t.{_q(c)} <=> s.{_q(c)})" for c in columns)
+    merge = DeltaTable.forPath(spark, uri).alias("t").merge(df.select(*keys, *columns).alias("s"),
+                                                            _key_condition(keys)) \
+        .whenMatchedUpdate(condition=changed, set={_q(c): f"s.{_q(c)}" for c in columns})
+    if missing:
+        merge = merge.whenNotMatchedBySourceDelete()
+    with _conflicts_named(uri):
+        return {**_NOTHING, **_metrics(merge.execute())}
 
 
 def optimize(spark: "SparkSession", uri: str) -> dict[str, int]:

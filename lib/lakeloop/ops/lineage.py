@@ -32,6 +32,7 @@ _IMAGE_TABLES = (
     ("bronze.images", "bronze_images", ("path", "label", "ingested_at", "run_id")),
     ("quarantine.images", "quarantine_images", ("path", "reason", "quarantined_at", "run_id")),
     ("_ledger.images", "images_ledger", ("path", "outcome", "seen_at", "run_id")),
+    ("quarantine.image_label_conflicts", "image_label_conflicts", ("paths", "labels", "found_at", "run_id")),
     ("silver.features", "features", ("path", "label", "split", "source_version", "run_id")),
     ("quarantine.features", "quarantine_features", ("path", "error", "run_id")),
     ("gold.predictions", "predictions", ("model_name", "model_version", "label", "split", "run_id")),
@@ -48,6 +49,15 @@ class Place:
     uri: str
     rows: int
     shown: list[dict[str, Any]] = field(default_factory=list)
+    # frame -> the condition selecting the record's rows in it (what ``lakeloop forget`` deletes)
+    where_for: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_training_set(self) -> bool:
+        return self.name.startswith("training set ")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "uri": self.uri, "rows": self.rows, "shown": self.shown}
 
 
 @dataclass
@@ -58,9 +68,16 @@ class Lineage:
     places: list[Place] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     looked_in: list[str] = field(default_factory=list)
+    image_ids: list[str] = field(default_factory=list)  # an image: its ids (a path's, as the ledger has them)
+    table_key: tuple[str, dict[str, str]] | None = None  # a table row: its table and key values
+
+    @property
+    def found(self) -> bool:
+        """Whether any place holds the record."""
+        return bool(self.places)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"record": self.record, "places": [vars(p) for p in self.places], "models": self.models,
+        return {"record": self.record, "places": [p.as_dict() for p in self.places], "models": self.models,
                 "looked_in": self.looked_in}
 
     def text(self) -> str:
@@ -96,7 +113,7 @@ def _find(lineage: Lineage, name: str, uri: str, frame: "DataFrame", where_for, 
         return False
     count, shown = _rows(frame, where, show)
     if count:
-        lineage.places.append(Place(name, uri, count, shown))
+        lineage.places.append(Place(name, uri, count, shown, where_for))
     return bool(count)
 
 
@@ -160,7 +177,7 @@ def image_lineage(spark: "SparkSession", profile: Profile, image_id: str | None 
     else:
         ids = [image_id.strip().lower()]
     record = f"image {image_id}" if image_id else f"image file {path}" + (f" (id {', '.join(ids)})" if ids else "")
-    lineage = Lineage(record)
+    lineage = Lineage(record, image_ids=list(ids))
 
     def where_for(frame: "DataFrame") -> "Column | None":
         conditions = []
@@ -234,7 +251,8 @@ def table_lineage(spark: "SparkSession", profile: Profile, table: str, key: str)
                           f"(it has: {', '.join(sorted(tables)) or 'none'}); name one of them")
     values = parse_key(key, tables[table].keys, table)
     lake = LakeLayout(profile.lake_root)
-    lineage = Lineage(f"table {table} row {', '.join(f'{k}={v}' for k, v in values.items())}")
+    lineage = Lineage(f"table {table} row {', '.join(f'{k}={v}' for k, v in values.items())}",
+                      table_key=(table, values))
 
     def keyed(frame: "DataFrame") -> "Column | None":
         return _key_condition(frame, values)

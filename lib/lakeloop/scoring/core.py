@@ -197,6 +197,36 @@ def write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersi
     return stats, workers
 
 
+INPUT_COLUMN = "input_uri"  # gold.predictions: the input table a prediction was scored from
+
+
+def follow_input(spark: "SparkSession", scoring_input: ScoringInput, lake: LakeLayout, report: RunReport) -> None:
+    """Bring the predictions scored from this input (``input_uri``) to the input as it is now:
+    those of images no longer in it are deleted, every model version's, from gold.predictions and
+    quarantine.predictions (``removed``); and this model's rows whose truth (the input's label, or
+    its target column for another task) changed since they were scored get the new one
+    (``relabelled``; the image is the same bytes, so its prediction stands). Counts added to the
+    report; commits nothing when nothing changed."""
+    from pyspark.sql import functions as F
+
+    uri, task, counts = scoring_input.uri, scoring_input.task, {"removed": 0, "relabelled": 0}
+    keyed = scoring_input.source.where(F.col("image_id").isNotNull())
+    ours = F.col(f"t.{INPUT_COLUMN}") == F.lit(uri)
+    for table in (lake.predictions, lake.quarantine_predictions):
+        if INPUT_COLUMN in delta.table_columns(spark, table):
+            deleted = delta.delete_keys(spark, keyed, table, ["image_id"], absent=True, where=ours)
+            counts["removed"] += deleted if table == lake.predictions else 0
+    truth_column = "label" if task == "classification" else TARGET_COLUMNS[task]
+    if truth_column in keyed.columns and INPUT_COLUMN in delta.table_columns(spark, lake.predictions):
+        truths = keyed.select("image_id", F.lit(uri).alias(INPUT_COLUMN),
+                              F.lit(scoring_input.version.name).alias("model_name"),
+                              F.col(truth_column).cast(TRUTH_TYPES[task]).alias(TRUTH_COLUMNS[task]))
+        counts["relabelled"] = delta.update_columns(spark, truths, lake.predictions,
+                                                    ["image_id", INPUT_COLUMN, "model_name"],
+                                                    [TRUTH_COLUMNS[task]]).get("num_updated_rows", 0)
+    report.counts.update(counts)
+
+
 def record_quality(report: RunReport, stats: Any, scoring_input: ScoringInput, lake: LakeLayout) -> None:
     """This run's own figures over the labelled rows it scored, from the run's counts (nothing is
     read back): a classifier's ``accuracy_this_run``, a multilabel model's ``exact_match_this_run``

@@ -24,8 +24,8 @@ from lakeloop.layout import LakeLayout
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import TASK_RESULT_FIELDS, TRUTH_COLUMNS
-from lakeloop.scoring.core import (NO_STATS, add_stats, predictions_schema, quarantine_schema, record_drift,
-                                   record_quality, score_rows, write_scored)
+from lakeloop.scoring.core import (INPUT_COLUMN, NO_STATS, add_stats, follow_input, predictions_schema,
+                                   quarantine_schema, record_drift, record_quality, score_rows, write_scored)
 from lakeloop.scoring.inputs import ScoringInput, open_input, this_version, warn_without_worker_reuse
 from lakeloop.scoring.udf import bounded_chunks, one_row_per_key
 
@@ -99,6 +99,7 @@ def score_images(spark: "SparkSession", profile: Profile, report: RunReport | No
     stats, workers, n_scored = _score_chunks(spark, chunks, scoring_input, registry, cfg, lake, report, started,
                                              profile.faults.fail_task)
     _count(report, pending, n_pending, n_scored, stats, workers, cfg)
+    _follow(spark, cfg, scoring_input, lake, report, unchanged)
     # A run that found the tables as the last run left them wrote nothing: that state is still theirs.
     gold_commit = (unchanged["predictions"]["delta_version"], unchanged["predictions"]["committed_at"]) \
         if unchanged else delta.last_commit(spark, lake.predictions)
@@ -107,6 +108,20 @@ def score_images(spark: "SparkSession", profile: Profile, report: RunReport | No
     _record_scored_state(spark, report, scoring_input, lake, unchanged, gold_commit)
     report.durations_s["total"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _follow(spark: "SparkSession", cfg: ScoreConfig, scoring_input: ScoringInput, lake: LakeLayout, report: RunReport,
+            unchanged: dict[str, Any] | None) -> None:
+    """The lake's own image tables change (a relabel, a mirrored deletion): their predictions follow
+    (:func:`lakeloop.scoring.core.follow_input`); nothing to follow when the input and gold are as
+    the last run left them."""
+    if cfg.input not in ("features", "images"):
+        return
+    if unchanged:
+        report.counts.update(removed=0, relabelled=0)
+        return
+    with report.timed("follow_input"):
+        follow_input(spark, scoring_input, lake, report)
 
 
 @dataclass
@@ -233,11 +248,15 @@ def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_inpu
     stats: dict[str, Any] = dict(NO_STATS) if not chunks else {}
     workers: list[Any] = []
     n_scored = 0
+    from pyspark.sql import functions as F
+
     for number, rows in enumerate(chunks, 1):
-        scored, n_chunk = score_rows(spark, rows, scoring_input, registry, cfg, report, fault=fault)
+        rows = rows.withColumn(INPUT_COLUMN, F.lit(scoring_input.uri))
+        scored, n_chunk = score_rows(spark, rows, scoring_input, registry, cfg, report, carry=(INPUT_COLUMN,),
+                                     fault=fault)
         try:
             chunk_stats, chunk_workers = write_scored(spark, scored, scoring_input.version, scoring_input.task, lake,
-                                                       report)
+                                                       report, carry=(INPUT_COLUMN,))
         finally:
             delta.release(scored)
         stats, workers, n_scored = add_stats(stats, chunk_stats), workers + chunk_workers, n_scored + n_chunk

@@ -304,3 +304,47 @@ def test_a_file_whose_check_raises_what_no_check_expects_is_refused_with_that_er
 
     assert (check.ok, check.reason) == (False, "check_failed")
     assert "RecursionError" in check.error and "this file" in check.error
+
+
+def _scan_corrupted(content: bytes) -> bytes:
+    """A JPEG whose scan header names a component its frame lacks: libjpeg stops on it."""
+    data = bytearray(content)
+    data[content.find(b"\xff\xda") + 5] = 0x77
+    return bytes(data)
+
+
+def _progressive_jpeg(width: int = 640, height: int = 480) -> bytes:
+    return files.encode(files.rgb_image(width, height, seed=3), "JPEG", quality=90, progressive=True)
+
+
+JPEG_CASES = [
+    pytest.param(lambda: files.rgb_jpeg(640, 480), id="baseline"),
+    pytest.param(_progressive_jpeg, id="progressive"),
+    pytest.param(lambda: files.truncated(files.rgb_jpeg(640, 480)), id="cut-short"),
+    pytest.param(lambda: files.truncated(_progressive_jpeg()), id="progressive-cut-short"),
+    pytest.param(lambda: files.rgb_jpeg(640, 480)[:-40], id="end-missing"),
+    pytest.param(lambda: _scan_corrupted(files.rgb_jpeg(640, 480)), id="corrupt-scan"),
+    pytest.param(lambda: _scan_corrupted(_progressive_jpeg()), id="progressive-corrupt-scan"),
+    pytest.param(lambda: files.cmyk_jpeg(64, 48), id="cmyk"),
+    pytest.param(lambda: files.exif_rotated_jpeg(80, 40, 6), id="exif-rotated"),
+    pytest.param(lambda: files.encode(files.noise_image("L", 64, 48), "JPEG"), id="grey"),
+]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("make", JPEG_CASES)
+def test_a_jpeg_checked_at_reduced_scale_is_accepted_or_refused_exactly_as_at_full_size(tmp_path, make):
+    content = on_disk(tmp_path, "photo.jpg", make())
+
+    scaled = inspect_image(content, max_pixels=LIMIT, jpeg_draft=True)
+    full = inspect_image(content, max_pixels=LIMIT, jpeg_draft=False)
+
+    assert (scaled.ok, scaled.reason, facts(scaled)) == (full.ok, full.reason, facts(full))
+
+
+def test_the_reduced_scale_check_refuses_cut_short_and_corrupt_jpegs_with_their_reason_class(tmp_path):
+    cut = inspect_image(on_disk(tmp_path, "cut.jpg", files.truncated(_progressive_jpeg())), max_pixels=LIMIT)
+    corrupt = inspect_image(on_disk(tmp_path, "bad.jpg", _scan_corrupted(files.rgb_jpeg(640, 480))),
+                            max_pixels=LIMIT)
+    assert (cut.ok, cut.reason) == (False, "truncated")
+    assert (corrupt.ok, corrupt.reason) == (False, "corrupt")

@@ -174,6 +174,45 @@ def test_a_row_updated_at_its_source_flows_to_bronze_and_features_and_only_its_p
     assert again.counts["scored"] == again.counts["rescored"] == 0 and delta.table_version(spark, uri) == committed
 
 
+def test_day_files_updating_and_deleting_keys_leave_the_latest_values_and_rescore_exactly_the_changed_rows(
+        spark, regression, tmp_path):
+    import os
+    import time
+
+    from lakeloop.features import build_features
+    from lakeloop.ingest.tables import ingest_tables
+    from lakeloop.layout import LakeLayout
+    from lakeloop.scoring import score_table
+    from support.lakes import copy_lake
+
+    profile, _ = regression
+    frame = generated_rows()
+    copied = copy_lake(profile, tmp_path / "lake")
+    day1 = write_csv(tmp_path / "days", frame).removeprefix("file:")  # yesterday's file: every row
+    then = time.time() - 24 * 3600
+    os.utime(day1, (then, then))
+    day2 = frame[frame["id"].isin([3, 4])].copy()
+    day2.loc[day2["id"] == 3, "x1"] += 10.0  # today's file: key 3 corrected, key 4 deleted
+    day2.loc[day2["id"] == 4, "colour"] = "deleted"
+    (tmp_path / "days" / "day2.csv").write_text(day2.to_csv(index=False, float_format="%.6f"))
+    days = table_profile(copied.lake_root, f"file:{tmp_path}/days", "regression", "y",
+                         ("ingest_tables.tables.measurements.delete_when", "colour = 'deleted'"))
+    lake = LakeLayout(days.lake_root)
+    gold = lake.table_predictions("measurements")
+    before = {r["id"]: r["value"] for r in delta.read_table(spark, gold).collect()}
+
+    ingest, features, score = ingest_tables(spark, days), build_features(spark, days), score_table(spark, days)
+
+    assert (ingest.counts["updated"], ingest.counts["deleted"], ingest.counts["delete_records"]) == (1, 1, 1)
+    assert (features.counts["updated"], features.counts["deleted"]) == (1, 1)
+    assert (score.counts["rescored"], score.counts["removed"], score.counts["scored"]) == (1, 1, 1)
+    bronze = {r["id"]: r for r in delta.read_table(spark, lake.bronze_table("measurements")).collect()}
+    assert 4 not in bronze and bronze[3]["x1"] == pytest.approx(frame.loc[3, "x1"] + 10.0, abs=1e-5)
+    after = {r["id"]: r["value"] for r in delta.read_table(spark, gold).collect()}
+    assert sorted(after) == sorted(set(before) - {4})
+    assert [k for k in after if after[k] != before[k]] == [3]  # exactly the changed row was scored again
+
+
 def test_a_key_gone_from_a_snapshot_source_leaves_bronze_features_and_predictions_and_a_rerun_commits_nothing(
         spark, regression, tmp_path):
     from lakeloop.features import build_features

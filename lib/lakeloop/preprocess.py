@@ -67,11 +67,13 @@ class PreprocessSpec:
     encoded_short_side: int = 256
     encoded_format: str = "JPEG"
     encoded_quality: int = 90
+    jpeg_draft: bool = True  # a JPEG is decoded at a reduced scale (libjpeg's) when the output is small enough
 
     @classmethod
     def from_config(cls, cfg: "PreprocessConfig") -> "PreprocessSpec":
         return cls(cfg.height, cfg.width, cfg.channels, cfg.resize, tuple(cfg.mean), tuple(cfg.std),
-                   cfg.crop_fraction, cfg.storage, cfg.encoded_short_side, cfg.encoded_format, cfg.encoded_quality)
+                   cfg.crop_fraction, cfg.storage, cfg.encoded_short_side, cfg.encoded_format, cfg.encoded_quality,
+                   cfg.jpeg_draft)
 
     @classmethod
     def from_json(cls, text: str | dict) -> "PreprocessSpec":
@@ -103,7 +105,7 @@ class PreprocessSpec:
 
 # The spec's settings added after its first six, with their defaults (see PreprocessSpec.to_json).
 _OPTIONAL = {"crop_fraction": 0.875, "storage": "pixels", "encoded_short_side": 256, "encoded_format": "JPEG",
-             "encoded_quality": 90}
+             "encoded_quality": 90, "jpeg_draft": True}
 
 
 def decoded_image(content: bytes, channels: int, target: tuple[int, int] | None = None):
@@ -161,7 +163,7 @@ def image_to_pixels(content: bytes, spec: PreprocessSpec) -> bytes:
 
     # Reduced JPEG decoding only where it was introduced (crop, encoded): pad and stretch give the
     # pixels they always gave.
-    reduce = spec.resize == "crop" or spec.encoded
+    reduce = spec.jpeg_draft and (spec.resize == "crop" or spec.encoded)
     # A centre crop keeps crop_fraction of the scaled image: decode at least that much larger.
     side = math.ceil(max(spec.width, spec.height) / (spec.crop_fraction if spec.resize == "crop" else 1.0))
     img = decoded_image(content, spec.channels, (side, side) if reduce else None)
@@ -176,7 +178,7 @@ def stored_image(content: bytes, spec: PreprocessSpec) -> bytes:
     if not spec.encoded:
         return image_to_pixels(content, spec)
     short = spec.encoded_short_side
-    img = decoded_image(content, spec.channels, (short, short))
+    img = decoded_image(content, spec.channels, (short, short) if spec.jpeg_draft else None)
     scale = short / min(img.size)
     if scale < 1:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),

@@ -49,6 +49,10 @@ class ImageIngestConfig:
     # silver.features and gold.predictions, and the deleted paths leave the ledger and quarantine. In both,
     # the labels of images whose files are present follow their folder or labels table.
     source_mode: Literal["landing", "mirror"] = "landing"
+    # The check of a JPEG decodes it at 1/8 scale (libjpeg's scaled decoding): every byte is still read
+    # and entropy-decoded, so a file cut short or broken is refused as a full decode refuses it, at about
+    # half the cost for a baseline JPEG. false: decode every JPEG at full size.
+    jpeg_draft: bool = True
     # Bytes of file content a Python worker is handed at a time to check (besides the record cap
     # spark.sql.execution.arrow.maxRecordsPerBatch): a batch of camera photos stays this size.
     max_batch_bytes: int = 32 * 1024 * 1024

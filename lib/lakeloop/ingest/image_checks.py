@@ -57,8 +57,12 @@ def _refused(reason: str, message: str, **facts) -> ImageCheck:
     return ImageCheck(False, error=message, reason=reason, **facts)
 
 
-def inspect_image(content: bytes | None, max_pixels: int) -> ImageCheck:
+def inspect_image(content: bytes | None, max_pixels: int, jpeg_draft: bool = True) -> ImageCheck:
     """Decode ``content`` fully and report its format, shown size and mode, or why it is refused.
+
+    ``jpeg_draft``: a JPEG is decoded at 1/8 scale (libjpeg's scaled decoding, Pillow's ``draft``),
+    which still reads and entropy-decodes every byte of it, so truncated and broken data are refused
+    as a full decode refuses them, in about half the time of a baseline JPEG's full decode.
 
     ``width``/``height`` are as shown, after the EXIF orientation (a phone photo stored
     sideways reports its upright size). Refused (``reason``, see :data:`REASONS`): empty
@@ -68,21 +72,21 @@ def inspect_image(content: bytes | None, max_pixels: int) -> ImageCheck:
     """
     if content is None or len(content) == 0:
         return _refused("empty", "empty file (0 bytes): copy it again from its origin, or delete it")
-    return inspect_image_stream(io.BytesIO(content), len(content), max_pixels)
+    return inspect_image_stream(io.BytesIO(content), len(content), max_pixels, jpeg_draft)
 
 
-def inspect_image_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageCheck:
+def inspect_image_stream(stream: BinaryIO, size: int, max_pixels: int, jpeg_draft: bool = True) -> ImageCheck:
     """:func:`inspect_image` of a seekable file of ``size`` bytes (a large file ingested by
     reference is checked from its source without holding its bytes)."""
     if size == 0:
         return _refused("empty", "empty file (0 bytes): copy it again from its origin, or delete it")
     try:
-        return _inspect_stream(stream, size, max_pixels)
+        return _inspect_stream(stream, size, max_pixels, jpeg_draft)
     except Exception as exc:  # noqa: BLE001 - whatever else a file provokes is its quarantine reason
         return _unexpected(exc)
 
 
-def _inspect_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageCheck:
+def _inspect_stream(stream: BinaryIO, size: int, max_pixels: int, jpeg_draft: bool) -> ImageCheck:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -90,7 +94,7 @@ def _inspect_stream(stream: BinaryIO, size: int, max_pixels: int) -> ImageCheck:
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
-                return _decode(img, max_pixels)
+                return _decode(img, max_pixels, jpeg_draft)
     except Image.DecompressionBombError as exc:
         return _refused("security_limit", _pillow_pixel_ceiling(exc, max_pixels))
     except UnidentifiedImageError:
@@ -108,7 +112,7 @@ def _unexpected(exc: Exception) -> ImageCheck:
     return _refused("check_failed", record_failure(exc, "Pillow's decoder", "file"))
 
 
-def _decode(img, max_pixels: int) -> ImageCheck:
+def _decode(img, max_pixels: int, jpeg_draft: bool) -> ImageCheck:
     width, height = img.size
     facts = dict(format=img.format, width=width, height=height, mode=img.mode)
     if width * height > max_pixels:
@@ -116,10 +120,12 @@ def _decode(img, max_pixels: int) -> ImageCheck:
             f"decompression bomb guard: {width}x{height} = {width * height:,} pixels is more than "
             f"ingest_images.max_pixels = {max_pixels:,}; if the image is genuine, raise that setting and rerun"
         ), **facts)
+    if jpeg_draft and img.format == "JPEG":
+        img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))  # every byte still read and decoded
     img.load()  # decodes every pixel: the only way to find truncated data
     if img.getexif().get(_EXIF_ORIENTATION, 1) in _ROTATED_ORIENTATIONS:
         width, height = height, width
-    return ImageCheck(True, format=img.format, width=width, height=height, mode=img.mode)
+    return ImageCheck(True, format=facts["format"], width=width, height=height, mode=facts["mode"])
 
 
 def _pillow_pixel_ceiling(exc: Exception, max_pixels: int) -> str:

@@ -81,7 +81,7 @@ def select_unseen(listing: "DataFrame", ledger: "DataFrame") -> "DataFrame":
     return listing.join(ledger.select(*LEDGER_KEYS), on=list(LEDGER_KEYS), how="left_anti")
 
 
-def _inspect_udf(max_pixels: int, fault: TaskFault | None = None):
+def _inspect_udf(max_pixels: int, fault: TaskFault | None = None, jpeg_draft: bool = True):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(CHECK_SCHEMA)
@@ -91,7 +91,7 @@ def _inspect_udf(max_pixels: int, fault: TaskFault | None = None):
 
         fail_if_chosen(fault, "ingest_images")
         for contents in batches:
-            checks = [inspect_image(c, max_pixels) for c in contents]
+            checks = [inspect_image(c, max_pixels, jpeg_draft) for c in contents]
             yield pd.DataFrame(
                 {
                     "ok": [c.ok for c in checks],
@@ -108,17 +108,17 @@ def _inspect_udf(max_pixels: int, fault: TaskFault | None = None):
 
 
 def inspect_files(files: "DataFrame", source_root: str, max_pixels: int,
-                  fault: TaskFault | None = None) -> "DataFrame":
+                  fault: TaskFault | None = None, jpeg_draft: bool = True) -> "DataFrame":
     """Add ``image_id`` (sha256 hex of the bytes), ``relative_path`` and Pillow's ``check`` struct
     (``fault``: the reliability tests' injected task failure, :mod:`lakeloop.faults`)."""
     from pyspark.sql import functions as F
 
     return files.withColumn("image_id", F.sha2(F.col("content"), 256)).withColumn(
         "relative_path", relative_path(F.col("path"), source_root)
-    ).withColumn("check", _inspect_udf(max_pixels, fault)(F.col("content")))
+    ).withColumn("check", _inspect_udf(max_pixels, fault, jpeg_draft)(F.col("content")))
 
 
-def _reference_udf(max_pixels: int, hadoop_conf: dict[str, str]):
+def _reference_udf(max_pixels: int, hadoop_conf: dict[str, str], jpeg_draft: bool = True):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(f"image_id string, {CHECK_SCHEMA}")
@@ -126,14 +126,15 @@ def _reference_udf(max_pixels: int, hadoop_conf: dict[str, str]):
         from lakeloop.io.lakefs import LakeFiles
 
         files = LakeFiles(hadoop_conf)
-        rows = [_hash_and_inspect(files, path, int(length), max_pixels) for path, length in zip(paths, lengths)]
+        rows = [_hash_and_inspect(files, path, int(length), max_pixels, jpeg_draft)
+                for path, length in zip(paths, lengths)]
         return pd.DataFrame(rows, columns=["image_id", "ok", "format", "width", "height", "mode", "error", "reason"]
                             ).astype({"width": "Int32", "height": "Int32"})
 
     return inspect
 
 
-def _hash_and_inspect(files: LakeFiles, path: str, length: int, max_pixels: int) -> tuple:
+def _hash_and_inspect(files: LakeFiles, path: str, length: int, max_pixels: int, jpeg_draft: bool = True) -> tuple:
     """(sha256, the check's fields) of one file, read once from its source in 8 MiB chunks into a
     local spool (memory up to 64 MiB, then a temporary file) while hashing, then checked by Pillow
     from that copy, so the digest and the check are of the same bytes. All None when the file
@@ -159,12 +160,13 @@ def _hash_and_inspect(files: LakeFiles, path: str, length: int, max_pixels: int)
         if size != length:
             return (None,) * 8
         copy.seek(0)
-        check = inspect_image_stream(copy, size, max_pixels)
+        check = inspect_image_stream(copy, size, max_pixels, jpeg_draft)
     return (digest.hexdigest(), check.ok, check.format, check.width, check.height, check.mode, check.error,
             check.reason)
 
 
-def inspect_references(files: "DataFrame", source_root: str, max_pixels: int, lake_files: LakeFiles) -> "DataFrame":
+def inspect_references(files: "DataFrame", source_root: str, max_pixels: int, lake_files: LakeFiles,
+                       jpeg_draft: bool = True) -> "DataFrame":
     """:func:`inspect_files` rows of files ingested by reference (over ``ingest_images.content_max_bytes``):
     the sha256 and Pillow's check come from reading each file at its source in chunks, and
     ``content`` stays null, so no large value passes through Spark or into Delta. Files gone or
@@ -173,7 +175,7 @@ def inspect_references(files: "DataFrame", source_root: str, max_pixels: int, la
 
     # Nondeterministic: Spark then evaluates it once per row, never again for the filter below (a
     # second read could find the file gone and let a row without an image_id through).
-    facts = _reference_udf(max_pixels, dict(lake_files.hadoop_conf)).asNondeterministic()(
+    facts = _reference_udf(max_pixels, dict(lake_files.hadoop_conf), jpeg_draft).asNondeterministic()(
         F.col("path"), F.col("length"))
     check = F.struct(*[F.col(f"_ref.{name}").alias(name) for name in
                        ("ok", "format", "width", "height", "mode", "error", "reason")])
@@ -301,10 +303,10 @@ def _check_files(spark: "SparkSession", cfg: ImageIngestConfig, listing: _Listin
     read = read_files(spark, taken, listing.source_root if whole else None, cfg.extensions,
                       min(cfg.max_file_bytes, cfg.content_max_bytes), files if listing.n_spark_hides else None,
                       cfg.max_batch_bytes)
-    inspected = inspect_files(read, listing.source_root, cfg.max_pixels, fault)
+    inspected = inspect_files(read, listing.source_root, cfg.max_pixels, fault, cfg.jpeg_draft)
     if listing.n_by_reference:
         inspected = inspected.unionByName(inspect_references(
-            taken.where(_by_reference(cfg)), listing.source_root, cfg.max_pixels, files))
+            taken.where(_by_reference(cfg)), listing.source_root, cfg.max_pixels, files, cfg.jpeg_draft))
     if listing.n_too_large:
         inspected = inspected.unionByName(refused_unread(
             taken.where(F.col("length") > cfg.max_file_bytes), listing.source_root, cfg.max_file_bytes))

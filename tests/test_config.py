@@ -130,20 +130,18 @@ def test_pair_overrides_are_taken_verbatim():
         (["score.input=features.x.y"], r"score\.input .* has no URI scheme"),
         (["lake_root=ftp://files.example.com/lake"], r"lake_root = 'ftp://files\.example\.com/lake': lakeloop cannot "
                                                      r"reach scheme 'ftp:'; the schemes it supports are file:, dbfs:, "
-                                                     r"s3a:, hdfs:\. Copy the data to one of them"),
-        (["lake_root=s3://bucket/lake"], r"lake_root = 's3://bucket/lake': lakeloop cannot reach scheme 's3:'; .* "
-                                         r"For S3 write 's3a://bucket/lake': lakeloop reaches S3 through Hadoop's s3a"),
-        (["ingest_images.source=abfss://raw@account.dfs.core.windows.net/images"],
-         r"ingest_images\.source = 'abfss://\*\*\*@account\.dfs\.core\.windows\.net/images': lakeloop cannot reach "
-         r"scheme 'abfss:'; the schemes it supports are file:, dbfs:, s3a:, hdfs:"),
-        (["ingest_tables.tables.t={source: 'gs://bucket/t.csv', format: csv, keys: [id], schema: 'id INT'}"],
-         r"ingest_tables\.tables\.t\.source = 'gs://bucket/t\.csv': lakeloop cannot reach scheme 'gs:'"),
-        (["demo.raw_root=s3://AKIAEXAMPLE:wJalrSECRET@bucket/raw"],
-         r"demo\.raw_root = 's3://\*\*\*@bucket/raw': .* For S3 write 's3a://\*\*\*@bucket/raw'"),
+                                                     r"s3a:, s3:, hdfs:, abfss:, wasbs:, gs:\. Copy the data to one of them"),
+        (["lake_root=s3n://bucket/lake"], r"lake_root = 's3n://bucket/lake': lakeloop cannot reach scheme 's3n:'; .* "
+                                          r"For S3 write 's3a://bucket/lake': lakeloop reaches S3 through Hadoop's s3a"),
+        (["ingest_images.source=adl://account.azuredatalakestore.net/images"],
+         r"ingest_images\.source = 'adl://account\.azuredatalakestore\.net/images': lakeloop cannot reach "
+         r"scheme 'adl:'; the schemes it supports are file:, dbfs:, s3a:, s3:, hdfs:, abfss:, wasbs:, gs:"),
+        (["demo.raw_root=s3n://AKIAEXAMPLE:wJalrSECRET@bucket/raw"],
+         r"demo\.raw_root = 's3n://\*\*\*@bucket/raw': .* For S3 write 's3a://\*\*\*@bucket/raw'"),
         (["train.init_from=webhdfs://namenode:9870/w.pt"], r"train\.init_from .* = 'webhdfs://namenode:9870/w\.pt': "
                                                           r"lakeloop cannot reach scheme 'webhdfs:'"),
-        (["score.input=abfss://c@a.dfs.core.windows.net/t"], r"score\.input .*: lakeloop cannot reach scheme 'abfss:'"),
-        (["features.join_table=gs://bucket/meta"], r"features\.join_table .*: lakeloop cannot reach scheme 'gs:'"),
+        (["lake_root=Volumes/main/lakeloop/lake"], r"lake_root = 'Volumes/main/lakeloop/lake' has no URI scheme.*"
+                                                   r"'/Volumes/<catalog>/<schema>/<volume>/path'"),
         (["maintain.training_set_lease_hours=-1"], r"maintain\.training_set_lease_hours = -1 must be 0 or more "
                                                    r"\(longer than the longest training run\), e\.g\. 24"),
     ],
@@ -153,6 +151,15 @@ def test_bad_settings_name_the_key_and_the_fix(overrides, message, reliability):
     with pytest.raises(ConfigError, match=message) as error:
         load_profile("local", overrides)
     reliability.bad_input("profile", " ".join(f"--set {o}" for o in overrides), f"ConfigError: {error.value}")
+
+
+@pytest.mark.parametrize("root", ["s3://bucket/lake", "s3a://bucket/lake", "abfss://lake@account.dfs.core.windows.net/l",
+                                  "wasbs://lake@account.blob.core.windows.net/l", "gs://bucket/lake",
+                                  "/Volumes/main/lakeloop/lake", "dbfs:/Volumes/main/lakeloop/lake",
+                                  "hdfs://nn:8020/lake", "file:/data/lake"])
+def test_a_profile_with_each_supported_lake_scheme_loads(root):
+    profile = load_profile("local", [("lake_root", root), ("ingest_images.source", f"{root}/raw")])
+    assert profile.lake_root == root
 
 
 @pytest.mark.parametrize("seed", [0, 42, 43, 2**32 - 1, 2**63 - 1])

@@ -58,6 +58,16 @@ def test_bundle_conforms_to_the_jobs_api_schema(bundle):
         assert JobSettings.from_dict(copy.deepcopy(job)).as_dict() == job, key
 
 
+def test_a_bundle_for_a_unity_catalog_volume_lake_root_conforms_to_the_jobs_api_schema():
+    volume = load_profile("databricks", ["lake_root=/Volumes/main/lakeloop/lake",
+                                         "ingest_images.source=/Volumes/main/lakeloop/raw/images"])
+    bundle = bundle_definition(volume, bundle_dir=REPO_ROOT / "build" / "databricks-volume")
+    assert bundle_problems(bundle) == []
+    for key, job in _jobs(bundle).items():
+        assert JobSettings.from_dict(copy.deepcopy(job)).as_dict() == job, key
+    assert volume.lake_root == "/Volumes/main/lakeloop/lake"
+
+
 def test_jobs_api_json_conforms_and_uses_workspace_paths(profile):
     settings = jobs_api_settings(profile, load_options(["workspace_root=/Workspace/Shared/ll"]))
     for key, job in settings.items():
@@ -362,7 +372,7 @@ def test_lakeloop_command_dispatches(tmp_path, capsys):
     assert cli.main(["databricks", "bundle", "--profile", "databricks", "--out", str(tmp_path / "databricks.yml")]) == 0
     assert (tmp_path / "databricks.yml").is_file()
     assert cli.main(["nope"]) == 2
-    assert "the commands are: show, lineage, maintain, airflow, databricks, jars, registry, report, train-rank" in \
+    assert "the commands are: show, lineage, forget, maintain, airflow, databricks, jars, registry, report, train-rank" in \
         capsys.readouterr().err
 
 

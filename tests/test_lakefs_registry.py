@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow
@@ -48,6 +49,9 @@ def all_files(root: Path) -> list[str]:
         ("dbfs:/x/y", "/dbfs/x/y"),
         ("dbfs:///x", "/dbfs/x"),
         ("dbfs:/", "/dbfs"),
+        ("/Volumes/main/lakeloop/lake", "/Volumes/main/lakeloop/lake"),  # a Unity Catalog volume: local on Databricks
+        ("/Volumes/main/lakeloop/lake/", "/Volumes/main/lakeloop/lake"),
+        ("dbfs:/Volumes/main/lakeloop/lake", "/Volumes/main/lakeloop/lake"),  # not /dbfs/Volumes, which does not exist
     ],
 )
 def test_local_uris(uri: str, path: str) -> None:
@@ -56,12 +60,61 @@ def test_local_uris(uri: str, path: str) -> None:
     assert inner == path
 
 
+def test_a_volume_lake_root_reads_and_writes_through_a_folder_standing_in_for_the_volume_mount(tmp_path):
+    """On Databricks /Volumes/... is a FUSE mount; here a folder at the same place stands in for it."""
+    volume = Path("/Volumes")
+    if volume.exists() and not os.access(volume, os.W_OK):
+        pytest.skip("/Volumes exists here and is not writable")
+    made = not volume.exists()
+    root = f"/Volumes/lakeloop_test_{os.getpid()}/schema/volume"
+    try:
+        files = lakefs.LakeFiles()
+        files.write_bytes_atomic(f"{root}/models/m/1/weights.pt", b"weights")
+        assert files.read_bytes(f"dbfs:{root}/models/m/1/weights.pt") == b"weights"
+        assert files.list_dir(f"{root}/models/m") == ["1"]
+    finally:
+        shutil.rmtree(f"/Volumes/lakeloop_test_{os.getpid()}", ignore_errors=True)
+        if made:
+            shutil.rmtree(volume, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "uri, conf, kind, inner",
+    [
+        ("s3://bucket/key", {"fs.s3a.endpoint": "http://127.0.0.1:9000", "fs.s3a.access.key": "a",
+                             "fs.s3a.secret.key": "b"}, "s3", "bucket/key"),
+        ("abfss://lake@acct.dfs.core.windows.net/a/b", {"fs.azure.account.key.acct.dfs.core.windows.net":
+                                                       "a2V5"}, "abfs", "lake/a/b"),
+        ("wasbs://lake@acct.blob.core.windows.net/a", {"lakeloop.azure.endpoint": "http://127.0.0.1:10000",
+                                                       "fs.azure.account.key.acct.blob.core.windows.net": "a2V5"},
+         "abfs", "lake/a"),
+        ("gs://bucket/a/b", {"fs.gs.storage.root.url": "http://127.0.0.1:4443", "fs.gs.auth.type": "UNAUTHENTICATED"},
+         "gcs", "bucket/a/b"),
+    ],
+)
+def test_object_store_uris_map_to_pyarrows_own_filesystems_from_the_hadoop_settings(uri, conf, kind, inner):
+    pytest.importorskip("pyarrow.fs", reason="pyarrow")
+    import pyarrow.fs as pafs
+
+    if kind == "abfs" and not hasattr(pafs, "AzureFileSystem") or kind == "gcs" and not hasattr(pafs, "GcsFileSystem"):
+        pytest.skip("this stack's pyarrow has no such filesystem (the spark40 stack: pyarrow 14)")
+    fs, path = lakefs.filesystem_for(uri, {f"spark.hadoop.{k}": v for k, v in conf.items()})
+    assert (fs.type_name, path) == (kind, inner)
+
+
+def test_a_gcs_auth_type_the_processes_without_spark_cannot_use_is_refused_naming_the_fix():
+    with pytest.raises(ConfigError, match=r"fs.gs.auth.type = SERVICE_ACCOUNT_JSON_KEYFILE .* GOOGLE_APPLICATION_"):
+        lakefs.filesystem_for("gs://bucket/x", {"fs.gs.auth.type": "SERVICE_ACCOUNT_JSON_KEYFILE"})
+
+
 @pytest.mark.parametrize(
     "uri, words",
     [
         ("/tmp/lake", ["no URI scheme", "file:/absolute/path"]),
-        ("ftp://host/x", ["'ftp://host/x'", "file:", "dbfs:", "s3a:", "hdfs:"]),
-        ("s3://bucket/key", ["s3a://bucket/key"]),
+        ("ftp://host/x", ["'ftp://host/x'", "file:", "dbfs:", "s3a:", "hdfs:", "abfss:", "gs:"]),
+        ("s3n://bucket/key", ["s3a://bucket/key"]),
+        ("abfss://account.dfs.core.windows.net/x", ["no container and account"]),
+        ("gs:///x", ["names no bucket"]),
         ("file:relative/x", ["relative", "file:/data/lake"]),
         ("file://otherhost/a", ["otherhost"]),
         ("s3a:///key", ["no bucket"]),
@@ -147,7 +200,10 @@ def test_s3_virtual_host_request() -> None:
         ("s3a://b/k", {"fs.s3a.access.key": ACCESS}, ["fs.s3a.secret.key"]),
         ("s3a://b/k", {"spark.hadoop.fs.s3a.secret.key": SECRET}, ["fs.s3a.access.key"]),
         (f"s3a://{ACCESS}:{SECRET}@bucket/k", {}, ["credentials in the URI"]),
-        (f"gs://{ACCESS}:{SECRET}@bucket/k", {}, ["not supported"]),
+        (f"gs://{ACCESS}:{SECRET}@bucket/k", {}, ["names no bucket (or carries credentials)"]),
+        ("abfss://c@acct.dfs.core.windows.net/k", {"fs.azure.account.oauth2.client.id.acct.dfs.core.windows.net": ACCESS,
+                                                   "fs.azure.account.oauth2.client.secret.acct.dfs.core.windows.net":
+                                                       SECRET}, ["client.endpoint naming the tenant"]),
         (f"hdfs://{ACCESS}:{SECRET}@nn/k", {}, ["no user or password"]),
     ],
 )

@@ -39,8 +39,10 @@ PRODUCTION = "production"
 _MODEL_REF_FORMS = ("write NAME, NAME:VERSION or NAME@ALIAS, e.g. digits_lenet, digits_lenet:3 or "
                     "digits_lenet@production")
 # The schemes lakeloop reaches a lake or a source through, with Spark and without it (lakeloop.io.lakefs):
-# S3 only through Hadoop's s3a connector, so "s3://" is refused with a hint to write "s3a://".
-LAKE_SCHEMES = ("file", "dbfs", "s3a", "hdfs")
+# s3 and s3a (Databricks on AWS writes s3://; open-source Spark needs s3a), Azure's abfss and wasbs,
+# Google's gs; and Unity Catalog volumes, written without a scheme as /Volumes/<catalog>/<schema>/<volume>.
+LAKE_SCHEMES = ("file", "dbfs", "s3a", "s3", "hdfs", "abfss", "wasbs", "gs")
+VOLUMES_ROOT = "/Volumes"
 
 
 def safe_uri(uri: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from lakeloop.errors import ConfigError
-from lakeloop.layout import LAKE_SCHEMES, safe_uri
+from lakeloop.layout import LAKE_SCHEMES, VOLUMES_ROOT, safe_uri
 
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -15,17 +15,20 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 def require_uri(value: str, setting: str) -> str:
     """Return ``value`` if it carries a URI scheme lakeloop reaches (:data:`LAKE_SCHEMES`), else raise a
     ConfigError saying what to write."""
+    if isinstance(value, str) and (value == VOLUMES_ROOT or value.startswith(VOLUMES_ROOT + "/")):
+        return value.rstrip("/")  # a Unity Catalog volume: a local path on Databricks
     if not isinstance(value, str) or not _SCHEME.match(value) or re.match(r"^[a-zA-Z]:[\\/]", value):
         raise ConfigError(
             f"{setting} = {value!r} has no URI scheme. Write 'file:/absolute/path' for a local "
-            f"folder, 'hdfs://namenode:8020/path' for HDFS or 's3a://bucket/path' for S3."
+            f"folder, 'hdfs://namenode:8020/path' for HDFS, 's3a://bucket/path' for S3, or "
+            f"'/Volumes/<catalog>/<schema>/<volume>/path' for a Unity Catalog volume."
         )
     scheme = value.partition(":")[0].lower()
     if scheme not in LAKE_SCHEMES:
         # Spark might list such a folder, but the training ranks, scoring workers and the registry
         # reach storage without Spark (lakeloop.io.lakefs): the run would fail halfway.
         hint = (f" For S3 write {'s3a' + safe_uri(value)[len(scheme):]!r}: lakeloop reaches S3 through Hadoop's s3a "
-                f"connector." if scheme in ("s3", "s3n") else "")
+                f"connector." if scheme == "s3n" else "")
         raise ConfigError(
             f"{setting} = {safe_uri(value)!r}: lakeloop cannot reach scheme '{scheme}:'; the schemes it "
             f"supports are {', '.join(s + ':' for s in LAKE_SCHEMES)}.{hint or ' Copy the data to one of them.'}"

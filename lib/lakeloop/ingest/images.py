@@ -40,7 +40,7 @@ import pandas as pd
 from lakeloop.config import ImageIngestConfig, Profile, TaskFault
 from lakeloop.errors import ConfigError, JobFailed
 from lakeloop.ingest.image_files import FILE_KEYS, list_source_files, local_refusals, read_files
-from lakeloop.ingest.image_sources import follow_source
+from lakeloop.ingest.image_sources import FOLLOWED, follow_source
 from lakeloop.ingest.image_rows import (  # noqa: F401 - re-exported: importable from here as before
     FORGOTTEN_REASON,
     HIDDEN_REASON,
@@ -511,6 +511,7 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
     cfg = profile.ingest_images
     report, lake, files = start_ingestion(profile, report)
     started = time.perf_counter()
+    had_bronze = delta.is_delta_table(spark, lake.bronze_images)
     with report.timed("list"):
         listing = _list_unseen(spark, cfg, lake.images_ledger, files)
     try:
@@ -519,7 +520,11 @@ def ingest_images(spark: "SparkSession", profile: Profile, report: RunReport | N
         outcomes = dict.fromkeys(OUTCOMES, 0)
         if listing.n_unseen:
             outcomes = ingest_unseen(spark, cfg, lake, listing, files, report, fault=profile.faults.fail_task)
-        follow_source(spark, cfg, lake, listing.listed, listing.n_listed, listing.source_root, report)
+        if listing.n_unseen < listing.n_listed or outcomes[OUTCOME_DUPLICATE] or had_bronze:
+            # (A first run whose every file held other bytes: each image is where and as bronze has it.)
+            follow_source(spark, cfg, lake, listing.listed, listing.n_listed, listing.source_root, report)
+        else:
+            report.counts.update(dict.fromkeys(FOLLOWED, 0))
     finally:
         listing.unseen.unpersist()
         listing.listed.unpersist()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from lakeloop.errors import ConfigError, SetupError, SourceChanged, SourceError
 from lakeloop.layout import LAKE_SCHEMES as SUPPORTED_SCHEMES
+from lakeloop.layout import VOLUMES_ROOT
 from lakeloop.layout import safe_uri as _safe_uri
 
 if TYPE_CHECKING:
@@ -86,8 +87,10 @@ def filesystem_for(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> tu
 
     Parameters
     ----------
-    uri : a lake URI: ``file:/...``, ``file:///...``, ``dbfs:/...``, ``s3a://bucket/key``
-        or ``hdfs://host[:port]/path`` (``hdfs:///path`` uses ``fs.defaultFS``).
+    uri : a lake URI: ``file:/...``, ``file:///...``, ``dbfs:/...``, ``s3a://bucket/key`` (or ``s3://``),
+        ``hdfs://host[:port]/path`` (``hdfs:///path`` uses ``fs.defaultFS``), ``abfss://`` / ``wasbs://``
+        / ``gs://`` (:mod:`lakeloop.io.cloudfs`), or a Unity Catalog volume ``/Volumes/...`` (also
+        ``dbfs:/Volumes/...``), a local path on Databricks.
     hadoop_conf : Hadoop settings, as ``fs.s3a.endpoint`` or ``spark.hadoop.fs.s3a.endpoint``.
 
     Returns
@@ -119,6 +122,10 @@ def filesystem_for(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> tu
     """
     if not isinstance(uri, str) or not uri:
         raise ConfigError(f"lake URI {uri!r} must be a non-empty string such as 'file:/data/lake'")
+    if _is_volume(uri):  # a Unity Catalog volume: a local path on every Databricks node (FUSE), no scheme
+        from pyarrow.fs import LocalFileSystem
+
+        return LocalFileSystem(), _strip_path(uri)
     match = _URI.match(uri)
     # "C:\x" parses as scheme "C"; treat one-letter schemes as the Windows paths they are.
     if not match or len(match.group("scheme")) == 1:
@@ -135,18 +142,34 @@ def filesystem_for(uri: str, hadoop_conf: Mapping[str, str] | None = None) -> tu
     if scheme == "dbfs":
         from pyarrow.fs import LocalFileSystem
 
-        # Databricks mounts DBFS at /dbfs on the driver and the workers.
+        # Databricks mounts DBFS at /dbfs on the driver and the workers; Unity Catalog volumes at /Volumes.
         inner = _local_path(uri, rest)
-        return LocalFileSystem(), "/dbfs" if inner == "/" else f"/dbfs{inner}"
-    if scheme == "s3a":
+        return LocalFileSystem(), inner if _is_volume(inner) else "/dbfs" if inner == "/" else f"/dbfs{inner}"
+    if scheme in ("s3a", "s3"):
         return _s3(uri, rest, conf)
     if scheme == "hdfs":
         return _hdfs(uri, rest, conf)
-    hint = " Write s3a://bucket/key for S3." if scheme in ("s3", "s3n") else ""
+    if scheme in ("abfss", "wasbs", "gs"):
+        return _cloud(uri, scheme, rest, conf)
+    hint = " Write s3a://bucket/key for S3." if scheme in ("s3n",) else ""
     raise ConfigError(
         f"{_safe_uri(uri)!r}: scheme {scheme + ':'!r} is not supported without Spark; "
         f"supported schemes: {', '.join(s + ':' for s in SUPPORTED_SCHEMES)}.{hint}"
     )
+
+
+def _cloud(uri: str, scheme: str, rest: str, conf: dict[str, str]) -> tuple["FileSystem", str]:
+    """Azure (``abfss:``, ``wasbs:``) and Google (``gs:``) storage: :mod:`lakeloop.io.cloudfs`."""
+    from lakeloop.io.cloudfs import azure_filesystem, gcs_filesystem
+
+    authority, path = _split_authority(rest)
+    if scheme == "gs":
+        return gcs_filesystem(_safe_uri(uri), authority, path, conf)
+    return azure_filesystem(_safe_uri(uri), scheme, authority, path, conf)
+
+
+def _is_volume(path: str) -> bool:
+    return path == VOLUMES_ROOT or path.startswith(VOLUMES_ROOT + "/")
 
 
 def _strip_path(path: str) -> str:

@@ -204,7 +204,7 @@ def publish_resnet(profile) -> str:
     spec = PreprocessSpec.from_config(profile.features.preprocess)
     torch.manual_seed(0)
     model = build_model("resnet18", ModelSpec(num_outputs=2, input_shape=(3, 224, 224)))
-    metadata = {"model": "resnet18", "model_options": {}, "classes": ["china", "flower"],
+    metadata = {"architecture": "resnet18", "classes": ["china", "flower"],
                 "preprocess": json.loads(spec.to_json()), "input_shape": [3, 224, 224], "metrics": {},
                 "features": {}, "training": {"seed": 0, "run_id": "bench"}, "code_version": "bench",
                 "torch_version": torch.__version__}

@@ -197,11 +197,18 @@ def write_scored(spark: "SparkSession", scored: "DataFrame", version: ModelVersi
     return stats, workers
 
 
-INPUT_COLUMN = "input_uri"  # gold.predictions: the input table a prediction was scored from
+INPUT_COLUMN = "input_table"  # gold.predictions: the input table a prediction was scored from
+
+
+def input_name(uri: str, lake: LakeLayout) -> str:
+    """How a prediction names its input table: its path inside the lake (``silver/features``), so a
+    lake copied or moved elsewhere still knows its own rows; the URI of a table outside the lake."""
+    prefix = lake.root.rstrip("/") + "/"
+    return uri[len(prefix):] if uri.startswith(prefix) else uri
 
 
 def follow_input(spark: "SparkSession", scoring_input: ScoringInput, lake: LakeLayout, report: RunReport) -> None:
-    """Bring the predictions scored from this input (``input_uri``) to the input as it is now:
+    """Bring the predictions scored from this input (``input_table``, :func:`input_name`) to the input as it is now:
     those of images no longer in it are deleted, every model version's, from gold.predictions and
     quarantine.predictions (``removed``); and this model's rows whose truth (the input's label, or
     its target column for another task) changed since they were scored get the new one
@@ -209,7 +216,7 @@ def follow_input(spark: "SparkSession", scoring_input: ScoringInput, lake: LakeL
     report; commits nothing when nothing changed."""
     from pyspark.sql import functions as F
 
-    uri, task, counts = scoring_input.uri, scoring_input.task, {"removed": 0, "relabelled": 0}
+    uri, task, counts = input_name(scoring_input.uri, lake), scoring_input.task, {"removed": 0, "relabelled": 0}
     keyed = scoring_input.source.where(F.col("image_id").isNotNull())
     ours = F.col(f"t.{INPUT_COLUMN}") == F.lit(uri)
     for table in (lake.predictions, lake.quarantine_predictions):

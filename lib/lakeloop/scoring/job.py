@@ -24,8 +24,9 @@ from lakeloop.layout import LakeLayout
 from lakeloop.registry import Registry
 from lakeloop.report import RunReport
 from lakeloop.scoring.batch import TASK_RESULT_FIELDS, TRUTH_COLUMNS
-from lakeloop.scoring.core import (INPUT_COLUMN, NO_STATS, add_stats, follow_input, predictions_schema,
-                                   quarantine_schema, record_drift, record_quality, score_rows, write_scored)
+from lakeloop.scoring.core import (INPUT_COLUMN, NO_STATS, add_stats, follow_input, input_name,
+                                   predictions_schema, quarantine_schema, record_drift, record_quality, score_rows,
+                                   write_scored)
 from lakeloop.scoring.inputs import ScoringInput, open_input, this_version, warn_without_worker_reuse
 from lakeloop.scoring.udf import bounded_chunks, one_row_per_key
 
@@ -251,7 +252,7 @@ def _score_chunks(spark: "SparkSession", chunks: list["DataFrame"], scoring_inpu
     from pyspark.sql import functions as F
 
     for number, rows in enumerate(chunks, 1):
-        rows = rows.withColumn(INPUT_COLUMN, F.lit(scoring_input.uri))
+        rows = rows.withColumn(INPUT_COLUMN, F.lit(input_name(scoring_input.uri, lake)))
         scored, n_chunk = score_rows(spark, rows, scoring_input, registry, cfg, report, carry=(INPUT_COLUMN,),
                                      fault=fault)
         try:
